@@ -1,0 +1,161 @@
+//! Command-line front end: one file per subcommand, each with its `Args` and `run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use churnclv::config::{parse_horizon, Config, ConfigError};
+use churnclv::events::EventTypeMap;
+use churnclv::io::{InputError, ReadOptions};
+
+pub mod generate;
+pub mod run;
+pub mod validate;
+
+/// churnclv — churn and customer-lifetime-value scoring from Parquet event histories.
+///
+/// The nightly job is `churnclv run --events PATH --out DIR`: it reads events, builds RFM
+/// features, trains and evaluates a churn model out of time, scores every customer as of
+/// `--as-of`, and publishes DIR/as_of=YYYY-MM-DD/ atomically.
+///
+/// Exit codes: 0 ok, 1 internal error, 2 bad input / config / usage, 3 quality gate failed.
+#[derive(Debug, Parser)]
+#[command(name = "churnclv", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr: `text` for people, `json` (one object per line) for schedulers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole job: validate, features, train + evaluate out of time, score, publish.
+    Run(run::Args),
+    /// Check an event input and print rows, customers, time range, event types and rejects.
+    Validate(validate::Args),
+    /// Write synthetic event histories with a known ground truth.
+    Generate(generate::Args),
+}
+
+/// Input selection shared by the subcommands that read events.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Events: a Parquet file, a directory of *.parquet (searched recursively; hive-style
+    /// key=value/ folders allowed), or a glob such as 'events/*.parquet'.
+    #[arg(long, value_name = "PATH")]
+    pub events: String,
+    /// Map a column name: --map customer_id=user_id (repeatable). Known names: customer_id,
+    /// event_time, event_type, amount, order_id, event_id, quantity, channel, category.
+    #[arg(long = "map", value_name = "OURS=THEIRS")]
+    pub map: Vec<String>,
+    /// TOML config file (columns, event type aliases, windows, model settings); see
+    /// docs/config.md. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// Loads the config file (or the defaults) and applies `--map` flags.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut cfg = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        for m in &self.map {
+            cfg.columns.apply_map(m)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Validation settings for a scan.
+pub fn read_options(cfg: &Config, types: EventTypeMap, as_of_us: i64) -> ReadOptions {
+    ReadOptions {
+        as_of_us,
+        max_abs_amount: cfg.validation.max_abs_amount,
+        event_types: types,
+    }
+}
+
+/// A usage error found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A quality gate failed: nothing was published (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("quality gate failed: {0}")]
+pub struct QualityGate(pub String);
+
+/// Exit code of an error: 2 for bad input/config/usage, 3 for a failed quality gate, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<InputError>()
+            || cause.is::<ConfigError>()
+            || cause.is::<UsageError>()
+            || cause.is::<churnclv::generate::GenerateError>()
+            || matches!(
+                cause.downcast_ref::<churnclv::models::ModelError>(),
+                Some(churnclv::models::ModelError::OneClass { .. })
+                    | Some(churnclv::models::ModelError::Empty { .. })
+            )
+        {
+            return 2;
+        }
+        if cause.is::<QualityGate>() {
+            return 3;
+        }
+    }
+    1
+}
+
+/// Runs one subcommand.
+pub fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => run::run(a),
+        Command::Validate(a) => validate::run(a),
+        Command::Generate(a) => generate::run(a),
+    }
+}
+
+/// Logs go to stderr (stdout carries results): text or JSON lines, INFO unless `--quiet`.
+pub fn init_logging(g: &GlobalArgs) {
+    let level = if g.quiet {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        LogFormat::Text => builder.with_ansi(false).compact().try_init(),
+    };
+}
+
+/// Parses `--horizon`, falling back to the config's.
+pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
+    let text = flag.unwrap_or(&cfg.run.horizon);
+    parse_horizon(text).context("--horizon")
+}

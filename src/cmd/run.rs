@@ -1,0 +1,614 @@
+//! `churnclv run`: the nightly job, end to end.
+//!
+//! Two stages, as in ripgrep: the arguments and config are first turned into a checked
+//! [`Plan`] (inputs opened and their columns resolved, windows computed, output folder
+//! creatable) before any row is read; then the pipeline runs stage by stage and publishes one
+//! complete partition, or nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use churnclv::config::{parse_date, Config};
+use churnclv::evaluate::roc_auc;
+use churnclv::features::{FeatureSet, Histories, HistoryAcc};
+use churnclv::io::output::{file_digest, write_json, write_parquet_direct, ParquetOptions};
+use churnclv::io::read::{latest_event_time, rejects_schema};
+use churnclv::io::{open_inputs, scan, InputError, InputSet, ReadOptions, ScanStats, Staging};
+use churnclv::labels::{date_of_us, labels, Cutoffs, AS_OF, T0, T1};
+use churnclv::models::churn::{raw_matrix, FEATURES};
+use churnclv::models::{ChurnModel, ChurnParams};
+use churnclv::score::{features_schema, features_table, score_table, scores_schema};
+
+use super::{horizon_days, read_options, InputArgs, QualityGate, UsageError};
+
+/// Read events, build features, train and evaluate the churn model out of time, score every
+/// customer as of --as-of, and publish DIR/as_of=YYYY-MM-DD/ (scores.parquet,
+/// features.parquet, rejects.parquet, metrics.json, model.json, manifest.json, _SUCCESS)
+/// through a temporary folder renamed into place. A failed run leaves the previous output as
+/// it was.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output root; the run writes DIR/as_of=YYYY-MM-DD/.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Scoring date (YYYY-MM-DD): features use events before it, predictions cover
+    /// [as_of, as_of + horizon). Default: the day after the last event.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Prediction horizon H: 90d, 13w or a number of days. Default 90d (config run.horizon).
+    #[arg(long, value_name = "H")]
+    pub horizon: Option<String>,
+    /// Quality gate: if the out-of-time churn ROC-AUC is below this, exit 3 and publish
+    /// nothing.
+    #[arg(long, value_name = "X")]
+    pub min_auc: Option<f64>,
+}
+
+/// Everything checked before the heavy work.
+struct Plan {
+    inputs: InputSet,
+    out: PathBuf,
+    cutoffs: Cutoffs,
+    config: Config,
+    read: ReadOptions,
+    min_auc: Option<f64>,
+    run_id: String,
+}
+
+fn plan(args: &Args) -> anyhow::Result<Plan> {
+    let mut config = args.input.config()?;
+    let horizon = horizon_days(args.horizon.as_deref(), &config)?;
+    config.run.horizon = format!("{horizon}d");
+    let types = config.validate()?;
+    if let Some(x) = args.min_auc {
+        if !(0.0..=1.0).contains(&x) {
+            return Err(UsageError(format!("--min-auc must be between 0 and 1, got {x}")).into());
+        }
+    }
+    let as_of_flag = match &args.as_of {
+        Some(d) => Some(parse_date(d).context("--as-of")?),
+        None => None,
+    };
+    let inputs = open_inputs(&args.input.events, &config.columns)?;
+    let as_of = match as_of_flag {
+        Some(d) => d,
+        None => match latest_event_time(&inputs)? {
+            Some(us) => date_of_us(us) + chrono::Duration::days(1),
+            None => {
+                return Err(InputError::NoUsableRows {
+                    path: inputs.spec.clone(),
+                    read: inputs.rows(),
+                    reasons: "no valid event_time".into(),
+                }
+                .into())
+            }
+        },
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        UsageError(format!("--out {}: cannot create folder: {e}", args.out.display()))
+    })?;
+    let cutoffs = Cutoffs::new(as_of, horizon);
+    let read = read_options(&config, types, cutoffs.as_us()[AS_OF]);
+    let run_id = run_id(&inputs, &config, &cutoffs);
+    Ok(Plan {
+        inputs,
+        out: args.out.clone(),
+        cutoffs,
+        config,
+        read,
+        min_auc: args.min_auc,
+        run_id,
+    })
+}
+
+/// A run id that depends only on what determines the output (inputs, config, windows,
+/// version), so a rerun of the same job has the same id and writes identical files.
+fn run_id(inputs: &InputSet, config: &Config, cutoffs: &Cutoffs) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION"));
+    h.update(serde_json::to_string(config).unwrap_or_default());
+    h.update(cutoffs.as_of.to_string());
+    h.update(cutoffs.horizon_days.to_le_bytes());
+    for f in &inputs.files {
+        h.update(f.path.display().to_string());
+        h.update(f.bytes.to_le_bytes());
+        h.update(f.rows.to_le_bytes());
+    }
+    let hex: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", cutoffs.as_of.format("%Y%m%d"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let plan = plan(&args)?;
+    let c = plan.cutoffs;
+    tracing::info!(
+        stage = "plan",
+        run_id = %plan.run_id,
+        files = plan.inputs.files.len(),
+        rows = plan.inputs.rows(),
+        as_of = %c.as_of,
+        horizon_days = c.horizon_days,
+        "t0 {} / t1 {} / as_of {}",
+        c.t0,
+        c.t1,
+        c.as_of
+    );
+
+    // io + features: one scan, three cutoffs.
+    let t = Instant::now();
+    let cut_us = c.as_us();
+    let scanned = scan(
+        &plan.inputs,
+        &plan.read,
+        || HistoryAcc::new(&cut_us),
+        HistoryAcc::update,
+        HistoryAcc::merge,
+    )?;
+    let stats = scanned.stats;
+    if stats.rows_read != plan.inputs.rows() || stats.rows_read != stats.rows_used + stats.rows_rejected {
+        anyhow::bail!(
+            "row accounting mismatch: footer rows {}, read {}, used {}, rejected {}",
+            plan.inputs.rows(),
+            stats.rows_read,
+            stats.rows_used,
+            stats.rows_rejected
+        );
+    }
+    if stats.rows_used == 0 {
+        return Err(InputError::NoUsableRows {
+            path: plan.inputs.spec.clone(),
+            read: stats.rows_read,
+            reasons: stats.reasons_line(),
+        }
+        .into());
+    }
+    let histories = scanned.acc.finish();
+    tracing::info!(
+        stage = "features",
+        rows_read = stats.rows_read,
+        rows_used = stats.rows_used,
+        rows_rejected = stats.rows_rejected,
+        customers = histories.customers.len(),
+        duration_ms = t.elapsed().as_millis() as u64,
+        "rejected: {}",
+        stats.reasons_line()
+    );
+
+    // labels + models + evaluate.
+    let t = Instant::now();
+    let params = ChurnParams {
+        alpha: plan.config.churn.alpha,
+        max_iterations: plan.config.churn.max_iterations,
+        timeout_seconds: plan.config.churn.timeout_seconds,
+    };
+    let evaluation = evaluate(&histories, &c, &plan.config, params)?;
+    tracing::info!(
+        stage = "evaluate",
+        scheme = evaluation.scheme,
+        roc_auc = evaluation.model.roc_auc,
+        baseline_roc_auc = evaluation.baseline.roc_auc,
+        duration_ms = t.elapsed().as_millis() as u64,
+        "out-of-time churn ROC-AUC {:.4} (recency baseline {:.4})",
+        evaluation.model.roc_auc,
+        evaluation.baseline.roc_auc
+    );
+    if let Some(min) = plan.min_auc {
+        if evaluation.model.roc_auc < min {
+            return Err(QualityGate(format!(
+                "churn ROC-AUC {:.4} is below --min-auc {min}; nothing published",
+                evaluation.model.roc_auc
+            ))
+            .into());
+        }
+    }
+
+    // Refit on the latest labelled window and score as of as_of.
+    let t = Instant::now();
+    let (fit_set, _) = purchasers(&histories.features(T1));
+    let fit_labels = labels(&histories, &fit_set, T1);
+    let model = ChurnModel::fit(
+        params,
+        &raw_matrix(&fit_set.rows.iter().collect::<Vec<_>>()),
+        &fit_labels.churned,
+        &window_name(c.t1, c.as_of),
+    )
+    .context("final churn model")?;
+    let score_set = histories.features(AS_OF);
+    let buyers: Vec<usize> = (0..score_set.rows.len())
+        .filter(|&i| score_set.rows[i].has_purchase())
+        .collect();
+    let probs = model.predict(&raw_matrix(
+        &buyers.iter().map(|&i| &score_set.rows[i]).collect::<Vec<_>>(),
+    ))?;
+    let mut churn_probability = vec![None; score_set.rows.len()];
+    for (&i, p) in buyers.iter().zip(probs) {
+        churn_probability[i] = Some(p);
+    }
+    let scores = score_table(&score_set, c.as_of, &churn_probability)?;
+    let features = features_table(&score_set)?;
+    tracing::info!(
+        stage = "score",
+        customers = score_set.rows.len(),
+        with_probability = buyers.len(),
+        duration_ms = t.elapsed().as_millis() as u64,
+        "scored"
+    );
+
+    // Publish.
+    let t = Instant::now();
+    let partition = format!("as_of={}", c.as_of);
+    let staging = Staging::create(&plan.out, &partition, &plan.run_id)?;
+    let mut outputs = Vec::new();
+    let opts = ParquetOptions::default();
+    let scored = write_parquet_direct(&staging.path("scores.parquet"), scores_schema(), &[scores], &opts)?;
+    outputs.push(("scores.parquet", scored));
+    let fopts = ParquetOptions::default()
+        .metadata("churnclv.cutoff", c.as_of.to_string())
+        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
+    let n = write_parquet_direct(&staging.path("features.parquet"), features_schema(), &[features], &fopts)?;
+    outputs.push(("features.parquet", n));
+    let n = write_parquet_direct(&staging.path("rejects.parquet"), rejects_schema(), &scanned.rejects, &opts)?;
+    outputs.push(("rejects.parquet", n));
+    let metrics = Metrics {
+        run_id: plan.run_id.clone(),
+        crate_version: env!("CARGO_PKG_VERSION"),
+        as_of: c.as_of,
+        horizon_days: c.horizon_days,
+        evaluation: &evaluation,
+        churn: ChurnMetrics {
+            model: &evaluation.model,
+            baseline: &evaluation.baseline,
+        },
+        counts: Counts {
+            customers_scored: score_set.rows.len(),
+            customers_with_churn_probability: buyers.len(),
+            rows_read: stats.rows_read,
+            rows_used: stats.rows_used,
+            rows_rejected: stats.rows_rejected,
+        },
+    };
+    write_json(&staging.path("metrics.json"), &metrics)?;
+    let model_file = ModelFile {
+        crate_version: env!("CARGO_PKG_VERSION"),
+        run_id: &plan.run_id,
+        kind: "churn_logistic",
+        trained_on: Window {
+            features_before: c.t1,
+            labels_from: c.t1,
+            labels_until: c.as_of,
+        },
+        scores_as_of: c.as_of,
+        evaluation: &evaluation,
+        metrics: ChurnMetrics {
+            model: &evaluation.model,
+            baseline: &evaluation.baseline,
+        },
+        churn: &model,
+    };
+    write_json(&staging.path("model.json"), &model_file)?;
+    let mut files = Vec::new();
+    for name in ["scores.parquet", "features.parquet", "rejects.parquet", "metrics.json", "model.json"] {
+        let (sha256, bytes) = file_digest(&staging.path(name))?;
+        let rows = outputs.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
+        files.push(OutputFile { file: name, rows, bytes, sha256 });
+    }
+    let manifest = Manifest {
+        run_id: &plan.run_id,
+        crate_version: env!("CARGO_PKG_VERSION"),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        as_of: c.as_of,
+        cutoffs: c,
+        inputs: plan
+            .inputs
+            .files
+            .iter()
+            .map(|f| InputEntry {
+                path: f.path.display().to_string(),
+                bytes: f.bytes,
+                rows: f.rows,
+                row_groups: f.row_groups,
+            })
+            .collect(),
+        rows: &stats,
+        config: &plan.config,
+        outputs: files,
+        schema: [("scores.parquet", describe(&scores_schema())), ("features.parquet", describe(&features_schema())), ("rejects.parquet", describe(&rejects_schema()))]
+            .into_iter()
+            .collect(),
+    };
+    write_json(&staging.path("manifest.json"), &manifest)?;
+    let target = staging.publish()?;
+    tracing::info!(stage = "publish", duration_ms = t.elapsed().as_millis() as u64, "published {}", target.display());
+
+    print_summary(&target, &plan, &stats, &metrics, started);
+    Ok(())
+}
+
+fn window_name(from: NaiveDate, until: NaiveDate) -> String {
+    format!("window [{from}, {until})")
+}
+
+/// Customers who bought before the cutoff: the modelled population.
+fn purchasers(set: &FeatureSet) -> (FeatureSet, Vec<usize>) {
+    let keep: Vec<usize> = (0..set.rows.len()).filter(|&i| set.rows[i].has_purchase()).collect();
+    let out = FeatureSet {
+        cutoff_us: set.cutoff_us,
+        customer_ids: keep.iter().map(|&i| set.customer_ids[i].clone()).collect(),
+        rows: keep.iter().map(|&i| set.rows[i].clone()).collect(),
+        index: keep.iter().map(|&i| set.index[i]).collect(),
+    };
+    (out, keep)
+}
+
+/// Out-of-time evaluation (or the customer-split fallback).
+#[derive(Debug, Serialize)]
+struct Evaluation {
+    scheme: &'static str,
+    train_cutoff: NaiveDate,
+    train_labels_until: NaiveDate,
+    eval_cutoff: NaiveDate,
+    eval_labels_until: NaiveDate,
+    train_customers: usize,
+    eval_customers: usize,
+    train_churn_rate: f64,
+    eval_churn_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<String>,
+    /// Reported under `churn` in metrics.json.
+    #[serde(skip)]
+    model: ChurnScores,
+    #[serde(skip)]
+    baseline: ChurnScores,
+}
+
+#[derive(Debug, Serialize)]
+struct ChurnScores {
+    name: &'static str,
+    roc_auc: f64,
+}
+
+fn evaluate(
+    histories: &Histories,
+    c: &Cutoffs,
+    config: &Config,
+    params: ChurnParams,
+) -> anyhow::Result<Evaluation> {
+    let (train, _) = purchasers(&histories.features(T0));
+    let train_labels = labels(histories, &train, T0);
+    let (eval, _) = purchasers(&histories.features(T1));
+    let eval_labels = labels(histories, &eval, T1);
+    let rate = |l: &[bool]| {
+        if l.is_empty() {
+            0.0
+        } else {
+            l.iter().filter(|&&x| x).count() as f64 / l.len() as f64
+        }
+    };
+    let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
+    if eval.rows.is_empty() {
+        return Err(churnclv::models::ModelError::Empty {
+            window: window_name(c.t1, c.as_of),
+        }
+        .into());
+    }
+    let eval_rows: Vec<_> = eval.rows.iter().collect();
+    let fallback = if train.rows.len() < config.run.min_train_customers {
+        Some(format!(
+            "{} customers bought before {} (min_train_customers {})",
+            train.rows.len(),
+            c.t0,
+            config.run.min_train_customers
+        ))
+    } else if one_class(&train_labels.churned) {
+        Some(format!("one churn class in [{}, {})", c.t0, c.t1))
+    } else {
+        None
+    };
+    if let Some(reason) = fallback {
+        // History shorter than two horizons: a seeded 80/20 customer split in the t1 window.
+        let is_eval: Vec<bool> = eval
+            .customer_ids
+            .iter()
+            .map(|id| split_hash(id, config.run.seed) % 5 == 0)
+            .collect();
+        let pick = |want: bool| -> (Vec<&churnclv::features::Rfm>, Vec<bool>) {
+            is_eval
+                .iter()
+                .enumerate()
+                .filter(|(_, &e)| e == want)
+                .map(|(i, _)| (eval_rows[i], eval_labels.churned[i]))
+                .unzip()
+        };
+        let (tr_rows, tr_y) = pick(false);
+        let (ev_rows, ev_y) = pick(true);
+        let model = ChurnModel::fit(params, &raw_matrix(&tr_rows), &tr_y, &window_name(c.t1, c.as_of))
+            .context("churn model (customer split)")?;
+        let p = model.predict(&raw_matrix(&ev_rows))?;
+        let recency: Vec<f64> = ev_rows.iter().map(|r| r.recency_days.unwrap_or(0.0)).collect();
+        return Ok(Evaluation {
+            scheme: "customer_split",
+            train_cutoff: c.t1,
+            train_labels_until: c.as_of,
+            eval_cutoff: c.t1,
+            eval_labels_until: c.as_of,
+            train_customers: tr_rows.len(),
+            eval_customers: ev_rows.len(),
+            train_churn_rate: rate(&tr_y),
+            eval_churn_rate: rate(&ev_y),
+            fallback_reason: Some(reason),
+            model: ChurnScores { name: "logistic", roc_auc: auc_or_nan(&p, &ev_y) },
+            baseline: ChurnScores { name: "recency", roc_auc: auc_or_nan(&recency, &ev_y) },
+        });
+    }
+    let model = ChurnModel::fit(
+        params,
+        &raw_matrix(&train.rows.iter().collect::<Vec<_>>()),
+        &train_labels.churned,
+        &window_name(c.t0, c.t1),
+    )
+    .context("churn model (out of time)")?;
+    let p = model.predict(&raw_matrix(&eval_rows))?;
+    let recency: Vec<f64> = eval.rows.iter().map(|r| r.recency_days.unwrap_or(0.0)).collect();
+    Ok(Evaluation {
+        scheme: "out_of_time",
+        train_cutoff: c.t0,
+        train_labels_until: c.t1,
+        eval_cutoff: c.t1,
+        eval_labels_until: c.as_of,
+        train_customers: train.rows.len(),
+        eval_customers: eval.rows.len(),
+        train_churn_rate: rate(&train_labels.churned),
+        eval_churn_rate: rate(&eval_labels.churned),
+        fallback_reason: None,
+        model: ChurnScores { name: "logistic", roc_auc: auc_or_nan(&p, &eval_labels.churned) },
+        baseline: ChurnScores { name: "recency", roc_auc: auc_or_nan(&recency, &eval_labels.churned) },
+    })
+}
+
+fn auc_or_nan(scores: &[f64], labels: &[bool]) -> f64 {
+    roc_auc(scores, labels).unwrap_or(f64::NAN)
+}
+
+/// FNV-1a of the customer id mixed with the seed: a platform-independent split.
+fn split_hash(id: &str, seed: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[derive(Serialize)]
+struct Metrics<'a> {
+    run_id: String,
+    crate_version: &'static str,
+    as_of: NaiveDate,
+    horizon_days: u32,
+    evaluation: &'a Evaluation,
+    churn: ChurnMetrics<'a>,
+    counts: Counts,
+}
+
+#[derive(Serialize)]
+struct ChurnMetrics<'a> {
+    model: &'a ChurnScores,
+    baseline: &'a ChurnScores,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    customers_scored: usize,
+    customers_with_churn_probability: usize,
+    rows_read: u64,
+    rows_used: u64,
+    rows_rejected: u64,
+}
+
+#[derive(Serialize)]
+struct Window {
+    features_before: NaiveDate,
+    labels_from: NaiveDate,
+    labels_until: NaiveDate,
+}
+
+#[derive(Serialize)]
+struct ModelFile<'a> {
+    crate_version: &'static str,
+    run_id: &'a str,
+    kind: &'static str,
+    trained_on: Window,
+    scores_as_of: NaiveDate,
+    evaluation: &'a Evaluation,
+    metrics: ChurnMetrics<'a>,
+    churn: &'a ChurnModel,
+}
+
+#[derive(Serialize)]
+struct InputEntry {
+    path: String,
+    bytes: u64,
+    rows: u64,
+    row_groups: usize,
+}
+
+#[derive(Serialize)]
+struct OutputFile {
+    file: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    bytes: u64,
+    sha256: String,
+}
+
+#[derive(Serialize)]
+struct ColumnDesc {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    nullable: bool,
+}
+
+fn describe(schema: &arrow_schema::Schema) -> Vec<ColumnDesc> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ColumnDesc {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    run_id: &'a str,
+    crate_version: &'static str,
+    created_at: String,
+    as_of: NaiveDate,
+    cutoffs: Cutoffs,
+    inputs: Vec<InputEntry>,
+    rows: &'a ScanStats,
+    config: &'a Config,
+    outputs: Vec<OutputFile>,
+    schema: BTreeMap<&'static str, Vec<ColumnDesc>>,
+}
+
+fn print_summary(target: &Path, plan: &Plan, stats: &ScanStats, m: &Metrics<'_>, started: Instant) {
+    println!("published {}", target.display());
+    println!("  run id            {}", plan.run_id);
+    println!(
+        "  windows           train features < {}, labels [{}, {}); scored as of {} for {} days",
+        m.evaluation.train_cutoff, m.evaluation.train_cutoff, m.evaluation.train_labels_until, m.as_of, m.horizon_days
+    );
+    println!(
+        "  rows              {} read, {} used, {} rejected ({})",
+        stats.rows_read,
+        stats.rows_used,
+        stats.rows_rejected,
+        stats.reasons_line()
+    );
+    println!(
+        "  customers scored  {} ({} with a churn probability)",
+        m.counts.customers_scored, m.counts.customers_with_churn_probability
+    );
+    println!(
+        "  churn ROC-AUC     {:.4} {} (recency baseline {:.4}) on {} customers",
+        m.evaluation.model.roc_auc,
+        m.evaluation.scheme.replace('_', "-"),
+        m.evaluation.baseline.roc_auc,
+        m.evaluation.eval_customers
+    );
+    println!("  model features    {}", FEATURES.join(", "));
+    println!("  took              {:.1} s", started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,313 @@
+//! The one configuration struct: TOML (`churnclv.toml`) merged with command-line flags, then
+//! validated before any heavy work starts. Every key has a documented default
+//! (see `docs/config.md`), so the embedded default needs nothing but an events path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{EventKind, EventTypeMap};
+
+/// Errors in configuration files, flags or their combination (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid config: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid --map '{0}': expected our_name=their_name, e.g. customer_id=user_id")]
+    MapSyntax(String),
+    #[error("unknown column '{0}' in column mapping; known: customer_id, event_time, event_type, amount, order_id, event_id, quantity, channel, category")]
+    UnknownColumn(String),
+    #[error("[event_types] '{raw}' maps to unknown event type '{target}'")]
+    UnknownEventType { raw: String, target: String },
+    #[error("invalid horizon '{0}': expected days like 90d, weeks like 13w, or a plain number of days (1 to 3650)")]
+    Horizon(String),
+    #[error("invalid date '{0}': expected YYYY-MM-DD")]
+    Date(String),
+    #[error("{key} must be {expected}, got {value}")]
+    Range {
+        key: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+}
+
+/// Input column names: ours → theirs. Unset optional columns are used when a column of that
+/// name exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    pub customer_id: String,
+    pub event_time: String,
+    pub event_type: String,
+    pub amount: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub quantity: String,
+    pub channel: String,
+    pub category: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            customer_id: "customer_id".into(),
+            event_time: "event_time".into(),
+            event_type: "event_type".into(),
+            amount: "amount".into(),
+            order_id: "order_id".into(),
+            event_id: "event_id".into(),
+            quantity: "quantity".into(),
+            channel: "channel".into(),
+            category: "category".into(),
+        }
+    }
+}
+
+impl Columns {
+    /// Sets one mapping from a `--map our=their` flag.
+    pub fn apply_map(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let (ours, theirs) = spec
+            .split_once('=')
+            .map(|(a, b)| (a.trim(), b.trim()))
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .ok_or_else(|| ConfigError::MapSyntax(spec.to_string()))?;
+        let slot = match ours {
+            "customer_id" => &mut self.customer_id,
+            "event_time" => &mut self.event_time,
+            "event_type" => &mut self.event_type,
+            "amount" => &mut self.amount,
+            "order_id" => &mut self.order_id,
+            "event_id" => &mut self.event_id,
+            "quantity" => &mut self.quantity,
+            "channel" => &mut self.channel,
+            "category" => &mut self.category,
+            other => return Err(ConfigError::UnknownColumn(other.to_string())),
+        };
+        *slot = theirs.to_string();
+        Ok(())
+    }
+}
+
+/// `[run]`: time windows and reproducibility.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Prediction horizon H, e.g. "90d" or "13w".
+    pub horizon: String,
+    /// Seed for everything random (customer splits).
+    pub seed: u64,
+    /// Minimum customers in the out-of-time training window before falling back to a
+    /// customer split inside the latest window.
+    pub min_train_customers: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            horizon: "90d".into(),
+            seed: 42,
+            min_train_customers: 50,
+        }
+    }
+}
+
+/// `[validation]`: what counts as a usable row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Amounts with a larger absolute value are rejected (`amount_out_of_range`).
+    pub max_abs_amount: f64,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            max_abs_amount: 1e9,
+        }
+    }
+}
+
+/// `[churn]`: the logistic churn model's hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChurnConfig {
+    /// L2 strength on the summed log loss (linfa-logistic's `alpha`).
+    pub alpha: f64,
+    /// L-BFGS iteration cap.
+    pub max_iterations: u64,
+    /// Wall-clock limit for one fit, seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        ChurnConfig {
+            alpha: 1.0,
+            max_iterations: 200,
+            timeout_seconds: 300,
+        }
+    }
+}
+
+/// The whole configuration. Unknown keys are errors, so a typo never silently falls back to
+/// a default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub columns: Columns,
+    /// Raw event_type value → canonical event type (e.g. `"order" = "purchase"`).
+    pub event_types: BTreeMap<String, String>,
+    pub run: RunConfig,
+    pub validation: ValidationConfig,
+    pub churn: ChurnConfig,
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is a one-line message.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().replace('\n', " ").trim().to_string())
+    }
+
+    /// Checks every value; returns the event-type map on success.
+    pub fn validate(&self) -> Result<EventTypeMap, ConfigError> {
+        parse_horizon(&self.run.horizon)?;
+        let v = self.validation.max_abs_amount;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(ConfigError::Range {
+                key: "validation.max_abs_amount",
+                expected: "a positive finite number",
+                value: v.to_string(),
+            });
+        }
+        let a = self.churn.alpha;
+        if !(a.is_finite() && a >= 0.0) {
+            return Err(ConfigError::Range {
+                key: "churn.alpha",
+                expected: "a finite number >= 0",
+                value: a.to_string(),
+            });
+        }
+        if self.churn.max_iterations == 0 {
+            return Err(ConfigError::Range {
+                key: "churn.max_iterations",
+                expected: "at least 1",
+                value: "0".into(),
+            });
+        }
+        if self.churn.timeout_seconds == 0 {
+            return Err(ConfigError::Range {
+                key: "churn.timeout_seconds",
+                expected: "at least 1",
+                value: "0".into(),
+            });
+        }
+        let mut aliases = BTreeMap::new();
+        for (raw, target) in &self.event_types {
+            let kind = EventKind::from_name(target).ok_or_else(|| ConfigError::UnknownEventType {
+                raw: raw.clone(),
+                target: target.clone(),
+            })?;
+            aliases.insert(raw.clone(), kind);
+        }
+        Ok(EventTypeMap::new(&aliases))
+    }
+}
+
+/// Parses a horizon: `90d`, `13w`, or `90` (days). Returns days.
+pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix('d') {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('w') {
+        (n, 7)
+    } else {
+        (t.as_str(), 1)
+    };
+    num.trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|d| (1..=3650).contains(d))
+        .ok_or_else(|| ConfigError::Horizon(text.to_string()))
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| ConfigError::Date(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizons() {
+        assert_eq!(parse_horizon("90d").ok(), Some(90));
+        assert_eq!(parse_horizon("13w").ok(), Some(91));
+        assert_eq!(parse_horizon("273").ok(), Some(273));
+        assert_eq!(
+            parse_horizon("3m").map_err(|e| e.to_string()).err().as_deref(),
+            Some("invalid horizon '3m': expected days like 90d, weeks like 13w, or a plain number of days (1 to 3650)")
+        );
+        assert!(parse_horizon("0d").is_err());
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let cfg = Config::from_toml("[columns]\ncustomer_id = \"user_id\"\n[run]\nhorizon = \"30d\"\n")
+            .map_err(|e| e.to_string());
+        let cfg = cfg.unwrap_or_default();
+        assert_eq!(cfg.columns.customer_id, "user_id");
+        assert_eq!(cfg.run.horizon, "30d");
+        assert_eq!(cfg.columns.event_time, "event_time");
+        let err = Config::from_toml("[run]\nhorizn = \"30d\"\n").err().unwrap_or_default();
+        assert!(err.starts_with("unknown field `horizn`"), "{err}");
+    }
+
+    #[test]
+    fn map_flags() {
+        let mut c = Columns::default();
+        assert!(c.apply_map("customer_id=user_id").is_ok());
+        assert_eq!(c.customer_id, "user_id");
+        assert_eq!(
+            c.apply_map("customer_id").map_err(|e| e.to_string()).err().as_deref(),
+            Some("invalid --map 'customer_id': expected our_name=their_name, e.g. customer_id=user_id")
+        );
+        assert!(matches!(c.apply_map("colour=x"), Err(ConfigError::UnknownColumn(_))));
+    }
+
+    #[test]
+    fn validation_rejects_bad_values() {
+        let mut cfg = Config::default();
+        assert!(cfg.validate().is_ok());
+        cfg.event_types.insert("order".into(), "buy".into());
+        assert_eq!(
+            cfg.validate().map(|_| ()).map_err(|e| e.to_string()).err().as_deref(),
+            Some("[event_types] 'order' maps to unknown event type 'buy'")
+        );
+        let mut cfg = Config::default();
+        cfg.validation.max_abs_amount = f64::NAN;
+        assert!(cfg.validate().is_err());
+    }
+}

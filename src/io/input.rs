@@ -1,0 +1,393 @@
+//! Finding and opening the input: a file, a directory (recursive, hive-style `key=value/`
+//! folders), or a glob. Each file's footer is read once, its columns are resolved against the
+//! column mapping and type-checked before any row is read.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use arrow_schema::{DataType, Schema};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::ProjectionMask;
+
+use crate::config::Columns;
+
+/// Problems with the input itself (exit code 2). Every message names the file and the column.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{0}: no such file or directory")]
+    Missing(PathBuf),
+    #[error("{0}: no Parquet files found (looked for *.parquet, recursively)")]
+    NoFiles(PathBuf),
+    #[error("{pattern}: invalid glob pattern: {message}")]
+    Glob { pattern: String, message: String },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: not a Parquet file (no PAR1 magic)")]
+    NotParquet(PathBuf),
+    #[error("{0}: truncated Parquet file (no footer at the end)")]
+    Truncated(PathBuf),
+    #[error("{path}: corrupt Parquet file: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{path}: missing required column '{column}'{mapped}; found columns: {found}")]
+    MissingColumn {
+        path: PathBuf,
+        column: &'static str,
+        mapped: String,
+        found: String,
+    },
+    #[error("{path}: column '{column}' has type {found}; expected {expected}")]
+    WrongType {
+        path: PathBuf,
+        column: String,
+        found: DataType,
+        expected: &'static str,
+    },
+    #[error("{path}: row group {row_group}: {message}")]
+    Read {
+        path: PathBuf,
+        row_group: usize,
+        message: String,
+    },
+    #[error("{path}: no usable rows ({read} read; rejected: {reasons})")]
+    NoUsableRows {
+        path: String,
+        read: u64,
+        reasons: String,
+    },
+}
+
+/// The logical columns churnclv reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Field {
+    CustomerId,
+    EventTime,
+    EventType,
+    Amount,
+    Channel,
+    Category,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::CustomerId => "customer_id",
+            Field::EventTime => "event_time",
+            Field::EventType => "event_type",
+            Field::Amount => "amount",
+            Field::Channel => "channel",
+            Field::Category => "category",
+        }
+    }
+
+    fn required(self) -> bool {
+        matches!(self, Field::CustomerId | Field::EventTime | Field::EventType)
+    }
+
+    fn source_name(self, columns: &Columns) -> &str {
+        match self {
+            Field::CustomerId => &columns.customer_id,
+            Field::EventTime => &columns.event_time,
+            Field::EventType => &columns.event_type,
+            Field::Amount => &columns.amount,
+            Field::Channel => &columns.channel,
+            Field::Category => &columns.category,
+        }
+    }
+
+    const ALL: [Field; 6] = [
+        Field::CustomerId,
+        Field::EventTime,
+        Field::EventType,
+        Field::Amount,
+        Field::Channel,
+        Field::Category,
+    ];
+}
+
+/// Where a logical column's values come from in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A column of the file, by its name there.
+    Column(String),
+    /// A constant from a hive-style `key=value` folder of the file's path.
+    Partition(String),
+}
+
+/// One opened input file: its footer, size and resolved columns.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub rows: u64,
+    pub row_groups: usize,
+    pub metadata: ArrowReaderMetadata,
+    pub sources: BTreeMap<Field, Source>,
+    /// First row index of each row group within the file.
+    pub row_group_offsets: Vec<u64>,
+}
+
+impl InputFile {
+    /// Projection of the file columns needed; `only` restricts it to some fields.
+    pub fn projection(&self, only: Option<&[Field]>) -> ProjectionMask {
+        let schema = self.metadata.schema();
+        let idx: Vec<usize> = self
+            .sources
+            .iter()
+            .filter(|(f, _)| only.is_none_or(|o| o.contains(f)))
+            .filter_map(|(_, s)| match s {
+                Source::Column(name) => schema.index_of(name).ok(),
+                Source::Partition(_) => None,
+            })
+            .collect();
+        ProjectionMask::roots(self.metadata.parquet_schema(), idx)
+    }
+}
+
+/// All input files, in a stable (sorted) order.
+#[derive(Debug, Clone)]
+pub struct InputSet {
+    pub spec: String,
+    pub files: Vec<InputFile>,
+}
+
+impl InputSet {
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}
+
+/// Finds the files of `spec` and opens and resolves each one.
+pub fn open_inputs(spec: &str, columns: &Columns) -> Result<InputSet, InputError> {
+    let paths = discover(spec)?;
+    let files = paths
+        .into_iter()
+        .map(|p| open_file(&p, columns))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(InputSet {
+        spec: spec.to_string(),
+        files,
+    })
+}
+
+/// Lists the Parquet files named by `spec`: a file, a directory searched recursively for
+/// `*.parquet` (skipping names that start with `.` or `_`, as Spark and Hive do), or a glob.
+pub fn discover(spec: &str) -> Result<Vec<PathBuf>, InputError> {
+    let path = Path::new(spec);
+    if spec.contains(['*', '?', '[']) && !path.exists() {
+        let entries = glob::glob(spec).map_err(|e| InputError::Glob {
+            pattern: spec.to_string(),
+            message: e.msg.to_string(),
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let p = entry.map_err(|e| InputError::Io {
+                path: e.path().to_path_buf(),
+                source: std::io::Error::new(e.error().kind(), e.error().to_string()),
+            })?;
+            if p.is_dir() {
+                walk(&p, &mut files)?;
+            } else {
+                files.push(p);
+            }
+        }
+        files.sort();
+        files.dedup();
+        if files.is_empty() {
+            return Err(InputError::NoFiles(path.to_path_buf()));
+        }
+        return Ok(files);
+    }
+    let meta = std::fs::metadata(path).map_err(|_| InputError::Missing(path.to_path_buf()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    walk(path, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        return Err(InputError::NoFiles(path.to_path_buf()));
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let io = |source| InputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let p = entry.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if name.ends_with(".parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Opens one file: checks the magic bytes, reads the footer, resolves the columns.
+pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let bytes = file.metadata().map_err(io)?.len();
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 4];
+    if bytes < 12 {
+        return Err(if bytes >= 4 && read_at(&mut file, 0, &mut head).is_ok() && &head == b"PAR1" {
+            InputError::Truncated(path.to_path_buf())
+        } else {
+            InputError::NotParquet(path.to_path_buf())
+        });
+    }
+    read_at(&mut file, 0, &mut head).map_err(io)?;
+    read_at(&mut file, bytes - 4, &mut tail).map_err(io)?;
+    if &head != b"PAR1" {
+        return Err(InputError::NotParquet(path.to_path_buf()));
+    }
+    if &tail != b"PAR1" {
+        return Err(InputError::Truncated(path.to_path_buf()));
+    }
+    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+        InputError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    let sources = resolve(path, metadata.schema(), columns)?;
+    let pq = metadata.metadata();
+    let mut offsets = Vec::with_capacity(pq.num_row_groups());
+    let mut rows = 0u64;
+    for rg in pq.row_groups() {
+        offsets.push(rows);
+        rows += rg.num_rows().max(0) as u64;
+    }
+    Ok(InputFile {
+        path: path.to_path_buf(),
+        bytes,
+        rows,
+        row_groups: pq.num_row_groups(),
+        metadata,
+        sources,
+        row_group_offsets: offsets,
+    })
+}
+
+fn read_at(file: &mut File, pos: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(pos))?;
+    file.read_exact(buf)
+}
+
+/// The `key=value` folders of a path, innermost last.
+fn partition_values(path: &Path) -> BTreeMap<String, String> {
+    path.parent()
+        .into_iter()
+        .flat_map(|p| p.components())
+        .filter_map(|c| {
+            let s = c.as_os_str().to_string_lossy();
+            s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn resolve(
+    path: &Path,
+    schema: &Schema,
+    columns: &Columns,
+) -> Result<BTreeMap<Field, Source>, InputError> {
+    let partitions = partition_values(path);
+    let mut sources = BTreeMap::new();
+    for field in Field::ALL {
+        let name = field.source_name(columns);
+        match schema.field_with_name(name) {
+            Ok(f) => {
+                check_type(path, name, field, f.data_type())?;
+                sources.insert(field, Source::Column(name.to_string()));
+            }
+            Err(_) => {
+                if let Some(v) = partitions.get(name).filter(|_| field != Field::EventTime) {
+                    if field == Field::Amount {
+                        continue;
+                    }
+                    sources.insert(field, Source::Partition(v.clone()));
+                } else if field.required() {
+                    let found = schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(InputError::MissingColumn {
+                        path: path.to_path_buf(),
+                        column: field.name(),
+                        mapped: if name == field.name() {
+                            String::new()
+                        } else {
+                            format!(" (mapped to '{name}')")
+                        },
+                        found,
+                    });
+                }
+            }
+        }
+    }
+    Ok(sources)
+}
+
+fn is_text(dt: &DataType) -> bool {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_text(v),
+        _ => false,
+    }
+}
+
+fn check_type(path: &Path, name: &str, field: Field, dt: &DataType) -> Result<(), InputError> {
+    let (ok, expected) = match field {
+        Field::CustomerId => (
+            is_text(dt) || dt.is_integer(),
+            "text (Utf8, LargeUtf8, Dictionary) or an integer",
+        ),
+        Field::EventTime => (
+            matches!(
+                dt,
+                DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+            ),
+            "a Timestamp (any unit, with or without time zone), Date32 or Date64",
+        ),
+        Field::EventType | Field::Channel | Field::Category => {
+            (is_text(dt), "text (Utf8, LargeUtf8 or Dictionary)")
+        }
+        Field::Amount => (
+            dt.is_floating()
+                || dt.is_integer()
+                || matches!(dt, DataType::Decimal128(_, _) | DataType::Decimal256(_, _)),
+            "a float, integer or decimal",
+        ),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::WrongType {
+            path: path.to_path_buf(),
+            column: name.to_string(),
+            found: dt.clone(),
+            expected,
+        })
+    }
+}

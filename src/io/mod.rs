@@ -1,0 +1,10 @@
+//! The edges of the pipeline: reading and validating events ([`input`], [`read`]) and writing
+//! outputs atomically ([`output`]).
+
+pub mod input;
+pub mod output;
+pub mod read;
+
+pub use input::{open_inputs, InputError, InputFile, InputSet};
+pub use output::{OutputError, ParquetOptions, Staging};
+pub use read::{scan, Event, ReadOptions, Reason, Scan, ScanStats, DAY_US};

@@ -1,0 +1,275 @@
+//! Writing outputs: Parquet files and whole output partitions, published atomically.
+//!
+//! Nothing is ever written in place. A single file goes to `<name>.tmp-<pid>` beside its final
+//! path and is renamed over it; a partition (`DIR/as_of=YYYY-MM-DD/`) is assembled in
+//! `DIR/.tmp-<run_id>/` and renamed into place, `_SUCCESS` written last. A crash therefore leaves
+//! the previous good output untouched and never a half-written one.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+/// Errors raised while writing outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot write Parquet: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: cannot write JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Settings shared by every Parquet file churnclv writes: zstd, bounded row groups, and
+/// key-value metadata (for example the feature cutoff).
+#[derive(Debug, Clone)]
+pub struct ParquetOptions {
+    row_group_rows: usize,
+    metadata: Vec<(String, String)>,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            row_group_rows: 1 << 20,
+            metadata: Vec::new(),
+        }
+    }
+}
+
+impl ParquetOptions {
+    /// Maximum rows per row group (default 1,048,576).
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// Adds one key-value pair to the file footer.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    fn properties(&self) -> WriterProperties {
+        let kv = if self.metadata.is_empty() {
+            None
+        } else {
+            Some(
+                self.metadata
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                    .collect(),
+            )
+        };
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_key_value_metadata(kv)
+            .build()
+    }
+}
+
+/// Writes `batches` (all of `schema`) to `path` through a temporary file renamed into place.
+/// Returns the number of rows written.
+pub fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    let tmp = temp_sibling(path);
+    let result = write_parquet_direct(&tmp, schema, batches, options)
+        .and_then(|rows| fs::rename(&tmp, path).map(|_| rows).map_err(io_err(path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes a Parquet file without the rename step (for files inside a staging folder).
+pub fn write_parquet_direct(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    let perr = |source| OutputError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(io_err(path))?;
+    let mut writer =
+        ArrowWriter::try_new(BufWriter::new(file), schema, Some(options.properties()))
+            .map_err(perr)?;
+    let mut rows = 0u64;
+    for batch in batches {
+        writer.write(batch).map_err(perr)?;
+        rows += batch.num_rows() as u64;
+    }
+    let inner = writer.into_inner().map_err(perr)?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| OutputError::Io {
+            path: path.to_path_buf(),
+            source: e.into_error(),
+        })?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok(rows)
+}
+
+/// Serialises `value` as pretty JSON (with a final newline) to `path`.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), OutputError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| OutputError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.push('\n');
+    write_bytes(path, text.as_bytes())
+}
+
+/// Writes bytes to `path` and syncs them.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let mut file = File::create(path).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Hex SHA-256 and size in bytes of a file.
+pub fn file_digest(path: &Path) -> Result<(String, u64), OutputError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    Ok((hex, size))
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".to_string());
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// A partition being assembled in `DIR/.tmp-<run_id>/`; [`Staging::publish`] renames it to its
+/// final name. Dropping an unpublished staging folder removes it.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    /// Creates `out/.tmp-<run_id>/` for a partition that will become `out/<partition>`.
+    pub fn create(out: &Path, partition: &str, run_id: &str) -> Result<Staging, OutputError> {
+        fs::create_dir_all(out).map_err(io_err(out))?;
+        let dir = out.join(format!(".tmp-{run_id}"));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        fs::create_dir(&dir).map_err(io_err(&dir))?;
+        Ok(Staging {
+            dir,
+            target: out.join(partition),
+            published: false,
+        })
+    }
+
+    /// Path of a file inside the staging folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Final location of the partition.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Writes `_SUCCESS`, then moves the folder into place. An existing partition is first
+    /// moved aside to `.old-<run_id>` and deleted only after the new one is in place.
+    pub fn publish(mut self) -> Result<PathBuf, OutputError> {
+        write_bytes(&self.dir.join("_SUCCESS"), b"")?;
+        let parent = self.target.parent().unwrap_or(Path::new("."));
+        let aside = parent.join(format!(
+            ".old-{}",
+            self.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_start_matches(".tmp-").to_string())
+                .unwrap_or_default()
+        ));
+        let had_old = self.target.exists();
+        if had_old {
+            if aside.exists() {
+                fs::remove_dir_all(&aside).map_err(io_err(&aside))?;
+            }
+            fs::rename(&self.target, &aside).map_err(io_err(&self.target))?;
+        }
+        if let Err(source) = fs::rename(&self.dir, &self.target) {
+            if had_old {
+                // Put the previous good partition back before reporting the failure.
+                let _ = fs::rename(&aside, &self.target);
+            }
+            return Err(OutputError::Io {
+                path: self.target.clone(),
+                source,
+            });
+        }
+        self.published = true;
+        if had_old {
+            fs::remove_dir_all(&aside).map_err(io_err(&aside))?;
+        }
+        if let Ok(dirf) = File::open(parent) {
+            let _ = dirf.sync_all();
+        }
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! Streaming the events: every row group of every file is read in parallel (rayon), each row is
+//! validated and either handed to the caller's accumulator as an [`Event`] or rejected with a
+//! [`Reason`]. Partial accumulators are merged, so memory follows the accumulator (customers),
+//! not the number of events.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow_array::builder::{Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use super::input::{Field, InputError, InputFile, InputSet, Source};
+use crate::events::{EventKind, EventTypeMap};
+
+/// Microseconds per day.
+pub const DAY_US: i64 = 86_400_000_000;
+/// Earliest accepted event time: 1900-01-01T00:00:00Z.
+pub const MIN_TIME_US: i64 = -25_567 * DAY_US;
+/// First rejected event time: 2200-01-01T00:00:00Z.
+pub const MAX_TIME_US: i64 = 84_006 * DAY_US;
+
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Why a row was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    NullCustomerId,
+    EmptyCustomerId,
+    NullEventTime,
+    TimeOutOfRange,
+    NullEventType,
+    NonFiniteAmount,
+    AmountOutOfRange,
+    NegativeAmount,
+    /// Valid, but at or after the as-of cutoff (a backfill): counted, not copied.
+    AfterAsOf,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NullCustomerId => "null_customer_id",
+            Reason::EmptyCustomerId => "empty_customer_id",
+            Reason::NullEventTime => "null_event_time",
+            Reason::TimeOutOfRange => "time_out_of_range",
+            Reason::NullEventType => "null_event_type",
+            Reason::NonFiniteAmount => "non_finite_amount",
+            Reason::AmountOutOfRange => "amount_out_of_range",
+            Reason::NegativeAmount => "negative_amount",
+            Reason::AfterAsOf => "after_as_of",
+        }
+    }
+
+    /// Whether rows rejected for this reason are copied to `rejects.parquet`.
+    pub fn copied(self) -> bool {
+        self != Reason::AfterAsOf
+    }
+}
+
+/// A validated row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event<'a> {
+    pub customer_id: &'a str,
+    /// Microseconds since the Unix epoch, UTC.
+    pub time_us: i64,
+    pub kind: EventKind,
+    /// Finite, non-negative, within the configured range; `None` when absent.
+    pub amount: Option<f64>,
+    pub channel: Option<&'a str>,
+    pub category: Option<&'a str>,
+}
+
+/// What a scan needs to know to validate rows.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Rows at or after this time are counted as `after_as_of` (`i64::MAX`: none).
+    pub as_of_us: i64,
+    pub max_abs_amount: f64,
+    pub event_types: EventTypeMap,
+}
+
+/// Row accounting of a scan: every row read is used or rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScanStats {
+    pub rows_read: u64,
+    pub rows_used: u64,
+    pub rows_rejected: u64,
+    pub rejected_by_reason: BTreeMap<Reason, u64>,
+    pub event_types: BTreeMap<EventKind, u64>,
+    /// Raw event_type values that mapped to `other`, with counts.
+    pub unknown_event_types: BTreeMap<String, u64>,
+    /// Earliest and latest used event time (µs).
+    pub min_time_us: Option<i64>,
+    pub max_time_us: Option<i64>,
+    /// Rows per input file, in input order.
+    pub rows_per_file: BTreeMap<String, u64>,
+}
+
+impl ScanStats {
+    fn reject(&mut self, reason: Reason) {
+        self.rows_rejected += 1;
+        *self.rejected_by_reason.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Adds another partial's counts to this one.
+    pub fn merge(mut self, other: ScanStats) -> ScanStats {
+        self.rows_read += other.rows_read;
+        self.rows_used += other.rows_used;
+        self.rows_rejected += other.rows_rejected;
+        for (k, v) in other.rejected_by_reason {
+            *self.rejected_by_reason.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.event_types {
+            *self.event_types.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.unknown_event_types {
+            *self.unknown_event_types.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.rows_per_file {
+            *self.rows_per_file.entry(k).or_insert(0) += v;
+        }
+        self.min_time_us = opt_min(self.min_time_us, other.min_time_us);
+        self.max_time_us = opt_max(self.max_time_us, other.max_time_us);
+        self
+    }
+
+    /// The rejected counts as one line, e.g. `null_customer_id 3, after_as_of 10`.
+    pub fn reasons_line(&self) -> String {
+        if self.rejected_by_reason.is_empty() {
+            return "none".into();
+        }
+        self.rejected_by_reason
+            .iter()
+            .map(|(r, n)| format!("{} {n}", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn opt_min(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn opt_max(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Schema of `rejects.parquet`: where the row was, why it was rejected, and its original
+/// values rendered as text (so rows of differently typed files fit one table).
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        ArrowField::new("file", DataType::Utf8, false),
+        ArrowField::new("row", DataType::Int64, false),
+        ArrowField::new("reason", DataType::Utf8, false),
+        ArrowField::new("customer_id", DataType::Utf8, true),
+        ArrowField::new("event_time", DataType::Utf8, true),
+        ArrowField::new("event_type", DataType::Utf8, true),
+        ArrowField::new("amount", DataType::Utf8, true),
+    ]))
+}
+
+/// Result of a scan: the merged accumulator, the counts, and the rejected rows in input order.
+#[derive(Debug)]
+pub struct Scan<A> {
+    pub acc: A,
+    pub stats: ScanStats,
+    pub rejects: Vec<RecordBatch>,
+}
+
+/// Reads every row group of `inputs` in parallel. `init` makes an empty accumulator, `update`
+/// adds one valid event to it, `merge` combines two partials (it must not depend on order
+/// for the result to be deterministic).
+pub fn scan<A, I, U, M>(
+    inputs: &InputSet,
+    opts: &ReadOptions,
+    init: I,
+    update: U,
+    merge: M,
+) -> Result<Scan<A>, InputError>
+where
+    A: Send,
+    I: Fn() -> A + Sync + Send,
+    U: Fn(&mut A, &Event<'_>) + Sync + Send,
+    M: Fn(A, A) -> A + Sync + Send,
+{
+    let tasks: Vec<(usize, usize)> = inputs
+        .files
+        .iter()
+        .enumerate()
+        .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
+        .collect();
+    let empty = || Scan {
+        acc: init(),
+        stats: ScanStats::default(),
+        rejects: Vec::new(),
+    };
+    let combine = |mut a: Scan<A>, b: Scan<A>| {
+        a.rejects.extend(b.rejects);
+        Scan {
+            acc: merge(a.acc, b.acc),
+            stats: a.stats.merge(b.stats),
+            rejects: a.rejects,
+        }
+    };
+    let mut result = tasks
+        .par_iter()
+        .with_max_len(1)
+        .try_fold(empty, |mut part, &(fi, rg)| {
+            read_row_group(&inputs.files[fi], rg, opts, &mut part, &update)?;
+            Ok::<_, InputError>(part)
+        })
+        .try_reduce(empty, |a, b| Ok(combine(a, b)))?;
+    for f in &inputs.files {
+        result
+            .stats
+            .rows_per_file
+            .entry(f.path.display().to_string())
+            .or_insert(0);
+    }
+    Ok(result)
+}
+
+fn read_row_group<A, U>(
+    file: &InputFile,
+    rg: usize,
+    opts: &ReadOptions,
+    part: &mut Scan<A>,
+    update: &U,
+) -> Result<(), InputError>
+where
+    U: Fn(&mut A, &Event<'_>),
+{
+    let rerr = |message: String| InputError::Read {
+        path: file.path.clone(),
+        row_group: rg,
+        message,
+    };
+    let handle = File::open(&file.path).map_err(|source| InputError::Io {
+        path: file.path.clone(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+        .with_projection(file.projection(None))
+        .with_row_groups(vec![rg])
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| rerr(e.to_string()))?;
+    let mut row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
+    let name = file.path.display().to_string();
+    let mut rejects = RejectBuilder::default();
+    let mut kinds: FxHashMap<String, (EventKind, bool)> = FxHashMap::default();
+    for batch in reader {
+        let batch = batch.map_err(|e| rerr(e.to_string()))?;
+        let n = batch.num_rows();
+        let cols = Columns::from_batch(file, &batch).map_err(|e| rerr(e.to_string()))?;
+        for i in 0..n {
+            let r = row + i as u64;
+            match cols.event(i, opts, &mut kinds) {
+                Ok((ev, known)) => {
+                    part.stats.rows_used += 1;
+                    *part.stats.event_types.entry(ev.kind).or_insert(0) += 1;
+                    if !known {
+                        let raw = cols.raw_event_type(i).unwrap_or_default();
+                        *part.stats.unknown_event_types.entry(raw).or_insert(0) += 1;
+                    }
+                    part.stats.min_time_us = opt_min(part.stats.min_time_us, Some(ev.time_us));
+                    part.stats.max_time_us = opt_max(part.stats.max_time_us, Some(ev.time_us));
+                    update(&mut part.acc, &ev);
+                }
+                Err(reason) => {
+                    part.stats.reject(reason);
+                    if reason.copied() {
+                        rejects.push(&name, r, reason, &cols, i);
+                    }
+                }
+            }
+        }
+        row += n as u64;
+        part.stats.rows_read += n as u64;
+        *part.stats.rows_per_file.entry(name.clone()).or_insert(0) += n as u64;
+    }
+    if let Some(b) = rejects.finish() {
+        part.rejects.push(b);
+    }
+    Ok(())
+}
+
+/// Reads only the time column and returns the latest in-range event time (µs), if any:
+/// the default as-of is the day after it.
+pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
+    let tasks: Vec<(usize, usize)> = inputs
+        .files
+        .iter()
+        .enumerate()
+        .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
+        .collect();
+    tasks
+        .par_iter()
+        .map(|&(fi, rg)| {
+            let file = &inputs.files[fi];
+            let rerr = |message: String| InputError::Read {
+                path: file.path.clone(),
+                row_group: rg,
+                message,
+            };
+            let handle = File::open(&file.path).map_err(|source| InputError::Io {
+                path: file.path.clone(),
+                source,
+            })?;
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+                    .with_projection(file.projection(Some(&[Field::EventTime])))
+                    .with_row_groups(vec![rg])
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| rerr(e.to_string()))?;
+            let mut best: Option<i64> = None;
+            for batch in reader {
+                let batch = batch.map_err(|e| rerr(e.to_string()))?;
+                let col = batch.column(0);
+                for i in 0..col.len() {
+                    if let Some(t) = time_us(col, i).filter(|t| (MIN_TIME_US..MAX_TIME_US).contains(t)) {
+                        best = opt_max(best, Some(t));
+                    }
+                }
+            }
+            Ok(best)
+        })
+        .try_reduce(|| None, |a, b| Ok(opt_max(a, b)))
+}
+
+/// The columns of one batch, cast to the shapes the validator reads.
+struct Columns<'a> {
+    customer: Text,
+    customer_raw: Option<&'a ArrayRef>,
+    time: Option<&'a ArrayRef>,
+    kind: Text,
+    amount: Option<ArrayRef>,
+    amount_raw: Option<&'a ArrayRef>,
+    channel: Text,
+    category: Text,
+}
+
+/// A text column: per-row values, or one constant from a partition folder.
+enum Text {
+    Array(StringArray),
+    Constant(String),
+    Absent,
+}
+
+impl Text {
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            Text::Array(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Text::Constant(s) => Some(s.as_str()),
+            Text::Absent => None,
+        }
+    }
+}
+
+impl<'a> Columns<'a> {
+    fn from_batch(file: &InputFile, batch: &'a RecordBatch) -> Result<Columns<'a>, String> {
+        let column = |f: Field| -> Option<&'a ArrayRef> {
+            match file.sources.get(&f) {
+                Some(Source::Column(name)) => batch.column_by_name(name),
+                _ => None,
+            }
+        };
+        let text = |f: Field| -> Result<Text, String> {
+            match file.sources.get(&f) {
+                Some(Source::Partition(v)) => Ok(Text::Constant(v.clone())),
+                Some(Source::Column(name)) => match batch.column_by_name(name) {
+                    Some(a) => {
+                        let cast = arrow_cast::cast(a, &DataType::Utf8)
+                            .map_err(|e| format!("column '{name}': {e}"))?;
+                        Ok(Text::Array(cast.as_string::<i32>().clone()))
+                    }
+                    None => Ok(Text::Absent),
+                },
+                None => Ok(Text::Absent),
+            }
+        };
+        let amount_raw = column(Field::Amount);
+        let amount = match amount_raw {
+            Some(a) => Some(
+                arrow_cast::cast(a, &DataType::Float64).map_err(|e| format!("column 'amount': {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Columns {
+            customer: text(Field::CustomerId)?,
+            customer_raw: column(Field::CustomerId),
+            time: column(Field::EventTime),
+            kind: text(Field::EventType)?,
+            amount,
+            amount_raw,
+            channel: text(Field::Channel)?,
+            category: text(Field::Category)?,
+        })
+    }
+
+    fn raw_event_type(&self, i: usize) -> Option<String> {
+        self.kind.get(i).map(str::to_string)
+    }
+
+    /// Validates row `i`; returns the event and whether its type was recognised.
+    fn event(
+        &self,
+        i: usize,
+        opts: &ReadOptions,
+        kinds: &mut FxHashMap<String, (EventKind, bool)>,
+    ) -> Result<(Event<'_>, bool), Reason> {
+        let customer_id = self.customer.get(i).ok_or(Reason::NullCustomerId)?;
+        if customer_id.trim().is_empty() {
+            return Err(Reason::EmptyCustomerId);
+        }
+        let time_us = match self.time {
+            Some(col) if !col.is_null(i) => time_us(col, i).ok_or(Reason::TimeOutOfRange)?,
+            _ => return Err(Reason::NullEventTime),
+        };
+        if !(MIN_TIME_US..MAX_TIME_US).contains(&time_us) {
+            return Err(Reason::TimeOutOfRange);
+        }
+        let raw_kind = self.kind.get(i).ok_or(Reason::NullEventType)?;
+        let (kind, known) = match kinds.get(raw_kind) {
+            Some(k) => *k,
+            None => {
+                let k = opts.event_types.classify(raw_kind);
+                kinds.insert(raw_kind.to_string(), k);
+                k
+            }
+        };
+        let amount = match &self.amount {
+            Some(a) if !a.is_null(i) => {
+                let v = a.as_primitive::<arrow_array::types::Float64Type>().value(i);
+                if !v.is_finite() {
+                    return Err(Reason::NonFiniteAmount);
+                }
+                if v.abs() > opts.max_abs_amount {
+                    return Err(Reason::AmountOutOfRange);
+                }
+                if v < 0.0 {
+                    return Err(Reason::NegativeAmount);
+                }
+                Some(v)
+            }
+            _ => None,
+        };
+        if time_us >= opts.as_of_us {
+            return Err(Reason::AfterAsOf);
+        }
+        Ok((
+            Event {
+                customer_id,
+                time_us,
+                kind,
+                amount,
+                channel: self.channel.get(i),
+                category: self.category.get(i),
+            },
+            known,
+        ))
+    }
+}
+
+/// Event time of row `i` in µs since the epoch (UTC), `None` if null or not representable.
+/// Time-zone-aware timestamps already store UTC instants; naive ones are taken as UTC.
+fn time_us(col: &ArrayRef, i: usize) -> Option<i64> {
+    if col.is_null(i) {
+        return None;
+    }
+    match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => col
+            .as_primitive::<TimestampSecondType>()
+            .value(i)
+            .checked_mul(1_000_000),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => col
+            .as_primitive::<TimestampMillisecondType>()
+            .value(i)
+            .checked_mul(1_000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Some(col.as_primitive::<TimestampMicrosecondType>().value(i))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(
+            col.as_primitive::<TimestampNanosecondType>()
+                .value(i)
+                .div_euclid(1_000),
+        ),
+        DataType::Date32 => {
+            Some(i64::from(col.as_primitive::<Date32Type>().value(i)) * DAY_US)
+        }
+        DataType::Date64 => col
+            .as_primitive::<Date64Type>()
+            .value(i)
+            .checked_mul(1_000),
+        _ => None,
+    }
+}
+
+/// Collects rejected rows of one task.
+#[derive(Default)]
+struct RejectBuilder {
+    file: StringBuilder,
+    row: Int64Builder,
+    reason: StringBuilder,
+    customer_id: StringBuilder,
+    event_time: StringBuilder,
+    event_type: StringBuilder,
+    amount: StringBuilder,
+    len: usize,
+}
+
+impl RejectBuilder {
+    fn push(&mut self, file: &str, row: u64, reason: Reason, cols: &Columns<'_>, i: usize) {
+        self.file.append_value(file);
+        self.row.append_value(i64::try_from(row).unwrap_or(i64::MAX));
+        self.reason.append_value(reason.as_str());
+        match cols.customer_raw {
+            Some(a) => self.customer_id.append_option(render(a, i)),
+            None => self.customer_id.append_option(cols.customer.get(i)),
+        }
+        self.event_time.append_option(cols.time.and_then(|a| render(a, i)));
+        self.event_type.append_option(cols.kind.get(i));
+        self.amount.append_option(cols.amount_raw.and_then(|a| render(a, i)));
+        self.len += 1;
+    }
+
+    fn finish(mut self) -> Option<RecordBatch> {
+        if self.len == 0 {
+            return None;
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.file.finish()),
+            Arc::new(self.row.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.customer_id.finish()),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.amount.finish()),
+        ];
+        RecordBatch::try_new(rejects_schema(), columns).ok()
+    }
+}
+
+/// The original value of row `i` as text, `None` when null.
+fn render(array: &ArrayRef, i: usize) -> Option<String> {
+    if array.is_null(i) {
+        return None;
+    }
+    let opts = FormatOptions::default();
+    ArrayFormatter::try_new(array.as_ref(), &opts)
+        .ok()
+        .map(|f| f.value(i).to_string())
+}

@@ -1,0 +1,128 @@
+//! Time windows and labels (SPEC §3).
+//!
+//! With scoring date `as_of` and horizon `H`: training cutoff `t1 = as_of − H` with labels in
+//! `[t1, as_of)`, and the out-of-time validation pair `t0 = as_of − 2H` with labels in
+//! `[t0, t1)`. A customer churned in a window if they made no purchase in it.
+
+use chrono::{Duration, NaiveDate};
+use serde::Serialize;
+
+use crate::features::{FeatureSet, Histories};
+use crate::io::DAY_US;
+
+/// The three cutoffs of a run, as dates (midnight UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cutoffs {
+    pub t0: NaiveDate,
+    pub t1: NaiveDate,
+    pub as_of: NaiveDate,
+    pub horizon_days: u32,
+}
+
+/// µs since the epoch of a date's midnight UTC.
+pub fn date_us(d: NaiveDate) -> i64 {
+    i64::from(days_since_epoch(d)) * DAY_US
+}
+
+/// Days since 1970-01-01.
+pub fn days_since_epoch(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (d - epoch).num_days() as i32
+}
+
+/// The date of a µs timestamp (UTC).
+pub fn date_of_us(us: i64) -> NaiveDate {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    epoch + Duration::days(us.div_euclid(DAY_US))
+}
+
+impl Cutoffs {
+    pub fn new(as_of: NaiveDate, horizon_days: u32) -> Cutoffs {
+        let h = Duration::days(i64::from(horizon_days));
+        Cutoffs {
+            t0: as_of - h - h,
+            t1: as_of - h,
+            as_of,
+            horizon_days,
+        }
+    }
+
+    /// `[t0, t1, as_of]` in µs: the segment boundaries of the feature accumulators.
+    pub fn as_us(&self) -> [i64; 3] {
+        [date_us(self.t0), date_us(self.t1), date_us(self.as_of)]
+    }
+}
+
+/// Index of each cutoff in [`Cutoffs::as_us`].
+pub const T0: usize = 0;
+pub const T1: usize = 1;
+pub const AS_OF: usize = 2;
+
+/// Labels for the customers of a feature set, from the window that follows its cutoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    /// No purchase in the window.
+    pub churned: Vec<bool>,
+    /// Net spend (purchases − refunds) in the window.
+    pub spend: Vec<f64>,
+}
+
+/// Labels of `set` (built at cutoff `k`) from window `k + 1` of `histories`.
+pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
+    let mut churned = Vec::with_capacity(set.rows.len());
+    let mut spend = Vec::with_capacity(set.rows.len());
+    for &i in &set.index {
+        let w = histories.customers[i].1.window(k);
+        churned.push(w.is_none_or(|s| s.n_purchases == 0));
+        spend.push(w.map_or(0.0, |s| s.net_spend()));
+    }
+    Labels { churned, spend }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventKind;
+    use crate::features::histories_from_events;
+    use crate::io::Event;
+
+    #[test]
+    fn cutoffs_are_horizon_apart() {
+        let d = NaiveDate::from_ymd_opt(1998, 7, 1).unwrap_or_default();
+        let c = Cutoffs::new(d, 273);
+        assert_eq!(c.t1, NaiveDate::from_ymd_opt(1997, 10, 1).unwrap_or_default());
+        assert_eq!(c.t0, NaiveDate::from_ymd_opt(1997, 1, 1).unwrap_or_default());
+        assert_eq!(date_of_us(date_us(d)), d);
+        assert_eq!(days_since_epoch(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap_or_default()), 1);
+    }
+
+    #[test]
+    fn churn_label_is_no_purchase_in_window() {
+        let cutoffs = [10 * DAY_US, 20 * DAY_US, 30 * DAY_US];
+        let e = |id, day: i64, kind, amount| Event {
+            customer_id: id,
+            time_us: day * DAY_US,
+            kind,
+            amount,
+            channel: None,
+            category: None,
+        };
+        let events = [
+            e("a", 1, EventKind::Purchase, Some(5.0)),
+            e("a", 12, EventKind::Purchase, Some(8.0)),
+            e("a", 13, EventKind::Refund, Some(3.0)),
+            e("b", 2, EventKind::Purchase, Some(5.0)),
+            e("b", 15, EventKind::PageView, None),
+            e("b", 25, EventKind::Purchase, Some(1.0)),
+        ];
+        let h = histories_from_events(&cutoffs, &events);
+        let set = h.features(T0);
+        let l = labels(&h, &set, T0);
+        assert_eq!(l.churned, vec![false, true]);
+        assert_eq!(l.spend, vec![5.0, 0.0]);
+        let set = h.features(T1);
+        let l = labels(&h, &set, T1);
+        assert_eq!(l.churned, vec![true, false]);
+        assert_eq!(l.spend, vec![0.0, 1.0]);
+    }
+}

@@ -1,0 +1,22 @@
+//! churnclv: churn and customer-lifetime-value scoring from Parquet event histories.
+//!
+//! Stages, data flowing one way: [`io`] (read and validate events, write outputs atomically)
+//! → [`features`] (per-customer accumulators, rayon) → [`labels`] (time windows)
+//! → [`models`] (churn) → [`evaluate`] (metrics) → [`score`] (the score table).
+//! [`generate`] makes synthetic histories with known ground truth; [`config`] is the one
+//! validated configuration struct. The command-line front end lives in `src/cmd/`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod evaluate;
+pub mod events;
+pub mod features;
+pub mod generate;
+pub mod io;
+pub mod labels;
+pub mod models;
+pub mod score;
+
+pub use config::{Config, ConfigError};
+pub use events::EventKind;
+pub use labels::Cutoffs;

@@ -1,0 +1,298 @@
+//! The churn model: L2 logistic regression (linfa-logistic) on standardised, log-compressed RFM
+//! features, oriented so that it predicts P(churn).
+//!
+//! linfa-logistic 0.8.1 calls the *more frequent* label "positive" (rust-ml/linfa#393), so the
+//! fitted coefficients may describe P(not churn). We read back which class it chose and flip
+//! signs when needed; the saved model always scores `sigmoid(intercept + w·z)` = P(churn).
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use linfa::traits::Fit;
+use linfa::Dataset;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::features::Rfm;
+
+/// Errors while fitting or applying a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{window}: all {rows} customers have the same churn label ({label}); cannot fit a churn model")]
+    OneClass {
+        window: String,
+        rows: usize,
+        label: &'static str,
+    },
+    #[error("{window}: no customers to fit the churn model on")]
+    Empty { window: String },
+    #[error("churn model fit did not finish within {seconds} s (max_iterations {iterations})")]
+    Timeout { seconds: u64, iterations: u64 },
+    #[error("churn model fit failed: {0}")]
+    Linfa(String),
+    #[error("churn model: {0}")]
+    Invalid(String),
+    #[error("model expects {expected} features, got {found}")]
+    Shape { expected: usize, found: usize },
+}
+
+/// Checked hyperparameters (see `[churn]` in the config docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ChurnParams {
+    pub alpha: f64,
+    pub max_iterations: u64,
+    pub timeout_seconds: u64,
+}
+
+/// How one raw feature becomes a model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureScaling {
+    pub name: String,
+    /// `signed_log1p`: sign(x)·ln(1 + |x|), then `(v − mean) / std`.
+    pub transform: String,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// A fitted churn model. `score(z) = sigmoid(intercept + Σ coefficients·z)` = P(churn).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnModel {
+    pub features: Vec<FeatureScaling>,
+    pub coefficients: Vec<f64>,
+    pub intercept: f64,
+    pub params: ChurnParams,
+    pub train_rows: usize,
+    pub train_churn_rate: f64,
+}
+
+/// Names of the model inputs, in matrix column order.
+pub const FEATURES: [&str; 7] = [
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "avg_order_value",
+    "tenure_days",
+    "t_days",
+    "n_events",
+];
+
+/// The raw feature row of one customer (who has purchased: recency is defined).
+pub fn raw_row(r: &Rfm) -> [f64; 7] {
+    [
+        r.recency_days.unwrap_or(r.tenure_days),
+        r.frequency as f64,
+        r.monetary_total,
+        r.avg_order_value.unwrap_or(0.0),
+        r.tenure_days,
+        r.t_days,
+        r.n_events as f64,
+    ]
+}
+
+/// Raw feature matrix of some customers.
+pub fn raw_matrix(rows: &[&Rfm]) -> Array2<f64> {
+    let mut x = Array2::zeros((rows.len(), FEATURES.len()));
+    for (i, r) in rows.iter().enumerate() {
+        for (j, v) in raw_row(r).into_iter().enumerate() {
+            x[[i, j]] = v;
+        }
+    }
+    x
+}
+
+fn signed_log1p(v: f64) -> f64 {
+    v.signum() * v.abs().ln_1p()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+impl ChurnModel {
+    /// Fits on raw features `x` (rows × [`FEATURES`]) and labels `churned`.
+    pub fn fit(
+        params: ChurnParams,
+        x: &Array2<f64>,
+        churned: &[bool],
+        window: &str,
+    ) -> Result<ChurnModel, ModelError> {
+        let n = x.nrows();
+        if n == 0 {
+            return Err(ModelError::Empty {
+                window: window.to_string(),
+            });
+        }
+        if x.ncols() != FEATURES.len() || churned.len() != n {
+            return Err(ModelError::Shape {
+                expected: FEATURES.len(),
+                found: x.ncols(),
+            });
+        }
+        let positives = churned.iter().filter(|&&c| c).count();
+        if positives == 0 || positives == n {
+            return Err(ModelError::OneClass {
+                window: window.to_string(),
+                rows: n,
+                label: if positives == 0 { "not churned" } else { "churned" },
+            });
+        }
+        let mut features = Vec::with_capacity(FEATURES.len());
+        let mut z = x.mapv(signed_log1p);
+        for (j, name) in FEATURES.iter().enumerate() {
+            let col = z.column(j);
+            let mean = col.sum() / n as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+            z.column_mut(j).mapv_inplace(|v| (v - mean) / std);
+            features.push(FeatureScaling {
+                name: name.to_string(),
+                transform: "signed_log1p".into(),
+                mean,
+                std,
+            });
+        }
+        if z.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::Invalid("non-finite feature value".into()));
+        }
+        let y: Array1<bool> = churned.iter().copied().collect();
+        let (w, b, pos_is_churn) = fit_guarded(params, z, y)?;
+        let sign = if pos_is_churn { 1.0 } else { -1.0 };
+        Ok(ChurnModel {
+            features,
+            coefficients: w.iter().map(|v| sign * v).collect(),
+            intercept: sign * b,
+            params,
+            train_rows: n,
+            train_churn_rate: positives as f64 / n as f64,
+        })
+    }
+
+    /// Standardised inputs of raw rows, as the model sees them.
+    pub fn standardise(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
+        if x.ncols() != self.features.len() || self.coefficients.len() != self.features.len() {
+            return Err(ModelError::Shape {
+                expected: self.features.len(),
+                found: x.ncols(),
+            });
+        }
+        let mut z = x.mapv(signed_log1p);
+        for (j, f) in self.features.iter().enumerate() {
+            z.column_mut(j).mapv_inplace(|v| (v - f.mean) / f.std);
+        }
+        Ok(z)
+    }
+
+    /// P(churn) for each raw row.
+    pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
+        let z = self.standardise(x)?;
+        Ok(z.rows()
+            .into_iter()
+            .map(|row| {
+                let s: f64 = row
+                    .iter()
+                    .zip(&self.coefficients)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                sigmoid(self.intercept + s)
+            })
+            .collect())
+    }
+}
+
+/// Runs the linfa fit on its own thread under a wall-clock limit (argmin has none), returning
+/// weights, intercept, and whether linfa's positive class is `churned == true`.
+fn fit_guarded(
+    params: ChurnParams,
+    z: Array2<f64>,
+    y: Array1<bool>,
+) -> Result<(Vec<f64>, f64, bool), ModelError> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let dataset = Dataset::new(z, y);
+        let result = LogisticRegression::default()
+            .alpha(params.alpha)
+            .max_iterations(params.max_iterations)
+            .fit(&dataset)
+            .map(|m| (m.params().to_vec(), m.intercept(), m.labels().pos.class));
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(Duration::from_secs(params.timeout_seconds)) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(ModelError::Linfa(e.to_string())),
+        Err(_) => Err(ModelError::Timeout {
+            seconds: params.timeout_seconds,
+            iterations: params.max_iterations,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn synthetic(n: usize, churn_share: f64) -> (Array2<f64>, Vec<bool>) {
+        // Churn probability rises with recency; everything else is noise.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut x = Array2::zeros((n, FEATURES.len()));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            for j in 0..FEATURES.len() {
+                x[[i, j]] = rng.gen_range(1.0..100.0);
+            }
+            let r = x[[i, 0]];
+            let logit = 4.0 * ((r / 100.0) - (1.0 - churn_share));
+            y.push(rng.gen::<f64>() < sigmoid(logit * 3.0));
+        }
+        (x, y)
+    }
+
+    fn params() -> ChurnParams {
+        ChurnParams {
+            alpha: 1.0,
+            max_iterations: 200,
+            timeout_seconds: 60,
+        }
+    }
+
+    #[test]
+    fn predicts_churn_whichever_class_is_more_frequent() {
+        for share in [0.2, 0.8] {
+            let (x, y) = synthetic(3000, share);
+            let m = ChurnModel::fit(params(), &x, &y, "test").map_err(|e| e.to_string());
+            let m = m.unwrap_or_else(|e| panic!("{e}"));
+            assert!(m.coefficients[0] > 0.5, "recency must raise churn: {:?}", m.coefficients);
+            let p = m.predict(&x).unwrap_or_default();
+            let mean_churned = mean(p.iter().zip(&y).filter(|(_, &c)| c).map(|(p, _)| *p));
+            let mean_kept = mean(p.iter().zip(&y).filter(|(_, &c)| !c).map(|(p, _)| *p));
+            assert!(mean_churned > mean_kept + 0.2, "share {share}: {mean_churned} vs {mean_kept}");
+            let avg = mean(p.iter().copied());
+            let rate = y.iter().filter(|&&c| c).count() as f64 / y.len() as f64;
+            assert!((avg - rate).abs() < 0.02, "calibration-in-the-large: {avg} vs {rate}");
+        }
+    }
+
+    fn mean(it: impl Iterator<Item = f64>) -> f64 {
+        let (s, n) = it.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+        s / n as f64
+    }
+
+    #[test]
+    fn one_class_is_a_clear_error() {
+        let (x, _) = synthetic(10, 0.5);
+        let err = ChurnModel::fit(params(), &x, &[true; 10], "window [1997-01-01, 1997-04-01)")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("window [1997-01-01, 1997-04-01): all 10 customers have the same churn label (churned); cannot fit a churn model")
+        );
+    }
+}

@@ -155,8 +155,8 @@ fn publishes_a_complete_partition_with_known_values() {
     // Metrics: out of time, the model beats chance and the recency baseline is reported.
     let m = json(&part.join("metrics.json"));
     assert_eq!(m["evaluation"]["scheme"], "out_of_time");
-    assert_eq!(m["evaluation"]["train_cutoff"], "2023-08-11");
-    assert_eq!(m["evaluation"]["eval_cutoff"], "2023-11-09");
+    assert_eq!(m["evaluation"]["train_cutoff"], "2023-08-09");
+    assert_eq!(m["evaluation"]["eval_cutoff"], "2023-11-07");
     let auc = m["churn"]["model"]["roc_auc"].as_f64().expect("auc");
     assert!(auc > 0.8, "auc {auc}");
     assert!(m["churn"]["baseline"]["roc_auc"].as_f64().expect("baseline") > 0.5);

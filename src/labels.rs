@@ -7,6 +7,7 @@
 use chrono::{Duration, NaiveDate};
 use serde::Serialize;
 
+use crate::events::EventKind;
 use crate::features::{FeatureSet, Histories};
 use crate::io::DAY_US;
 
@@ -73,7 +74,7 @@ pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
     let mut spend = Vec::with_capacity(set.rows.len());
     for &i in &set.index {
         let w = histories.customers[i].1.window(k);
-        churned.push(w.is_none_or(|s| s.n_purchases == 0));
+        churned.push(w.is_none_or(|s| s.count(EventKind::Purchase) == 0));
         spend.push(w.map_or(0.0, |s| s.net_spend()));
     }
     Labels { churned, spend }

@@ -1,5 +1,5 @@
-//! The score table: one row per customer with any event before as-of (SPEC §6; this is the
-//! walking-skeleton subset of its columns), and the features table written beside it.
+//! The score table: one row per customer with any event before as-of (SPEC §6; for now the
+//! walking-skeleton subset of its columns).
 
 use std::sync::Arc;
 
@@ -48,53 +48,4 @@ pub fn score_table(
         Arc::new(Float64Array::from_iter(churn_probability.iter().copied())),
     ];
     RecordBatch::try_new(scores_schema(), columns)
-}
-
-/// Schema of `features.parquet` (the walking-skeleton RFM set).
-pub fn features_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("n_events", DataType::Int64, false),
-        Field::new("n_purchases", DataType::Int64, false),
-        Field::new("purchase_days", DataType::Int64, false),
-        Field::new("frequency", DataType::Int64, false),
-        Field::new("recency_days", DataType::Float64, true),
-        Field::new("t_x_days", DataType::Float64, false),
-        Field::new("T_days", DataType::Float64, false),
-        Field::new("monetary_total", DataType::Float64, false),
-        Field::new("avg_order_value", DataType::Float64, true),
-        Field::new("tenure_days", DataType::Float64, false),
-    ]))
-}
-
-/// Builds the features table of a feature set.
-pub fn features_table(set: &FeatureSet) -> Result<RecordBatch, ArrowError> {
-    let int = |f: fn(&crate::features::Rfm) -> u64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(
-            set.rows.iter().map(|r| f(r) as i64),
-        ))
-    };
-    let float = |f: fn(&crate::features::Rfm) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from_iter_values(set.rows.iter().map(f)))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            set.customer_ids.iter().map(|s| s.as_ref()),
-        )),
-        int(|r| r.n_events),
-        int(|r| r.n_purchases),
-        int(|r| r.purchase_days),
-        int(|r| r.frequency),
-        Arc::new(Float64Array::from_iter(
-            set.rows.iter().map(|r| r.recency_days),
-        )),
-        float(|r| r.t_x_days),
-        float(|r| r.t_days),
-        float(|r| r.monetary_total),
-        Arc::new(Float64Array::from_iter(
-            set.rows.iter().map(|r| r.avg_order_value),
-        )),
-        float(|r| r.tenure_days),
-    ];
-    RecordBatch::try_new(features_schema(), columns)
 }

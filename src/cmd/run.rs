@@ -16,14 +16,15 @@ use sha2::{Digest, Sha256};
 
 use churnclv::config::{parse_date, Config};
 use churnclv::evaluate::roc_auc;
-use churnclv::features::{FeatureSet, Histories, HistoryAcc};
+use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::output::{file_digest, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::{latest_event_time, rejects_schema};
 use churnclv::io::{open_inputs, scan, InputError, InputSet, ReadOptions, ScanStats, Staging};
 use churnclv::labels::{date_of_us, labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::{ChurnModel, ChurnParams};
-use churnclv::score::{features_schema, features_table, score_table, scores_schema};
+use churnclv::features::features_schema;
+use churnclv::score::{score_table, scores_schema};
 
 use super::{horizon_days, read_options, InputArgs, QualityGate, UsageError};
 
@@ -213,7 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // Refit on the latest labelled window and score as of as_of.
     let t = Instant::now();
-    let (fit_set, _) = purchasers(&histories.features(T1));
+    let fit_set = histories.features(T1).purchasers();
     let fit_labels = labels(&histories, &fit_set, T1);
     let model = ChurnModel::fit(
         params,
@@ -234,7 +235,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         churn_probability[i] = Some(p);
     }
     let scores = score_table(&score_set, c.as_of, &churn_probability)?;
-    let features = features_table(&score_set)?;
+    let features = score_set.to_record_batch()?;
     tracing::info!(
         stage = "score",
         customers = score_set.rows.len(),
@@ -337,18 +338,6 @@ fn window_name(from: NaiveDate, until: NaiveDate) -> String {
     format!("window [{from}, {until})")
 }
 
-/// Customers who bought before the cutoff: the modelled population.
-fn purchasers(set: &FeatureSet) -> (FeatureSet, Vec<usize>) {
-    let keep: Vec<usize> = (0..set.rows.len()).filter(|&i| set.rows[i].has_purchase()).collect();
-    let out = FeatureSet {
-        cutoff_us: set.cutoff_us,
-        customer_ids: keep.iter().map(|&i| set.customer_ids[i].clone()).collect(),
-        rows: keep.iter().map(|&i| set.rows[i].clone()).collect(),
-        index: keep.iter().map(|&i| set.index[i]).collect(),
-    };
-    (out, keep)
-}
-
 /// Out-of-time evaluation (or the customer-split fallback).
 #[derive(Debug, Serialize)]
 struct Evaluation {
@@ -382,9 +371,9 @@ fn evaluate(
     config: &Config,
     params: ChurnParams,
 ) -> anyhow::Result<Evaluation> {
-    let (train, _) = purchasers(&histories.features(T0));
+    let train = histories.features(T0).purchasers();
     let train_labels = labels(histories, &train, T0);
-    let (eval, _) = purchasers(&histories.features(T1));
+    let eval = histories.features(T1).purchasers();
     let eval_labels = labels(histories, &eval, T1);
     let rate = |l: &[bool]| {
         if l.is_empty() {
@@ -420,7 +409,7 @@ fn evaluate(
             .iter()
             .map(|id| split_hash(id, config.run.seed) % 5 == 0)
             .collect();
-        let pick = |want: bool| -> (Vec<&churnclv::features::Rfm>, Vec<bool>) {
+        let pick = |want: bool| -> (Vec<&churnclv::features::Features>, Vec<bool>) {
             is_eval
                 .iter()
                 .enumerate()

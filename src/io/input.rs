@@ -270,6 +270,7 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
         }
     })?;
     let sources = resolve(path, metadata.schema(), columns)?;
+    let metadata = with_dictionary_text(metadata, &sources);
     let pq = metadata.metadata();
     let mut offsets = Vec::with_capacity(pq.num_row_groups());
     let mut rows = 0u64;
@@ -286,6 +287,46 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
         sources,
         row_group_offsets: offsets,
     })
+}
+
+/// Asks the Parquet reader for event_type, channel and category as dictionaries (their pages
+/// usually are): the validator then classifies each distinct value once per batch instead of
+/// once per row. Falls back to the plain schema if the reader refuses the hint.
+fn with_dictionary_text(
+    metadata: ArrowReaderMetadata,
+    sources: &BTreeMap<Field, Source>,
+) -> ArrowReaderMetadata {
+    let coded: Vec<&str> = [Field::EventType, Field::Channel, Field::Category]
+        .iter()
+        .filter_map(|f| match sources.get(f) {
+            Some(Source::Column(name)) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let schema = metadata.schema();
+    let mut changed = false;
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if coded.contains(&f.name().as_str()) && *f.data_type() == DataType::Utf8 {
+                changed = true;
+                let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                std::sync::Arc::new(f.as_ref().clone().with_data_type(dt))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    if !changed {
+        return metadata;
+    }
+    let hinted = std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(
+        metadata.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(hinted),
+    )
+    .unwrap_or(metadata)
 }
 
 fn read_at(file: &mut File, pos: u64, buf: &mut [u8]) -> std::io::Result<()> {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    Date32Type, Int32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -79,8 +79,9 @@ pub struct Event<'a> {
     pub kind: EventKind,
     /// Finite, non-negative, within the configured range; `None` when absent.
     pub amount: Option<f64>,
-    pub channel: Option<&'a str>,
-    pub category: Option<&'a str>,
+    /// Code of the channel / category text ([`value_code`]); `None` when absent.
+    pub channel: Option<u64>,
+    pub category: Option<u64>,
 }
 
 /// What a scan needs to know to validate rows.
@@ -273,7 +274,7 @@ where
     for batch in reader {
         let batch = batch.map_err(|e| rerr(e.to_string()))?;
         let n = batch.num_rows();
-        let cols = Columns::from_batch(file, &batch).map_err(|e| rerr(e.to_string()))?;
+        let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
         for i in 0..n {
             let r = row + i as u64;
             match cols.event(i, opts, &mut kinds) {
@@ -350,37 +351,96 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
         .try_reduce(|| None, |a, b| Ok(opt_max(a, b)))
 }
 
-/// The columns of one batch, cast to the shapes the validator reads.
+/// The columns of one batch, in the shapes the validator reads.
 struct Columns<'a> {
     customer: Text,
     customer_raw: Option<&'a ArrayRef>,
     time: Option<&'a ArrayRef>,
     kind: Text,
+    /// Event kind of each dictionary value of `kind` (dictionary-encoded columns only).
+    kind_by_key: Vec<(EventKind, bool)>,
     amount: Option<ArrayRef>,
     amount_raw: Option<&'a ArrayRef>,
-    channel: Text,
-    category: Text,
+    channel: Coded,
+    category: Coded,
 }
 
-/// A text column: per-row values, or one constant from a partition folder.
+/// A text column: plain values, dictionary keys into values, or one constant from a partition
+/// folder. Low-cardinality columns are read dictionary-encoded (see `InputFile`), so per-row
+/// work is a key lookup, not a string comparison.
 enum Text {
-    Array(StringArray),
+    Plain(StringArray),
+    Dict(PrimitiveArray<Int32Type>, StringArray),
     Constant(String),
     Absent,
 }
 
 impl Text {
+    fn from_array(a: &ArrayRef, name: &str) -> Result<Text, String> {
+        if let DataType::Dictionary(k, v) = a.data_type() {
+            let want = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            let dict = if **k == DataType::Int32 && **v == DataType::Utf8 {
+                a.clone()
+            } else {
+                arrow_cast::cast(a, &want).map_err(|e| format!("column '{name}': {e}"))?
+            };
+            let d = dict.as_dictionary::<Int32Type>();
+            return Ok(Text::Dict(d.keys().clone(), d.values().as_string::<i32>().clone()));
+        }
+        let cast = arrow_cast::cast(a, &DataType::Utf8).map_err(|e| format!("column '{name}': {e}"))?;
+        Ok(Text::Plain(cast.as_string::<i32>().clone()))
+    }
+
     fn get(&self, i: usize) -> Option<&str> {
         match self {
-            Text::Array(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Text::Plain(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Text::Dict(keys, values) => {
+                (!keys.is_null(i)).then(|| values.value(keys.value(i) as usize))
+            }
             Text::Constant(s) => Some(s.as_str()),
             Text::Absent => None,
         }
     }
 }
 
+/// A text column turned into stable 64-bit value codes (hash of the text), computed once per
+/// dictionary value.
+struct Coded {
+    text: Text,
+    by_key: Vec<u64>,
+}
+
+impl Coded {
+    fn new(text: Text) -> Coded {
+        let by_key = match &text {
+            Text::Dict(_, values) => (0..values.len()).map(|j| value_code(values.value(j))).collect(),
+            _ => Vec::new(),
+        };
+        Coded { text, by_key }
+    }
+
+    fn get(&self, i: usize) -> Option<u64> {
+        match &self.text {
+            Text::Dict(keys, _) => (!keys.is_null(i)).then(|| self.by_key[keys.value(i) as usize]),
+            other => other.get(i).map(value_code),
+        }
+    }
+}
+
+/// A stable code for a text value (FxHash is deterministic across runs and platforms).
+pub fn value_code(s: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
 impl<'a> Columns<'a> {
-    fn from_batch(file: &InputFile, batch: &'a RecordBatch) -> Result<Columns<'a>, String> {
+    fn from_batch(
+        file: &InputFile,
+        batch: &'a RecordBatch,
+        opts: &ReadOptions,
+    ) -> Result<Columns<'a>, String> {
         let column = |f: Field| -> Option<&'a ArrayRef> {
             match file.sources.get(&f) {
                 Some(Source::Column(name)) => batch.column_by_name(name),
@@ -391,11 +451,7 @@ impl<'a> Columns<'a> {
             match file.sources.get(&f) {
                 Some(Source::Partition(v)) => Ok(Text::Constant(v.clone())),
                 Some(Source::Column(name)) => match batch.column_by_name(name) {
-                    Some(a) => {
-                        let cast = arrow_cast::cast(a, &DataType::Utf8)
-                            .map_err(|e| format!("column '{name}': {e}"))?;
-                        Ok(Text::Array(cast.as_string::<i32>().clone()))
-                    }
+                    Some(a) => Text::from_array(a, name),
                     None => Ok(Text::Absent),
                 },
                 None => Ok(Text::Absent),
@@ -408,15 +464,23 @@ impl<'a> Columns<'a> {
             ),
             None => None,
         };
+        let kind = text(Field::EventType)?;
+        let kind_by_key = match &kind {
+            Text::Dict(_, values) => (0..values.len())
+                .map(|j| opts.event_types.classify(values.value(j)))
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Columns {
             customer: text(Field::CustomerId)?,
             customer_raw: column(Field::CustomerId),
             time: column(Field::EventTime),
-            kind: text(Field::EventType)?,
+            kind,
+            kind_by_key,
             amount,
             amount_raw,
-            channel: text(Field::Channel)?,
-            category: text(Field::Category)?,
+            channel: Coded::new(text(Field::Channel)?),
+            category: Coded::new(text(Field::Category)?),
         })
     }
 
@@ -442,13 +506,23 @@ impl<'a> Columns<'a> {
         if !(MIN_TIME_US..MAX_TIME_US).contains(&time_us) {
             return Err(Reason::TimeOutOfRange);
         }
-        let raw_kind = self.kind.get(i).ok_or(Reason::NullEventType)?;
-        let (kind, known) = match kinds.get(raw_kind) {
-            Some(k) => *k,
-            None => {
-                let k = opts.event_types.classify(raw_kind);
-                kinds.insert(raw_kind.to_string(), k);
-                k
+        let (kind, known) = match &self.kind {
+            Text::Dict(keys, _) => {
+                if keys.is_null(i) {
+                    return Err(Reason::NullEventType);
+                }
+                self.kind_by_key[keys.value(i) as usize]
+            }
+            other => {
+                let raw = other.get(i).ok_or(Reason::NullEventType)?;
+                match kinds.get(raw) {
+                    Some(k) => *k,
+                    None => {
+                        let k = opts.event_types.classify(raw);
+                        kinds.insert(raw.to_string(), k);
+                        k
+                    }
+                }
             }
         };
         let amount = match &self.amount {

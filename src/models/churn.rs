@@ -15,7 +15,7 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::features::Rfm;
+use crate::features::Features;
 
 /// Errors while fitting or applying a model.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ pub const FEATURES: [&str; 7] = [
 ];
 
 /// The raw feature row of one customer (who has purchased: recency is defined).
-pub fn raw_row(r: &Rfm) -> [f64; 7] {
+pub fn raw_row(r: &Features) -> [f64; 7] {
     [
         r.recency_days.unwrap_or(r.tenure_days),
         r.frequency as f64,
@@ -92,7 +92,7 @@ pub fn raw_row(r: &Rfm) -> [f64; 7] {
 }
 
 /// Raw feature matrix of some customers.
-pub fn raw_matrix(rows: &[&Rfm]) -> Array2<f64> {
+pub fn raw_matrix(rows: &[&Features]) -> Array2<f64> {
     let mut x = Array2::zeros((rows.len(), FEATURES.len()));
     for (i, r) in rows.iter().enumerate() {
         for (j, v) in raw_row(r).into_iter().enumerate() {

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use churnclv::config::{parse_horizon, Config, ConfigError};
+use chrono::NaiveDate;
+use churnclv::config::{parse_date, parse_horizon, Config, ConfigError};
 use churnclv::events::EventTypeMap;
-use churnclv::io::{InputError, ReadOptions};
+use churnclv::io::read::latest_event_time;
+use churnclv::io::{InputError, InputSet, ReadOptions};
+use churnclv::labels::date_of_us;
 
+pub mod features;
 pub mod generate;
 pub mod run;
 pub mod validate;
@@ -52,6 +56,8 @@ pub enum Command {
     Run(run::Args),
     /// Check an event input and print rows, customers, time range, event types and rejects.
     Validate(validate::Args),
+    /// Write the per-customer feature table at one cutoff (as-of date) to a Parquet file.
+    Features(features::Args),
     /// Write synthetic event histories with a known ground truth.
     Generate(generate::Args),
 }
@@ -133,6 +139,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(a) => run::run(a),
         Command::Validate(a) => validate::run(a),
+        Command::Features(a) => features::run(a),
         Command::Generate(a) => generate::run(a),
     }
 }
@@ -152,6 +159,22 @@ pub fn init_logging(g: &GlobalArgs) {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Text => builder.with_ansi(false).compact().try_init(),
     };
+}
+
+/// The as-of date: the flag, or the day after the latest valid event time in the input.
+pub fn resolve_as_of(inputs: &InputSet, flag: Option<&str>) -> anyhow::Result<NaiveDate> {
+    if let Some(d) = flag {
+        return Ok(parse_date(d).context("--as-of")?);
+    }
+    match latest_event_time(inputs)? {
+        Some(us) => Ok(date_of_us(us) + chrono::Duration::days(1)),
+        None => Err(InputError::NoUsableRows {
+            path: inputs.spec.clone(),
+            read: inputs.rows(),
+            reasons: "no valid event_time".into(),
+        }
+        .into()),
+    }
 }
 
 /// Parses `--horizon`, falling back to the config's.

@@ -18,15 +18,15 @@ use churnclv::config::{parse_date, Config};
 use churnclv::evaluate::roc_auc;
 use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::output::{file_digest, write_json, write_parquet_direct, ParquetOptions};
-use churnclv::io::read::{latest_event_time, rejects_schema};
+use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, scan, InputError, InputSet, ReadOptions, ScanStats, Staging};
-use churnclv::labels::{date_of_us, labels, Cutoffs, AS_OF, T0, T1};
+use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::{ChurnModel, ChurnParams};
 use churnclv::features::features_schema;
 use churnclv::score::{score_table, scores_schema};
 
-use super::{horizon_days, read_options, InputArgs, QualityGate, UsageError};
+use super::{horizon_days, read_options, resolve_as_of, InputArgs, QualityGate, UsageError};
 
 /// Read events, build features, train and evaluate the churn model out of time, score every
 /// customer as of --as-of, and publish DIR/as_of=YYYY-MM-DD/ (scores.parquet,
@@ -74,25 +74,11 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
             return Err(UsageError(format!("--min-auc must be between 0 and 1, got {x}")).into());
         }
     }
-    let as_of_flag = match &args.as_of {
-        Some(d) => Some(parse_date(d).context("--as-of")?),
-        None => None,
-    };
+    if let Some(d) = &args.as_of {
+        parse_date(d).context("--as-of")?; // a bad flag fails before any file is opened
+    }
     let inputs = open_inputs(&args.input.events, &config.columns)?;
-    let as_of = match as_of_flag {
-        Some(d) => d,
-        None => match latest_event_time(&inputs)? {
-            Some(us) => date_of_us(us) + chrono::Duration::days(1),
-            None => {
-                return Err(InputError::NoUsableRows {
-                    path: inputs.spec.clone(),
-                    read: inputs.rows(),
-                    reasons: "no valid event_time".into(),
-                }
-                .into())
-            }
-        },
-    };
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         UsageError(format!("--out {}: cannot create folder: {e}", args.out.display()))
     })?;

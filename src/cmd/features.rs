@@ -1,0 +1,84 @@
+//! `churnclv features`: the feature table at one cutoff, on its own.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use churnclv::features::{features_schema, HistoryAcc};
+use churnclv::io::output::{write_parquet, ParquetOptions};
+use churnclv::io::{open_inputs, scan, InputError};
+use churnclv::labels::date_us;
+
+use super::{read_options, resolve_as_of, InputArgs};
+
+/// Build the per-customer feature table (RFM, BTYD summary, behaviour; see docs/features.md)
+/// from events strictly before --as-of and write it as one Parquet file, with the cutoff in
+/// its key-value metadata (`churnclv.cutoff`). One row per customer with any event before the
+/// cutoff, sorted by customer_id. Events on or after the cutoff are counted, not used.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Cutoff date (YYYY-MM-DD): features use events before its midnight UTC. Default: the
+    /// day after the last event.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Parquet file to write (replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cfg = args.input.config()?;
+    let types = cfg.validate()?;
+    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let cutoff = date_us(as_of);
+    let opts = read_options(&cfg, types, cutoff);
+    let scanned = scan(
+        &inputs,
+        &opts,
+        || HistoryAcc::new(&[cutoff]),
+        HistoryAcc::update,
+        HistoryAcc::merge,
+    )?;
+    let stats = scanned.stats;
+    if stats.rows_used == 0 {
+        return Err(InputError::NoUsableRows {
+            path: inputs.spec.clone(),
+            read: stats.rows_read,
+            reasons: stats.reasons_line(),
+        }
+        .into());
+    }
+    let set = scanned.acc.finish().features(0);
+    let batch = set.to_record_batch()?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let options = ParquetOptions::default()
+        .metadata("churnclv.cutoff", as_of.to_string())
+        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
+    write_parquet(&args.out, features_schema(), &[batch], &options)?;
+    tracing::info!(
+        stage = "features",
+        rows_read = stats.rows_read,
+        rows_used = stats.rows_used,
+        rows_rejected = stats.rows_rejected,
+        customers = set.rows.len(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "rejected: {}",
+        stats.reasons_line()
+    );
+    println!(
+        "{} customers, features before {} -> {} ({} rows read, {} used, {} rejected: {})",
+        set.rows.len(),
+        as_of,
+        args.out.display(),
+        stats.rows_read,
+        stats.rows_used,
+        stats.rows_rejected,
+        stats.reasons_line()
+    );
+    Ok(())
+}

@@ -6,7 +6,10 @@ BIN    := target/release/churnclv
 SAMPLE := data/sample/events.parquet
 OUT    ?= out
 
-.PHONY: run test build sample cdnow bench clean
+.PHONY: run test build sample cdnow bench bench-data clean
+
+BENCH_EVENTS := data/bench/events.parquet
+VENV         := .venv
 
 ## Build, make the sample data if missing, run the whole job on it, print a summary.
 run: build sample
@@ -27,5 +30,20 @@ sample: build
 cdnow: build
 	$(BIN) run --events data/cdnow/cdnow_events.parquet --as-of 1998-07-01 --horizon 273d --out $(OUT)/cdnow
 
+## Benchmarks against the peer tools, in one run: generates 10M events / 200k customers, times
+## churnclv's feature stage beside DuckDB and Polars (pinned in bench/requirements.txt, installed
+## into .venv), checks they agree, then runs the criterion benches.
+bench: build bench-data $(VENV)/.installed
+	$(VENV)/bin/python bench/compare_features.py --bin $(BIN) --events $(BENCH_EVENTS) --cutoff 2026-01-01
+	$(CARGO) bench --bench features -- --noplot
+
+bench-data: build
+	@test -f $(BENCH_EVENTS) || $(BIN) generate --customers 200000 --seed 7 --out $(BENCH_EVENTS)
+
+$(VENV)/.installed: bench/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
 clean:
-	rm -rf $(OUT) data/sample
+	rm -rf $(OUT) data/sample data/bench

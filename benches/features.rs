@@ -1,0 +1,70 @@
+//! Criterion benchmark of the feature aggregation kernel: `HistoryAcc::update` over in-memory
+//! events, the merge of two partials, and `finish` + features at three cutoffs. Reading Parquet
+//! is excluded (the end-to-end comparison with DuckDB and Polars is `make bench`).
+
+use std::hint::black_box;
+
+use churnclv::events::EventKind;
+use churnclv::features::HistoryAcc;
+use churnclv::io::{Event, DAY_US};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const EVENTS: usize = 200_000;
+const CUSTOMERS: usize = 5_000;
+
+fn ids() -> Vec<String> {
+    (0..CUSTOMERS).map(|i| format!("C{i:07}")).collect()
+}
+
+fn events(ids: &[String]) -> Vec<Event<'_>> {
+    // A cheap deterministic mix of customers, kinds and times (xorshift).
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..EVENTS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let kind = EventKind::ALL[(x % 12) as usize];
+            Event {
+                customer_id: &ids[(x >> 8) as usize % CUSTOMERS],
+                time_us: ((x >> 20) % (700 * DAY_US as u64)) as i64,
+                kind,
+                amount: (kind == EventKind::Purchase).then_some(((x >> 40) % 10_000) as f64 / 100.0),
+                channel: Some((x >> 50) % 5),
+                category: Some((x >> 54) % 12),
+            }
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let ids = ids();
+    let evs = events(&ids);
+    let cutoffs = [500 * DAY_US, 600 * DAY_US, 700 * DAY_US];
+    let mut g = c.benchmark_group("features");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("update", |b| {
+        b.iter(|| {
+            let mut acc = HistoryAcc::new(&cutoffs);
+            for e in &evs {
+                acc.update(black_box(e));
+            }
+            acc
+        })
+    });
+    g.bench_function("update_merge_finish_features", |b| {
+        b.iter(|| {
+            let (left, right) = evs.split_at(EVENTS / 2);
+            let mut a = HistoryAcc::new(&cutoffs);
+            let mut z = HistoryAcc::new(&cutoffs);
+            left.iter().for_each(|e| a.update(e));
+            right.iter().for_each(|e| z.update(e));
+            let h = a.merge(z).finish();
+            (0..3).map(|k| h.features(k).rows.len()).sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -33,6 +33,10 @@ pub const MAX_TIME_US: i64 = 84_006 * DAY_US;
 
 const BATCH_ROWS: usize = 64 * 1024;
 
+/// Converted-time sentinels: null, and not representable in µs (both outside the valid range).
+const NULL_TIME: i64 = i64::MIN;
+const BAD_TIME: i64 = i64::MIN + 1;
+
 /// Why a row was not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -224,11 +228,16 @@ where
             rejects: a.rejects,
         }
     };
+    // One contiguous run of row groups per thread: as many partial accumulators as threads
+    // (each holds every customer it has seen, so more partials would cost memory and merges).
+    let per_thread = tasks.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
     let mut result = tasks
-        .par_iter()
-        .with_max_len(1)
-        .try_fold(empty, |mut part, &(fi, rg)| {
-            read_row_group(&inputs.files[fi], rg, opts, &mut part, &update)?;
+        .par_chunks(per_thread)
+        .map(|chunk| {
+            let mut part = empty();
+            for &(fi, rg) in chunk {
+                read_row_group(&inputs.files[fi], rg, opts, &mut part, &update)?;
+            }
             Ok::<_, InputError>(part)
         })
         .try_reduce(empty, |a, b| Ok(combine(a, b)))?;
@@ -271,28 +280,28 @@ where
     let name = file.path.display().to_string();
     let mut rejects = RejectBuilder::default();
     let mut kinds: FxHashMap<String, (EventKind, bool)> = FxHashMap::default();
+    let mut kind_counts = [0u64; EventKind::ALL.len()];
+    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     for batch in reader {
         let batch = batch.map_err(|e| rerr(e.to_string()))?;
         let n = batch.num_rows();
         let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
         for i in 0..n {
-            let r = row + i as u64;
             match cols.event(i, opts, &mut kinds) {
                 Ok((ev, known)) => {
-                    part.stats.rows_used += 1;
-                    *part.stats.event_types.entry(ev.kind).or_insert(0) += 1;
+                    kind_counts[ev.kind as usize] += 1;
                     if !known {
                         let raw = cols.raw_event_type(i).unwrap_or_default();
                         *part.stats.unknown_event_types.entry(raw).or_insert(0) += 1;
                     }
-                    part.stats.min_time_us = opt_min(part.stats.min_time_us, Some(ev.time_us));
-                    part.stats.max_time_us = opt_max(part.stats.max_time_us, Some(ev.time_us));
+                    min_t = min_t.min(ev.time_us);
+                    max_t = max_t.max(ev.time_us);
                     update(&mut part.acc, &ev);
                 }
                 Err(reason) => {
                     part.stats.reject(reason);
                     if reason.copied() {
-                        rejects.push(&name, r, reason, &cols, i);
+                        rejects.push(&name, row + i as u64, reason, &cols, i);
                     }
                 }
             }
@@ -300,6 +309,17 @@ where
         row += n as u64;
         part.stats.rows_read += n as u64;
         *part.stats.rows_per_file.entry(name.clone()).or_insert(0) += n as u64;
+    }
+    let used: u64 = kind_counts.iter().sum();
+    part.stats.rows_used += used;
+    for (kind, n) in EventKind::ALL.iter().zip(kind_counts) {
+        if n > 0 {
+            *part.stats.event_types.entry(*kind).or_insert(0) += n;
+        }
+    }
+    if used > 0 {
+        part.stats.min_time_us = opt_min(part.stats.min_time_us, Some(min_t));
+        part.stats.max_time_us = opt_max(part.stats.max_time_us, Some(max_t));
     }
     if let Some(b) = rejects.finish() {
         part.rejects.push(b);
@@ -356,6 +376,8 @@ struct Columns<'a> {
     customer: Text,
     customer_raw: Option<&'a ArrayRef>,
     time: Option<&'a ArrayRef>,
+    /// `time` in µs, converted once per batch ([`NULL_TIME`] / [`BAD_TIME`] sentinels).
+    times: Vec<i64>,
     kind: Text,
     /// Event kind of each dictionary value of `kind` (dictionary-encoded columns only).
     kind_by_key: Vec<(EventKind, bool)>,
@@ -471,10 +493,18 @@ impl<'a> Columns<'a> {
                 .collect(),
             _ => Vec::new(),
         };
+        let time = column(Field::EventTime);
+        let times = match time {
+            Some(col) => (0..col.len())
+                .map(|i| if col.is_null(i) { NULL_TIME } else { time_us(col, i).unwrap_or(BAD_TIME) })
+                .collect(),
+            None => vec![NULL_TIME; batch.num_rows()],
+        };
         Ok(Columns {
             customer: text(Field::CustomerId)?,
             customer_raw: column(Field::CustomerId),
-            time: column(Field::EventTime),
+            time,
+            times,
             kind,
             kind_by_key,
             amount,
@@ -499,10 +529,10 @@ impl<'a> Columns<'a> {
         if customer_id.trim().is_empty() {
             return Err(Reason::EmptyCustomerId);
         }
-        let time_us = match self.time {
-            Some(col) if !col.is_null(i) => time_us(col, i).ok_or(Reason::TimeOutOfRange)?,
-            _ => return Err(Reason::NullEventTime),
-        };
+        let time_us = self.times[i];
+        if time_us == NULL_TIME {
+            return Err(Reason::NullEventTime);
+        }
         if !(MIN_TIME_US..MAX_TIME_US).contains(&time_us) {
             return Err(Reason::TimeOutOfRange);
         }

@@ -23,14 +23,15 @@ use rustc_hash::FxHashMap;
 use crate::events::EventKind;
 use crate::io::{Event, DAY_US};
 
-/// Money is summed in integer micro-units: exact and order-independent.
+/// Money is summed in integer micro-units: exact and order-independent. An i64 holds
+/// 9.2e12 currency units per customer and segment; sums saturate rather than wrap.
 const MICROS: f64 = 1e6;
 
-fn to_micros(amount: f64) -> i128 {
-    (amount * MICROS).round() as i128
+fn to_micros(amount: f64) -> i64 {
+    (amount * MICROS).round() as i64
 }
 
-fn from_micros(m: i128) -> f64 {
+fn from_micros(m: i64) -> f64 {
     m as f64 / MICROS
 }
 
@@ -44,10 +45,10 @@ pub struct Segment {
     pub n_events: u64,
     /// Events per [`EventKind`], indexed by `kind as usize`.
     pub kinds: [u32; EventKind::ALL.len()],
-    pub purchase_micros: i128,
-    pub refund_micros: i128,
+    pub purchase_micros: i64,
+    pub refund_micros: i64,
     /// Largest single purchase amount (micro-units); 0 without purchases.
-    pub max_order_micros: i128,
+    pub max_order_micros: i64,
     /// Earliest / latest event time (µs); `i64::MAX` / `i64::MIN` when empty.
     pub first_event_us: i64,
     pub last_event_us: i64,
@@ -76,10 +77,12 @@ impl Segment {
         match ev.kind {
             EventKind::Purchase => {
                 let m = ev.amount.map_or(0, to_micros);
-                self.purchase_micros += m;
+                self.purchase_micros = self.purchase_micros.saturating_add(m);
                 self.max_order_micros = self.max_order_micros.max(m);
             }
-            EventKind::Refund => self.refund_micros += ev.amount.map_or(0, to_micros),
+            EventKind::Refund => {
+                self.refund_micros = self.refund_micros.saturating_add(ev.amount.map_or(0, to_micros))
+            }
             _ => {}
         }
     }
@@ -89,8 +92,8 @@ impl Segment {
         for (a, b) in self.kinds.iter_mut().zip(other.kinds) {
             *a += b;
         }
-        self.purchase_micros += other.purchase_micros;
-        self.refund_micros += other.refund_micros;
+        self.purchase_micros = self.purchase_micros.saturating_add(other.purchase_micros);
+        self.refund_micros = self.refund_micros.saturating_add(other.refund_micros);
         self.max_order_micros = self.max_order_micros.max(other.max_order_micros);
         self.first_event_us = self.first_event_us.min(other.first_event_us);
         self.last_event_us = self.last_event_us.max(other.last_event_us);
@@ -103,7 +106,7 @@ impl Segment {
 
     /// Net spend: purchases minus refunds.
     pub fn net_spend(&self) -> f64 {
-        from_micros(self.purchase_micros - self.refund_micros)
+        from_micros(self.purchase_micros.saturating_sub(self.refund_micros))
     }
 }
 

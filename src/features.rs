@@ -120,8 +120,8 @@ pub struct CustomerHistory {
     /// One per cutoff: segment `k` holds events in `[c_{k−1}, c_k)`.
     pub segments: Box<[Segment]>,
     recent: Box<[Recent]>,
-    /// Purchase times (µs), sorted by `finish`.
-    purchases: Vec<i64>,
+    /// Purchases as (time µs, amount micro-units), sorted by `finish`.
+    purchases: Vec<(i64, i64)>,
     /// add_to_cart times (µs), sorted by `finish`.
     carts: Vec<i64>,
     /// UTC days with any event, sorted and distinct after `finish`.
@@ -177,7 +177,7 @@ impl CustomerHistory {
             }
         }
         match ev.kind {
-            EventKind::Purchase => self.purchases.push(t),
+            EventKind::Purchase => self.purchases.push((t, ev.amount.map_or(0, to_micros))),
             EventKind::AddToCart => self.carts.push(t),
             _ => {}
         }
@@ -243,11 +243,26 @@ impl CustomerHistory {
         }
         let days = |us: i64| (cutoff_us - us) as f64 / DAY_US as f64;
         let cutoff_day = cutoff_us.div_euclid(DAY_US) as i32;
-        let purchases = &self.purchases[..self.purchases.partition_point(|&p| p < cutoff_us)];
+        let purchases = &self.purchases[..self.purchases.partition_point(|&(p, _)| p < cutoff_us)];
 
-        // Distinct purchase days and the gaps between them.
-        let mut pdays: Vec<i32> = purchases.iter().map(|&p| p.div_euclid(DAY_US) as i32).collect();
-        pdays.dedup();
+        // Distinct purchase days (with their totals) and the gaps between them.
+        let mut pdays: Vec<i32> = Vec::new();
+        let mut day_totals: Vec<i64> = Vec::new();
+        for &(p, m) in purchases {
+            let d = p.div_euclid(DAY_US) as i32;
+            if pdays.last() == Some(&d) {
+                if let Some(t) = day_totals.last_mut() {
+                    *t = t.saturating_add(m);
+                }
+            } else {
+                pdays.push(d);
+                day_totals.push(m);
+            }
+        }
+        let repeat_spend_mean = (day_totals.len() > 1).then(|| {
+            let repeat = &day_totals[1..];
+            repeat.iter().map(|&m| from_micros(m)).sum::<f64>() / repeat.len() as f64
+        });
         let gaps: Vec<f64> = pdays.windows(2).map(|w| f64::from(w[1] - w[0])).collect();
         let (ipt_mean, ipt_std) = if gaps.is_empty() {
             (None, None)
@@ -267,8 +282,8 @@ impl CustomerHistory {
         let abandoned = carts
             .iter()
             .filter(|&&a| {
-                let next = purchases.partition_point(|&p| p < a);
-                purchases.get(next).is_none_or(|&p| p >= a + DAY_US)
+                let next = purchases.partition_point(|&(p, _)| p < a);
+                purchases.get(next).is_none_or(|&(p, _)| p >= a + DAY_US)
             })
             .count() as u64;
 
@@ -280,12 +295,13 @@ impl CustomerHistory {
             n_purchases,
             purchase_days: pdays.len() as u64,
             frequency: (pdays.len() as u64).saturating_sub(1),
-            recency_days: purchases.last().map(|&p| days(p)),
+            recency_days: purchases.last().map(|&(p, _)| days(p)),
             t_x_days: t_x,
             t_days: t,
             monetary_total: s.net_spend(),
             avg_order_value: (n_purchases > 0).then(|| from_micros(s.purchase_micros) / n_purchases as f64),
             max_order_value: (n_purchases > 0).then(|| from_micros(s.max_order_micros)),
+            repeat_spend_mean,
             tenure_days: days(s.first_event_us),
             active_days: self.days.partition_point(|&d| d < cutoff_day) as u64,
             n_page_views: s.count(EventKind::PageView),
@@ -332,6 +348,9 @@ pub struct Features {
     pub monetary_total: f64,
     pub avg_order_value: Option<f64>,
     pub max_order_value: Option<f64>,
+    /// Mean total of the repeat purchase days (same-day purchases merged, first day excluded):
+    /// the Gamma-Gamma spend input (`zbar`); null without a repeat purchase day.
+    pub repeat_spend_mean: Option<f64>,
     pub tenure_days: f64,
     pub active_days: u64,
     pub n_page_views: u64,
@@ -377,7 +396,7 @@ enum Getter {
 
 /// The columns of `features.parquet` after `customer_id`, in order: one list drives the
 /// schema and the table.
-const COLUMNS: [(&str, Getter); 36] = [
+const COLUMNS: [(&str, Getter); 37] = [
     ("n_events", Getter::Count(|f| f.n_events)),
     ("n_purchases", Getter::Count(|f| f.n_purchases)),
     ("purchase_days", Getter::Count(|f| f.purchase_days)),
@@ -388,6 +407,7 @@ const COLUMNS: [(&str, Getter); 36] = [
     ("monetary_total", Getter::Real(|f| f.monetary_total)),
     ("avg_order_value", Getter::Maybe(|f| f.avg_order_value)),
     ("max_order_value", Getter::Maybe(|f| f.max_order_value)),
+    ("repeat_spend_mean", Getter::Maybe(|f| f.repeat_spend_mean)),
     ("tenure_days", Getter::Real(|f| f.tenure_days)),
     ("active_days", Getter::Count(|f| f.active_days)),
     ("n_page_views", Getter::Count(|f| f.n_page_views)),

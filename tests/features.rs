@@ -79,6 +79,7 @@ fn every_column_by_hand() {
         monetary_total: 65.0,    // 20 + 5 + 30 + 15 − 5
         avg_order_value: Some(17.5),
         max_order_value: Some(30.0),
+        repeat_spend_mean: Some(22.5), // day totals 25 (first, excluded), 30, 15
         tenure_days: 89.5, // 100 − 10.5
         active_days: 13,   // 10 40 41 45 70 75 80 85 90 95 97 98 99
         n_page_views: 2,
@@ -144,10 +145,11 @@ fn features_parquet_columns_are_the_contract() {
         assert!(names.iter().any(|n| n == c), "missing {c}");
     }
     assert_eq!(names[0], "customer_id");
-    assert_eq!(names.len(), 37);
+    assert_eq!(names.len(), 38);
 }
 
-/// lifetimes' summary of the CDNOW sample (weeks, two decimals) against our triple × 7.
+/// lifetimes' summary of the CDNOW sample (weeks, two decimals) against our triple × 7, and
+/// the mean repeat spend against its `zbar`.
 #[test]
 fn btyd_triple_matches_cdnow_summary() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cdnow");
@@ -159,6 +161,16 @@ fn btyd_triple_matches_cdnow_summary() {
         .expect("scan");
     let set = s.acc.finish().features(0);
     let text = std::fs::read_to_string(root.join("cdnow_customers_summary.csv")).expect("csv");
+    let zbars: std::collections::HashMap<u32, f64> =
+        std::fs::read_to_string(root.join("cdnow_customers_summary_with_transactions.csv"))
+            .expect("csv")
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let v: Vec<&str> = l.trim().split(',').collect();
+                (v[0].parse().expect("id"), v[4].parse().expect("zbar"))
+            })
+            .collect();
     let mut checked = 0;
     for line in text.lines().skip(1) {
         let v: Vec<&str> = line.trim().split(',').collect();
@@ -174,6 +186,11 @@ fn btyd_triple_matches_cdnow_summary() {
         assert_eq!(f.frequency as f64, freq, "customer {id}");
         assert!((f.t_x_days / 7.0 - rec).abs() <= 0.005 + 1e-9, "customer {id}: t_x {}", f.t_x_days);
         assert!((f.t_days / 7.0 - t).abs() <= 0.005 + 1e-9, "customer {id}: T {}", f.t_days);
+        let zbar = zbars.get(&id).copied().expect("zbar row");
+        match f.repeat_spend_mean {
+            Some(m) => assert!((m - zbar).abs() <= 0.005 + 1e-9, "customer {id}: zbar {m} vs {zbar}"),
+            None => assert_eq!(zbar, 0.0, "customer {id}"),
+        }
         checked += 1;
     }
     assert_eq!(checked, 2357);

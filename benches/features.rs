@@ -29,7 +29,8 @@ fn events(ids: &[String]) -> Vec<Event<'_>> {
                 customer_id: &ids[(x >> 8) as usize % CUSTOMERS],
                 time_us: ((x >> 20) % (700 * DAY_US as u64)) as i64,
                 kind,
-                amount: (kind == EventKind::Purchase).then_some(((x >> 40) % 10_000) as f64 / 100.0),
+                amount: (kind == EventKind::Purchase)
+                    .then_some(((x >> 40) % 10_000) as f64 / 100.0),
                 channel: Some((x >> 50) % 5),
                 category: Some((x >> 54) % 12),
             }

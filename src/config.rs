@@ -157,6 +157,37 @@ impl Default for ChurnConfig {
     }
 }
 
+/// `[btyd]`: the probabilistic value models (BG/NBD family + Gamma-Gamma).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BtydConfig {
+    /// Transaction model: `bgnbd`, `mbgnbd` or `pnbd` (Pareto/NBD).
+    pub model: String,
+    /// L2 penalty on the parameters (lifetimes' convention; 0 = plain maximum likelihood).
+    pub penalizer: f64,
+    /// Monthly discount rate of the CLV.
+    pub monthly_discount: f64,
+    /// Days per month for discounting (365.25 / 12).
+    pub days_per_month: f64,
+    /// Optimiser iteration cap of one fit.
+    pub max_iterations: u64,
+    /// Wall-clock limit of one fit, seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for BtydConfig {
+    fn default() -> Self {
+        BtydConfig {
+            model: "bgnbd".into(),
+            penalizer: 0.0,
+            monthly_discount: 0.01,
+            days_per_month: 30.4375,
+            max_iterations: 500,
+            timeout_seconds: 120,
+        }
+    }
+}
+
 /// The whole configuration. Unknown keys are errors, so a typo never silently falls back to
 /// a default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -168,6 +199,7 @@ pub struct Config {
     pub run: RunConfig,
     pub validation: ValidationConfig,
     pub churn: ChurnConfig,
+    pub btyd: BtydConfig,
 }
 
 impl Config {
@@ -221,12 +253,49 @@ impl Config {
                 value: "0".into(),
             });
         }
+        let b = &self.btyd;
+        if !["bgnbd", "mbgnbd", "pnbd"].contains(&b.model.as_str()) {
+            return Err(ConfigError::Range {
+                key: "btyd.model",
+                expected: "one of bgnbd, mbgnbd, pnbd",
+                value: b.model.clone(),
+            });
+        }
+        for (key, v, ok) in [
+            ("btyd.penalizer", b.penalizer, b.penalizer >= 0.0),
+            (
+                "btyd.monthly_discount",
+                b.monthly_discount,
+                (0.0..1.0).contains(&b.monthly_discount),
+            ),
+            (
+                "btyd.days_per_month",
+                b.days_per_month,
+                b.days_per_month > 0.0,
+            ),
+        ] {
+            if !(v.is_finite() && ok) {
+                return Err(ConfigError::Range {
+                    key,
+                    expected: "a finite number in its documented range",
+                    value: v.to_string(),
+                });
+            }
+        }
+        if b.max_iterations == 0 || b.timeout_seconds == 0 {
+            return Err(ConfigError::Range {
+                key: "btyd.max_iterations / btyd.timeout_seconds",
+                expected: "at least 1",
+                value: "0".into(),
+            });
+        }
         let mut aliases = BTreeMap::new();
         for (raw, target) in &self.event_types {
-            let kind = EventKind::from_name(target).ok_or_else(|| ConfigError::UnknownEventType {
-                raw: raw.clone(),
-                target: target.clone(),
-            })?;
+            let kind =
+                EventKind::from_name(target).ok_or_else(|| ConfigError::UnknownEventType {
+                    raw: raw.clone(),
+                    target: target.clone(),
+                })?;
             aliases.insert(raw.clone(), kind);
         }
         Ok(EventTypeMap::new(&aliases))
@@ -275,13 +344,16 @@ mod tests {
 
     #[test]
     fn toml_round_trip_and_unknown_keys() {
-        let cfg = Config::from_toml("[columns]\ncustomer_id = \"user_id\"\n[run]\nhorizon = \"30d\"\n")
-            .map_err(|e| e.to_string());
+        let cfg =
+            Config::from_toml("[columns]\ncustomer_id = \"user_id\"\n[run]\nhorizon = \"30d\"\n")
+                .map_err(|e| e.to_string());
         let cfg = cfg.unwrap_or_default();
         assert_eq!(cfg.columns.customer_id, "user_id");
         assert_eq!(cfg.run.horizon, "30d");
         assert_eq!(cfg.columns.event_time, "event_time");
-        let err = Config::from_toml("[run]\nhorizn = \"30d\"\n").err().unwrap_or_default();
+        let err = Config::from_toml("[run]\nhorizn = \"30d\"\n")
+            .err()
+            .unwrap_or_default();
         assert!(err.starts_with("unknown field `horizn`"), "{err}");
     }
 
@@ -294,7 +366,10 @@ mod tests {
             c.apply_map("customer_id").map_err(|e| e.to_string()).err().as_deref(),
             Some("invalid --map 'customer_id': expected our_name=their_name, e.g. customer_id=user_id")
         );
-        assert!(matches!(c.apply_map("colour=x"), Err(ConfigError::UnknownColumn(_))));
+        assert!(matches!(
+            c.apply_map("colour=x"),
+            Err(ConfigError::UnknownColumn(_))
+        ));
     }
 
     #[test]
@@ -303,7 +378,11 @@ mod tests {
         assert!(cfg.validate().is_ok());
         cfg.event_types.insert("order".into(), "buy".into());
         assert_eq!(
-            cfg.validate().map(|_| ()).map_err(|e| e.to_string()).err().as_deref(),
+            cfg.validate()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+                .err()
+                .as_deref(),
             Some("[event_types] 'order' maps to unknown event type 'buy'")
         );
         let mut cfg = Config::default();

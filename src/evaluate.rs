@@ -21,6 +21,66 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some(f64::from(roc.area_under_curve()))
 }
 
+/// Mean absolute error.
+pub fn mae(predicted: &[f64], actual: &[f64]) -> f64 {
+    let n = predicted.len().min(actual.len());
+    if n == 0 {
+        return f64::NAN;
+    }
+    predicted
+        .iter()
+        .zip(actual)
+        .map(|(p, a)| (p - a).abs())
+        .sum::<f64>()
+        / n as f64
+}
+
+/// Root mean squared error.
+pub fn rmse(predicted: &[f64], actual: &[f64]) -> f64 {
+    let n = predicted.len().min(actual.len());
+    if n == 0 {
+        return f64::NAN;
+    }
+    (predicted
+        .iter()
+        .zip(actual)
+        .map(|(p, a)| (p - a).powi(2))
+        .sum::<f64>()
+        / n as f64)
+        .sqrt()
+}
+
+/// Normalised Gini of `predicted` as a ranking of `actual` values: the Gini of actual values
+/// ordered by prediction divided by the Gini of the ideal order. 1 = perfect ranking, 0 =
+/// random, −1 = reversed. Ties in `predicted` are broken by position (stable).
+pub fn normalized_gini(predicted: &[f64], actual: &[f64]) -> f64 {
+    let ideal = gini(actual, actual);
+    if ideal == 0.0 || !ideal.is_finite() {
+        return f64::NAN;
+    }
+    gini(predicted, actual) / ideal
+}
+
+fn gini(order_by: &[f64], actual: &[f64]) -> f64 {
+    let n = actual.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| order_by[b].total_cmp(&order_by[a]));
+    let total: f64 = actual.iter().sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let mut cum = 0.0;
+    let mut area = 0.0;
+    for &i in &idx {
+        cum += actual[i];
+        area += cum / total;
+    }
+    area / n as f64 - (n as f64 + 1.0) / (2.0 * n as f64)
+}
+
 /// 0-based dense ranks (equal scores share a rank).
 fn dense_ranks(scores: &[f64]) -> Vec<u32> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
@@ -56,6 +116,17 @@ mod tests {
             }
         }
         wins / pairs
+    }
+
+    #[test]
+    fn gini_and_errors() {
+        let actual = [0.0, 10.0, 0.0, 30.0, 5.0];
+        assert!((normalized_gini(&actual, &actual) - 1.0).abs() < 1e-12);
+        let reversed: Vec<f64> = actual.iter().map(|v| -v).collect();
+        // Perfectly reversed order: the ideal Gini with its sign flipped (up to the n+1 term).
+        assert!(normalized_gini(&reversed, &actual) < -0.9);
+        assert_eq!(mae(&[1.0, 2.0], &[2.0, 4.0]), 1.5);
+        assert_eq!(rmse(&[0.0, 0.0], &[3.0, 4.0]), 12.5f64.sqrt());
     }
 
     #[test]

@@ -68,9 +68,7 @@ impl EventKind {
     /// Parses a canonical name (case-insensitive); `None` for anything else.
     pub fn from_name(name: &str) -> Option<EventKind> {
         let lower = name.trim().to_ascii_lowercase();
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == lower)
+        EventKind::ALL.into_iter().find(|k| k.as_str() == lower)
     }
 }
 

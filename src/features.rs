@@ -81,7 +81,9 @@ impl Segment {
                 self.max_order_micros = self.max_order_micros.max(m);
             }
             EventKind::Refund => {
-                self.refund_micros = self.refund_micros.saturating_add(ev.amount.map_or(0, to_micros))
+                self.refund_micros = self
+                    .refund_micros
+                    .saturating_add(ev.amount.map_or(0, to_micros))
             }
             _ => {}
         }
@@ -231,6 +233,22 @@ impl CustomerHistory {
         self.segments.get(k + 1)
     }
 
+    /// Distinct UTC days with a purchase in `[from_us, until_us)` (the BTYD holdout count).
+    pub fn purchase_days_between(&self, from_us: i64, until_us: i64) -> u64 {
+        let lo = self.purchases.partition_point(|&(p, _)| p < from_us);
+        let hi = self.purchases.partition_point(|&(p, _)| p < until_us);
+        let mut days = 0u64;
+        let mut last = None;
+        for &(p, _) in &self.purchases[lo..hi] {
+            let d = p.div_euclid(DAY_US);
+            if last != Some(d) {
+                days += 1;
+                last = Some(d);
+            }
+        }
+        days
+    }
+
     /// Features at cutoff number `k` (time `cutoff_us`, midnight UTC); `None` if the customer
     /// has no event before it.
     pub fn features(&self, k: usize, cutoff_us: i64) -> Option<Features> {
@@ -273,7 +291,9 @@ impl CustomerHistory {
             (Some(mean), Some(var.sqrt()))
         };
         let (t_x, t) = match (pdays.first(), pdays.last()) {
-            (Some(&first), Some(&last)) => (f64::from(last - first), f64::from(cutoff_day - 1 - first)),
+            (Some(&first), Some(&last)) => {
+                (f64::from(last - first), f64::from(cutoff_day - 1 - first))
+            }
             _ => (0.0, 0.0),
         };
 
@@ -289,7 +309,8 @@ impl CustomerHistory {
 
         let n_purchases = s.count(EventKind::Purchase);
         let r = self.recent[k];
-        let seen_before = |list: &[(u64, i64)]| list.iter().filter(|(_, t)| *t < cutoff_us).count() as u64;
+        let seen_before =
+            |list: &[(u64, i64)]| list.iter().filter(|(_, t)| *t < cutoff_us).count() as u64;
         Some(Features {
             n_events: s.n_events,
             n_purchases,
@@ -299,7 +320,8 @@ impl CustomerHistory {
             t_x_days: t_x,
             t_days: t,
             monetary_total: s.net_spend(),
-            avg_order_value: (n_purchases > 0).then(|| from_micros(s.purchase_micros) / n_purchases as f64),
+            avg_order_value: (n_purchases > 0)
+                .then(|| from_micros(s.purchase_micros) / n_purchases as f64),
             max_order_value: (n_purchases > 0).then(|| from_micros(s.max_order_micros)),
             repeat_spend_mean,
             tenure_days: days(s.first_event_us),
@@ -427,7 +449,10 @@ const COLUMNS: [(&str, Getter); 37] = [
     ("refund_ratio", Getter::Real(|f| f.refund_ratio)),
     ("n_categories", Getter::Count(|f| f.n_categories)),
     ("n_channels", Getter::Count(|f| f.n_channels)),
-    ("days_since_last_event", Getter::Real(|f| f.days_since_last_event)),
+    (
+        "days_since_last_event",
+        Getter::Real(|f| f.days_since_last_event),
+    ),
     ("ipt_mean_days", Getter::Maybe(|f| f.ipt_mean_days)),
     ("ipt_std_days", Getter::Maybe(|f| f.ipt_std_days)),
     ("events_7d", Getter::Count(|f| f.events_7d)),
@@ -528,7 +553,9 @@ pub struct FeatureSet {
 impl FeatureSet {
     /// The rows whose customer has bought before the cutoff.
     pub fn purchasers(&self) -> FeatureSet {
-        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| self.rows[i].has_purchase()).collect();
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| self.rows[i].has_purchase())
+            .collect();
         FeatureSet {
             cutoff_us: self.cutoff_us,
             customer_ids: keep.iter().map(|&i| self.customer_ids[i].clone()).collect(),
@@ -545,7 +572,9 @@ impl FeatureSet {
         for (_, g) in COLUMNS {
             let rows = self.rows.iter();
             columns.push(match g {
-                Getter::Count(f) => Arc::new(Int64Array::from_iter_values(rows.map(|r| f(r) as i64))),
+                Getter::Count(f) => {
+                    Arc::new(Int64Array::from_iter_values(rows.map(|r| f(r) as i64)))
+                }
                 Getter::Real(f) => Arc::new(Float64Array::from_iter_values(rows.map(f))),
                 Getter::Maybe(f) => Arc::new(Float64Array::from_iter(rows.map(f))),
             });
@@ -602,11 +631,21 @@ mod tests {
     #[test]
     fn merge_equals_sequential() {
         let cutoffs = [10 * DAY_US, 20 * DAY_US];
-        let kinds = [EventKind::Purchase, EventKind::PageView, EventKind::AddToCart, EventKind::Refund];
+        let kinds = [
+            EventKind::Purchase,
+            EventKind::PageView,
+            EventKind::AddToCart,
+            EventKind::Refund,
+        ];
         let events: Vec<Event<'_>> = (0..200)
             .map(|i| {
                 let id = ["x", "y", "z"][i % 3];
-                let mut e = ev(id, (i % 19) as f64 + 0.1 * (i % 7) as f64, kinds[i % 4], Some(0.1 * i as f64));
+                let mut e = ev(
+                    id,
+                    (i % 19) as f64 + 0.1 * (i % 7) as f64,
+                    kinds[i % 4],
+                    Some(0.1 * i as f64),
+                );
                 e.category = Some((i % 5) as u64);
                 e.channel = Some((i % 2) as u64);
                 e

@@ -66,18 +66,31 @@ pub struct Labels {
     pub churned: Vec<bool>,
     /// Net spend (purchases − refunds) in the window.
     pub spend: Vec<f64>,
+    /// Distinct UTC days with a purchase in the window (what BTYD models predict).
+    pub purchase_days: Vec<u64>,
 }
 
 /// Labels of `set` (built at cutoff `k`) from window `k + 1` of `histories`.
 pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
     let mut churned = Vec::with_capacity(set.rows.len());
     let mut spend = Vec::with_capacity(set.rows.len());
+    let mut purchase_days = Vec::with_capacity(set.rows.len());
+    let (from, until) = (
+        histories.cutoffs[k],
+        histories.cutoffs.get(k + 1).copied().unwrap_or(i64::MAX),
+    );
     for &i in &set.index {
-        let w = histories.customers[i].1.window(k);
+        let h = &histories.customers[i].1;
+        let w = h.window(k);
         churned.push(w.is_none_or(|s| s.count(EventKind::Purchase) == 0));
         spend.push(w.map_or(0.0, |s| s.net_spend()));
+        purchase_days.push(h.purchase_days_between(from, until));
     }
-    Labels { churned, spend }
+    Labels {
+        churned,
+        spend,
+        purchase_days,
+    }
 }
 
 #[cfg(test)]
@@ -91,10 +104,19 @@ mod tests {
     fn cutoffs_are_horizon_apart() {
         let d = NaiveDate::from_ymd_opt(1998, 7, 1).unwrap_or_default();
         let c = Cutoffs::new(d, 273);
-        assert_eq!(c.t1, NaiveDate::from_ymd_opt(1997, 10, 1).unwrap_or_default());
-        assert_eq!(c.t0, NaiveDate::from_ymd_opt(1997, 1, 1).unwrap_or_default());
+        assert_eq!(
+            c.t1,
+            NaiveDate::from_ymd_opt(1997, 10, 1).unwrap_or_default()
+        );
+        assert_eq!(
+            c.t0,
+            NaiveDate::from_ymd_opt(1997, 1, 1).unwrap_or_default()
+        );
         assert_eq!(date_of_us(date_us(d)), d);
-        assert_eq!(days_since_epoch(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap_or_default()), 1);
+        assert_eq!(
+            days_since_epoch(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap_or_default()),
+            1
+        );
     }
 
     #[test]
@@ -121,6 +143,7 @@ mod tests {
         let l = labels(&h, &set, T0);
         assert_eq!(l.churned, vec![false, true]);
         assert_eq!(l.spend, vec![5.0, 0.0]);
+        assert_eq!(l.purchase_days, vec![1, 0]);
         let set = h.features(T1);
         let l = labels(&h, &set, T1);
         assert_eq!(l.churned, vec![true, false]);

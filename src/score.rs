@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 
 use crate::features::FeatureSet;
 use crate::labels::days_since_epoch;
+use crate::models::value::ValueScores;
 
 /// Schema of `scores.parquet`.
 pub fn scores_schema() -> SchemaRef {
@@ -19,16 +20,26 @@ pub fn scores_schema() -> SchemaRef {
         Field::new("frequency", DataType::Int64, false),
         Field::new("monetary_total", DataType::Float64, false),
         Field::new("churn_probability", DataType::Float64, true),
+        Field::new("p_alive", DataType::Float64, true),
+        Field::new("expected_purchases", DataType::Float64, true),
+        Field::new("expected_order_value", DataType::Float64, true),
+        Field::new("clv", DataType::Float64, true),
     ]))
 }
 
-/// Builds the score table. `churn_probability[i]` is `None` for customers outside the model's
-/// population (no purchase before as-of).
+/// Builds the score table. `churn_probability[i]` and `value[i]` are `None` for customers
+/// outside the models' population (no purchase before as-of).
 pub fn score_table(
     set: &FeatureSet,
     as_of: NaiveDate,
     churn_probability: &[Option<f64>],
+    value: &[Option<ValueScores>],
 ) -> Result<RecordBatch, ArrowError> {
+    let v = |f: fn(&ValueScores) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(
+            value.iter().map(|s| s.as_ref().map(f)),
+        ))
+    };
     let n = set.rows.len();
     let day = days_since_epoch(as_of);
     let columns: Vec<ArrayRef> = vec![
@@ -46,6 +57,10 @@ pub fn score_table(
             set.rows.iter().map(|r| r.monetary_total),
         )),
         Arc::new(Float64Array::from_iter(churn_probability.iter().copied())),
+        v(|s| s.p_alive),
+        v(|s| s.expected_purchases),
+        v(|s| s.expected_order_value),
+        v(|s| s.clv),
     ];
     RecordBatch::try_new(scores_schema(), columns)
 }

@@ -24,7 +24,15 @@ fn previous_output(dir: &Path) -> PathBuf {
 fn assert_rejected(dir: &Path, events: &str, message: &str) {
     let out = previous_output(dir);
     let assert = bin()
-        .args(["run", "--quiet", "--as-of", "2024-06-01", "--events", events, "--out"])
+        .args([
+            "run",
+            "--quiet",
+            "--as-of",
+            "2024-06-01",
+            "--events",
+            events,
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .code(2);
@@ -39,17 +47,30 @@ fn assert_rejected(dir: &Path, events: &str, message: &str) {
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["as_of=2024-06-01".to_string()], "no temporary folder left");
+    assert_eq!(
+        names,
+        vec!["as_of=2024-06-01".to_string()],
+        "no temporary folder left"
+    );
 }
 
 fn good_columns() -> Vec<(&'static str, ArrayRef)> {
     vec![
-        ("customer_id", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        ),
         (
             "event_time",
-            Arc::new(TimestampMicrosecondArray::from(vec![ts("2024-01-01", 0), ts("2024-02-01", 0)])),
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                ts("2024-01-01", 0),
+                ts("2024-02-01", 0),
+            ])),
         ),
-        ("event_type", Arc::new(StringArray::from(vec!["purchase", "purchase"]))),
+        (
+            "event_type",
+            Arc::new(StringArray::from(vec!["purchase", "purchase"])),
+        ),
         ("amount", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
     ]
 }
@@ -80,7 +101,11 @@ fn not_parquet() {
     let f = dir.path().join("events.parquet");
     std::fs::write(&f, "customer_id,event_time\na,2024-01-01\n").expect("write");
     let p = f.display().to_string();
-    assert_rejected(dir.path(), &p, &format!("{p}: not a Parquet file (no PAR1 magic)"));
+    assert_rejected(
+        dir.path(),
+        &p,
+        &format!("{p}: not a Parquet file (no PAR1 magic)"),
+    );
 }
 
 #[test]
@@ -91,7 +116,11 @@ fn truncated_parquet() {
     let cut = dir.path().join("cut.parquet");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
     let p = cut.display().to_string();
-    assert_rejected(dir.path(), &p, &format!("{p}: truncated Parquet file (no footer at the end)"));
+    assert_rejected(
+        dir.path(),
+        &p,
+        &format!("{p}: truncated Parquet file (no footer at the end)"),
+    );
 }
 
 #[test]
@@ -115,7 +144,15 @@ fn missing_mapped_column_names_the_mapping() {
     let p = f.display().to_string();
     let out = previous_output(dir.path());
     let assert = bin()
-        .args(["run", "--quiet", "--map", "customer_id=user_id", "--events", &p, "--out"])
+        .args([
+            "run",
+            "--quiet",
+            "--map",
+            "customer_id=user_id",
+            "--events",
+            &p,
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .code(2);
@@ -129,7 +166,10 @@ fn missing_mapped_column_names_the_mapping() {
 fn column_of_unusable_type() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut cols = good_columns();
-    cols[1] = ("event_time", Arc::new(StringArray::from(vec!["2024-01-01", "2024-02-01"])));
+    cols[1] = (
+        "event_time",
+        Arc::new(StringArray::from(vec!["2024-01-01", "2024-02-01"])),
+    );
     let f = write(&dir.path().join("e.parquet"), cols);
     let p = f.display().to_string();
     assert_rejected(
@@ -143,7 +183,10 @@ fn column_of_unusable_type() {
 fn zero_usable_rows() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut cols = good_columns();
-    cols[0] = ("customer_id", Arc::new(StringArray::from(vec![None::<&str>, None])));
+    cols[0] = (
+        "customer_id",
+        Arc::new(StringArray::from(vec![None::<&str>, None])),
+    );
     let f = write(&dir.path().join("e.parquet"), cols);
     let p = f.display().to_string();
     assert_rejected(

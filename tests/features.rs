@@ -42,8 +42,16 @@ fn hand_events() -> Vec<Event<'static>> {
     vec![
         with(ev("a", 10, 12, PageView, None), Some("web"), Some("books")),
         with(ev("a", 10, 13, AddToCart, None), Some("web"), Some("books")), // bought 1 h later
-        with(ev("a", 10, 14, Purchase, Some(20.0)), Some("web"), Some("books")),
-        with(ev("a", 10, 18, Purchase, Some(5.0)), Some("app"), Some("music")), // same day
+        with(
+            ev("a", 10, 14, Purchase, Some(20.0)),
+            Some("web"),
+            Some("books"),
+        ),
+        with(
+            ev("a", 10, 18, Purchase, Some(5.0)),
+            Some("app"),
+            Some("music"),
+        ), // same day
         with(ev("a", 40, 6, AddToCart, None), Some("app"), None), // next purchase 30 h later: abandoned
         with(ev("a", 41, 12, Purchase, Some(30.0)), None, Some("music")),
         ev("a", 45, 0, Refund, Some(5.0)),
@@ -58,7 +66,11 @@ fn hand_events() -> Vec<Event<'static>> {
         ev("a", 98, 0, Referral, None),
         ev("a", 99, 12, PageView, None),
         ev("a", 99, 23, Review, None),
-        with(ev("a", 100, 5, Purchase, Some(50.0)), Some("store"), Some("garden")), // after cutoff 0
+        with(
+            ev("a", 100, 5, Purchase, Some(50.0)),
+            Some("store"),
+            Some("garden"),
+        ), // after cutoff 0
         ev("b", 150, 0, PageView, None),
     ]
 }
@@ -67,7 +79,13 @@ fn hand_events() -> Vec<Event<'static>> {
 fn every_column_by_hand() {
     let h = histories_from_events(&[at(100, 0), at(200, 0)], &hand_events());
     let set = h.features(0);
-    assert_eq!(set.customer_ids.iter().map(|s| s.as_ref()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        set.customer_ids
+            .iter()
+            .map(|s| s.as_ref())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
     let want = Features {
         n_events: 18,
         n_purchases: 4,
@@ -80,8 +98,8 @@ fn every_column_by_hand() {
         avg_order_value: Some(17.5),
         max_order_value: Some(30.0),
         repeat_spend_mean: Some(22.5), // day totals 25 (first, excluded), 30, 15
-        tenure_days: 89.5, // 100 − 10.5
-        active_days: 13,   // 10 40 41 45 70 75 80 85 90 95 97 98 99
+        tenure_days: 89.5,             // 100 − 10.5
+        active_days: 13,               // 10 40 41 45 70 75 80 85 90 95 97 98 99
         n_page_views: 2,
         n_sessions: 1,
         n_add_to_cart: 3,
@@ -102,7 +120,7 @@ fn every_column_by_hand() {
         days_since_last_event: 1.0 / 24.0,
         ipt_mean_days: Some(40.0), // gaps 31 and 49
         ipt_std_days: Some(9.0),
-        events_7d: 5,  // days 95, 97, 98, 99, 99
+        events_7d: 5,   // days 95, 97, 98, 99, 99
         events_30d: 11, // from day 70 on
         events_90d: 18,
         trend_30d: 3.0, // (11 + 1) / (3 in days 40..70 + 1)
@@ -124,7 +142,10 @@ fn every_column_by_hand() {
     assert_eq!(a.recency_days, Some(100.0 - 5.0 / 24.0));
     assert_eq!((a.events_7d, a.events_30d, a.events_90d), (0, 0, 0)); // nothing in days 110..200
     let b = &set.rows[1];
-    assert_eq!((b.n_events, b.n_purchases, b.recency_days, b.avg_order_value), (1, 0, None, None));
+    assert_eq!(
+        (b.n_events, b.n_purchases, b.recency_days, b.avg_order_value),
+        (1, 0, None, None)
+    );
     assert_eq!((b.ipt_mean_days, b.t_x_days, b.t_days), (None, 0.0, 0.0));
     assert_eq!(b.trend_30d, 0.5); // (0 + 1) / (1 event 50 days back + 1)
 }
@@ -153,12 +174,29 @@ fn features_parquet_columns_are_the_contract() {
 #[test]
 fn btyd_triple_matches_cdnow_summary() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cdnow");
-    let inputs = open_inputs(&root.join("cdnow_sample_events.parquet").display().to_string(), &Columns::default())
-        .expect("open");
-    let cutoff = churnclv::labels::date_us(chrono::NaiveDate::from_ymd_opt(1997, 10, 1).expect("date"));
-    let opts = ReadOptions { as_of_us: i64::MAX, max_abs_amount: 1e9, event_types: EventTypeMap::default() };
-    let s = scan(&inputs, &opts, || HistoryAcc::new(&[cutoff, i64::MAX]), HistoryAcc::update, HistoryAcc::merge)
-        .expect("scan");
+    let inputs = open_inputs(
+        &root
+            .join("cdnow_sample_events.parquet")
+            .display()
+            .to_string(),
+        &Columns::default(),
+    )
+    .expect("open");
+    let cutoff =
+        churnclv::labels::date_us(chrono::NaiveDate::from_ymd_opt(1997, 10, 1).expect("date"));
+    let opts = ReadOptions {
+        as_of_us: i64::MAX,
+        max_abs_amount: 1e9,
+        event_types: EventTypeMap::default(),
+    };
+    let s = scan(
+        &inputs,
+        &opts,
+        || HistoryAcc::new(&[cutoff, i64::MAX]),
+        HistoryAcc::update,
+        HistoryAcc::merge,
+    )
+    .expect("scan");
     let set = s.acc.finish().features(0);
     let text = std::fs::read_to_string(root.join("cdnow_customers_summary.csv")).expect("csv");
     let zbars: std::collections::HashMap<u32, f64> =
@@ -175,8 +213,11 @@ fn btyd_triple_matches_cdnow_summary() {
     for line in text.lines().skip(1) {
         let v: Vec<&str> = line.trim().split(',').collect();
         let id: u32 = v[0].parse().expect("id");
-        let (freq, rec, t): (f64, f64, f64) =
-            (v[1].parse().expect("f"), v[2].parse().expect("r"), v[3].parse().expect("T"));
+        let (freq, rec, t): (f64, f64, f64) = (
+            v[1].parse().expect("f"),
+            v[2].parse().expect("r"),
+            v[3].parse().expect("T"),
+        );
         let i = set
             .customer_ids
             .iter()
@@ -184,11 +225,22 @@ fn btyd_triple_matches_cdnow_summary() {
             .unwrap_or_else(|| panic!("customer {id} missing"));
         let f = &set.rows[i];
         assert_eq!(f.frequency as f64, freq, "customer {id}");
-        assert!((f.t_x_days / 7.0 - rec).abs() <= 0.005 + 1e-9, "customer {id}: t_x {}", f.t_x_days);
-        assert!((f.t_days / 7.0 - t).abs() <= 0.005 + 1e-9, "customer {id}: T {}", f.t_days);
+        assert!(
+            (f.t_x_days / 7.0 - rec).abs() <= 0.005 + 1e-9,
+            "customer {id}: t_x {}",
+            f.t_x_days
+        );
+        assert!(
+            (f.t_days / 7.0 - t).abs() <= 0.005 + 1e-9,
+            "customer {id}: T {}",
+            f.t_days
+        );
         let zbar = zbars.get(&id).copied().expect("zbar row");
         match f.repeat_spend_mean {
-            Some(m) => assert!((m - zbar).abs() <= 0.005 + 1e-9, "customer {id}: zbar {m} vs {zbar}"),
+            Some(m) => assert!(
+                (m - zbar).abs() <= 0.005 + 1e-9,
+                "customer {id}: zbar {m} vs {zbar}"
+            ),
             None => assert_eq!(zbar, 0.0, "customer {id}"),
         }
         checked += 1;
@@ -235,18 +287,44 @@ fn same_result_for_one_and_many_threads() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("events.parquet");
     common::bin()
-        .args(["generate", "--customers", "3000", "--seed", "5", "--days", "400", "--out"])
+        .args([
+            "generate",
+            "--customers",
+            "3000",
+            "--seed",
+            "5",
+            "--days",
+            "400",
+            "--out",
+        ])
         .arg(&path)
         .assert()
         .success();
     let inputs = open_inputs(&path.display().to_string(), &Columns::default()).expect("open");
-    let cutoffs = [common::ts("2024-06-01", 0), common::ts("2024-09-01", 0), common::ts("2024-12-01", 0)];
-    let opts = ReadOptions { as_of_us: cutoffs[2], max_abs_amount: 1e9, event_types: EventTypeMap::default() };
+    let cutoffs = [
+        common::ts("2024-06-01", 0),
+        common::ts("2024-09-01", 0),
+        common::ts("2024-12-01", 0),
+    ];
+    let opts = ReadOptions {
+        as_of_us: cutoffs[2],
+        max_abs_amount: 1e9,
+        event_types: EventTypeMap::default(),
+    };
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
         pool.install(|| {
-            let s = scan(&inputs, &opts, || HistoryAcc::new(&cutoffs), HistoryAcc::update, HistoryAcc::merge)
-                .expect("scan");
+            let s = scan(
+                &inputs,
+                &opts,
+                || HistoryAcc::new(&cutoffs),
+                HistoryAcc::update,
+                HistoryAcc::merge,
+            )
+            .expect("scan");
             let h = s.acc.finish();
             (0..3).map(|k| h.features(k)).collect::<Vec<_>>()
         })

@@ -52,7 +52,10 @@ fn base(dir: &std::path::Path, id: ArrayRef, time: ArrayRef, amount: ArrayRef) -
         vec![
             ("customer_id", id),
             ("event_time", time),
-            ("event_type", Arc::new(StringArray::from(vec!["purchase", "page_view"]))),
+            (
+                "event_type",
+                Arc::new(StringArray::from(vec!["purchase", "page_view"])),
+            ),
             ("amount", amount),
         ],
     );
@@ -64,7 +67,10 @@ fn amounts() -> ArrayRef {
 }
 
 fn times() -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from(vec![ts("2024-03-01", 5), ts("2024-03-02", 0)]).with_timezone("UTC"))
+    Arc::new(
+        TimestampMicrosecondArray::from(vec![ts("2024-03-01", 5), ts("2024-03-02", 0)])
+            .with_timezone("UTC"),
+    )
 }
 
 #[test]
@@ -92,14 +98,28 @@ fn event_time_accepts_every_unit_zone_and_dates() {
     let t0 = ts("2024-03-01", 5);
     let t1 = ts("2024-03-02", 0);
     let cases: Vec<(ArrayRef, [i64; 2])> = vec![
-        (Arc::new(TimestampSecondArray::from(vec![t0 / 1_000_000, t1 / 1_000_000])), [t0, t1]),
         (
-            Arc::new(TimestampMillisecondArray::from(vec![t0 / 1000, t1 / 1000]).with_timezone("+02:00")),
+            Arc::new(TimestampSecondArray::from(vec![
+                t0 / 1_000_000,
+                t1 / 1_000_000,
+            ])),
             [t0, t1],
         ),
-        (Arc::new(TimestampMicrosecondArray::from(vec![t0, t1])), [t0, t1]),
         (
-            Arc::new(TimestampNanosecondArray::from(vec![t0 * 1000 + 999, t1 * 1000]).with_timezone("UTC")),
+            Arc::new(
+                TimestampMillisecondArray::from(vec![t0 / 1000, t1 / 1000]).with_timezone("+02:00"),
+            ),
+            [t0, t1],
+        ),
+        (
+            Arc::new(TimestampMicrosecondArray::from(vec![t0, t1])),
+            [t0, t1],
+        ),
+        (
+            Arc::new(
+                TimestampNanosecondArray::from(vec![t0 * 1000 + 999, t1 * 1000])
+                    .with_timezone("UTC"),
+            ),
             [t0, t1],
         ),
         (
@@ -113,7 +133,12 @@ fn event_time_accepts_every_unit_zone_and_dates() {
     ];
     for (time, want) in cases {
         let dt = time.data_type().clone();
-        let spec = base(dir.path(), Arc::new(StringArray::from(vec!["a", "b"])), time, amounts());
+        let spec = base(
+            dir.path(),
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            time,
+            amounts(),
+        );
         let s = read_all(&spec, &Columns::default(), i64::MAX);
         let got: Vec<i64> = s.acc.iter().map(|r| r.1).collect();
         assert_eq!(got, want.to_vec(), "{dt}");
@@ -135,7 +160,12 @@ fn amount_accepts_floats_integers_and_decimals() {
     let want = [12.5, 12.0, 12.5];
     for (amount, w) in cases.into_iter().zip(want) {
         let dt = amount.data_type().clone();
-        let spec = base(dir.path(), Arc::new(StringArray::from(vec!["a", "b"])), times(), amount);
+        let spec = base(
+            dir.path(),
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            times(),
+            amount,
+        );
         let s = read_all(&spec, &Columns::default(), i64::MAX);
         assert_eq!(s.acc[0].3, Some(w), "{dt}");
         assert_eq!(s.acc[1].3, None, "{dt}");
@@ -154,42 +184,89 @@ fn every_row_is_used_or_rejected_with_its_reason() {
             (
                 "customer_id",
                 Arc::new(StringArray::from(vec![
-                    Some("ok"), None, Some("  "), Some("c"), Some("d"), Some("e"), Some("f"),
-                    Some("g"), Some("h"), Some("i"), Some("late"), Some("ok"),
+                    Some("ok"),
+                    None,
+                    Some("  "),
+                    Some("c"),
+                    Some("d"),
+                    Some("e"),
+                    Some("f"),
+                    Some("g"),
+                    Some("h"),
+                    Some("i"),
+                    Some("late"),
+                    Some("ok"),
                 ])),
             ),
             (
                 "event_time",
                 Arc::new(TimestampMicrosecondArray::from(vec![
-                    Some(day), Some(day), Some(day), None, Some(far), Some(day), Some(day),
-                    Some(day), Some(day), Some(day), Some(ts("2024-02-01", 0)), Some(day),
+                    Some(day),
+                    Some(day),
+                    Some(day),
+                    None,
+                    Some(far),
+                    Some(day),
+                    Some(day),
+                    Some(day),
+                    Some(day),
+                    Some(day),
+                    Some(ts("2024-02-01", 0)),
+                    Some(day),
                 ])),
             ),
             (
                 "event_type",
                 Arc::new(StringArray::from(vec![
-                    Some("PURCHASE"), Some("purchase"), Some("purchase"), Some("purchase"),
-                    Some("purchase"), None, Some("purchase"), Some("purchase"), Some("purchase"),
-                    Some("refund"), Some("purchase"), Some("Wishlist"),
+                    Some("PURCHASE"),
+                    Some("purchase"),
+                    Some("purchase"),
+                    Some("purchase"),
+                    Some("purchase"),
+                    None,
+                    Some("purchase"),
+                    Some("purchase"),
+                    Some("purchase"),
+                    Some("refund"),
+                    Some("purchase"),
+                    Some("Wishlist"),
                 ])),
             ),
             (
                 "amount",
                 Arc::new(Float64Array::from(vec![
-                    Some(10.0), Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(1.0),
-                    Some(f64::NAN), Some(f64::INFINITY), Some(2e9), Some(-3.0), Some(1.0), None,
+                    Some(10.0),
+                    Some(1.0),
+                    Some(1.0),
+                    Some(1.0),
+                    Some(1.0),
+                    Some(1.0),
+                    Some(f64::NAN),
+                    Some(f64::INFINITY),
+                    Some(2e9),
+                    Some(-3.0),
+                    Some(1.0),
+                    None,
                 ])),
             ),
         ],
         5, // three row groups: rows are numbered across them
     );
-    let s = read_all(&path.display().to_string(), &Columns::default(), ts("2024-02-01", 0));
+    let s = read_all(
+        &path.display().to_string(),
+        &Columns::default(),
+        ts("2024-02-01", 0),
+    );
     let st = &s.stats;
     assert_eq!(st.rows_read, 12);
     assert_eq!(st.rows_used, 2);
     assert_eq!(st.rows_rejected, 10);
     assert_eq!(st.rows_read, st.rows_used + st.rows_rejected);
-    let by: Vec<(Reason, u64)> = st.rejected_by_reason.iter().map(|(r, n)| (*r, *n)).collect();
+    let by: Vec<(Reason, u64)> = st
+        .rejected_by_reason
+        .iter()
+        .map(|(r, n)| (*r, *n))
+        .collect();
     assert_eq!(
         by,
         vec![
@@ -227,9 +304,28 @@ fn every_row_is_used_or_rejected_with_its_reason() {
             ));
         }
     }
-    assert_eq!(seen[0], (1, "null_customer_id".into(), None, Some("1.0".into())));
-    assert_eq!(seen[6], (7, "non_finite_amount".into(), Some("g".into()), Some("inf".into())));
-    assert_eq!(seen[8], (9, "negative_amount".into(), Some("i".into()), Some("-3.0".into())));
+    assert_eq!(
+        seen[0],
+        (1, "null_customer_id".into(), None, Some("1.0".into()))
+    );
+    assert_eq!(
+        seen[6],
+        (
+            7,
+            "non_finite_amount".into(),
+            Some("g".into()),
+            Some("inf".into())
+        )
+    );
+    assert_eq!(
+        seen[8],
+        (
+            9,
+            "negative_amount".into(),
+            Some("i".into()),
+            Some("-3.0".into())
+        )
+    );
     use arrow_array::Array;
 }
 
@@ -237,12 +333,21 @@ fn every_row_is_used_or_rejected_with_its_reason() {
 fn directories_globs_and_hive_partitions() {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path().join("events");
-    for (sub, id) in [("event_type=purchase/day=1", "a"), ("event_type=page_view/day=2", "b")] {
+    for (sub, id) in [
+        ("event_type=purchase/day=1", "a"),
+        ("event_type=page_view/day=2", "b"),
+    ] {
         write(
             &root.join(sub).join("part-0.parquet"),
             vec![
-                ("customer_id", Arc::new(StringArray::from(vec![id])) as ArrayRef),
-                ("event_time", Arc::new(TimestampMicrosecondArray::from(vec![ts("2024-01-01", 1)]))),
+                (
+                    "customer_id",
+                    Arc::new(StringArray::from(vec![id])) as ArrayRef,
+                ),
+                (
+                    "event_time",
+                    Arc::new(TimestampMicrosecondArray::from(vec![ts("2024-01-01", 1)])),
+                ),
                 ("amount", Arc::new(Float64Array::from(vec![3.0]))),
             ],
         );
@@ -253,7 +358,10 @@ fn directories_globs_and_hive_partitions() {
     let kinds: Vec<(String, EventKind)> = s.acc.iter().map(|r| (r.0.clone(), r.2)).collect();
     assert_eq!(
         kinds,
-        vec![("a".to_string(), EventKind::Purchase), ("b".to_string(), EventKind::PageView)]
+        vec![
+            ("a".to_string(), EventKind::Purchase),
+            ("b".to_string(), EventKind::PageView)
+        ]
     );
     let glob = format!("{}/event_type=*/day=1/*.parquet", root.display());
     let s = read_all(&glob, &Columns::default(), i64::MAX);
@@ -268,18 +376,37 @@ fn column_mapping_renames_inputs() {
     write(
         &path,
         vec![
-            ("user_id", Arc::new(StringArray::from(vec!["u1"])) as ArrayRef),
-            ("ts", Arc::new(TimestampMicrosecondArray::from(vec![ts("2024-01-01", 0)]))),
+            (
+                "user_id",
+                Arc::new(StringArray::from(vec!["u1"])) as ArrayRef,
+            ),
+            (
+                "ts",
+                Arc::new(TimestampMicrosecondArray::from(vec![ts("2024-01-01", 0)])),
+            ),
             ("kind", Arc::new(StringArray::from(vec!["purchase"]))),
             ("revenue", Arc::new(Float64Array::from(vec![9.5]))),
         ],
     );
     let mut cols = Columns::default();
-    for m in ["customer_id=user_id", "event_time=ts", "event_type=kind", "amount=revenue"] {
+    for m in [
+        "customer_id=user_id",
+        "event_time=ts",
+        "event_type=kind",
+        "amount=revenue",
+    ] {
         cols.apply_map(m).expect("map");
     }
     let s = read_all(&path.display().to_string(), &cols, i64::MAX);
-    assert_eq!(s.acc, vec![("u1".to_string(), ts("2024-01-01", 0), EventKind::Purchase, Some(9.5))]);
+    assert_eq!(
+        s.acc,
+        vec![(
+            "u1".to_string(),
+            ts("2024-01-01", 0),
+            EventKind::Purchase,
+            Some(9.5)
+        )]
+    );
 }
 
 #[test]
@@ -291,9 +418,28 @@ fn reads_one_row_group_at_a_time() {
     write_rg(
         &path,
         vec![
-            ("customer_id", Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("c{}", i % 37)))) as ArrayRef),
-            ("event_time", Arc::new(TimestampMicrosecondArray::from_iter_values((0..n).map(|i| ts("2024-01-01", i % 5000))))),
-            ("event_type", Arc::new(StringArray::from_iter_values((0..n).map(|i| if i % 3 == 0 { "purchase" } else { "page_view" })))),
+            (
+                "customer_id",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("c{}", i % 37)),
+                )) as ArrayRef,
+            ),
+            (
+                "event_time",
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    (0..n).map(|i| ts("2024-01-01", i % 5000)),
+                )),
+            ),
+            (
+                "event_type",
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                    if i % 3 == 0 {
+                        "purchase"
+                    } else {
+                        "page_view"
+                    }
+                }))),
+            ),
         ],
         1000,
     );

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType, Field, Schema};
 use common::{bin, ts, write};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -28,7 +30,10 @@ fn fixture(dir: &Path) -> PathBuf {
         let stop = 60 + (7 * i) % 330;
         let mut d = i % 30;
         while d < stop.min(400) {
-            for (kind, offset, amount) in [("purchase", 10, Some((10 + i % 7) as f64)), ("page_view", 24 + 10, None)] {
+            for (kind, offset, amount) in [
+                ("purchase", 10, Some((10 + i % 7) as f64)),
+                ("page_view", 24 + 10, None),
+            ] {
                 let t = day0 + d * DAY + offset * 3_600_000_000;
                 if t < day0 + 400 * DAY {
                     ids.push(Some(format!("c{i:03}")));
@@ -57,7 +62,10 @@ fn fixture(dir: &Path) -> PathBuf {
         &path,
         vec![
             ("customer_id", Arc::new(StringArray::from(ids)) as ArrayRef),
-            ("event_time", Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC"))),
+            (
+                "event_time",
+                Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+            ),
             ("event_type", Arc::new(StringArray::from(kinds))),
             ("amount", Arc::new(Float64Array::from(amounts))),
         ],
@@ -69,7 +77,11 @@ fn read_parquet(path: &Path) -> (Arc<Schema>, Vec<RecordBatch>) {
     let f = std::fs::File::open(path).expect("open");
     let b = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet");
     let schema = b.schema().clone();
-    let batches = b.build().expect("reader").collect::<Result<Vec<_>, _>>().expect("read");
+    let batches = b
+        .build()
+        .expect("reader")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("read");
     (schema, batches)
 }
 
@@ -79,7 +91,15 @@ fn json(path: &Path) -> serde_json::Value {
 
 fn run(events: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     bin()
-        .args(["run", "--quiet", "--as-of", "2024-02-05", "--horizon", "90d", "--events"])
+        .args([
+            "run",
+            "--quiet",
+            "--as-of",
+            "2024-02-05",
+            "--horizon",
+            "90d",
+            "--events",
+        ])
         .arg(events)
         .arg("--out")
         .arg(out)
@@ -95,8 +115,14 @@ fn publishes_a_complete_partition_with_known_values() {
     let assert = run(&events, &out, &[]).success();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
     let part = out.join("as_of=2024-02-05");
-    assert!(stdout.starts_with(&format!("published {}\n", part.display())), "{stdout}");
-    assert!(stdout.contains("customers scored  301 (300 with a churn probability)"), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("published {}\n", part.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("customers scored  301 (300 with a churn probability)"),
+        "{stdout}"
+    );
 
     let mut names: Vec<String> = std::fs::read_dir(&part)
         .expect("ls")
@@ -105,7 +131,15 @@ fn publishes_a_complete_partition_with_known_values() {
     names.sort();
     assert_eq!(
         names,
-        ["_SUCCESS", "features.parquet", "manifest.json", "metrics.json", "model.json", "rejects.parquet", "scores.parquet"]
+        [
+            "_SUCCESS",
+            "features.parquet",
+            "manifest.json",
+            "metrics.json",
+            "model.json",
+            "rejects.parquet",
+            "scores.parquet"
+        ]
     );
     let top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
@@ -122,6 +156,10 @@ fn publishes_a_complete_partition_with_known_values() {
         Field::new("frequency", DataType::Int64, false),
         Field::new("monetary_total", DataType::Float64, false),
         Field::new("churn_probability", DataType::Float64, true),
+        Field::new("p_alive", DataType::Float64, true),
+        Field::new("expected_purchases", DataType::Float64, true),
+        Field::new("expected_order_value", DataType::Float64, true),
+        Field::new("clv", DataType::Float64, true),
     ]);
     assert_eq!(schema.fields(), want.fields());
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 301);
@@ -135,21 +173,45 @@ fn publishes_a_complete_partition_with_known_values() {
 
     // c007: period 12, purchases on days 7, 19, … while < 60 + 49 = 109 → 7..103: 9 purchases,
     // last on day 103 at 10:00 → recency 400 − 103 − 10/24 days; spend 9 × (10 + 0).
-    let i = (0..b.num_rows()).find(|&i| id.value(i) == "c007").expect("c007");
+    let i = (0..b.num_rows())
+        .find(|&i| id.value(i) == "c007")
+        .expect("c007");
     assert_eq!(as_of.value(i), 19758); // 2024-02-05
-    assert!((recency.value(i) - (297.0 - 10.0 / 24.0)).abs() < 1e-9, "{}", recency.value(i));
+    assert!(
+        (recency.value(i) - (297.0 - 10.0 / 24.0)).abs() < 1e-9,
+        "{}",
+        recency.value(i)
+    );
     assert_eq!(freq.value(i), 8);
     assert_eq!(money.value(i), 90.0);
     assert!(p.value(i) > 0.0 && p.value(i) < 1.0);
     // c000 buys every 5 days from day 0 while < 60: 12 purchase days, 12 × 10 spent. Its extra
     // NaN-amount purchase on day 11 is rejected, so it changes nothing.
-    let j = (0..b.num_rows()).find(|&i| id.value(i) == "c000").expect("c000");
+    let j = (0..b.num_rows())
+        .find(|&i| id.value(i) == "c000")
+        .expect("c000");
     assert_eq!(freq.value(j), 11);
     assert_eq!(money.value(j), 120.0);
-    // The browse-only customer is scored, without a churn probability.
+    // BTYD outputs: P(alive) in [0, 1], CLV = discounted expected purchases × order value.
+    let alive = b.column(6).as_primitive::<Float64Type>();
+    let expected = b.column(7).as_primitive::<Float64Type>();
+    let aov = b.column(8).as_primitive::<Float64Type>();
+    let clv = b.column(9).as_primitive::<Float64Type>();
+    for r in 0..b.num_rows() - 1 {
+        assert!(
+            (0.0..=1.0).contains(&alive.value(r)),
+            "p_alive {}",
+            alive.value(r)
+        );
+        assert!(expected.value(r) >= 0.0 && aov.value(r) > 0.0);
+        assert!(clv.value(r) <= expected.value(r) * aov.value(r) + 1e-9);
+        assert!(clv.value(r) >= expected.value(r) * aov.value(r) / 1.01f64.powi(3) - 1e-9);
+    }
+    // The browse-only customer is scored, without a churn probability or value.
     let k = b.num_rows() - 1;
     assert_eq!(id.value(k), "zz-browser");
     assert!(recency.is_null(k) && p.is_null(k));
+    assert!(alive.is_null(k) && clv.is_null(k));
     assert_eq!(freq.value(k), 0);
 
     // Metrics: out of time, the model beats chance and the recency baseline is reported.
@@ -159,13 +221,21 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(m["evaluation"]["eval_cutoff"], "2023-11-07");
     let auc = m["churn"]["model"]["roc_auc"].as_f64().expect("auc");
     assert!(auc > 0.8, "auc {auc}");
-    assert!(m["churn"]["baseline"]["roc_auc"].as_f64().expect("baseline") > 0.5);
+    assert!(
+        m["churn"]["baseline"]["roc_auc"]
+            .as_f64()
+            .expect("baseline")
+            > 0.5
+    );
 
     // Manifest: every row accounted for, checksums match the files.
     let man = json(&part.join("manifest.json"));
     let rows = &man["rows"];
     let read = rows["rows_read"].as_u64().expect("read");
-    assert_eq!(read, rows["rows_used"].as_u64().expect("u") + rows["rows_rejected"].as_u64().expect("r"));
+    assert_eq!(
+        read,
+        rows["rows_used"].as_u64().expect("u") + rows["rows_rejected"].as_u64().expect("r")
+    );
     assert_eq!(rows["rows_rejected"], 2);
     assert_eq!(rows["rejected_by_reason"]["null_customer_id"], 1);
     assert_eq!(rows["rejected_by_reason"]["non_finite_amount"], 1);
@@ -177,7 +247,9 @@ fn publishes_a_complete_partition_with_known_values() {
     }
     let (_, rejects) = read_parquet(&part.join("rejects.parquet"));
     assert_eq!(rejects.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
-    let reasons: Vec<&str> = (0..2).map(|i| rejects[0].column(2).as_string::<i32>().value(i)).collect();
+    let reasons: Vec<&str> = (0..2)
+        .map(|i| rejects[0].column(2).as_string::<i32>().value(i))
+        .collect();
     assert_eq!(reasons, ["null_customer_id", "non_finite_amount"]);
 }
 
@@ -188,23 +260,42 @@ fn rerun_is_byte_identical_and_quality_gate_publishes_nothing() {
     let out = dir.path().join("out");
     run(&events, &out, &[]).success();
     let part = out.join("as_of=2024-02-05");
-    let first: Vec<Vec<u8>> = ["scores.parquet", "features.parquet", "metrics.json", "model.json"]
-        .iter()
-        .map(|n| std::fs::read(part.join(n)).expect("read"))
-        .collect();
+    let first: Vec<Vec<u8>> = [
+        "scores.parquet",
+        "features.parquet",
+        "metrics.json",
+        "model.json",
+    ]
+    .iter()
+    .map(|n| std::fs::read(part.join(n)).expect("read"))
+    .collect();
     run(&events, &out, &[]).success();
-    let second: Vec<Vec<u8>> = ["scores.parquet", "features.parquet", "metrics.json", "model.json"]
-        .iter()
-        .map(|n| std::fs::read(part.join(n)).expect("read"))
-        .collect();
+    let second: Vec<Vec<u8>> = [
+        "scores.parquet",
+        "features.parquet",
+        "metrics.json",
+        "model.json",
+    ]
+    .iter()
+    .map(|n| std::fs::read(part.join(n)).expect("read"))
+    .collect();
     assert!(first == second, "rerun changed an output");
 
     // A gate the model cannot pass: exit 3, the previous partition stays as it was.
     let assert = run(&events, &out, &["--min-auc", "0.9999"]).code(3);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
-    assert!(stderr.starts_with("churnclv: error: quality gate failed: churn ROC-AUC 0."), "{stderr}");
-    assert!(stderr.ends_with(" is below --min-auc 0.9999; nothing published\n"), "{stderr}");
-    assert_eq!(std::fs::read(part.join("scores.parquet")).expect("kept"), first[0]);
+    assert!(
+        stderr.starts_with("churnclv: error: quality gate failed: churn ROC-AUC 0."),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(" is below --min-auc 0.9999; nothing published\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(part.join("scores.parquet")).expect("kept"),
+        first[0]
+    );
     let top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
@@ -229,7 +320,8 @@ fn validate_summarises_the_input() {
     assert_eq!(v["first_event"], "2023-01-01T10:00:00Z");
     assert_eq!(v["last_event"], "2024-02-04T00:00:00Z");
     assert_eq!(
-        v["event_types"]["purchase"].as_u64().expect("p") + v["event_types"]["page_view"].as_u64().expect("v"),
+        v["event_types"]["purchase"].as_u64().expect("p")
+            + v["event_types"]["page_view"].as_u64().expect("v"),
         v["rows_used"].as_u64().expect("used")
     );
 }

@@ -12,6 +12,7 @@ use churnclv::io::read::latest_event_time;
 use churnclv::io::{InputError, InputSet, ReadOptions};
 use churnclv::labels::date_of_us;
 
+pub mod btyd;
 pub mod features;
 pub mod generate;
 pub mod run;
@@ -56,6 +57,8 @@ pub enum Command {
     Run(run::Args),
     /// Check an event input and print rows, customers, time range, event types and rejects.
     Validate(validate::Args),
+    /// Fit a BTYD model (BG/NBD, MBG/NBD, Pareto/NBD, Gamma-Gamma) and print its parameters.
+    Btyd(btyd::Args),
     /// Write the per-customer feature table at one cutoff (as-of date) to a Parquet file.
     Features(features::Args),
     /// Write synthetic event histories with a known ground truth.
@@ -120,6 +123,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<UsageError>()
             || cause.is::<churnclv::generate::GenerateError>()
             || matches!(
+                cause.downcast_ref::<churnclv::models::btyd::BtydError>(),
+                Some(churnclv::models::btyd::BtydError::Empty)
+                    | Some(churnclv::models::btyd::BtydError::InvalidCustomer { .. })
+                    | Some(churnclv::models::btyd::BtydError::InvalidOptions(_))
+            )
+            || matches!(
                 cause.downcast_ref::<churnclv::models::ModelError>(),
                 Some(churnclv::models::ModelError::OneClass { .. })
                     | Some(churnclv::models::ModelError::Empty { .. })
@@ -139,6 +148,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(a) => run::run(a),
         Command::Validate(a) => validate::run(a),
+        Command::Btyd(a) => btyd::run(a),
         Command::Features(a) => features::run(a),
         Command::Generate(a) => generate::run(a),
     }

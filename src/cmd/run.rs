@@ -15,15 +15,16 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use churnclv::config::{parse_date, Config};
-use churnclv::evaluate::roc_auc;
+use churnclv::evaluate::{mae, normalized_gini, roc_auc};
+use churnclv::features::features_schema;
 use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::output::{file_digest, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, scan, InputError, InputSet, ReadOptions, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
+use churnclv::models::value::ValueModel;
 use churnclv::models::{ChurnModel, ChurnParams};
-use churnclv::features::features_schema;
 use churnclv::score::{score_table, scores_schema};
 
 use super::{horizon_days, read_options, resolve_as_of, InputArgs, QualityGate, UsageError};
@@ -80,7 +81,10 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     let inputs = open_inputs(&args.input.events, &config.columns)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
-        UsageError(format!("--out {}: cannot create folder: {e}", args.out.display()))
+        UsageError(format!(
+            "--out {}: cannot create folder: {e}",
+            args.out.display()
+        ))
     })?;
     let cutoffs = Cutoffs::new(as_of, horizon);
     let read = read_options(&config, types, cutoffs.as_us()[AS_OF]);
@@ -109,7 +113,12 @@ fn run_id(inputs: &InputSet, config: &Config, cutoffs: &Cutoffs) -> String {
         h.update(f.bytes.to_le_bytes());
         h.update(f.rows.to_le_bytes());
     }
-    let hex: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("{}-{hex}", cutoffs.as_of.format("%Y%m%d"))
 }
 
@@ -141,7 +150,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         HistoryAcc::merge,
     )?;
     let stats = scanned.stats;
-    if stats.rows_read != plan.inputs.rows() || stats.rows_read != stats.rows_used + stats.rows_rejected {
+    if stats.rows_read != plan.inputs.rows()
+        || stats.rows_read != stats.rows_used + stats.rows_rejected
+    {
         anyhow::bail!(
             "row accounting mismatch: footer rows {}, read {}, used {}, rejected {}",
             plan.inputs.rows(),
@@ -188,6 +199,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         evaluation.model.roc_auc,
         evaluation.baseline.roc_auc
     );
+    let t = Instant::now();
+    let btyd_eval = evaluate_btyd(&histories, &c, &plan.config)?;
+    tracing::info!(
+        stage = "evaluate",
+        model = %btyd_eval.model,
+        holdout_purchases_mae = btyd_eval.holdout_purchases_mae,
+        buy_again_roc_auc = btyd_eval.buy_again_roc_auc,
+        duration_ms = t.elapsed().as_millis() as u64,
+        "BTYD holdout: {:.0} purchases predicted, {} actual",
+        btyd_eval.predicted_total_purchases,
+        btyd_eval.actual_total_purchases
+    );
     if let Some(min) = plan.min_auc {
         if evaluation.model.roc_auc < min {
             return Err(QualityGate(format!(
@@ -214,13 +237,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .filter(|&i| score_set.rows[i].has_purchase())
         .collect();
     let probs = model.predict(&raw_matrix(
-        &buyers.iter().map(|&i| &score_set.rows[i]).collect::<Vec<_>>(),
+        &buyers
+            .iter()
+            .map(|&i| &score_set.rows[i])
+            .collect::<Vec<_>>(),
     ))?;
     let mut churn_probability = vec![None; score_set.rows.len()];
     for (&i, p) in buyers.iter().zip(probs) {
         churn_probability[i] = Some(p);
     }
-    let scores = score_table(&score_set, c.as_of, &churn_probability)?;
+    let buyer_rows: Vec<&churnclv::features::Features> =
+        buyers.iter().map(|&i| &score_set.rows[i]).collect();
+    let value_model = ValueModel::fit(&buyer_rows, &plan.config.btyd)
+        .context("BTYD model (history before as-of)")?;
+    let mut value = vec![None; score_set.rows.len()];
+    for (&i, f) in buyers.iter().zip(&buyer_rows) {
+        value[i] = Some(value_model.score(f, f64::from(c.horizon_days)));
+    }
+    let scores = score_table(&score_set, c.as_of, &churn_probability, &value)?;
     let features = score_set.to_record_batch()?;
     tracing::info!(
         stage = "score",
@@ -236,14 +270,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let staging = Staging::create(&plan.out, &partition, &plan.run_id)?;
     let mut outputs = Vec::new();
     let opts = ParquetOptions::default();
-    let scored = write_parquet_direct(&staging.path("scores.parquet"), scores_schema(), &[scores], &opts)?;
+    let scored = write_parquet_direct(
+        &staging.path("scores.parquet"),
+        scores_schema(),
+        &[scores],
+        &opts,
+    )?;
     outputs.push(("scores.parquet", scored));
     let fopts = ParquetOptions::default()
         .metadata("churnclv.cutoff", c.as_of.to_string())
         .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
-    let n = write_parquet_direct(&staging.path("features.parquet"), features_schema(), &[features], &fopts)?;
+    let n = write_parquet_direct(
+        &staging.path("features.parquet"),
+        features_schema(),
+        &[features],
+        &fopts,
+    )?;
     outputs.push(("features.parquet", n));
-    let n = write_parquet_direct(&staging.path("rejects.parquet"), rejects_schema(), &scanned.rejects, &opts)?;
+    let n = write_parquet_direct(
+        &staging.path("rejects.parquet"),
+        rejects_schema(),
+        &scanned.rejects,
+        &opts,
+    )?;
     outputs.push(("rejects.parquet", n));
     let metrics = Metrics {
         run_id: plan.run_id.clone(),
@@ -254,7 +303,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         churn: ChurnMetrics {
             model: &evaluation.model,
             baseline: &evaluation.baseline,
+            btyd: Some(ChurnScores {
+                name: "btyd_expected_purchases",
+                roc_auc: btyd_eval.buy_again_roc_auc,
+            }),
         },
+        value: ValueMetrics { btyd: &btyd_eval },
         counts: Counts {
             customers_scored: score_set.rows.len(),
             customers_with_churn_probability: buyers.len(),
@@ -278,15 +332,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         metrics: ChurnMetrics {
             model: &evaluation.model,
             baseline: &evaluation.baseline,
+            btyd: None,
         },
         churn: &model,
+        value: &value_model,
     };
     write_json(&staging.path("model.json"), &model_file)?;
     let mut files = Vec::new();
-    for name in ["scores.parquet", "features.parquet", "rejects.parquet", "metrics.json", "model.json"] {
+    for name in [
+        "scores.parquet",
+        "features.parquet",
+        "rejects.parquet",
+        "metrics.json",
+        "model.json",
+    ] {
         let (sha256, bytes) = file_digest(&staging.path(name))?;
         let rows = outputs.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
-        files.push(OutputFile { file: name, rows, bytes, sha256 });
+        files.push(OutputFile {
+            file: name,
+            rows,
+            bytes,
+            sha256,
+        });
     }
     let manifest = Manifest {
         run_id: &plan.run_id,
@@ -308,13 +375,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rows: &stats,
         config: &plan.config,
         outputs: files,
-        schema: [("scores.parquet", describe(&scores_schema())), ("features.parquet", describe(&features_schema())), ("rejects.parquet", describe(&rejects_schema()))]
-            .into_iter()
-            .collect(),
+        schema: [
+            ("scores.parquet", describe(&scores_schema())),
+            ("features.parquet", describe(&features_schema())),
+            ("rejects.parquet", describe(&rejects_schema())),
+        ]
+        .into_iter()
+        .collect(),
     };
     write_json(&staging.path("manifest.json"), &manifest)?;
     let target = staging.publish()?;
-    tracing::info!(stage = "publish", duration_ms = t.elapsed().as_millis() as u64, "published {}", target.display());
+    tracing::info!(
+        stage = "publish",
+        duration_ms = t.elapsed().as_millis() as u64,
+        "published {}",
+        target.display()
+    );
 
     print_summary(&target, &plan, &stats, &metrics, started);
     Ok(())
@@ -405,10 +481,18 @@ fn evaluate(
         };
         let (tr_rows, tr_y) = pick(false);
         let (ev_rows, ev_y) = pick(true);
-        let model = ChurnModel::fit(params, &raw_matrix(&tr_rows), &tr_y, &window_name(c.t1, c.as_of))
-            .context("churn model (customer split)")?;
+        let model = ChurnModel::fit(
+            params,
+            &raw_matrix(&tr_rows),
+            &tr_y,
+            &window_name(c.t1, c.as_of),
+        )
+        .context("churn model (customer split)")?;
         let p = model.predict(&raw_matrix(&ev_rows))?;
-        let recency: Vec<f64> = ev_rows.iter().map(|r| r.recency_days.unwrap_or(0.0)).collect();
+        let recency: Vec<f64> = ev_rows
+            .iter()
+            .map(|r| r.recency_days.unwrap_or(0.0))
+            .collect();
         return Ok(Evaluation {
             scheme: "customer_split",
             train_cutoff: c.t1,
@@ -420,8 +504,14 @@ fn evaluate(
             train_churn_rate: rate(&tr_y),
             eval_churn_rate: rate(&ev_y),
             fallback_reason: Some(reason),
-            model: ChurnScores { name: "logistic", roc_auc: auc_or_nan(&p, &ev_y) },
-            baseline: ChurnScores { name: "recency", roc_auc: auc_or_nan(&recency, &ev_y) },
+            model: ChurnScores {
+                name: "logistic",
+                roc_auc: auc_or_nan(&p, &ev_y),
+            },
+            baseline: ChurnScores {
+                name: "recency",
+                roc_auc: auc_or_nan(&recency, &ev_y),
+            },
         });
     }
     let model = ChurnModel::fit(
@@ -432,7 +522,11 @@ fn evaluate(
     )
     .context("churn model (out of time)")?;
     let p = model.predict(&raw_matrix(&eval_rows))?;
-    let recency: Vec<f64> = eval.rows.iter().map(|r| r.recency_days.unwrap_or(0.0)).collect();
+    let recency: Vec<f64> = eval
+        .rows
+        .iter()
+        .map(|r| r.recency_days.unwrap_or(0.0))
+        .collect();
     Ok(Evaluation {
         scheme: "out_of_time",
         train_cutoff: c.t0,
@@ -444,8 +538,73 @@ fn evaluate(
         train_churn_rate: rate(&train_labels.churned),
         eval_churn_rate: rate(&eval_labels.churned),
         fallback_reason: None,
-        model: ChurnScores { name: "logistic", roc_auc: auc_or_nan(&p, &eval_labels.churned) },
-        baseline: ChurnScores { name: "recency", roc_auc: auc_or_nan(&recency, &eval_labels.churned) },
+        model: ChurnScores {
+            name: "logistic",
+            roc_auc: auc_or_nan(&p, &eval_labels.churned),
+        },
+        baseline: ChurnScores {
+            name: "recency",
+            roc_auc: auc_or_nan(&recency, &eval_labels.churned),
+        },
+    })
+}
+
+/// Out-of-time evaluation of the BTYD models: fitted on history before t1, predicting the
+/// holdout [t1, as_of) of the customers who had bought before t1 (the literature's
+/// calibration/holdout design).
+#[derive(Debug, Serialize)]
+struct BtydEvaluation {
+    model: String,
+    calibration_end: NaiveDate,
+    holdout_until: NaiveDate,
+    customers: usize,
+    params: serde_json::Value,
+    log_likelihood: f64,
+    holdout_purchases_mae: f64,
+    predicted_total_purchases: f64,
+    actual_total_purchases: u64,
+    buy_again_roc_auc: f64,
+    predicted_total_spend: f64,
+    actual_total_spend: f64,
+    value_gini: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spend_note: Option<String>,
+}
+
+fn evaluate_btyd(
+    histories: &Histories,
+    c: &Cutoffs,
+    config: &Config,
+) -> anyhow::Result<BtydEvaluation> {
+    let set = histories.features(T1).purchasers();
+    let l = labels(histories, &set, T1);
+    let rows: Vec<&churnclv::features::Features> = set.rows.iter().collect();
+    let model =
+        ValueModel::fit(&rows, &config.btyd).context("BTYD model (calibration before t1)")?;
+    let h = f64::from(c.horizon_days);
+    let scores: Vec<_> = rows.iter().map(|f| model.score(f, h)).collect();
+    let expected: Vec<f64> = scores.iter().map(|s| s.expected_purchases).collect();
+    let actual: Vec<f64> = l.purchase_days.iter().map(|&d| d as f64).collect();
+    let spend: Vec<f64> = scores
+        .iter()
+        .map(|s| s.expected_purchases * s.expected_order_value)
+        .collect();
+    let buys_again: Vec<bool> = l.churned.iter().map(|c| !c).collect();
+    Ok(BtydEvaluation {
+        model: config.btyd.model.clone(),
+        calibration_end: c.t1,
+        holdout_until: c.as_of,
+        customers: rows.len(),
+        params: serde_json::to_value(model.transactions.params)?,
+        log_likelihood: model.transactions.log_likelihood,
+        holdout_purchases_mae: mae(&expected, &actual),
+        predicted_total_purchases: expected.iter().sum(),
+        actual_total_purchases: l.purchase_days.iter().sum(),
+        buy_again_roc_auc: auc_or_nan(&expected, &buys_again),
+        predicted_total_spend: spend.iter().sum(),
+        actual_total_spend: l.spend.iter().sum(),
+        value_gini: normalized_gini(&spend, &l.spend),
+        spend_note: model.spend_note.clone(),
     })
 }
 
@@ -471,6 +630,7 @@ struct Metrics<'a> {
     horizon_days: u32,
     evaluation: &'a Evaluation,
     churn: ChurnMetrics<'a>,
+    value: ValueMetrics<'a>,
     counts: Counts,
 }
 
@@ -478,6 +638,15 @@ struct Metrics<'a> {
 struct ChurnMetrics<'a> {
     model: &'a ChurnScores,
     baseline: &'a ChurnScores,
+    /// Ranking customers by BTYD expected purchases ("buys again"): the same AUC as ranking
+    /// churn by their negation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    btyd: Option<ChurnScores>,
+}
+
+#[derive(Serialize)]
+struct ValueMetrics<'a> {
+    btyd: &'a BtydEvaluation,
 }
 
 #[derive(Serialize)]
@@ -506,6 +675,7 @@ struct ModelFile<'a> {
     evaluation: &'a Evaluation,
     metrics: ChurnMetrics<'a>,
     churn: &'a ChurnModel,
+    value: &'a ValueModel,
 }
 
 #[derive(Serialize)]
@@ -564,7 +734,11 @@ fn print_summary(target: &Path, plan: &Plan, stats: &ScanStats, m: &Metrics<'_>,
     println!("  run id            {}", plan.run_id);
     println!(
         "  windows           train features < {}, labels [{}, {}); scored as of {} for {} days",
-        m.evaluation.train_cutoff, m.evaluation.train_cutoff, m.evaluation.train_labels_until, m.as_of, m.horizon_days
+        m.evaluation.train_cutoff,
+        m.evaluation.train_cutoff,
+        m.evaluation.train_labels_until,
+        m.as_of,
+        m.horizon_days
     );
     println!(
         "  rows              {} read, {} used, {} rejected ({})",
@@ -584,6 +758,14 @@ fn print_summary(target: &Path, plan: &Plan, stats: &ScanStats, m: &Metrics<'_>,
         m.evaluation.baseline.roc_auc,
         m.evaluation.eval_customers
     );
+    let b = m.value.btyd;
+    println!(
+        "  BTYD ({}) holdout {:.0} purchases predicted vs {} actual, MAE {:.3}, buy-again AUC {:.4}",
+        b.model, b.predicted_total_purchases, b.actual_total_purchases, b.holdout_purchases_mae, b.buy_again_roc_auc
+    );
     println!("  model features    {}", FEATURES.join(", "));
-    println!("  took              {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "  took              {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

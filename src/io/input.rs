@@ -86,7 +86,10 @@ impl Field {
     }
 
     fn required(self) -> bool {
-        matches!(self, Field::CustomerId | Field::EventTime | Field::EventType)
+        matches!(
+            self,
+            Field::CustomerId | Field::EventTime | Field::EventType
+        )
     }
 
     fn source_name(self, columns: &Columns) -> &str {
@@ -249,11 +252,13 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
     let mut head = [0u8; 4];
     let mut tail = [0u8; 4];
     if bytes < 12 {
-        return Err(if bytes >= 4 && read_at(&mut file, 0, &mut head).is_ok() && &head == b"PAR1" {
-            InputError::Truncated(path.to_path_buf())
-        } else {
-            InputError::NotParquet(path.to_path_buf())
-        });
+        return Err(
+            if bytes >= 4 && read_at(&mut file, 0, &mut head).is_ok() && &head == b"PAR1" {
+                InputError::Truncated(path.to_path_buf())
+            } else {
+                InputError::NotParquet(path.to_path_buf())
+            },
+        );
     }
     read_at(&mut file, 0, &mut head).map_err(io)?;
     read_at(&mut file, bytes - 4, &mut tail).map_err(io)?;
@@ -341,7 +346,8 @@ fn partition_values(path: &Path) -> BTreeMap<String, String> {
         .flat_map(|p| p.components())
         .filter_map(|c| {
             let s = c.as_os_str().to_string_lossy();
-            s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect()
 }

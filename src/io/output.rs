@@ -125,21 +125,18 @@ pub fn write_parquet_direct(
         source,
     };
     let file = File::create(path).map_err(io_err(path))?;
-    let mut writer =
-        ArrowWriter::try_new(BufWriter::new(file), schema, Some(options.properties()))
-            .map_err(perr)?;
+    let mut writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(options.properties()))
+        .map_err(perr)?;
     let mut rows = 0u64;
     for batch in batches {
         writer.write(batch).map_err(perr)?;
         rows += batch.num_rows() as u64;
     }
     let inner = writer.into_inner().map_err(perr)?;
-    let file = inner
-        .into_inner()
-        .map_err(|e| OutputError::Io {
-            path: path.to_path_buf(),
-            source: e.into_error(),
-        })?;
+    let file = inner.into_inner().map_err(|e| OutputError::Io {
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
     file.sync_all().map_err(io_err(path))?;
     Ok(rows)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Int32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    Date32Type, Date64Type, Int32Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray};
@@ -230,7 +230,10 @@ where
     };
     // One contiguous run of row groups per thread: as many partial accumulators as threads
     // (each holds every customer it has seen, so more partials would cost memory and merges).
-    let per_thread = tasks.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let per_thread = tasks
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
     let mut result = tasks
         .par_chunks(per_thread)
         .map(|chunk| {
@@ -361,7 +364,9 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
                 let batch = batch.map_err(|e| rerr(e.to_string()))?;
                 let col = batch.column(0);
                 for i in 0..col.len() {
-                    if let Some(t) = time_us(col, i).filter(|t| (MIN_TIME_US..MAX_TIME_US).contains(t)) {
+                    if let Some(t) =
+                        time_us(col, i).filter(|t| (MIN_TIME_US..MAX_TIME_US).contains(t))
+                    {
                         best = opt_max(best, Some(t));
                     }
                 }
@@ -407,9 +412,13 @@ impl Text {
                 arrow_cast::cast(a, &want).map_err(|e| format!("column '{name}': {e}"))?
             };
             let d = dict.as_dictionary::<Int32Type>();
-            return Ok(Text::Dict(d.keys().clone(), d.values().as_string::<i32>().clone()));
+            return Ok(Text::Dict(
+                d.keys().clone(),
+                d.values().as_string::<i32>().clone(),
+            ));
         }
-        let cast = arrow_cast::cast(a, &DataType::Utf8).map_err(|e| format!("column '{name}': {e}"))?;
+        let cast =
+            arrow_cast::cast(a, &DataType::Utf8).map_err(|e| format!("column '{name}': {e}"))?;
         Ok(Text::Plain(cast.as_string::<i32>().clone()))
     }
 
@@ -435,7 +444,9 @@ struct Coded {
 impl Coded {
     fn new(text: Text) -> Coded {
         let by_key = match &text {
-            Text::Dict(_, values) => (0..values.len()).map(|j| value_code(values.value(j))).collect(),
+            Text::Dict(_, values) => (0..values.len())
+                .map(|j| value_code(values.value(j)))
+                .collect(),
             _ => Vec::new(),
         };
         Coded { text, by_key }
@@ -482,7 +493,8 @@ impl<'a> Columns<'a> {
         let amount_raw = column(Field::Amount);
         let amount = match amount_raw {
             Some(a) => Some(
-                arrow_cast::cast(a, &DataType::Float64).map_err(|e| format!("column 'amount': {e}"))?,
+                arrow_cast::cast(a, &DataType::Float64)
+                    .map_err(|e| format!("column 'amount': {e}"))?,
             ),
             None => None,
         };
@@ -496,7 +508,13 @@ impl<'a> Columns<'a> {
         let time = column(Field::EventTime);
         let times = match time {
             Some(col) => (0..col.len())
-                .map(|i| if col.is_null(i) { NULL_TIME } else { time_us(col, i).unwrap_or(BAD_TIME) })
+                .map(|i| {
+                    if col.is_null(i) {
+                        NULL_TIME
+                    } else {
+                        time_us(col, i).unwrap_or(BAD_TIME)
+                    }
+                })
                 .collect(),
             None => vec![NULL_TIME; batch.num_rows()],
         };
@@ -611,13 +629,8 @@ fn time_us(col: &ArrayRef, i: usize) -> Option<i64> {
                 .value(i)
                 .div_euclid(1_000),
         ),
-        DataType::Date32 => {
-            Some(i64::from(col.as_primitive::<Date32Type>().value(i)) * DAY_US)
-        }
-        DataType::Date64 => col
-            .as_primitive::<Date64Type>()
-            .value(i)
-            .checked_mul(1_000),
+        DataType::Date32 => Some(i64::from(col.as_primitive::<Date32Type>().value(i)) * DAY_US),
+        DataType::Date64 => col.as_primitive::<Date64Type>().value(i).checked_mul(1_000),
         _ => None,
     }
 }
@@ -638,15 +651,18 @@ struct RejectBuilder {
 impl RejectBuilder {
     fn push(&mut self, file: &str, row: u64, reason: Reason, cols: &Columns<'_>, i: usize) {
         self.file.append_value(file);
-        self.row.append_value(i64::try_from(row).unwrap_or(i64::MAX));
+        self.row
+            .append_value(i64::try_from(row).unwrap_or(i64::MAX));
         self.reason.append_value(reason.as_str());
         match cols.customer_raw {
             Some(a) => self.customer_id.append_option(render(a, i)),
             None => self.customer_id.append_option(cols.customer.get(i)),
         }
-        self.event_time.append_option(cols.time.and_then(|a| render(a, i)));
+        self.event_time
+            .append_option(cols.time.and_then(|a| render(a, i)));
         self.event_type.append_option(cols.kind.get(i));
-        self.amount.append_option(cols.amount_raw.and_then(|a| render(a, i)));
+        self.amount
+            .append_option(cols.amount_raw.and_then(|a| render(a, i)));
         self.len += 1;
     }
 

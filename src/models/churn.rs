@@ -140,7 +140,11 @@ impl ChurnModel {
             return Err(ModelError::OneClass {
                 window: window.to_string(),
                 rows: n,
-                label: if positives == 0 { "not churned" } else { "churned" },
+                label: if positives == 0 {
+                    "not churned"
+                } else {
+                    "churned"
+                },
             });
         }
         let mut features = Vec::with_capacity(FEATURES.len());
@@ -195,11 +199,7 @@ impl ChurnModel {
         Ok(z.rows()
             .into_iter()
             .map(|row| {
-                let s: f64 = row
-                    .iter()
-                    .zip(&self.coefficients)
-                    .map(|(a, b)| a * b)
-                    .sum();
+                let s: f64 = row.iter().zip(&self.coefficients).map(|(a, b)| a * b).sum();
                 sigmoid(self.intercept + s)
             })
             .collect())
@@ -268,14 +268,24 @@ mod tests {
             let (x, y) = synthetic(3000, share);
             let m = ChurnModel::fit(params(), &x, &y, "test").map_err(|e| e.to_string());
             let m = m.unwrap_or_else(|e| panic!("{e}"));
-            assert!(m.coefficients[0] > 0.5, "recency must raise churn: {:?}", m.coefficients);
+            assert!(
+                m.coefficients[0] > 0.5,
+                "recency must raise churn: {:?}",
+                m.coefficients
+            );
             let p = m.predict(&x).unwrap_or_default();
             let mean_churned = mean(p.iter().zip(&y).filter(|(_, &c)| c).map(|(p, _)| *p));
             let mean_kept = mean(p.iter().zip(&y).filter(|(_, &c)| !c).map(|(p, _)| *p));
-            assert!(mean_churned > mean_kept + 0.2, "share {share}: {mean_churned} vs {mean_kept}");
+            assert!(
+                mean_churned > mean_kept + 0.2,
+                "share {share}: {mean_churned} vs {mean_kept}"
+            );
             let avg = mean(p.iter().copied());
             let rate = y.iter().filter(|&&c| c).count() as f64 / y.len() as f64;
-            assert!((avg - rate).abs() < 0.02, "calibration-in-the-large: {avg} vs {rate}");
+            assert!(
+                (avg - rate).abs() < 0.02,
+                "calibration-in-the-large: {avg} vs {rate}"
+            );
         }
     }
 

@@ -1,6 +1,9 @@
-//! Models fitted on the features: [`churn`] (linfa-logistic). Fitted models are plain serde
+//! Models fitted on the features: [`churn`] (linfa-logistic), [`btyd`] (BG/NBD family and
+//! Gamma-Gamma, by maximum likelihood) and [`value`] (the BTYD value stage of the pipeline). Fitted models are plain serde
 //! structs — what is saved is exactly what is scored.
 
+pub mod btyd;
 pub mod churn;
+pub mod value;
 
 pub use churn::{ChurnModel, ChurnParams, ModelError};

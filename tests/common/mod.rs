@@ -23,8 +23,11 @@ pub fn write_rg(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usi
         .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect())
-        .expect("fixture batch");
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .expect("fixture batch");
     write_parquet(
         path,
         schema,

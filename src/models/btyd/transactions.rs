@@ -1,0 +1,329 @@
+//! Fitting the transaction models (BG/NBD, MBG/NBD, Pareto/NBD) and the fitted, serialisable
+//! model with its per-customer predictions.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::{self, Budget, Minimum, OptFailure};
+use super::{beta_geo, pareto, BtydError, Customer, FitOptions, ModelKind, Solver, Summary};
+
+/// BG/NBD and MBG/NBD parameters: purchase rate λ ~ Gamma(r, α) (α in the data's time unit),
+/// drop-out probability p ~ Beta(a, b).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BetaGeoParams {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
+/// Pareto/NBD parameters: purchase rate λ ~ Gamma(r, α), drop-out rate μ ~ Gamma(s, β)
+/// (α, β in the data's time unit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParetoParams {
+    pub r: f64,
+    pub alpha: f64,
+    pub s: f64,
+    pub beta: f64,
+}
+
+/// Named parameters of a transaction model; serialised as a plain object with fields
+/// `r, alpha, a, b` or `r, alpha, s, beta`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TransactionParams {
+    BetaGeo(BetaGeoParams),
+    Pareto(ParetoParams),
+}
+
+impl TransactionParams {
+    /// The four numbers in model order: `[r, α, a, b]` or `[r, α, s, β]`.
+    pub fn values(&self) -> [f64; 4] {
+        match *self {
+            TransactionParams::BetaGeo(p) => [p.r, p.alpha, p.a, p.b],
+            TransactionParams::Pareto(p) => [p.r, p.alpha, p.s, p.beta],
+        }
+    }
+
+    /// Names the four numbers for `kind`.
+    pub fn from_values(kind: ModelKind, v: [f64; 4]) -> Self {
+        let [r, alpha, c, d] = v;
+        match kind {
+            ModelKind::BgNbd | ModelKind::MbgNbd => TransactionParams::BetaGeo(BetaGeoParams {
+                r,
+                alpha,
+                a: c,
+                b: d,
+            }),
+            ModelKind::ParetoNbd => TransactionParams::Pareto(ParetoParams {
+                r,
+                alpha,
+                s: c,
+                beta: d,
+            }),
+        }
+    }
+}
+
+/// A fitted transaction model. Predictions take a [`Customer`] in the time unit of the data the
+/// model was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedTransactions {
+    pub kind: ModelKind,
+    pub params: TransactionParams,
+    /// Asymptotic standard errors on the natural scale; `None` when the Hessian at the optimum
+    /// is not positive definite (a parameter is not identified by the data).
+    pub std_errors: Option<TransactionParams>,
+    /// Total (unpenalised) log-likelihood at the fitted parameters.
+    pub log_likelihood: f64,
+    /// Optimiser iterations used.
+    pub iterations: u64,
+    /// Gradient norm at the optimum (see [`FitOptions::grad_tolerance`]).
+    pub grad_norm: f64,
+    /// Number of customers fitted on.
+    pub customers: u64,
+    pub penalizer: f64,
+}
+
+impl FittedTransactions {
+    /// Builds a model from known parameters (e.g. published ones) for prediction.
+    pub fn from_params(kind: ModelKind, params: [f64; 4]) -> Result<Self, BtydError> {
+        check_params(&params)?;
+        Ok(FittedTransactions {
+            kind,
+            params: TransactionParams::from_values(kind, params),
+            std_errors: None,
+            log_likelihood: f64::NAN,
+            iterations: 0,
+            grad_norm: f64::NAN,
+            customers: 0,
+            penalizer: 0.0,
+        })
+    }
+
+    /// Checks that the parameters are finite and positive and named as `kind` expects (e.g.
+    /// after deserialising).
+    pub fn validate(&self) -> Result<(), BtydError> {
+        check_params(&self.params.values())?;
+        let named_right = matches!(
+            (self.kind, self.params),
+            (ModelKind::ParetoNbd, TransactionParams::Pareto(_))
+                | (
+                    ModelKind::BgNbd | ModelKind::MbgNbd,
+                    TransactionParams::BetaGeo(_)
+                )
+        );
+        if named_right {
+            Ok(())
+        } else {
+            Err(BtydError::InvalidParams(format!(
+                "{} needs parameters named {}",
+                self.kind,
+                match self.kind {
+                    ModelKind::ParetoNbd => "r, alpha, s, beta",
+                    _ => "r, alpha, a, b",
+                }
+            )))
+        }
+    }
+
+    /// P(the customer is still active at T | x, t_x, T), in [0, 1]. BG/NBD gives 1 for `x = 0`
+    /// (its customers can only drop out after a repeat purchase).
+    pub fn p_alive(&self, c: &Customer) -> f64 {
+        let p = self.params.values();
+        match self.kind {
+            ModelKind::BgNbd => beta_geo::p_alive(&p, c, false),
+            ModelKind::MbgNbd => beta_geo::p_alive(&p, c, true),
+            ModelKind::ParetoNbd => pareto::p_alive(&p, c),
+        }
+    }
+
+    /// Expected number of purchases in `(T, T + horizon]` given the customer's history
+    /// (`horizon` in the data's time unit).
+    pub fn expected_purchases(&self, c: &Customer, horizon: f64) -> f64 {
+        let p = self.params.values();
+        match self.kind {
+            ModelKind::BgNbd => beta_geo::expected_purchases(&p, c, horizon, false),
+            ModelKind::MbgNbd => beta_geo::expected_purchases(&p, c, horizon, true),
+            ModelKind::ParetoNbd => pareto::expected_purchases(&p, c, horizon),
+        }
+    }
+
+    /// Expected number of repeat purchases in `(0, t]` for a customer who made a first purchase
+    /// at time 0 (the unconditional `E[X(t)]`).
+    pub fn expected_purchases_new(&self, t: f64) -> f64 {
+        let p = self.params.values();
+        match self.kind {
+            ModelKind::BgNbd => beta_geo::expected_purchases_new(&p, t, false),
+            ModelKind::MbgNbd => beta_geo::expected_purchases_new(&p, t, true),
+            ModelKind::ParetoNbd => pareto::expected_purchases_new(&p, t),
+        }
+    }
+}
+
+fn check_params<const N: usize>(p: &[f64; N]) -> Result<(), BtydError> {
+    if p.iter().all(|v| v.is_finite() && *v > 0.0) {
+        Ok(())
+    } else {
+        Err(BtydError::InvalidParams(format!(
+            "parameters must be finite and > 0, got {p:?}"
+        )))
+    }
+}
+
+/// Total weighted log-likelihood of `summary` under `kind` at the natural parameters `params`
+/// (`[r, α, a, b]` or `[r, α, s, β]`), and its analytic gradient with respect to them.
+pub fn transaction_log_likelihood(
+    kind: ModelKind,
+    params: &[f64; 4],
+    summary: &Summary,
+) -> Result<(f64, [f64; 4]), BtydError> {
+    check_params(params)?;
+    Ok(natural_ll(kind, params, summary, true))
+}
+
+fn natural_ll(kind: ModelKind, p: &[f64; 4], summary: &Summary, grad: bool) -> (f64, [f64; 4]) {
+    match kind {
+        ModelKind::BgNbd => beta_geo::log_likelihood(p, summary, false),
+        ModelKind::MbgNbd => beta_geo::log_likelihood(p, summary, true),
+        ModelKind::ParetoNbd => pareto::log_likelihood(p, summary, grad),
+    }
+}
+
+/// The penalised negative log-likelihood as a function of the log-parameters, divided by
+/// `divisor` (the total weight for the mean objective that is minimised, 1 for the total whose
+/// Hessian gives standard errors). Returns +∞ where the parameters leave the finite range.
+fn objective<'a>(
+    kind: ModelKind,
+    summary: &'a Summary,
+    penalizer: f64,
+    divisor: f64,
+) -> impl Fn(&[f64], &mut [f64]) -> f64 + 'a {
+    let w = summary.total_weight();
+    move |theta: &[f64], grad: &mut [f64]| {
+        let mut p = [0.0; 4];
+        for (pi, ti) in p.iter_mut().zip(theta) {
+            *pi = ti.exp();
+        }
+        if !p.iter().all(|v| v.is_finite() && *v > 0.0) {
+            return f64::INFINITY;
+        }
+        let (ll, g) = natural_ll(kind, &p, summary, true);
+        // Penalty on the mean scale (as lifetimes), converted to the requested divisor.
+        let scale = w / divisor;
+        let mut value = -ll / divisor;
+        for i in 0..4 {
+            value += scale * penalizer * p[i] * p[i];
+            // d/d(ln θ) = θ · d/dθ
+            grad[i] = (-g[i] / divisor + scale * 2.0 * penalizer * p[i]) * p[i];
+        }
+        value
+    }
+}
+
+/// Data-based starting point (log scale): r = 1 and α matching the mean purchase rate of the
+/// summary (`E[λ] = r/α ≈ mean x / mean T`), a = b = 1 or s = 1, β = α.
+fn start(kind: ModelKind, summary: &Summary) -> [f64; 4] {
+    let w = summary.total_weight();
+    let (mut sx, mut st) = (0.0, 0.0);
+    for (c, &wi) in summary.rows().iter().zip(summary.weights()) {
+        sx += wi * c.x;
+        st += wi * c.t;
+    }
+    let mean_x = (sx / w).max(0.05);
+    let mean_t = st / w;
+    let alpha = mean_t / mean_x;
+    match kind {
+        ModelKind::BgNbd | ModelKind::MbgNbd => [0.0, alpha.ln(), 0.0, 0.0],
+        ModelKind::ParetoNbd => [0.0, alpha.ln(), 0.0, alpha.ln()],
+    }
+}
+
+pub(crate) fn minimize<F>(
+    solver: Solver,
+    f: F,
+    x0: &[f64],
+    budget: &Budget,
+    model: &'static str,
+    limit: std::time::Duration,
+) -> Result<Minimum, BtydError>
+where
+    F: Fn(&[f64], &mut [f64]) -> f64,
+{
+    let result = match solver {
+        Solver::Lbfgs => optim::lbfgs(f, x0, budget),
+        Solver::ArgminLbfgs => optim::argmin_lbfgs(f, x0, budget),
+    };
+    result.map_err(|e| match e {
+        OptFailure::NotConverged {
+            iterations,
+            grad_norm,
+            reason,
+        } => BtydError::NotConverged {
+            model,
+            iterations,
+            grad_norm,
+            reason,
+        },
+        OptFailure::Timeout { iterations } => BtydError::Timeout {
+            model,
+            limit,
+            iterations,
+        },
+        OptFailure::NonFiniteStart => BtydError::NonFinite {
+            model,
+            stage: "starting point",
+        },
+    })
+}
+
+/// Fits `kind` to `summary` by penalised maximum likelihood.
+pub fn fit_transactions(
+    kind: ModelKind,
+    summary: &Summary,
+    options: &FitOptions,
+) -> Result<FittedTransactions, BtydError> {
+    options.validate()?;
+    let budget = Budget {
+        max_iterations: options.max_iterations,
+        grad_tolerance: options.grad_tolerance,
+        started: Instant::now(),
+        timeout: options.timeout,
+    };
+    let model = kind.name();
+    let w = summary.total_weight();
+    let x0 = start(kind, summary);
+    let min = minimize(
+        options.solver,
+        objective(kind, summary, options.penalizer, w),
+        &x0,
+        &budget,
+        model,
+        options.timeout,
+    )?;
+    let mut p = [0.0; 4];
+    for (pi, xi) in p.iter_mut().zip(&min.x) {
+        *pi = xi.exp();
+    }
+    let (ll, _) = natural_ll(kind, &p, summary, false);
+    if check_params(&p).is_err() || !ll.is_finite() {
+        return Err(BtydError::NonFinite {
+            model,
+            stage: "optimum",
+        });
+    }
+    let std_errors = optim::std_errors(objective(kind, summary, options.penalizer, 1.0), &min.x)
+        .and_then(|se| <[f64; 4]>::try_from(se).ok())
+        .map(|se| TransactionParams::from_values(kind, se));
+    Ok(FittedTransactions {
+        kind,
+        params: TransactionParams::from_values(kind, p),
+        std_errors,
+        log_likelihood: ll,
+        iterations: min.iterations,
+        grad_norm: min.grad_norm,
+        customers: summary.customers(),
+        penalizer: options.penalizer,
+    })
+}

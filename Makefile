@@ -30,12 +30,16 @@ sample: build
 cdnow: build
 	$(BIN) run --events data/cdnow/cdnow_events.parquet --as-of 1998-07-01 --horizon 273d --out $(OUT)/cdnow
 
-## Benchmarks against the peer tools, in one run: generates 10M events / 200k customers, times
-## churnclv's feature stage beside DuckDB and Polars (pinned in bench/requirements.txt, installed
-## into .venv), checks they agree, then runs the criterion benches.
+## Benchmarks against the peer tools, in one run: generates 11M events / 200k customers, times
+## churnclv's feature stage beside DuckDB and Polars and its BTYD fits beside Python lifetimes
+## (all pinned in bench/requirements.txt, installed into .venv), checks they agree, then runs
+## the criterion benches.
 bench: build bench-data $(VENV)/.installed
 	$(VENV)/bin/python bench/compare_features.py --bin $(BIN) --events $(BENCH_EVENTS) --cutoff 2026-01-01
-	$(CARGO) bench --bench features -- --noplot
+	$(VENV)/bin/python bench/compare_btyd.py --bin $(BIN) \
+		--dataset cdnow-sample:data/cdnow/cdnow_sample_events.parquet:1997-10-01:week \
+		--dataset generated-200k:$(BENCH_EVENTS):2025-07-01:day
+	$(CARGO) bench --bench features --bench btyd -- --noplot
 
 bench-data: build
 	@test -f $(BENCH_EVENTS) || $(BIN) generate --customers 200000 --seed 7 --out $(BENCH_EVENTS)

@@ -22,7 +22,8 @@ pub mod validate;
 ///
 /// The nightly job is `churnclv run --events PATH --out DIR`: it reads events, builds RFM
 /// features, trains and evaluates a churn model out of time, scores every customer as of
-/// `--as-of`, and publishes DIR/as_of=YYYY-MM-DD/ atomically.
+/// `--as-of` (churn probability, BTYD P(alive), expected purchases and CLV), and publishes
+/// DIR/as_of=YYYY-MM-DD/ atomically.
 ///
 /// Exit codes: 0 ok, 1 internal error, 2 bad input / config / usage, 3 quality gate failed.
 #[derive(Debug, Parser)]

@@ -2,6 +2,7 @@
 //! figures and `lifetimes` 0.11.3 predictions, parameter recovery on simulated data, stability
 //! on extreme customers, property tests of the likelihoods and gradients, and the fit guards.
 
+use statrs::function::gamma::ln_gamma;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -614,8 +615,22 @@ fn check_gradient(kind: ModelKind, p: [f64; 4], s: &Summary) -> Result<(), TestC
         let fd = (at(h) - at(-h)) / (2.0 * h);
         let an = g[i] * p[i];
         let floor = 1e-2_f64.max(1e-9 * ll.abs());
+        // Rounding noise of the finite difference: the LL sums ln Γ terms of size up to
+        // ~(θ + x)·ln(θ + x) that cancel, and their rounding error is divided by h.
+        let magnitude: f64 = s
+            .rows()
+            .iter()
+            .zip(s.weights())
+            .map(|(c, w)| {
+                w * p
+                    .iter()
+                    .map(|&t| 2.0 * ln_gamma(t + c.x).abs())
+                    .sum::<f64>()
+            })
+            .sum();
+        let noise = 10.0 * f64::EPSILON * magnitude / h;
         prop_assert!(
-            (fd - an).abs() <= 1e-4 * an.abs().max(floor),
+            (fd - an).abs() <= 1e-4 * an.abs().max(floor) + noise,
             "{kind} {p:?} param {i}: analytic {an}, finite difference {fd}"
         );
     }
@@ -623,7 +638,13 @@ fn check_gradient(kind: ModelKind, p: [f64; 4], s: &Summary) -> Result<(), TestC
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+    // A fixed seed: CI runs the same cases every time (failures found are kept in
+    // tests/btyd.proptest-regressions and replayed first).
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(20261123),
+        .. ProptestConfig::default()
+    })]
 
     #[test]
     fn likelihood_finite_and_gradient_exact(
@@ -669,7 +690,14 @@ proptest! {
             let fd = (at(h) - at(-h)) / (2.0 * h);
             let an = g[i] * params[i];
             let floor = 1e-2_f64.max(1e-9 * ll.abs());
-            prop_assert!((fd - an).abs() <= 1e-4 * an.abs().max(floor),
+            // The finite difference itself is noisy when px is large: ll is a small difference
+            // of ln Γ terms of size ~ px·ln(px), whose rounding error is divided by h.
+            let magnitude: f64 = x
+                .iter()
+                .map(|&xi| 2.0 * ln_gamma(params[0] * xi + params[1]).abs())
+                .sum();
+            let noise = 10.0 * f64::EPSILON * magnitude / h;
+            prop_assert!((fd - an).abs() <= 1e-4 * an.abs().max(floor) + noise,
                 "param {}: analytic {}, fd {}", i, an, fd);
         }
     }

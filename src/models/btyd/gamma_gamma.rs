@@ -113,6 +113,8 @@ fn check(p: &[f64]) -> Result<(), BtydError> {
 struct SpendData {
     rows: Vec<(f64, f64)>,
     weights: Vec<f64>,
+    /// `ln(mean_spend)` of each row, computed once.
+    ln_m: Vec<f64>,
     total: f64,
 }
 
@@ -161,9 +163,11 @@ fn collect(x: &[f64], mean_spend: &[f64]) -> Result<SpendData, BtydError> {
             }
         }
     }
+    let ln_m = rows.iter().map(|&(_, m)| m.ln()).collect();
     Ok(SpendData {
         rows,
         weights,
+        ln_m,
         total,
     })
 }
@@ -174,14 +178,23 @@ fn ll_grad(params: &[f64; 3], data: &SpendData) -> (f64, [f64; 3]) {
     let (lg_q, dg_q) = (ln_gamma(q), digamma(q));
     let mut ll = 0.0;
     let mut g = [0.0; 3];
-    for (&(x, m), &w) in data.rows.iter().zip(&data.weights) {
+    // Rows are sorted by x: the Gamma-function terms depend on x only, so they are computed
+    // once per distinct x (a few dozen values) instead of once per customer.
+    let mut current_x = f64::NAN;
+    let (mut lg_ratio, mut dg_pxq, mut dg_px) = (0.0, 0.0, 0.0);
+    for ((&(x, m), &w), &ln_m) in data.rows.iter().zip(&data.weights).zip(&data.ln_m) {
         let px = p * x;
+        if x != current_x {
+            current_x = x;
+            lg_ratio = ln_gamma(px + q) - ln_gamma(px);
+            dg_pxq = digamma(px + q);
+            dg_px = digamma(px);
+        }
         let xm = x * m;
         let ln_own = -(gamma / xm).ln_1p(); // ln(xm/(xm+γ))
         let ln_pop = -(xm / gamma).ln_1p(); // ln(γ/(xm+γ))
-        let dg_pxq = digamma(px + q);
-        ll += w * (ln_gamma(px + q) - ln_gamma(px) - lg_q - m.ln() + px * ln_own + q * ln_pop);
-        g[0] += w * x * (dg_pxq - digamma(px) + ln_own);
+        ll += w * (lg_ratio - lg_q - ln_m + px * ln_own + q * ln_pop);
+        g[0] += w * x * (dg_pxq - dg_px + ln_own);
         g[1] += w * (dg_pxq - dg_q + ln_pop);
         g[2] += w * (q / gamma - (px + q) / (xm + gamma));
     }

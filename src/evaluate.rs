@@ -1,5 +1,7 @@
-//! Metrics of predictions against observed labels. ROC curves come from linfa's own
-//! implementation (`linfa::metrics::BinaryClassification`).
+//! Metrics of predictions against observed labels: ranking (ROC-AUC, PR-AUC, lift and
+//! capture, normalised Gini, Spearman), probability quality (log loss, Brier, calibration
+//! table) and errors (MAE, RMSE). ROC curves come from linfa's own implementation
+//! (`linfa::metrics::BinaryClassification`).
 
 use linfa::dataset::Pr;
 use linfa::metrics::BinaryClassification;
@@ -19,6 +21,180 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     let probs: Array1<Pr> = ranks.iter().map(|&r| Pr::new(r as f32 / top)).collect();
     let roc = probs.roc(labels).ok()?;
     Some(f64::from(roc.area_under_curve()))
+}
+
+/// Average precision (area under the precision-recall curve, step-wise as in scikit-learn):
+/// `Σ_k (R_k − R_{k−1}) · P_k` over score thresholds, ties grouped. `None` without positives.
+pub fn pr_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 || scores.len() != labels.len() {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
+    let mut k = 0;
+    while k < idx.len() {
+        let s = scores[idx[k]];
+        while k < idx.len() && scores[idx[k]] == s {
+            tp += usize::from(labels[idx[k]]);
+            seen += 1;
+            k += 1;
+        }
+        let recall = tp as f64 / positives as f64;
+        ap += (recall - last_recall) * (tp as f64 / seen as f64);
+        last_recall = recall;
+    }
+    Some(ap)
+}
+
+/// Mean negative log-likelihood of probabilities (clipped to [1e-15, 1 − 1e-15]).
+pub fn log_loss(probabilities: &[f64], labels: &[bool]) -> f64 {
+    let n = probabilities.len().min(labels.len());
+    if n == 0 {
+        return f64::NAN;
+    }
+    probabilities
+        .iter()
+        .zip(labels)
+        .map(|(&p, &y)| {
+            let p = p.clamp(1e-15, 1.0 - 1e-15);
+            if y {
+                -p.ln()
+            } else {
+                -(1.0 - p).ln()
+            }
+        })
+        .sum::<f64>()
+        / n as f64
+}
+
+/// Mean squared error of probabilities against 0/1 outcomes.
+pub fn brier(probabilities: &[f64], labels: &[bool]) -> f64 {
+    let actual: Vec<f64> = labels.iter().map(|&y| f64::from(u8::from(y))).collect();
+    rmse(probabilities, &actual).powi(2)
+}
+
+/// One bin of a calibration table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CalibrationBin {
+    /// Bin `[lower, upper)` of predicted probability (the last bin includes 1).
+    pub lower: f64,
+    pub upper: f64,
+    pub count: usize,
+    pub mean_predicted: Option<f64>,
+    pub observed_rate: Option<f64>,
+}
+
+/// Calibration table with `bins` equal-width probability bins.
+pub fn calibration(probabilities: &[f64], labels: &[bool], bins: usize) -> Vec<CalibrationBin> {
+    let bins = bins.max(1);
+    let mut sum_p = vec![0.0; bins];
+    let mut pos = vec![0usize; bins];
+    let mut count = vec![0usize; bins];
+    for (&p, &y) in probabilities.iter().zip(labels) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        sum_p[b] += p;
+        pos[b] += usize::from(y);
+        count[b] += 1;
+    }
+    (0..bins)
+        .map(|b| CalibrationBin {
+            lower: b as f64 / bins as f64,
+            upper: (b + 1) as f64 / bins as f64,
+            count: count[b],
+            mean_predicted: (count[b] > 0).then(|| sum_p[b] / count[b] as f64),
+            observed_rate: (count[b] > 0).then(|| pos[b] as f64 / count[b] as f64),
+        })
+        .collect()
+}
+
+/// Lift and capture in the top `share` (e.g. 0.1) of customers ranked by score: lift = rate
+/// of positives in the top / overall rate; capture = share of all positives found there.
+/// The top holds `ceil(share · n)` customers, ties broken by position.
+pub fn lift_capture(scores: &[f64], labels: &[bool], share: f64) -> Option<(f64, f64)> {
+    let n = scores.len().min(labels.len());
+    let positives = labels.iter().filter(|&&l| l).count();
+    if n == 0 || positives == 0 {
+        return None;
+    }
+    let top = ((share * n as f64).ceil() as usize).clamp(1, n);
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let hits = idx[..top].iter().filter(|&&i| labels[i]).count();
+    let lift = (hits as f64 / top as f64) / (positives as f64 / n as f64);
+    Some((lift, hits as f64 / positives as f64))
+}
+
+/// Spearman rank correlation (average ranks for ties).
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (average_ranks(a), average_ranks(b));
+    pearson(&ra, &rb)
+}
+
+fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&x, &y| v[x].total_cmp(&v[y]));
+    let mut ranks = vec![0.0; v.len()];
+    let mut k = 0;
+    while k < idx.len() {
+        let mut j = k;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[k]] {
+            j += 1;
+        }
+        let r = (k + j) as f64 / 2.0 + 1.0;
+        for &i in &idx[k..=j] {
+            ranks[i] = r;
+        }
+        k = j + 1;
+    }
+    ranks
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len()) as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma).powi(2);
+        sbb += (y - mb).powi(2);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+/// One decile of a value table: customers ranked by prediction (decile 10 = highest).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Decile {
+    pub decile: usize,
+    pub count: usize,
+    pub mean_predicted: f64,
+    pub mean_actual: f64,
+}
+
+/// Mean predicted and actual value per decile of prediction (10 = highest predictions).
+pub fn decile_table(predicted: &[f64], actual: &[f64]) -> Vec<Decile> {
+    let n = predicted.len().min(actual.len());
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| predicted[a].total_cmp(&predicted[b]));
+    (0..10)
+        .filter_map(|d| {
+            let (lo, hi) = (d * n / 10, (d + 1) * n / 10);
+            (hi > lo).then(|| {
+                let part = &idx[lo..hi];
+                let c = part.len() as f64;
+                Decile {
+                    decile: d + 1,
+                    count: part.len(),
+                    mean_predicted: part.iter().map(|&i| predicted[i]).sum::<f64>() / c,
+                    mean_actual: part.iter().map(|&i| actual[i]).sum::<f64>() / c,
+                }
+            })
+        })
+        .collect()
 }
 
 /// Mean absolute error.
@@ -116,6 +292,45 @@ mod tests {
             }
         }
         wins / pairs
+    }
+
+    #[test]
+    fn probability_metrics_by_hand() {
+        let p = [0.9, 0.8, 0.7, 0.6, 0.2];
+        let y = [true, false, true, false, false];
+        // Thresholds 0.9 (1/1), 0.8 (1/2), 0.7 (2/3): AP = 0.5·1 + 0.5·(2/3).
+        assert!((pr_auc(&p, &y).unwrap_or(f64::NAN) - (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+        let ll = -(0.9f64.ln() + 0.2f64.ln() + 0.7f64.ln() + 0.4f64.ln() + 0.8f64.ln()) / 5.0;
+        assert!((log_loss(&p, &y) - ll).abs() < 1e-12);
+        let b = (0.01 + 0.64 + 0.09 + 0.36 + 0.04) / 5.0;
+        assert!((brier(&p, &y) - b).abs() < 1e-12);
+        let cal = calibration(&p, &y, 10);
+        assert_eq!(cal.len(), 10);
+        assert_eq!((cal[9].count, cal[9].observed_rate), (1, Some(1.0)));
+        assert_eq!((cal[2].count, cal[5].count), (1, 0));
+        // Top 40% = 2 customers, 1 positive: rate 0.5 vs 0.4 overall; half the positives.
+        assert_eq!(lift_capture(&p, &y, 0.4), Some((1.25, 0.5)));
+    }
+
+    #[test]
+    fn rank_metrics_by_hand() {
+        assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(average_ranks(&[5.0, 1.0, 5.0]), vec![2.5, 1.0, 2.5]);
+        let pred: Vec<f64> = (0..20).map(f64::from).collect();
+        let actual: Vec<f64> = pred.iter().map(|v| v * 2.0).collect();
+        let d = decile_table(&pred, &actual);
+        assert_eq!(d.len(), 10);
+        assert_eq!(
+            (
+                d[0].decile,
+                d[0].count,
+                d[0].mean_predicted,
+                d[0].mean_actual
+            ),
+            (1, 2, 0.5, 1.0)
+        );
+        assert_eq!(d[9].mean_actual, 37.0);
     }
 
     #[test]

@@ -15,7 +15,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use churnclv::config::{parse_date, Config};
-use churnclv::evaluate::{mae, normalized_gini, roc_auc};
+use churnclv::evaluate::{
+    brier, calibration, decile_table, lift_capture, log_loss, mae, normalized_gini, pr_auc, rmse,
+    roc_auc, spearman, CalibrationBin, Decile,
+};
 use churnclv::features::features_schema;
 use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::output::{file_digest, write_json, write_parquet_direct, ParquetOptions};
@@ -303,12 +306,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         churn: ChurnMetrics {
             model: &evaluation.model,
             baseline: &evaluation.baseline,
-            btyd: Some(ChurnScores {
-                name: "btyd_expected_purchases",
-                roc_auc: btyd_eval.buy_again_roc_auc,
-            }),
+            btyd: Some(&btyd_eval.churn),
         },
-        value: ValueMetrics { btyd: &btyd_eval },
+        value: ValueMetrics {
+            baseline: value_baseline(&histories),
+            btyd: &btyd_eval,
+        },
         counts: Counts {
             customers_scored: score_set.rows.len(),
             customers_with_churn_probability: buyers.len(),
@@ -425,6 +428,38 @@ struct Evaluation {
 struct ChurnScores {
     name: &'static str,
     roc_auc: f64,
+    pr_auc: f64,
+    lift_top_decile: f64,
+    capture_top_decile: f64,
+    /// Probability metrics: only for scores that are probabilities (not the recency rank).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brier: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibration: Option<Vec<CalibrationBin>>,
+}
+
+impl ChurnScores {
+    /// Metrics of `scores` (higher = more likely to churn) against `churned`.
+    fn new(
+        name: &'static str,
+        scores: &[f64],
+        churned: &[bool],
+        probabilities: bool,
+    ) -> ChurnScores {
+        let (lift, capture) = lift_capture(scores, churned, 0.1).unwrap_or((f64::NAN, f64::NAN));
+        ChurnScores {
+            name,
+            roc_auc: auc_or_nan(scores, churned),
+            pr_auc: pr_auc(scores, churned).unwrap_or(f64::NAN),
+            lift_top_decile: lift,
+            capture_top_decile: capture,
+            log_loss: probabilities.then(|| log_loss(scores, churned)),
+            brier: probabilities.then(|| brier(scores, churned)),
+            calibration: probabilities.then(|| calibration(scores, churned, 10)),
+        }
+    }
 }
 
 fn evaluate(
@@ -504,14 +539,8 @@ fn evaluate(
             train_churn_rate: rate(&tr_y),
             eval_churn_rate: rate(&ev_y),
             fallback_reason: Some(reason),
-            model: ChurnScores {
-                name: "logistic",
-                roc_auc: auc_or_nan(&p, &ev_y),
-            },
-            baseline: ChurnScores {
-                name: "recency",
-                roc_auc: auc_or_nan(&recency, &ev_y),
-            },
+            model: ChurnScores::new("logistic", &p, &ev_y, true),
+            baseline: ChurnScores::new("recency", &recency, &ev_y, false),
         });
     }
     let model = ChurnModel::fit(
@@ -538,14 +567,8 @@ fn evaluate(
         train_churn_rate: rate(&train_labels.churned),
         eval_churn_rate: rate(&eval_labels.churned),
         fallback_reason: None,
-        model: ChurnScores {
-            name: "logistic",
-            roc_auc: auc_or_nan(&p, &eval_labels.churned),
-        },
-        baseline: ChurnScores {
-            name: "recency",
-            roc_auc: auc_or_nan(&recency, &eval_labels.churned),
-        },
+        model: ChurnScores::new("logistic", &p, &eval_labels.churned, true),
+        baseline: ChurnScores::new("recency", &recency, &eval_labels.churned, false),
     })
 }
 
@@ -564,11 +587,41 @@ struct BtydEvaluation {
     predicted_total_purchases: f64,
     actual_total_purchases: u64,
     buy_again_roc_auc: f64,
-    predicted_total_spend: f64,
-    actual_total_spend: f64,
-    value_gini: f64,
+    /// Holdout net spend predicted as expected purchases × expected order value.
+    spend: ValueScoresMetrics,
     #[serde(skip_serializing_if = "Option::is_none")]
     spend_note: Option<String>,
+    /// Churn as "no purchase in the holdout", ranked by −expected purchases.
+    #[serde(skip)]
+    churn: ChurnScores,
+}
+
+/// Metrics of a predicted H-window spend against the actual net spend.
+#[derive(Debug, Serialize)]
+struct ValueScoresMetrics {
+    name: &'static str,
+    mae: f64,
+    rmse: f64,
+    spearman: f64,
+    gini: f64,
+    predicted_total: f64,
+    actual_total: f64,
+    deciles: Vec<Decile>,
+}
+
+impl ValueScoresMetrics {
+    fn new(name: &'static str, predicted: &[f64], actual: &[f64]) -> ValueScoresMetrics {
+        ValueScoresMetrics {
+            name,
+            mae: mae(predicted, actual),
+            rmse: rmse(predicted, actual),
+            spearman: spearman(predicted, actual),
+            gini: normalized_gini(predicted, actual),
+            predicted_total: predicted.iter().sum(),
+            actual_total: actual.iter().sum(),
+            deciles: decile_table(predicted, actual),
+        }
+    }
 }
 
 fn evaluate_btyd(
@@ -601,11 +654,28 @@ fn evaluate_btyd(
         predicted_total_purchases: expected.iter().sum(),
         actual_total_purchases: l.purchase_days.iter().sum(),
         buy_again_roc_auc: auc_or_nan(&expected, &buys_again),
-        predicted_total_spend: spend.iter().sum(),
-        actual_total_spend: l.spend.iter().sum(),
-        value_gini: normalized_gini(&spend, &l.spend),
+        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend, &l.spend),
         spend_note: model.spend_note.clone(),
+        churn: ChurnScores::new(
+            "btyd_expected_purchases",
+            &expected.iter().map(|e| -e).collect::<Vec<_>>(),
+            &l.churned,
+            false,
+        ),
     })
+}
+
+/// The value baseline "next H = last H": each customer's net spend in `[t0, t1)` predicts
+/// their spend in `[t1, as_of)`.
+fn value_baseline(histories: &Histories) -> ValueScoresMetrics {
+    let set = histories.features(T1).purchasers();
+    let l = labels(histories, &set, T1);
+    let last: Vec<f64> = set
+        .index
+        .iter()
+        .map(|&i| histories.customers[i].1.segments[T1].net_spend())
+        .collect();
+    ValueScoresMetrics::new("last_window_spend", &last, &l.spend)
 }
 
 fn auc_or_nan(scores: &[f64], labels: &[bool]) -> f64 {
@@ -641,11 +711,12 @@ struct ChurnMetrics<'a> {
     /// Ranking customers by BTYD expected purchases ("buys again"): the same AUC as ranking
     /// churn by their negation.
     #[serde(skip_serializing_if = "Option::is_none")]
-    btyd: Option<ChurnScores>,
+    btyd: Option<&'a ChurnScores>,
 }
 
 #[derive(Serialize)]
 struct ValueMetrics<'a> {
+    baseline: ValueScoresMetrics,
     btyd: &'a BtydEvaluation,
 }
 

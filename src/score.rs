@@ -7,9 +7,12 @@ use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, 
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 
-use crate::features::FeatureSet;
+use crate::features::{FeatureSet, Features};
 use crate::labels::days_since_epoch;
+use crate::models::churn::raw_matrix;
+use crate::models::value::ValueModel;
 use crate::models::value::ValueScores;
+use crate::models::{ChurnModel, ModelError};
 
 /// Schema of `scores.parquet`.
 pub fn scores_schema() -> SchemaRef {
@@ -25,6 +28,38 @@ pub fn scores_schema() -> SchemaRef {
         Field::new("expected_order_value", DataType::Float64, true),
         Field::new("clv", DataType::Float64, true),
     ]))
+}
+
+/// Applies the fitted models to a feature set: churn probability and BTYD outputs for every
+/// customer who has bought (the models' population), `None` for the others; then the table.
+pub fn apply_models(
+    set: &FeatureSet,
+    as_of: NaiveDate,
+    churn: &ChurnModel,
+    value: &ValueModel,
+    horizon_days: u32,
+) -> Result<RecordBatch, ScoreError> {
+    let buyers: Vec<usize> = (0..set.rows.len())
+        .filter(|&i| set.rows[i].has_purchase())
+        .collect();
+    let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
+    let probs = churn.predict(&raw_matrix(&rows))?;
+    let mut churn_probability = vec![None; set.rows.len()];
+    let mut values = vec![None; set.rows.len()];
+    for ((&i, p), f) in buyers.iter().zip(probs).zip(&rows) {
+        churn_probability[i] = Some(p);
+        values[i] = Some(value.score(f, f64::from(horizon_days)));
+    }
+    Ok(score_table(set, as_of, &churn_probability, &values)?)
+}
+
+/// Errors while scoring.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("score table: {0}")]
+    Arrow(#[from] ArrowError),
 }
 
 /// Builds the score table. `churn_probability[i]` and `value[i]` are `None` for customers

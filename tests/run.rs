@@ -325,3 +325,62 @@ fn validate_summarises_the_input() {
         v["rows_used"].as_u64().expect("used")
     );
 }
+
+#[test]
+fn score_with_the_saved_model_reproduces_the_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = fixture(dir.path());
+    let out = dir.path().join("out");
+    run(&events, &out, &[]).success();
+    let part = out.join("as_of=2024-02-05");
+    let model = json(&part.join("model.json"));
+    assert_eq!(model["horizon_days"], 90);
+    assert_eq!(model["trained_on"]["labels_from"], "2023-11-07");
+    assert_eq!(model["churn"]["features"][0]["name"], "recency_days");
+    assert!(model["value"]["transactions"]["params"]["r"]
+        .as_f64()
+        .is_some());
+
+    let scored = dir.path().join("scored");
+    let assert = bin()
+        .args(["score", "--quiet", "--as-of", "2024-02-05", "--events"])
+        .arg(&events)
+        .arg("--model")
+        .arg(part.join("model.json"))
+        .arg("--out")
+        .arg(&scored)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(stdout.contains("301 customers scored"), "{stdout}");
+    let again = scored.join("as_of=2024-02-05");
+    for name in ["scores.parquet", "features.parquet"] {
+        assert!(
+            std::fs::read(part.join(name)).expect("run")
+                == std::fs::read(again.join(name)).expect("score"),
+            "{name} differs between run and score"
+        );
+    }
+    assert!(again.join("_SUCCESS").exists());
+
+    // A file that is not a model: exit 2, one line naming it.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"hello\": 1}").expect("write");
+    let assert = bin()
+        .args(["score", "--events"])
+        .arg(&events)
+        .arg("--model")
+        .arg(&bad)
+        .arg("--out")
+        .arg(&scored)
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        err.starts_with(&format!(
+            "churnclv: error: {}: not a churnclv model file: missing field",
+            bad.display()
+        )),
+        "{err}"
+    );
+}

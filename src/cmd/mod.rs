@@ -16,6 +16,7 @@ pub mod btyd;
 pub mod features;
 pub mod generate;
 pub mod run;
+pub mod score;
 pub mod validate;
 
 /// churnclv — churn and customer-lifetime-value scoring from Parquet event histories.
@@ -56,6 +57,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the whole job: validate, features, train + evaluate out of time, score, publish.
     Run(run::Args),
+    /// Score customers as of a date with a saved model.json (no training).
+    Score(score::Args),
     /// Check an event input and print rows, customers, time range, event types and rejects.
     Validate(validate::Args),
     /// Fit a BTYD model (BG/NBD, MBG/NBD, Pareto/NBD, Gamma-Gamma) and print its parameters.
@@ -122,6 +125,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<InputError>()
             || cause.is::<ConfigError>()
             || cause.is::<UsageError>()
+            || cause.is::<churnclv::models::SavedModelError>()
             || cause.is::<churnclv::generate::GenerateError>()
             || matches!(
                 cause.downcast_ref::<churnclv::models::btyd::BtydError>(),
@@ -148,6 +152,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(a) => run::run(a),
+        Command::Score(a) => score::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Btyd(a) => btyd::run(a),
         Command::Features(a) => features::run(a),
@@ -192,4 +197,77 @@ pub fn resolve_as_of(inputs: &InputSet, flag: Option<&str>) -> anyhow::Result<Na
 pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
     let text = flag.unwrap_or(&cfg.run.horizon);
     parse_horizon(text).context("--horizon")
+}
+
+// ---- output bookkeeping shared by the subcommands that publish a partition ----
+
+#[derive(serde::Serialize)]
+pub struct InputEntry {
+    path: String,
+    bytes: u64,
+    rows: u64,
+    row_groups: usize,
+}
+
+#[derive(serde::Serialize)]
+pub struct OutputFile {
+    file: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    bytes: u64,
+    sha256: String,
+}
+
+#[derive(serde::Serialize)]
+pub struct ColumnDesc {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    nullable: bool,
+}
+
+pub fn describe(schema: &arrow_schema::Schema) -> Vec<ColumnDesc> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ColumnDesc {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+/// The manifest entries of the input files.
+pub fn input_entries(inputs: &InputSet) -> Vec<InputEntry> {
+    inputs
+        .files
+        .iter()
+        .map(|f| InputEntry {
+            path: f.path.display().to_string(),
+            bytes: f.bytes,
+            rows: f.rows,
+            row_groups: f.row_groups,
+        })
+        .collect()
+}
+
+/// Size, SHA-256 and (for tables) row count of each named file of a staging folder.
+pub fn output_entries(
+    staging: &churnclv::io::Staging,
+    names: &[&'static str],
+    rows: &[(&'static str, u64)],
+) -> anyhow::Result<Vec<OutputFile>> {
+    names
+        .iter()
+        .map(|&name| {
+            let (sha256, bytes) = churnclv::io::output::file_digest(&staging.path(name))?;
+            Ok(OutputFile {
+                file: name,
+                rows: rows.iter().find(|(n, _)| *n == name).map(|(_, r)| *r),
+                bytes,
+                sha256,
+            })
+        })
+        .collect()
 }

@@ -21,16 +21,19 @@ use churnclv::evaluate::{
 };
 use churnclv::features::features_schema;
 use churnclv::features::{Histories, HistoryAcc};
-use churnclv::io::output::{file_digest, write_json, write_parquet_direct, ParquetOptions};
+use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, scan, InputError, InputSet, ReadOptions, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::value::ValueModel;
-use churnclv::models::{ChurnModel, ChurnParams};
-use churnclv::score::{score_table, scores_schema};
+use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
+use churnclv::score::{apply_models, scores_schema};
 
-use super::{horizon_days, read_options, resolve_as_of, InputArgs, QualityGate, UsageError};
+use super::{
+    describe, horizon_days, input_entries, output_entries, read_options, resolve_as_of, ColumnDesc,
+    InputArgs, InputEntry, OutputFile, QualityGate, UsageError,
+};
 
 /// Read events, build features, train and evaluate the churn model out of time, score every
 /// customer as of --as-of, and publish DIR/as_of=YYYY-MM-DD/ (scores.parquet,
@@ -236,33 +239,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )
     .context("final churn model")?;
     let score_set = histories.features(AS_OF);
-    let buyers: Vec<usize> = (0..score_set.rows.len())
-        .filter(|&i| score_set.rows[i].has_purchase())
-        .collect();
-    let probs = model.predict(&raw_matrix(
-        &buyers
-            .iter()
-            .map(|&i| &score_set.rows[i])
-            .collect::<Vec<_>>(),
-    ))?;
-    let mut churn_probability = vec![None; score_set.rows.len()];
-    for (&i, p) in buyers.iter().zip(probs) {
-        churn_probability[i] = Some(p);
-    }
     let buyer_rows: Vec<&churnclv::features::Features> =
-        buyers.iter().map(|&i| &score_set.rows[i]).collect();
+        score_set.rows.iter().filter(|f| f.has_purchase()).collect();
+    let buyers = buyer_rows.len();
     let value_model = ValueModel::fit(&buyer_rows, &plan.config.btyd)
         .context("BTYD model (history before as-of)")?;
-    let mut value = vec![None; score_set.rows.len()];
-    for (&i, f) in buyers.iter().zip(&buyer_rows) {
-        value[i] = Some(value_model.score(f, f64::from(c.horizon_days)));
-    }
-    let scores = score_table(&score_set, c.as_of, &churn_probability, &value)?;
+    let scores = apply_models(&score_set, c.as_of, &model, &value_model, c.horizon_days)?;
     let features = score_set.to_record_batch()?;
     tracing::info!(
         stage = "score",
         customers = score_set.rows.len(),
-        with_probability = buyers.len(),
+        with_probability = buyers,
         duration_ms = t.elapsed().as_millis() as u64,
         "scored"
     );
@@ -314,67 +301,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         counts: Counts {
             customers_scored: score_set.rows.len(),
-            customers_with_churn_probability: buyers.len(),
+            customers_with_churn_probability: buyers,
             rows_read: stats.rows_read,
             rows_used: stats.rows_used,
             rows_rejected: stats.rows_rejected,
         },
     };
     write_json(&staging.path("metrics.json"), &metrics)?;
-    let model_file = ModelFile {
-        crate_version: env!("CARGO_PKG_VERSION"),
-        run_id: &plan.run_id,
-        kind: "churn_logistic",
-        trained_on: Window {
+    let model_file = SavedModel {
+        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: plan.run_id.clone(),
+        horizon_days: c.horizon_days,
+        trained_on: TrainingWindow {
             features_before: c.t1,
             labels_from: c.t1,
             labels_until: c.as_of,
         },
         scores_as_of: c.as_of,
-        evaluation: &evaluation,
-        metrics: ChurnMetrics {
-            model: &evaluation.model,
-            baseline: &evaluation.baseline,
-            btyd: None,
-        },
-        churn: &model,
-        value: &value_model,
+        churn: model,
+        value: value_model,
+        metrics: serde_json::to_value(&metrics)?,
     };
     write_json(&staging.path("model.json"), &model_file)?;
-    let mut files = Vec::new();
-    for name in [
-        "scores.parquet",
-        "features.parquet",
-        "rejects.parquet",
-        "metrics.json",
-        "model.json",
-    ] {
-        let (sha256, bytes) = file_digest(&staging.path(name))?;
-        let rows = outputs.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
-        files.push(OutputFile {
-            file: name,
-            rows,
-            bytes,
-            sha256,
-        });
-    }
+    let files = output_entries(
+        &staging,
+        &[
+            "scores.parquet",
+            "features.parquet",
+            "rejects.parquet",
+            "metrics.json",
+            "model.json",
+        ],
+        &outputs,
+    )?;
     let manifest = Manifest {
         run_id: &plan.run_id,
         crate_version: env!("CARGO_PKG_VERSION"),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         as_of: c.as_of,
         cutoffs: c,
-        inputs: plan
-            .inputs
-            .files
-            .iter()
-            .map(|f| InputEntry {
-                path: f.path.display().to_string(),
-                bytes: f.bytes,
-                rows: f.rows,
-                row_groups: f.row_groups,
-            })
-            .collect(),
+        inputs: input_entries(&plan.inputs),
         rows: &stats,
         config: &plan.config,
         outputs: files,
@@ -727,63 +693,6 @@ struct Counts {
     rows_read: u64,
     rows_used: u64,
     rows_rejected: u64,
-}
-
-#[derive(Serialize)]
-struct Window {
-    features_before: NaiveDate,
-    labels_from: NaiveDate,
-    labels_until: NaiveDate,
-}
-
-#[derive(Serialize)]
-struct ModelFile<'a> {
-    crate_version: &'static str,
-    run_id: &'a str,
-    kind: &'static str,
-    trained_on: Window,
-    scores_as_of: NaiveDate,
-    evaluation: &'a Evaluation,
-    metrics: ChurnMetrics<'a>,
-    churn: &'a ChurnModel,
-    value: &'a ValueModel,
-}
-
-#[derive(Serialize)]
-struct InputEntry {
-    path: String,
-    bytes: u64,
-    rows: u64,
-    row_groups: usize,
-}
-
-#[derive(Serialize)]
-struct OutputFile {
-    file: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rows: Option<u64>,
-    bytes: u64,
-    sha256: String,
-}
-
-#[derive(Serialize)]
-struct ColumnDesc {
-    name: String,
-    #[serde(rename = "type")]
-    data_type: String,
-    nullable: bool,
-}
-
-fn describe(schema: &arrow_schema::Schema) -> Vec<ColumnDesc> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| ColumnDesc {
-            name: f.name().clone(),
-            data_type: f.data_type().to_string(),
-            nullable: f.is_nullable(),
-        })
-        .collect()
 }
 
 #[derive(Serialize)]

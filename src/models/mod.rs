@@ -4,6 +4,8 @@
 
 pub mod btyd;
 pub mod churn;
+pub mod saved;
 pub mod value;
 
 pub use churn::{ChurnModel, ChurnParams, ModelError};
+pub use saved::{SavedModel, SavedModelError, TrainingWindow};

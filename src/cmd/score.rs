@@ -1,0 +1,164 @@
+//! `churnclv score`: apply a saved model to the events as of a date, without training.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use churnclv::features::{features_schema, HistoryAcc};
+use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
+use churnclv::io::read::rejects_schema;
+use churnclv::io::{open_inputs, scan, InputError, ScanStats, Staging};
+use churnclv::labels::date_us;
+use churnclv::models::SavedModel;
+use churnclv::score::{apply_models, scores_schema};
+
+use super::{
+    describe, input_entries, output_entries, read_options, resolve_as_of, ColumnDesc, InputArgs,
+    InputEntry, OutputFile,
+};
+
+/// Score every customer with any event before --as-of using a model.json written by `run`
+/// (churn coefficients and scaling, BTYD and Gamma-Gamma parameters, horizon), and publish
+/// DIR/as_of=YYYY-MM-DD/ (scores.parquet, features.parquet, rejects.parquet, model.json,
+/// manifest.json, _SUCCESS) atomically. With the same events and as-of date as the run that
+/// wrote the model, the scores are identical to that run's.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The saved model (DIR/as_of=…/model.json of a run).
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Scoring date (YYYY-MM-DD). Default: the day after the last event.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Output root; writes DIR/as_of=YYYY-MM-DD/.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    command: &'static str,
+    run_id: String,
+    crate_version: &'static str,
+    created_at: String,
+    as_of: chrono::NaiveDate,
+    model: String,
+    model_run_id: &'a str,
+    horizon_days: u32,
+    inputs: Vec<InputEntry>,
+    rows: &'a ScanStats,
+    outputs: Vec<OutputFile>,
+    schema: std::collections::BTreeMap<&'static str, Vec<ColumnDesc>>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let saved = SavedModel::load(&args.model)?;
+    let cfg = args.input.config()?;
+    let types = cfg.validate()?;
+    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let cutoff = date_us(as_of);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
+    let scanned = scan(
+        &inputs,
+        &read_options(&cfg, types, cutoff),
+        || HistoryAcc::new(&[cutoff]),
+        HistoryAcc::update,
+        HistoryAcc::merge,
+    )?;
+    let stats = scanned.stats;
+    if stats.rows_used == 0 {
+        return Err(InputError::NoUsableRows {
+            path: inputs.spec.clone(),
+            read: stats.rows_read,
+            reasons: stats.reasons_line(),
+        }
+        .into());
+    }
+    let set = scanned.acc.finish().features(0);
+    let scores = apply_models(&set, as_of, &saved.churn, &saved.value, saved.horizon_days)?;
+    let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
+    let staging = Staging::create(&args.out, &format!("as_of={as_of}"), &run_id)?;
+    let opts = ParquetOptions::default();
+    let mut rows = vec![(
+        "scores.parquet",
+        write_parquet_direct(
+            &staging.path("scores.parquet"),
+            scores_schema(),
+            &[scores],
+            &opts,
+        )?,
+    )];
+    let fopts = ParquetOptions::default()
+        .metadata("churnclv.cutoff", as_of.to_string())
+        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
+    rows.push((
+        "features.parquet",
+        write_parquet_direct(
+            &staging.path("features.parquet"),
+            features_schema(),
+            &[set.to_record_batch()?],
+            &fopts,
+        )?,
+    ));
+    rows.push((
+        "rejects.parquet",
+        write_parquet_direct(
+            &staging.path("rejects.parquet"),
+            rejects_schema(),
+            &scanned.rejects,
+            &opts,
+        )?,
+    ));
+    write_json(&staging.path("model.json"), &saved)?;
+    let manifest = Manifest {
+        command: "score",
+        run_id: run_id.clone(),
+        crate_version: env!("CARGO_PKG_VERSION"),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        as_of,
+        model: args.model.display().to_string(),
+        model_run_id: &saved.run_id,
+        horizon_days: saved.horizon_days,
+        inputs: input_entries(&inputs),
+        rows: &stats,
+        outputs: output_entries(
+            &staging,
+            &[
+                "scores.parquet",
+                "features.parquet",
+                "rejects.parquet",
+                "model.json",
+            ],
+            &rows,
+        )?,
+        schema: [
+            ("scores.parquet", describe(&scores_schema())),
+            ("features.parquet", describe(&features_schema())),
+            ("rejects.parquet", describe(&rejects_schema())),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    write_json(&staging.path("manifest.json"), &manifest)?;
+    let target = staging.publish()?;
+    tracing::info!(
+        stage = "publish",
+        duration_ms = started.elapsed().as_millis() as u64,
+        "published {}",
+        target.display()
+    );
+    println!(
+        "published {} ({} customers scored with model {} of run {})",
+        target.display(),
+        set.rows.len(),
+        args.model.display(),
+        saved.run_id
+    );
+    Ok(())
+}

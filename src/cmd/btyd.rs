@@ -7,13 +7,12 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use churnclv::config::parse_date;
-use churnclv::features::HistoryAcc;
-use churnclv::io::{open_inputs, scan, InputError};
+use churnclv::io::open_inputs;
 use churnclv::labels::date_us;
 use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, Summary};
-use churnclv::models::value::{fit_options, model_kind, summary_row};
+use churnclv::models::value::{fit_options, model_kind, spend_inputs, summary_row};
 
-use super::{read_options, InputArgs, UsageError};
+use super::{read_options, scan_histories, InputArgs, UsageError};
 
 /// Fit a "buy till you die" model on the purchase history before --cutoff and print JSON:
 /// `model`, `params` (named as in the papers: r, alpha, a, b / r, alpha, s, beta / p, q, gamma),
@@ -68,23 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cutoff_date = parse_date(&args.cutoff).context("--cutoff")?;
     let cutoff = date_us(cutoff_date);
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
-    let opts = read_options(&cfg, types, cutoff);
-    let scanned = scan(
-        &inputs,
-        &opts,
-        || HistoryAcc::new(&[cutoff]),
-        HistoryAcc::update,
-        HistoryAcc::merge,
-    )?;
-    if scanned.stats.rows_used == 0 {
-        return Err(InputError::NoUsableRows {
-            path: inputs.spec.clone(),
-            read: scanned.stats.rows_read,
-            reasons: scanned.stats.reasons_line(),
-        }
-        .into());
-    }
-    let set = scanned.acc.finish().features(0);
+    let scanned = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    let set = scanned.histories.features(0);
     let buyers: Vec<_> = set.rows.iter().filter(|f| f.has_purchase()).collect();
     if buyers.is_empty() {
         return Err(UsageError(format!(
@@ -101,14 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let out = match args.model {
         Model::Gg => {
-            let (x, m): (Vec<f64>, Vec<f64>) = buyers
-                .iter()
-                .filter_map(|f| {
-                    f.repeat_spend_mean
-                        .filter(|m| *m > 0.0)
-                        .map(|m| (f.frequency as f64, m))
-                })
-                .unzip();
+            let (x, m) = spend_inputs(&buyers);
             let gg = fit_gamma_gamma(&x, &m, &options).context("Gamma-Gamma fit")?;
             json!({
                 "model": "gg",

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use churnclv::features::{features_schema, HistoryAcc};
+use churnclv::features::features_schema;
+use churnclv::io::open_inputs;
 use churnclv::io::output::{write_parquet, ParquetOptions};
-use churnclv::io::{open_inputs, scan, InputError};
 use churnclv::labels::date_us;
 
-use super::{read_options, resolve_as_of, InputArgs};
+use super::{read_options, resolve_as_of, scan_histories, InputArgs, Scanned};
 
 /// Build the per-customer feature table (RFM, BTYD summary, behaviour; see docs/features.md)
 /// from events strictly before --as-of and write it as one Parquet file, with the cutoff in
@@ -34,24 +34,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
-    let opts = read_options(&cfg, types, cutoff);
-    let scanned = scan(
-        &inputs,
-        &opts,
-        || HistoryAcc::new(&[cutoff]),
-        HistoryAcc::update,
-        HistoryAcc::merge,
-    )?;
-    let stats = scanned.stats;
-    if stats.rows_used == 0 {
-        return Err(InputError::NoUsableRows {
-            path: inputs.spec.clone(),
-            read: stats.rows_read,
-            reasons: stats.reasons_line(),
-        }
-        .into());
-    }
-    let set = scanned.acc.finish().features(0);
+    let Scanned {
+        histories, stats, ..
+    } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    let set = histories.features(0);
     let batch = set.to_record_batch()?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

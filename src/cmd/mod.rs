@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use chrono::NaiveDate;
 use churnclv::config::{parse_date, parse_horizon, Config, ConfigError};
 use churnclv::events::EventTypeMap;
+use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::read::latest_event_time;
-use churnclv::io::{InputError, InputSet, ReadOptions};
+use churnclv::io::{scan, InputError, InputSet, ReadOptions, ScanStats};
 use churnclv::labels::date_of_us;
 
 pub mod btyd;
@@ -191,6 +192,74 @@ pub fn resolve_as_of(inputs: &InputSet, flag: Option<&str>) -> anyhow::Result<Na
         }
         .into()),
     }
+}
+
+/// The features stage of every subcommand: one scan of the input with accumulators for the
+/// given cutoffs (µs, ascending; rows at or after the last are counted as `after_as_of`),
+/// checked row accounting, and a clear error when no row is usable.
+pub fn scan_histories(
+    inputs: &InputSet,
+    read: &ReadOptions,
+    cutoffs: &[i64],
+) -> anyhow::Result<Scanned> {
+    let scanned = scan(
+        inputs,
+        read,
+        || HistoryAcc::new(cutoffs),
+        HistoryAcc::update,
+        HistoryAcc::merge,
+    )?;
+    let stats = scanned.stats;
+    if stats.rows_read != inputs.rows() || stats.rows_read != stats.rows_used + stats.rows_rejected
+    {
+        anyhow::bail!(
+            "row accounting mismatch: footer rows {}, read {}, used {}, rejected {}",
+            inputs.rows(),
+            stats.rows_read,
+            stats.rows_used,
+            stats.rows_rejected
+        );
+    }
+    if stats.rows_used == 0 {
+        return Err(InputError::NoUsableRows {
+            path: inputs.spec.clone(),
+            read: stats.rows_read,
+            reasons: stats.reasons_line(),
+        }
+        .into());
+    }
+    Ok(Scanned {
+        histories: scanned.acc.finish(),
+        stats,
+        rejects: scanned.rejects,
+    })
+}
+
+/// What [`scan_histories`] returns.
+pub struct Scanned {
+    pub histories: Histories,
+    pub stats: ScanStats,
+    pub rejects: Vec<arrow_array::RecordBatch>,
+}
+
+/// Schemas of the Parquet outputs, for manifests.
+pub fn output_schemas() -> std::collections::BTreeMap<&'static str, Vec<ColumnDesc>> {
+    [
+        (
+            "scores.parquet",
+            describe(&churnclv::score::scores_schema()),
+        ),
+        (
+            "features.parquet",
+            describe(&churnclv::features::features_schema()),
+        ),
+        (
+            "rejects.parquet",
+            describe(&churnclv::io::read::rejects_schema()),
+        ),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// Parses `--horizon`, falling back to the config's.

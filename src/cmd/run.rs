@@ -20,10 +20,10 @@ use churnclv::evaluate::{
     roc_auc, spearman, CalibrationBin, Decile,
 };
 use churnclv::features::features_schema;
-use churnclv::features::{Histories, HistoryAcc};
+use churnclv::features::Histories;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, scan, InputError, InputSet, ReadOptions, ScanStats, Staging};
+use churnclv::io::{open_inputs, InputSet, ReadOptions, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::value::ValueModel;
@@ -31,8 +31,9 @@ use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
 use churnclv::score::{apply_models, scores_schema};
 
 use super::{
-    describe, horizon_days, input_entries, output_entries, read_options, resolve_as_of, ColumnDesc,
-    InputArgs, InputEntry, OutputFile, QualityGate, UsageError,
+    horizon_days, input_entries, output_entries, output_schemas, read_options, resolve_as_of,
+    scan_histories, ColumnDesc, InputArgs, InputEntry, OutputFile, QualityGate, Scanned,
+    UsageError,
 };
 
 /// Read events, build features, train and evaluate the churn model out of time, score every
@@ -148,34 +149,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // io + features: one scan, three cutoffs.
     let t = Instant::now();
     let cut_us = c.as_us();
-    let scanned = scan(
-        &plan.inputs,
-        &plan.read,
-        || HistoryAcc::new(&cut_us),
-        HistoryAcc::update,
-        HistoryAcc::merge,
-    )?;
-    let stats = scanned.stats;
-    if stats.rows_read != plan.inputs.rows()
-        || stats.rows_read != stats.rows_used + stats.rows_rejected
-    {
-        anyhow::bail!(
-            "row accounting mismatch: footer rows {}, read {}, used {}, rejected {}",
-            plan.inputs.rows(),
-            stats.rows_read,
-            stats.rows_used,
-            stats.rows_rejected
-        );
-    }
-    if stats.rows_used == 0 {
-        return Err(InputError::NoUsableRows {
-            path: plan.inputs.spec.clone(),
-            read: stats.rows_read,
-            reasons: stats.reasons_line(),
-        }
-        .into());
-    }
-    let histories = scanned.acc.finish();
+    let Scanned {
+        histories,
+        stats,
+        rejects,
+    } = scan_histories(&plan.inputs, &plan.read, &cut_us)?;
     tracing::info!(
         stage = "features",
         rows_read = stats.rows_read,
@@ -280,7 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let n = write_parquet_direct(
         &staging.path("rejects.parquet"),
         rejects_schema(),
-        &scanned.rejects,
+        &rejects,
         &opts,
     )?;
     outputs.push(("rejects.parquet", n));
@@ -344,13 +322,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rows: &stats,
         config: &plan.config,
         outputs: files,
-        schema: [
-            ("scores.parquet", describe(&scores_schema())),
-            ("features.parquet", describe(&features_schema())),
-            ("rejects.parquet", describe(&rejects_schema())),
-        ]
-        .into_iter()
-        .collect(),
+        schema: output_schemas(),
     };
     write_json(&staging.path("manifest.json"), &manifest)?;
     let target = staging.publish()?;

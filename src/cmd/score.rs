@@ -6,17 +6,17 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use churnclv::features::{features_schema, HistoryAcc};
+use churnclv::features::features_schema;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, scan, InputError, ScanStats, Staging};
+use churnclv::io::{open_inputs, ScanStats, Staging};
 use churnclv::labels::date_us;
 use churnclv::models::SavedModel;
 use churnclv::score::{apply_models, scores_schema};
 
 use super::{
-    describe, input_entries, output_entries, read_options, resolve_as_of, ColumnDesc, InputArgs,
-    InputEntry, OutputFile,
+    input_entries, output_entries, output_schemas, read_options, resolve_as_of, scan_histories,
+    ColumnDesc, InputArgs, InputEntry, OutputFile, Scanned,
 };
 
 /// Score every customer with any event before --as-of using a model.json written by `run`
@@ -64,23 +64,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
-    let scanned = scan(
-        &inputs,
-        &read_options(&cfg, types, cutoff),
-        || HistoryAcc::new(&[cutoff]),
-        HistoryAcc::update,
-        HistoryAcc::merge,
-    )?;
-    let stats = scanned.stats;
-    if stats.rows_used == 0 {
-        return Err(InputError::NoUsableRows {
-            path: inputs.spec.clone(),
-            read: stats.rows_read,
-            reasons: stats.reasons_line(),
-        }
-        .into());
-    }
-    let set = scanned.acc.finish().features(0);
+    let Scanned {
+        histories,
+        stats,
+        rejects,
+    } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    let set = histories.features(0);
     let scores = apply_models(&set, as_of, &saved.churn, &saved.value, saved.horizon_days)?;
     let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
     let staging = Staging::create(&args.out, &format!("as_of={as_of}"), &run_id)?;
@@ -111,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         write_parquet_direct(
             &staging.path("rejects.parquet"),
             rejects_schema(),
-            &scanned.rejects,
+            &rejects,
             &opts,
         )?,
     ));
@@ -137,13 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ],
             &rows,
         )?,
-        schema: [
-            ("scores.parquet", describe(&scores_schema())),
-            ("features.parquet", describe(&features_schema())),
-            ("rejects.parquet", describe(&rejects_schema())),
-        ]
-        .into_iter()
-        .collect(),
+        schema: output_schemas(),
     };
     write_json(&staging.path("manifest.json"), &manifest)?;
     let target = staging.publish()?;

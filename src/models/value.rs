@@ -38,6 +38,17 @@ pub fn summary_row(f: &Features) -> Customer {
     Customer::new(f.frequency as f64, f.t_x_days, f.t_days.max(MIN_T_DAYS))
 }
 
+/// The Gamma-Gamma inputs: `(x, mean repeat spend)` of the buyers with a repeat purchase day.
+pub fn spend_inputs(rows: &[&Features]) -> (Vec<f64>, Vec<f64>) {
+    rows.iter()
+        .filter_map(|f| {
+            f.repeat_spend_mean
+                .filter(|m| *m > 0.0)
+                .map(|m| (f.frequency as f64, m))
+        })
+        .unzip()
+}
+
 /// Fit options from config.
 pub fn fit_options(cfg: &BtydConfig) -> FitOptions {
     FitOptions {
@@ -82,14 +93,7 @@ impl ValueModel {
             .collect();
         let summary = Summary::from_rows(&customers)?;
         let transactions = fit_transactions(kind, &summary, &options)?;
-        let (x, spend): (Vec<f64>, Vec<f64>) = rows
-            .iter()
-            .filter_map(|f| {
-                f.repeat_spend_mean
-                    .filter(|m| *m > 0.0)
-                    .map(|m| (f.frequency as f64, m))
-            })
-            .unzip();
+        let (x, spend) = spend_inputs(rows);
         let (spend, spend_note) = if x.len() < MIN_SPEND_CUSTOMERS {
             (None, Some(format!("{} repeat buyers with spend (< {MIN_SPEND_CUSTOMERS}): customer mean order value used", x.len())))
         } else {

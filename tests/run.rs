@@ -384,3 +384,39 @@ fn score_with_the_saved_model_reproduces_the_run() {
         "{err}"
     );
 }
+
+#[test]
+fn a_live_lock_stops_a_second_run_and_a_stale_one_is_taken_over() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = fixture(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let lock = out.join(".churnclv.lock");
+
+    // Held by a live process (this test): exit 2, nothing published, the lock left alone.
+    let me = std::process::id();
+    std::fs::write(&lock, format!("{me}\n")).expect("lock");
+    let assert = run(&events, &out, &[]).code(2);
+    assert_eq!(
+        String::from_utf8_lossy(&assert.get_output().stderr),
+        format!(
+            "churnclv: error: {}: another churnclv run (pid {me}) is writing here (lock file {}); wait for it, or delete the lock file if that process is not churnclv\n",
+            out.display(),
+            lock.display()
+        )
+    );
+    assert!(!out.join("as_of=2024-02-05").exists());
+    assert_eq!(
+        std::fs::read_to_string(&lock).expect("lock kept"),
+        format!("{me}\n")
+    );
+
+    // Left by a process that has exited (killed runs leave one): taken over, removed at the end.
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead = child.id();
+    child.wait().expect("wait");
+    std::fs::write(&lock, format!("{dead}\n")).expect("lock");
+    run(&events, &out, &[]).success();
+    assert!(out.join("as_of=2024-02-05/_SUCCESS").exists());
+    assert!(!lock.exists(), "the run removes its lock");
+}

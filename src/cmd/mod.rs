@@ -126,6 +126,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<InputError>()
             || cause.is::<ConfigError>()
             || cause.is::<UsageError>()
+            || cause.is::<churnclv::io::LockError>()
             || cause.is::<churnclv::models::SavedModelError>()
             || cause.is::<churnclv::generate::GenerateError>()
             || matches!(

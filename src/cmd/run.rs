@@ -23,7 +23,7 @@ use churnclv::features::features_schema;
 use churnclv::features::Histories;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, InputSet, ReadOptions, ScanStats, Staging};
+use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::value::ValueModel;
@@ -132,6 +132,7 @@ fn run_id(inputs: &InputSet, config: &Config, cutoffs: &Cutoffs) -> String {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let plan = plan(&args)?;
+    let _lock = RunLock::acquire(&plan.out)?;
     let c = plan.cutoffs;
     tracing::info!(
         stage = "plan",

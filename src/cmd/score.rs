@@ -9,7 +9,7 @@ use serde::Serialize;
 use churnclv::features::features_schema;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, ScanStats, Staging};
+use churnclv::io::{open_inputs, RunLock, ScanStats, Staging};
 use churnclv::labels::date_us;
 use churnclv::models::SavedModel;
 use churnclv::score::{apply_models, scores_schema};
@@ -64,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
+    let _lock = RunLock::acquire(&args.out)?;
     let Scanned {
         histories,
         stats,

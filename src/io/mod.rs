@@ -6,5 +6,5 @@ pub mod output;
 pub mod read;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};
-pub use output::{OutputError, ParquetOptions, Staging};
+pub use output::{LockError, OutputError, ParquetOptions, RunLock, Staging};
 pub use read::{scan, Event, ReadOptions, Reason, Scan, ScanStats, DAY_US};

@@ -270,3 +270,98 @@ impl Drop for Staging {
         }
     }
 }
+
+/// A run holds `DIR/.churnclv.lock` (its pid inside) while it writes to DIR, so two runs never
+/// publish into one output folder at once. A lock left by a process that no longer exists
+/// (killed, machine rebooted) is stale and taken over. Liveness is checked in `/proc` (Linux).
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+/// Why a lock could not be taken (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{dir}: another churnclv run (pid {pid}) is writing here (lock file {path}); wait for it, or delete the lock file if that process is not churnclv")]
+    Held {
+        dir: PathBuf,
+        path: PathBuf,
+        pid: u32,
+    },
+    #[error("{path}: cannot create lock file: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Name of the lock file inside an output folder.
+pub const LOCK_FILE: &str = ".churnclv.lock";
+
+impl RunLock {
+    /// Takes the lock of `out` (which must exist).
+    pub fn acquire(out: &Path) -> Result<RunLock, LockError> {
+        let path = out.join(LOCK_FILE);
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let me = std::process::id();
+                    f.write_all(format!("{me}\n").as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|source| LockError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(pid) if process_alive(pid) => {
+                            return Err(LockError::Held {
+                                dir: out.to_path_buf(),
+                                path,
+                                pid,
+                            })
+                        }
+                        _ => {
+                            tracing::warn!(
+                                stage = "lock",
+                                "removing stale lock {}",
+                                path.display()
+                            );
+                            let _ = fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(source) => return Err(LockError::Io { path, source }),
+            }
+        }
+        let pid = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        Err(LockError::Held {
+            dir: out.to_path_buf(),
+            path,
+            pid,
+        })
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}

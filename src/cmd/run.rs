@@ -26,6 +26,7 @@ use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
 use churnclv::models::churn::{raw_matrix, FEATURES};
+use churnclv::models::spend::SpendModel;
 use churnclv::models::value::ValueModel;
 use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
 use churnclv::score::{apply_models, scores_schema};
@@ -275,7 +276,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             btyd: Some(&btyd_eval.churn),
         },
         value: ValueMetrics {
-            baseline: value_baseline(&histories),
+            model: &evaluation.value_model,
+            baseline: &evaluation.value_baseline,
             btyd: &btyd_eval,
         },
         counts: Counts {
@@ -361,6 +363,27 @@ struct Evaluation {
     model: ChurnScores,
     #[serde(skip)]
     baseline: ChurnScores,
+    /// Reported under `value` in metrics.json.
+    #[serde(skip)]
+    value_model: ValueScoresMetrics,
+    #[serde(skip)]
+    value_baseline: ValueScoresMetrics,
+}
+
+/// The supervised spend model and the "next H = last H" baseline on the same customers.
+fn value_metrics(
+    train: &[&churnclv::features::Features],
+    train_spend: &[f64],
+    eval: &[&churnclv::features::Features],
+    eval_spend: &[f64],
+    eval_last_spend: &[f64],
+) -> anyhow::Result<(ValueScoresMetrics, ValueScoresMetrics)> {
+    let model = SpendModel::fit(&raw_matrix(train), train_spend).context("spend model")?;
+    let predicted = model.predict(&raw_matrix(eval))?;
+    Ok((
+        ValueScoresMetrics::new("log1p_ols", &predicted, eval_spend),
+        ValueScoresMetrics::new("last_window_spend", eval_last_spend, eval_spend),
+    ))
 }
 
 #[derive(Debug, Serialize)]
@@ -455,6 +478,24 @@ fn evaluate(
         };
         let (tr_rows, tr_y) = pick(false);
         let (ev_rows, ev_y) = pick(true);
+        let select = |want: bool, v: &[f64]| -> Vec<f64> {
+            (0..v.len())
+                .filter(|&i| is_eval[i] == want)
+                .map(|i| v[i])
+                .collect()
+        };
+        let last_spend: Vec<f64> = eval
+            .index
+            .iter()
+            .map(|&i| histories.customers[i].1.segments[T1].net_spend())
+            .collect();
+        let (value_model, value_baseline) = value_metrics(
+            &tr_rows,
+            &select(false, &eval_labels.spend),
+            &ev_rows,
+            &select(true, &eval_labels.spend),
+            &select(true, &last_spend),
+        )?;
         let model = ChurnModel::fit(
             params,
             &raw_matrix(&tr_rows),
@@ -480,6 +521,8 @@ fn evaluate(
             fallback_reason: Some(reason),
             model: ChurnScores::new("logistic", &p, &ev_y, true),
             baseline: ChurnScores::new("recency", &recency, &ev_y, false),
+            value_model,
+            value_baseline,
         });
     }
     let model = ChurnModel::fit(
@@ -490,6 +533,18 @@ fn evaluate(
     )
     .context("churn model (out of time)")?;
     let p = model.predict(&raw_matrix(&eval_rows))?;
+    let last_spend: Vec<f64> = eval
+        .index
+        .iter()
+        .map(|&i| histories.customers[i].1.segments[T1].net_spend())
+        .collect();
+    let (value_model, value_baseline) = value_metrics(
+        &train.rows.iter().collect::<Vec<_>>(),
+        &train_labels.spend,
+        &eval_rows,
+        &eval_labels.spend,
+        &last_spend,
+    )?;
     let recency: Vec<f64> = eval
         .rows
         .iter()
@@ -508,6 +563,8 @@ fn evaluate(
         fallback_reason: None,
         model: ChurnScores::new("logistic", &p, &eval_labels.churned, true),
         baseline: ChurnScores::new("recency", &recency, &eval_labels.churned, false),
+        value_model,
+        value_baseline,
     })
 }
 
@@ -604,19 +661,6 @@ fn evaluate_btyd(
     })
 }
 
-/// The value baseline "next H = last H": each customer's net spend in `[t0, t1)` predicts
-/// their spend in `[t1, as_of)`.
-fn value_baseline(histories: &Histories) -> ValueScoresMetrics {
-    let set = histories.features(T1).purchasers();
-    let l = labels(histories, &set, T1);
-    let last: Vec<f64> = set
-        .index
-        .iter()
-        .map(|&i| histories.customers[i].1.segments[T1].net_spend())
-        .collect();
-    ValueScoresMetrics::new("last_window_spend", &last, &l.spend)
-}
-
 fn auc_or_nan(scores: &[f64], labels: &[bool]) -> f64 {
     roc_auc(scores, labels).unwrap_or(f64::NAN)
 }
@@ -655,7 +699,8 @@ struct ChurnMetrics<'a> {
 
 #[derive(Serialize)]
 struct ValueMetrics<'a> {
-    baseline: ValueScoresMetrics,
+    model: &'a ValueScoresMetrics,
+    baseline: &'a ValueScoresMetrics,
     btyd: &'a BtydEvaluation,
 }
 

@@ -102,6 +102,55 @@ pub fn raw_matrix(rows: &[&Features]) -> Array2<f64> {
     x
 }
 
+/// Learns the scaling of the raw feature columns ([`FEATURES`] order): `signed_log1p`, then
+/// standardisation (a constant column keeps std 1). Returns it and the scaled matrix.
+pub fn fit_scaling(x: &Array2<f64>) -> Result<(Vec<FeatureScaling>, Array2<f64>), ModelError> {
+    let n = x.nrows().max(1) as f64;
+    if x.ncols() != FEATURES.len() {
+        return Err(ModelError::Shape {
+            expected: FEATURES.len(),
+            found: x.ncols(),
+        });
+    }
+    let mut features = Vec::with_capacity(FEATURES.len());
+    let mut z = x.mapv(signed_log1p);
+    for (j, name) in FEATURES.iter().enumerate() {
+        let col = z.column(j);
+        let mean = col.sum() / n;
+        let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        z.column_mut(j).mapv_inplace(|v| (v - mean) / std);
+        features.push(FeatureScaling {
+            name: name.to_string(),
+            transform: "signed_log1p".into(),
+            mean,
+            std,
+        });
+    }
+    if z.iter().any(|v| !v.is_finite()) {
+        return Err(ModelError::Invalid("non-finite feature value".into()));
+    }
+    Ok((features, z))
+}
+
+/// Applies a learnt scaling to raw rows.
+pub fn apply_scaling(
+    features: &[FeatureScaling],
+    x: &Array2<f64>,
+) -> Result<Array2<f64>, ModelError> {
+    if x.ncols() != features.len() {
+        return Err(ModelError::Shape {
+            expected: features.len(),
+            found: x.ncols(),
+        });
+    }
+    let mut z = x.mapv(signed_log1p);
+    for (j, f) in features.iter().enumerate() {
+        z.column_mut(j).mapv_inplace(|v| (v - f.mean) / f.std);
+    }
+    Ok(z)
+}
+
 fn signed_log1p(v: f64) -> f64 {
     v.signum() * v.abs().ln_1p()
 }
@@ -147,24 +196,7 @@ impl ChurnModel {
                 },
             });
         }
-        let mut features = Vec::with_capacity(FEATURES.len());
-        let mut z = x.mapv(signed_log1p);
-        for (j, name) in FEATURES.iter().enumerate() {
-            let col = z.column(j);
-            let mean = col.sum() / n as f64;
-            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
-            let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
-            z.column_mut(j).mapv_inplace(|v| (v - mean) / std);
-            features.push(FeatureScaling {
-                name: name.to_string(),
-                transform: "signed_log1p".into(),
-                mean,
-                std,
-            });
-        }
-        if z.iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::Invalid("non-finite feature value".into()));
-        }
+        let (features, z) = fit_scaling(x)?;
         let y: Array1<bool> = churned.iter().copied().collect();
         let (w, b, pos_is_churn) = fit_guarded(params, z, y)?;
         let sign = if pos_is_churn { 1.0 } else { -1.0 };
@@ -186,11 +218,7 @@ impl ChurnModel {
                 found: x.ncols(),
             });
         }
-        let mut z = x.mapv(signed_log1p);
-        for (j, f) in self.features.iter().enumerate() {
-            z.column_mut(j).mapv_inplace(|v| (v - f.mean) / f.std);
-        }
-        Ok(z)
+        apply_scaling(&self.features, x)
     }
 
     /// P(churn) for each raw row.

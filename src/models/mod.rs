@@ -5,6 +5,7 @@
 pub mod btyd;
 pub mod churn;
 pub mod saved;
+pub mod spend;
 pub mod value;
 
 pub use churn::{ChurnModel, ChurnParams, ModelError};

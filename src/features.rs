@@ -299,13 +299,12 @@ impl CustomerHistory {
 
         // A cart add is abandoned when no purchase follows within 24 h (before the cutoff).
         let carts = &self.carts[..self.carts.partition_point(|&a| a < cutoff_us)];
-        let abandoned = carts
-            .iter()
-            .filter(|&&a| {
-                let next = purchases.partition_point(|&(p, _)| p < a);
-                purchases.get(next).is_none_or(|&(p, _)| p >= a + DAY_US)
-            })
-            .count() as u64;
+        let is_abandoned = |a: i64| {
+            let next = purchases.partition_point(|&(p, _)| p < a);
+            purchases.get(next).is_none_or(|&(p, _)| p >= a + DAY_US)
+        };
+        let abandoned = carts.iter().filter(|&&a| is_abandoned(a)).count() as u64;
+        let last_abandoned = carts.iter().rev().find(|&&a| is_abandoned(a)).copied();
 
         let n_purchases = s.count(EventKind::Purchase);
         let r = self.recent[k];
@@ -330,6 +329,7 @@ impl CustomerHistory {
             n_sessions: s.count(EventKind::SessionStart),
             n_add_to_cart: s.count(EventKind::AddToCart),
             cart_abandonments: abandoned,
+            days_since_cart_abandonment: last_abandoned.map(days),
             n_checkout_starts: s.count(EventKind::CheckoutStart),
             n_support_tickets: s.count(EventKind::SupportTicket),
             n_email_opens: s.count(EventKind::EmailOpen),
@@ -379,6 +379,8 @@ pub struct Features {
     pub n_sessions: u64,
     pub n_add_to_cart: u64,
     pub cart_abandonments: u64,
+    /// Days from the latest abandoned cart add to the cutoff; null without one.
+    pub days_since_cart_abandonment: Option<f64>,
     pub n_checkout_starts: u64,
     pub n_support_tickets: u64,
     pub n_email_opens: u64,
@@ -418,7 +420,7 @@ enum Getter {
 
 /// The columns of `features.parquet` after `customer_id`, in order: one list drives the
 /// schema and the table.
-const COLUMNS: [(&str, Getter); 37] = [
+const COLUMNS: [(&str, Getter); 38] = [
     ("n_events", Getter::Count(|f| f.n_events)),
     ("n_purchases", Getter::Count(|f| f.n_purchases)),
     ("purchase_days", Getter::Count(|f| f.purchase_days)),
@@ -436,6 +438,7 @@ const COLUMNS: [(&str, Getter); 37] = [
     ("n_sessions", Getter::Count(|f| f.n_sessions)),
     ("n_add_to_cart", Getter::Count(|f| f.n_add_to_cart)),
     ("cart_abandonments", Getter::Count(|f| f.cart_abandonments)),
+    ("days_since_cart_abandonment", Getter::Maybe(|f| f.days_since_cart_abandonment)),
     ("n_checkout_starts", Getter::Count(|f| f.n_checkout_starts)),
     ("n_support_tickets", Getter::Count(|f| f.n_support_tickets)),
     ("n_email_opens", Getter::Count(|f| f.n_email_opens)),

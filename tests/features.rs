@@ -104,6 +104,7 @@ fn every_column_by_hand() {
         n_sessions: 1,
         n_add_to_cart: 3,
         cart_abandonments: 2,
+        days_since_cart_abandonment: Some(5.0), // the day-95 cart
         n_checkout_starts: 0,
         n_support_tickets: 1,
         n_email_opens: 1,
@@ -166,7 +167,7 @@ fn features_parquet_columns_are_the_contract() {
         assert!(names.iter().any(|n| n == c), "missing {c}");
     }
     assert_eq!(names[0], "customer_id");
-    assert_eq!(names.len(), 38);
+    assert_eq!(names.len(), 39);
 }
 
 /// lifetimes' summary of the CDNOW sample (weeks, two decimals) against our triple × 7, and

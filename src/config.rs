@@ -200,6 +200,7 @@ pub struct Config {
     pub validation: ValidationConfig,
     pub churn: ChurnConfig,
     pub btyd: BtydConfig,
+    pub tiers: crate::segment::TierConfig,
 }
 
 impl Config {
@@ -253,6 +254,13 @@ impl Config {
                 value: "0".into(),
             });
         }
+        self.tiers
+            .validate()
+            .map_err(|message| ConfigError::Range {
+                key: "tiers",
+                expected: "see docs/config.md",
+                value: message,
+            })?;
         let b = &self.btyd;
         if !["bgnbd", "mbgnbd", "pnbd"].contains(&b.model.as_str()) {
             return Err(ConfigError::Range {

@@ -438,7 +438,10 @@ const COLUMNS: [(&str, Getter); 38] = [
     ("n_sessions", Getter::Count(|f| f.n_sessions)),
     ("n_add_to_cart", Getter::Count(|f| f.n_add_to_cart)),
     ("cart_abandonments", Getter::Count(|f| f.cart_abandonments)),
-    ("days_since_cart_abandonment", Getter::Maybe(|f| f.days_since_cart_abandonment)),
+    (
+        "days_since_cart_abandonment",
+        Getter::Maybe(|f| f.days_since_cart_abandonment),
+    ),
     ("n_checkout_starts", Getter::Count(|f| f.n_checkout_starts)),
     ("n_support_tickets", Getter::Count(|f| f.n_support_tickets)),
     ("n_email_opens", Getter::Count(|f| f.n_email_opens)),

@@ -2,7 +2,8 @@
 //!
 //! Stages, data flowing one way: [`io`] (read and validate events, write outputs atomically)
 //! → [`features`] (per-customer accumulators, rayon) → [`labels`] (time windows)
-//! → [`models`] (churn) → [`evaluate`] (metrics) → [`score`] (the score table).
+//! → [`models`] (churn, BTYD, spend) → [`evaluate`] (metrics) → [`score`] (the score table)
+//! and [`segment`] (segments and engagement tiers).
 //! [`generate`] makes synthetic histories with known ground truth; [`config`] is the one
 //! validated configuration struct. The command-line front end lives in `src/cmd/`.
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod io;
 pub mod labels;
 pub mod models;
 pub mod score;
+pub mod segment;
 
 pub use config::{Config, ConfigError};
 pub use events::EventKind;

@@ -1,56 +1,56 @@
-//! The score table: one row per customer with any event before as-of (SPEC §6; for now the
-//! walking-skeleton subset of its columns).
+//! The score table (SPEC §6): one row per customer with any event before as-of — the RFM
+//! summary, churn probability and risk band, BTYD outputs and CLV decile, RFM segment,
+//! lifecycle stage, engagement tier and next best action, and the churn reasons.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
+use serde::Serialize;
 
 use crate::features::{FeatureSet, Features};
 use crate::labels::days_since_epoch;
 use crate::models::churn::raw_matrix;
-use crate::models::value::ValueModel;
-use crate::models::value::ValueScores;
+use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError};
+use crate::segment::{
+    assign_tiers, churn_reasons, churn_risk, deciles, lifecycle_stage, quintiles, rfm_segment,
+    TierConfig, TierInput, TIERS,
+};
 
-/// Schema of `scores.parquet`.
+/// Schema of `scores.parquet` (the warehouse contract, documented in docs/schema.md).
 pub fn scores_schema() -> SchemaRef {
+    let f = |name: &str, dt: DataType, nullable: bool| Field::new(name, dt, nullable);
     Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("as_of", DataType::Date32, false),
-        Field::new("recency_days", DataType::Float64, true),
-        Field::new("frequency", DataType::Int64, false),
-        Field::new("monetary_total", DataType::Float64, false),
-        Field::new("churn_probability", DataType::Float64, true),
-        Field::new("p_alive", DataType::Float64, true),
-        Field::new("expected_purchases", DataType::Float64, true),
-        Field::new("expected_order_value", DataType::Float64, true),
-        Field::new("clv", DataType::Float64, true),
+        f("customer_id", DataType::Utf8, false),
+        f("as_of", DataType::Date32, false),
+        f("recency_days", DataType::Float64, true),
+        f("frequency", DataType::Int64, false),
+        f("monetary_total", DataType::Float64, false),
+        f("avg_order_value", DataType::Float64, true),
+        f("tenure_days", DataType::Float64, false),
+        f("r_score", DataType::Int64, true),
+        f("f_score", DataType::Int64, true),
+        f("m_score", DataType::Int64, true),
+        f("rfm_segment", DataType::Utf8, true),
+        f("lifecycle_stage", DataType::Utf8, false),
+        f("churn_probability", DataType::Float64, true),
+        f("churn_risk", DataType::Utf8, true),
+        f("p_alive", DataType::Float64, true),
+        f("expected_purchases", DataType::Float64, true),
+        f("expected_order_value", DataType::Float64, true),
+        f("clv", DataType::Float64, true),
+        f("clv_decile", DataType::Int64, true),
+        f("engagement_tier", DataType::Utf8, false),
+        f("next_best_action", DataType::Utf8, false),
+        f("churn_reason_1", DataType::Utf8, true),
+        f("churn_reason_2", DataType::Utf8, true),
+        f("churn_reason_3", DataType::Utf8, true),
+        f("model_version", DataType::Utf8, false),
+        f("run_id", DataType::Utf8, false),
     ]))
-}
-
-/// Applies the fitted models to a feature set: churn probability and BTYD outputs for every
-/// customer who has bought (the models' population), `None` for the others; then the table.
-pub fn apply_models(
-    set: &FeatureSet,
-    as_of: NaiveDate,
-    churn: &ChurnModel,
-    value: &ValueModel,
-    horizon_days: u32,
-) -> Result<RecordBatch, ScoreError> {
-    let buyers: Vec<usize> = (0..set.rows.len())
-        .filter(|&i| set.rows[i].has_purchase())
-        .collect();
-    let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
-    let probs = churn.predict(&raw_matrix(&rows))?;
-    let mut churn_probability = vec![None; set.rows.len()];
-    let mut values = vec![None; set.rows.len()];
-    for ((&i, p), f) in buyers.iter().zip(probs).zip(&rows) {
-        churn_probability[i] = Some(p);
-        values[i] = Some(value.score(f, f64::from(horizon_days)));
-    }
-    Ok(score_table(set, as_of, &churn_probability, &values)?)
 }
 
 /// Errors while scoring.
@@ -62,40 +62,186 @@ pub enum ScoreError {
     Arrow(#[from] ArrowError),
 }
 
-/// Builds the score table. `churn_probability[i]` and `value[i]` are `None` for customers
-/// outside the models' population (no purchase before as-of).
-pub fn score_table(
+/// Size, mean CLV and mean churn probability of one engagement tier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierStats {
+    pub customers: usize,
+    pub share: f64,
+    pub next_best_action: &'static str,
+    pub mean_clv: Option<f64>,
+    pub mean_churn_probability: Option<f64>,
+}
+
+/// The scored table and its tier summary.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub table: RecordBatch,
+    /// Every tier, in priority order (empty tiers included).
+    pub tiers: BTreeMap<&'static str, TierStats>,
+    pub with_probability: usize,
+}
+
+/// Identifies what scored a row: crate version and the run that fitted the models.
+pub fn model_version(model_run_id: &str) -> String {
+    format!("churnclv-{}+{model_run_id}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Applies the fitted models to a feature set (churn probability, reasons and BTYD outputs for
+/// customers who have bought — the models' population — `None` for the others), then the
+/// segments and tiers.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_models(
     set: &FeatureSet,
     as_of: NaiveDate,
-    churn_probability: &[Option<f64>],
-    value: &[Option<ValueScores>],
-) -> Result<RecordBatch, ArrowError> {
-    let v = |f: fn(&ValueScores) -> f64| -> ArrayRef {
+    churn: &ChurnModel,
+    value: &ValueModel,
+    horizon_days: u32,
+    tiers: &TierConfig,
+    model_version: &str,
+    run_id: &str,
+) -> Result<Scored, ScoreError> {
+    let n = set.rows.len();
+    let buyers: Vec<usize> = (0..n).filter(|&i| set.rows[i].has_purchase()).collect();
+    let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
+    let x = raw_matrix(&rows);
+    let probs = churn.predict(&x)?;
+    let z = churn.standardise(&x)?;
+    let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
+    let mut churn_probability = vec![None; n];
+    let mut values: Vec<Option<ValueScores>> = vec![None; n];
+    let mut reasons: Vec<[Option<String>; 3]> = vec![[None, None, None]; n];
+    for (k, ((&i, p), f)) in buyers.iter().zip(probs).zip(&rows).enumerate() {
+        churn_probability[i] = Some(p);
+        values[i] = Some(value.score(f, f64::from(horizon_days)));
+        let contributions: Vec<f64> = z
+            .row(k)
+            .iter()
+            .zip(&churn.coefficients)
+            .map(|(a, b)| a * b)
+            .collect();
+        reasons[i] = churn_reasons(&names, &contributions);
+    }
+    let buyer = |v: Option<f64>, i: usize| v.filter(|_| set.rows[i].has_purchase());
+    let r = quintiles(
+        &(0..n)
+            .map(|i| set.rows[i].recency_days.map(|d| -d))
+            .collect::<Vec<_>>(),
+    );
+    let fq = quintiles(
+        &(0..n)
+            .map(|i| buyer(Some(set.rows[i].purchase_days as f64), i))
+            .collect::<Vec<_>>(),
+    );
+    let m = quintiles(
+        &(0..n)
+            .map(|i| buyer(Some(set.rows[i].monetary_total), i))
+            .collect::<Vec<_>>(),
+    );
+    let clv: Vec<Option<f64>> = values.iter().map(|v| v.map(|s| s.clv)).collect();
+    let clv_decile = deciles(&clv);
+    let inputs: Vec<TierInput> = (0..n)
+        .map(|i| TierInput {
+            purchase_days: set.rows[i].purchase_days,
+            recency_days: set.rows[i].recency_days,
+            tenure_days: set.rows[i].tenure_days,
+            days_since_cart_abandonment: set.rows[i].days_since_cart_abandonment,
+            churn_probability: churn_probability[i],
+            clv: clv[i],
+        })
+        .collect();
+    let h = f64::from(horizon_days);
+    let tier = assign_tiers(&inputs, h, tiers);
+
+    let mut summary: BTreeMap<&'static str, TierStats> = BTreeMap::new();
+    for (t, (name, action)) in TIERS.iter().enumerate() {
+        let members: Vec<usize> = (0..n).filter(|&i| tier[i] == t).collect();
+        let mean = |v: &dyn Fn(usize) -> Option<f64>| {
+            let xs: Vec<f64> = members.iter().filter_map(|&i| v(i)).collect();
+            (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+        };
+        summary.insert(
+            name,
+            TierStats {
+                customers: members.len(),
+                share: if n == 0 {
+                    0.0
+                } else {
+                    members.len() as f64 / n as f64
+                },
+                next_best_action: action,
+                mean_clv: mean(&|i| clv[i]),
+                mean_churn_probability: mean(&|i| churn_probability[i]),
+            },
+        );
+    }
+
+    let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let int = |v: &[Option<u8>]| -> ArrayRef {
+        Arc::new(Int64Array::from_iter(v.iter().map(|s| s.map(i64::from))))
+    };
+    let real = |f: &dyn Fn(&ValueScores) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter(
-            value.iter().map(|s| s.as_ref().map(f)),
+            values.iter().map(|s| s.as_ref().map(f)),
         ))
     };
-    let n = set.rows.len();
-    let day = days_since_epoch(as_of);
+    let rows_ = &set.rows;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             set.customer_ids.iter().map(|s| s.as_ref()),
         )),
-        Arc::new(Date32Array::from(vec![day; n])),
+        Arc::new(Date32Array::from(vec![days_since_epoch(as_of); n])),
         Arc::new(Float64Array::from_iter(
-            set.rows.iter().map(|r| r.recency_days),
+            rows_.iter().map(|r| r.recency_days),
         )),
         Arc::new(Int64Array::from_iter_values(
-            set.rows.iter().map(|r| r.frequency as i64),
+            rows_.iter().map(|r| r.frequency as i64),
         )),
         Arc::new(Float64Array::from_iter_values(
-            set.rows.iter().map(|r| r.monetary_total),
+            rows_.iter().map(|r| r.monetary_total),
         )),
+        Arc::new(Float64Array::from_iter(
+            rows_.iter().map(|r| r.avg_order_value),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows_.iter().map(|r| r.tenure_days),
+        )),
+        int(&r),
+        int(&fq),
+        int(&m),
+        text(
+            (0..n)
+                .map(|i| r[i].zip(fq[i]).map(|(a, b)| rfm_segment(a, b)))
+                .collect(),
+        ),
+        text(
+            inputs
+                .iter()
+                .map(|c| Some(lifecycle_stage(c, h, tiers)))
+                .collect(),
+        ),
         Arc::new(Float64Array::from_iter(churn_probability.iter().copied())),
-        v(|s| s.p_alive),
-        v(|s| s.expected_purchases),
-        v(|s| s.expected_order_value),
-        v(|s| s.clv),
+        text(
+            churn_probability
+                .iter()
+                .map(|p| churn_risk(*p, tiers))
+                .collect(),
+        ),
+        real(&|s| s.p_alive),
+        real(&|s| s.expected_purchases),
+        real(&|s| s.expected_order_value),
+        real(&|s| s.clv),
+        int(&clv_decile),
+        text(tier.iter().map(|&t| Some(TIERS[t].0)).collect()),
+        text(tier.iter().map(|&t| Some(TIERS[t].1)).collect()),
+        text(reasons.iter().map(|r| r[0].as_deref()).collect()),
+        text(reasons.iter().map(|r| r[1].as_deref()).collect()),
+        text(reasons.iter().map(|r| r[2].as_deref()).collect()),
+        Arc::new(StringArray::from(vec![model_version; n])),
+        Arc::new(StringArray::from(vec![run_id; n])),
     ];
-    RecordBatch::try_new(scores_schema(), columns)
+    Ok(Scored {
+        table: RecordBatch::try_new(scores_schema(), columns)?,
+        tiers: summary,
+        with_probability: buyers.len(),
+    })
 }

@@ -149,27 +149,64 @@ fn publishes_a_complete_partition_with_known_values() {
 
     // Exact schema.
     let (schema, batches) = read_parquet(&part.join("scores.parquet"));
-    let want = Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("as_of", DataType::Date32, false),
-        Field::new("recency_days", DataType::Float64, true),
-        Field::new("frequency", DataType::Int64, false),
-        Field::new("monetary_total", DataType::Float64, false),
-        Field::new("churn_probability", DataType::Float64, true),
-        Field::new("p_alive", DataType::Float64, true),
-        Field::new("expected_purchases", DataType::Float64, true),
-        Field::new("expected_order_value", DataType::Float64, true),
-        Field::new("clv", DataType::Float64, true),
-    ]);
+    let nullable = |n: &str| {
+        !matches!(
+            n,
+            "customer_id"
+                | "as_of"
+                | "frequency"
+                | "monetary_total"
+                | "tenure_days"
+                | "lifecycle_stage"
+                | "engagement_tier"
+                | "next_best_action"
+                | "model_version"
+                | "run_id"
+        )
+    };
+    let spec = [
+        ("customer_id", DataType::Utf8),
+        ("as_of", DataType::Date32),
+        ("recency_days", DataType::Float64),
+        ("frequency", DataType::Int64),
+        ("monetary_total", DataType::Float64),
+        ("avg_order_value", DataType::Float64),
+        ("tenure_days", DataType::Float64),
+        ("r_score", DataType::Int64),
+        ("f_score", DataType::Int64),
+        ("m_score", DataType::Int64),
+        ("rfm_segment", DataType::Utf8),
+        ("lifecycle_stage", DataType::Utf8),
+        ("churn_probability", DataType::Float64),
+        ("churn_risk", DataType::Utf8),
+        ("p_alive", DataType::Float64),
+        ("expected_purchases", DataType::Float64),
+        ("expected_order_value", DataType::Float64),
+        ("clv", DataType::Float64),
+        ("clv_decile", DataType::Int64),
+        ("engagement_tier", DataType::Utf8),
+        ("next_best_action", DataType::Utf8),
+        ("churn_reason_1", DataType::Utf8),
+        ("churn_reason_2", DataType::Utf8),
+        ("churn_reason_3", DataType::Utf8),
+        ("model_version", DataType::Utf8),
+        ("run_id", DataType::Utf8),
+    ];
+    let want = Schema::new(
+        spec.iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), nullable(n)))
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(schema.fields(), want.fields());
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 301);
     let b = &batches[0];
     let id = b.column(0).as_string::<i32>();
     let as_of = b.column(1).as_primitive::<Date32Type>();
-    let recency = b.column(2).as_primitive::<Float64Type>();
-    let freq = b.column(3).as_primitive::<Int64Type>();
-    let money = b.column(4).as_primitive::<Float64Type>();
-    let p = b.column(5).as_primitive::<Float64Type>();
+    let col = |name: &str| b.column(schema.index_of(name).expect("column"));
+    let recency = col("recency_days").as_primitive::<Float64Type>();
+    let freq = col("frequency").as_primitive::<Int64Type>();
+    let money = col("monetary_total").as_primitive::<Float64Type>();
+    let p = col("churn_probability").as_primitive::<Float64Type>();
 
     // c007: period 12, purchases on days 7, 19, … while < 60 + 49 = 109 → 7..103: 9 purchases,
     // last on day 103 at 10:00 → recency 400 − 103 − 10/24 days; spend 9 × (10 + 0).
@@ -193,10 +230,10 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(freq.value(j), 11);
     assert_eq!(money.value(j), 120.0);
     // BTYD outputs: P(alive) in [0, 1], CLV = discounted expected purchases × order value.
-    let alive = b.column(6).as_primitive::<Float64Type>();
-    let expected = b.column(7).as_primitive::<Float64Type>();
-    let aov = b.column(8).as_primitive::<Float64Type>();
-    let clv = b.column(9).as_primitive::<Float64Type>();
+    let alive = col("p_alive").as_primitive::<Float64Type>();
+    let expected = col("expected_purchases").as_primitive::<Float64Type>();
+    let aov = col("expected_order_value").as_primitive::<Float64Type>();
+    let clv = col("clv").as_primitive::<Float64Type>();
     for r in 0..b.num_rows() - 1 {
         assert!(
             (0.0..=1.0).contains(&alive.value(r)),
@@ -212,6 +249,44 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(id.value(k), "zz-browser");
     assert!(recency.is_null(k) && p.is_null(k));
     assert!(alive.is_null(k) && clv.is_null(k));
+    let text = |name: &str, i: usize| {
+        let a = col(name).as_string::<i32>();
+        (!a.is_null(i)).then(|| a.value(i).to_string())
+    };
+    // The browser: a prospect, first seen the day before as-of → nurture; no RFM segment.
+    assert_eq!(text("lifecycle_stage", k).as_deref(), Some("prospect"));
+    assert_eq!(text("engagement_tier", k).as_deref(), Some("nurture"));
+    assert_eq!(
+        text("next_best_action", k).as_deref(),
+        Some("onboarding_series")
+    );
+    assert_eq!(
+        (text("rfm_segment", k), text("churn_risk", k)),
+        (None, None)
+    );
+    // c007 stopped buying on day 103 of 400: lapsed, high risk.
+    assert_eq!(text("lifecycle_stage", i).as_deref(), Some("lapsed"));
+    assert_eq!(text("churn_risk", i).as_deref(), Some("high"));
+    assert!(matches!(
+        text("engagement_tier", i).as_deref(),
+        Some("win_back" | "proactive_retention" | "vip")
+    ));
+    // Exactly one tier per customer; the VIPs are the top 5% by CLV.
+    let tiers: Vec<String> = (0..b.num_rows())
+        .map(|r| text("engagement_tier", r).unwrap_or_default())
+        .collect();
+    let vip: Vec<usize> = (0..b.num_rows()).filter(|&r| tiers[r] == "vip").collect();
+    assert_eq!(vip.len(), 15); // round(5% of 300 buyers)
+    let min_vip = vip
+        .iter()
+        .map(|&r| clv.value(r))
+        .fold(f64::INFINITY, f64::min);
+    let others_above = (0..b.num_rows() - 1)
+        .filter(|r| !vip.contains(r) && clv.value(*r) > min_vip)
+        .count();
+    assert_eq!(others_above, 0);
+    let version = text("model_version", 0).unwrap_or_default();
+    assert!(version.starts_with("churnclv-0.1.0+20240205-"), "{version}");
     assert_eq!(freq.value(k), 0);
 
     // Metrics: out of time, the model beats chance and the recency baseline is reported.
@@ -227,6 +302,15 @@ fn publishes_a_complete_partition_with_known_values() {
             .expect("baseline")
             > 0.5
     );
+
+    let tier_total: u64 = m["tiers"]
+        .as_object()
+        .expect("tiers")
+        .values()
+        .map(|t| t["customers"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(tier_total, 301);
+    assert_eq!(m["tiers"]["vip"]["customers"], 15);
 
     // Manifest: every row accounted for, checksums match the files.
     let man = json(&part.join("manifest.json"));
@@ -354,12 +438,18 @@ fn score_with_the_saved_model_reproduces_the_run() {
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
     assert!(stdout.contains("301 customers scored"), "{stdout}");
     let again = scored.join("as_of=2024-02-05");
-    for name in ["scores.parquet", "features.parquet"] {
-        assert!(
-            std::fs::read(part.join(name)).expect("run")
-                == std::fs::read(again.join(name)).expect("score"),
-            "{name} differs between run and score"
-        );
+    assert!(
+        std::fs::read(part.join("features.parquet")).expect("run")
+            == std::fs::read(again.join("features.parquet")).expect("score"),
+        "features differ between run and score"
+    );
+    // Every score column equal, but run_id (the scoring run's own id).
+    let (schema, a) = read_parquet(&part.join("scores.parquet"));
+    let (_, b) = read_parquet(&again.join("scores.parquet"));
+    for (j, f) in schema.fields().iter().enumerate() {
+        if f.name() != "run_id" {
+            assert_eq!(a[0].column(j), b[0].column(j), "{}", f.name());
+        }
     }
     assert!(again.join("_SUCCESS").exists());
 

@@ -29,7 +29,7 @@ use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
 use churnclv::models::value::ValueModel;
 use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
-use churnclv::score::{apply_models, scores_schema};
+use churnclv::score::{apply_models, model_version, scores_schema, TierStats};
 
 use super::{
     horizon_days, input_entries, output_entries, output_schemas, read_options, resolve_as_of,
@@ -224,7 +224,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let buyers = buyer_rows.len();
     let value_model = ValueModel::fit(&buyer_rows, &plan.config.btyd)
         .context("BTYD model (history before as-of)")?;
-    let scores = apply_models(&score_set, c.as_of, &model, &value_model, c.horizon_days)?;
+    let scoring = apply_models(
+        &score_set,
+        c.as_of,
+        &model,
+        &value_model,
+        c.horizon_days,
+        &plan.config.tiers,
+        &model_version(&plan.run_id),
+        &plan.run_id,
+    )?;
+    let scores = scoring.table;
     let features = score_set.to_record_batch()?;
     tracing::info!(
         stage = "score",
@@ -275,6 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             baseline: &evaluation.baseline,
             btyd: Some(&btyd_eval.churn),
         },
+        tiers: &scoring.tiers,
         value: ValueMetrics {
             model: &evaluation.value_model,
             baseline: &evaluation.value_baseline,
@@ -684,6 +695,8 @@ struct Metrics<'a> {
     evaluation: &'a Evaluation,
     churn: ChurnMetrics<'a>,
     value: ValueMetrics<'a>,
+    /// Engagement tiers of the scored customers: size, share, mean CLV and churn probability.
+    tiers: &'a BTreeMap<&'static str, TierStats>,
     counts: Counts,
 }
 
@@ -761,6 +774,17 @@ fn print_summary(target: &Path, plan: &Plan, stats: &ScanStats, m: &Metrics<'_>,
         "  BTYD ({}) holdout {:.0} purchases predicted vs {} actual, MAE {:.3}, buy-again AUC {:.4}",
         b.model, b.predicted_total_purchases, b.actual_total_purchases, b.holdout_purchases_mae, b.buy_again_roc_auc
     );
+    println!("  engagement tiers  (customers, mean CLV, mean churn probability)");
+    for (name, _) in churnclv::segment::TIERS {
+        let Some(t) = m.tiers.get(name) else { continue };
+        println!(
+            "    {name:<20} {:>8}  {:>10}  {:>6}",
+            t.customers,
+            t.mean_clv.map_or("-".into(), |v| format!("{v:.2}")),
+            t.mean_churn_probability
+                .map_or("-".into(), |v| format!("{v:.3}"))
+        );
+    }
     println!("  model features    {}", FEATURES.join(", "));
     println!(
         "  took              {:.1} s",

@@ -12,7 +12,7 @@ use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, RunLock, ScanStats, Staging};
 use churnclv::labels::date_us;
 use churnclv::models::SavedModel;
-use churnclv::score::{apply_models, scores_schema};
+use churnclv::score::{apply_models, model_version, scores_schema};
 
 use super::{
     input_entries, output_entries, output_schemas, read_options, resolve_as_of, scan_histories,
@@ -71,8 +71,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rejects,
     } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
     let set = histories.features(0);
-    let scores = apply_models(&set, as_of, &saved.churn, &saved.value, saved.horizon_days)?;
     let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
+    let scored = apply_models(
+        &set,
+        as_of,
+        &saved.churn,
+        &saved.value,
+        saved.horizon_days,
+        &cfg.tiers,
+        &model_version(&saved.run_id),
+        &run_id,
+    )?;
+    let scores = scored.table;
     let staging = Staging::create(&args.out, &format!("as_of={as_of}"), &run_id)?;
     let opts = ParquetOptions::default();
     let mut rows = vec![(

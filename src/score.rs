@@ -72,12 +72,70 @@ pub struct TierStats {
     pub mean_churn_probability: Option<f64>,
 }
 
-/// The scored table and its tier summary.
+/// The business KPIs of a group of customers (the whole run, or one tier).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kpis {
+    pub customers: usize,
+    pub customers_by_lifecycle_stage: BTreeMap<&'static str, usize>,
+    /// Buyers with at least two purchase days / buyers.
+    pub repeat_purchase_rate: Option<f64>,
+    /// Purchase amount / purchase events.
+    pub average_order_value: Option<f64>,
+    /// Abandoned cart adds / cart adds.
+    pub cart_abandonment_rate: Option<f64>,
+    /// Mean churn probability of the buyers: the expected churn rate of the next H days.
+    pub predicted_churn_rate: Option<f64>,
+    pub total_clv: f64,
+    pub mean_clv: Option<f64>,
+}
+
+fn kpis(
+    set: &FeatureSet,
+    members: &[usize],
+    stages: &[&'static str],
+    churn: &[Option<f64>],
+    clv: &[Option<f64>],
+) -> Kpis {
+    let rows = || members.iter().map(|&i| &set.rows[i]);
+    let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+    let buyers = rows().filter(|r| r.has_purchase()).count() as f64;
+    let purchases: f64 = rows().map(|r| r.n_purchases as f64).sum();
+    let spend: f64 = rows()
+        .map(|r| r.avg_order_value.unwrap_or(0.0) * r.n_purchases as f64)
+        .sum();
+    let mut by_stage = BTreeMap::new();
+    for &i in members {
+        *by_stage.entry(stages[i]).or_insert(0) += 1;
+    }
+    let probs: Vec<f64> = members.iter().filter_map(|&i| churn[i]).collect();
+    let clvs: Vec<f64> = members.iter().filter_map(|&i| clv[i]).collect();
+    Kpis {
+        customers: members.len(),
+        customers_by_lifecycle_stage: by_stage,
+        repeat_purchase_rate: ratio(
+            rows().filter(|r| r.purchase_days >= 2).count() as f64,
+            buyers,
+        ),
+        average_order_value: ratio(spend, purchases),
+        cart_abandonment_rate: ratio(
+            rows().map(|r| r.cart_abandonments as f64).sum(),
+            rows().map(|r| r.n_add_to_cart as f64).sum(),
+        ),
+        predicted_churn_rate: ratio(probs.iter().sum(), probs.len() as f64),
+        total_clv: clvs.iter().sum(),
+        mean_clv: ratio(clvs.iter().sum(), clvs.len() as f64),
+    }
+}
+
+/// The scored table, its tier summary and KPIs.
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub table: RecordBatch,
     /// Every tier, in priority order (empty tiers included).
     pub tiers: BTreeMap<&'static str, TierStats>,
+    /// KPIs of all scored customers and of each tier.
+    pub kpis: Kpis,
+    pub kpis_by_tier: BTreeMap<&'static str, Kpis>,
     pub with_probability: usize,
 }
 
@@ -152,9 +210,20 @@ pub fn apply_models(
     let h = f64::from(horizon_days);
     let tier = assign_tiers(&inputs, h, tiers);
 
+    let stages: Vec<&'static str> = inputs
+        .iter()
+        .map(|c| lifecycle_stage(c, h, tiers))
+        .collect();
+    let all: Vec<usize> = (0..n).collect();
+    let run_kpis = kpis(set, &all, &stages, &churn_probability, &clv);
+    let mut kpis_by_tier = BTreeMap::new();
     let mut summary: BTreeMap<&'static str, TierStats> = BTreeMap::new();
     for (t, (name, action)) in TIERS.iter().enumerate() {
         let members: Vec<usize> = (0..n).filter(|&i| tier[i] == t).collect();
+        kpis_by_tier.insert(
+            *name,
+            kpis(set, &members, &stages, &churn_probability, &clv),
+        );
         let mean = |v: &dyn Fn(usize) -> Option<f64>| {
             let xs: Vec<f64> = members.iter().filter_map(|&i| v(i)).collect();
             (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
@@ -242,6 +311,8 @@ pub fn apply_models(
     Ok(Scored {
         table: RecordBatch::try_new(scores_schema(), columns)?,
         tiers: summary,
+        kpis: run_kpis,
+        kpis_by_tier,
         with_probability: buyers.len(),
     })
 }

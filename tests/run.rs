@@ -311,6 +311,44 @@ fn publishes_a_complete_partition_with_known_values() {
         .sum();
     assert_eq!(tier_total, 301);
     assert_eq!(m["tiers"]["vip"]["customers"], 15);
+    // KPIs from the fixture's formula: customer i buys (10 + i % 7) every 5 + i % 40 days from
+    // day i % 30 while before day 60 + 7i % 330.
+    let (mut repeaters, mut purchases, mut spend) = (0u32, 0u32, 0.0);
+    for i in 0..300u32 {
+        let days: Vec<u32> = (0..)
+            .map(|k| i % 30 + k * (5 + i % 40))
+            .take_while(|&d| d < (60 + (7 * i) % 330).min(400))
+            .collect();
+        repeaters += u32::from(days.len() >= 2);
+        purchases += days.len() as u32;
+        spend += days.len() as f64 * f64::from(10 + i % 7);
+    }
+    let k = &m["kpis"]["run"];
+    assert_eq!(k["customers"], 301);
+    assert_eq!(k["customers_by_lifecycle_stage"]["prospect"], 1);
+    let close =
+        |v: &serde_json::Value, want: f64| (v.as_f64().unwrap_or(f64::NAN) - want).abs() < 1e-9;
+    assert!(
+        close(&k["repeat_purchase_rate"], f64::from(repeaters) / 300.0),
+        "{}",
+        k["repeat_purchase_rate"]
+    );
+    assert!(
+        close(&k["average_order_value"], spend / f64::from(purchases)),
+        "{}",
+        k["average_order_value"]
+    );
+    assert!(
+        k["cart_abandonment_rate"].is_null(),
+        "no cart adds in the fixture"
+    );
+    let tiers_sum: u64 = m["kpis"]["by_tier"]
+        .as_object()
+        .expect("by tier")
+        .values()
+        .map(|t| t["customers"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(tiers_sum, 301);
 
     // Manifest: every row accounted for, checksums match the files.
     let man = json(&part.join("manifest.json"));

@@ -29,7 +29,7 @@ use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
 use churnclv::models::value::ValueModel;
 use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
-use churnclv::score::{apply_models, model_version, scores_schema, TierStats};
+use churnclv::score::{apply_models, model_version, scores_schema, Kpis, TierStats};
 
 use super::{
     horizon_days, input_entries, output_entries, output_schemas, read_options, resolve_as_of,
@@ -286,6 +286,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             btyd: Some(&btyd_eval.churn),
         },
         tiers: &scoring.tiers,
+        kpis: KpiMetrics {
+            observed_churn_rate_last_window: evaluation.eval_churn_rate,
+            run: &scoring.kpis,
+            by_tier: &scoring.kpis_by_tier,
+        },
         value: ValueMetrics {
             model: &evaluation.value_model,
             baseline: &evaluation.value_baseline,
@@ -697,7 +702,17 @@ struct Metrics<'a> {
     value: ValueMetrics<'a>,
     /// Engagement tiers of the scored customers: size, share, mean CLV and churn probability.
     tiers: &'a BTreeMap<&'static str, TierStats>,
+    /// What the engagement teams track, for the run and per tier.
+    kpis: KpiMetrics<'a>,
     counts: Counts,
+}
+
+#[derive(Serialize)]
+struct KpiMetrics<'a> {
+    /// Share of the evaluation customers who did not buy in the last window `[t1, as_of)`.
+    observed_churn_rate_last_window: f64,
+    run: &'a Kpis,
+    by_tier: &'a BTreeMap<&'static str, Kpis>,
 }
 
 #[derive(Serialize)]
@@ -773,6 +788,17 @@ fn print_summary(target: &Path, plan: &Plan, stats: &ScanStats, m: &Metrics<'_>,
     println!(
         "  BTYD ({}) holdout {:.0} purchases predicted vs {} actual, MAE {:.3}, buy-again AUC {:.4}",
         b.model, b.predicted_total_purchases, b.actual_total_purchases, b.holdout_purchases_mae, b.buy_again_roc_auc
+    );
+    let k = m.kpis.run;
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    println!(
+        "  KPIs              repeat rate {}, AOV {}, cart abandonment {}, churn last window {:.1}% / predicted next {}, CLV total {:.0}",
+        pct(k.repeat_purchase_rate),
+        k.average_order_value.map_or("-".into(), |v| format!("{v:.2}")),
+        pct(k.cart_abandonment_rate),
+        100.0 * m.kpis.observed_churn_rate_last_window,
+        pct(k.predicted_churn_rate),
+        k.total_clv
     );
     println!("  engagement tiers  (customers, mean CLV, mean churn probability)");
     for (name, _) in churnclv::segment::TIERS {

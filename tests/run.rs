@@ -548,3 +548,40 @@ fn a_live_lock_stops_a_second_run_and_a_stale_one_is_taken_over() {
     assert!(out.join("as_of=2024-02-05/_SUCCESS").exists());
     assert!(!lock.exists(), "the run removes its lock");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = fixture(dir.path());
+    let out = dir.path().join("out");
+    let assert = bin()
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--as-of",
+            "2024-02-05",
+            "--events",
+        ])
+        .arg(&events)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let stages: Vec<&str> = lines.iter().filter_map(|l| l["stage"].as_str()).collect();
+    for want in ["plan", "features", "evaluate", "score", "publish"] {
+        assert!(stages.contains(&want), "{stages:?}");
+    }
+    let features = lines
+        .iter()
+        .find(|l| l["stage"] == "features")
+        .expect("features line");
+    assert_eq!(features["level"], "INFO");
+    assert_eq!(features["rows_rejected"], 2);
+    assert!(features["duration_ms"].is_u64() && features["timestamp"].is_string());
+}

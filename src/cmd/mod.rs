@@ -174,7 +174,14 @@ pub fn init_logging(g: &GlobalArgs) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match g.log_format {
-        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        // One flat object per line: timestamp, level, message, stage and the stage's counts
+        // and duration_ms as top-level keys.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => builder.with_ansi(false).compact().try_init(),
     };
 }

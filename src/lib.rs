@@ -16,6 +16,7 @@ pub mod generate;
 pub mod io;
 pub mod labels;
 pub mod models;
+pub mod report;
 pub mod score;
 pub mod segment;
 

@@ -138,9 +138,17 @@ fn publishes_a_complete_partition_with_known_values() {
             "metrics.json",
             "model.json",
             "rejects.parquet",
+            "report.html",
             "scores.parquet"
         ]
     );
+    let page = std::fs::read_to_string(part.join("report.html")).expect("report");
+    assert_eq!(
+        page.matches("<svg").count(),
+        5,
+        "ROC, calibration, gains, value deciles, coefficients"
+    );
+    assert!(page.contains("<td>vip</td>") && page.contains("out_of_time"));
     let top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())

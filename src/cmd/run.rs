@@ -21,7 +21,7 @@ use churnclv::evaluate::{
 };
 use churnclv::features::features_schema;
 use churnclv::features::Histories;
-use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
+use churnclv::io::output::{write_bytes, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
@@ -29,6 +29,7 @@ use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
 use churnclv::models::value::ValueModel;
 use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
+use churnclv::report::{render, Ranking, ReportData};
 use churnclv::score::{apply_models, model_version, scores_schema, Kpis, TierStats};
 
 use super::{
@@ -305,6 +306,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     write_json(&staging.path("metrics.json"), &metrics)?;
+    let page = report(&metrics, &evaluation, &btyd_eval, &model)?;
+    write_bytes(&staging.path("report.html"), page.as_bytes())?;
     let model_file = SavedModel {
         crate_version: env!("CARGO_PKG_VERSION").to_string(),
         run_id: plan.run_id.clone(),
@@ -384,6 +387,9 @@ struct Evaluation {
     value_model: ValueScoresMetrics,
     #[serde(skip)]
     value_baseline: ValueScoresMetrics,
+    /// Churn model and recency scores with the labels of the evaluation customers (plots).
+    #[serde(skip)]
+    eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
 }
 
 /// The supervised spend model and the "next H = last H" baseline on the same customers.
@@ -539,6 +545,7 @@ fn evaluate(
             baseline: ChurnScores::new("recency", &recency, &ev_y, false),
             value_model,
             value_baseline,
+            eval_scores: (p, recency, ev_y),
         });
     }
     let model = ChurnModel::fit(
@@ -581,6 +588,7 @@ fn evaluate(
         baseline: ChurnScores::new("recency", &recency, &eval_labels.churned, false),
         value_model,
         value_baseline,
+        eval_scores: (p, recency, eval_labels.churned),
     })
 }
 
@@ -675,6 +683,117 @@ fn evaluate_btyd(
             false,
         ),
     })
+}
+
+/// The run's report page.
+fn report(
+    m: &Metrics<'_>,
+    e: &Evaluation,
+    b: &BtydEvaluation,
+    churn: &ChurnModel,
+) -> anyhow::Result<String> {
+    let (p, recency, churned) = &e.eval_scores;
+    let f = |v: f64| format!("{v:.4}");
+    let summary = vec![
+        ("as of".to_string(), m.as_of.to_string()),
+        ("horizon".to_string(), format!("{} days", m.horizon_days)),
+        ("run id".to_string(), m.run_id.clone()),
+        (
+            "evaluation".to_string(),
+            format!(
+                "{} (train cutoff {}, evaluated on {} customers, labels [{}, {}))",
+                e.scheme, e.train_cutoff, e.eval_customers, e.eval_cutoff, e.eval_labels_until
+            ),
+        ),
+        (
+            "churn ROC-AUC: model / recency baseline / BTYD".to_string(),
+            format!(
+                "{} / {} / {}",
+                f(e.model.roc_auc),
+                f(e.baseline.roc_auc),
+                f(b.churn.roc_auc)
+            ),
+        ),
+        (
+            "churn PR-AUC: model / recency baseline".to_string(),
+            format!("{} / {}", f(e.model.pr_auc), f(e.baseline.pr_auc)),
+        ),
+        (
+            "lift at top decile: model / recency baseline".to_string(),
+            format!(
+                "{:.2} / {:.2}",
+                e.model.lift_top_decile, e.baseline.lift_top_decile
+            ),
+        ),
+        (
+            "log loss / Brier".to_string(),
+            format!(
+                "{} / {}",
+                e.model.log_loss.map_or("-".into(), f),
+                e.model.brier.map_or("-".into(), f)
+            ),
+        ),
+        (
+            "BTYD holdout purchases: predicted / actual (MAE)".to_string(),
+            format!(
+                "{:.0} / {} ({:.3})",
+                b.predicted_total_purchases, b.actual_total_purchases, b.holdout_purchases_mae
+            ),
+        ),
+        (
+            "value Gini: spend model / last-window baseline / BTYD".to_string(),
+            format!(
+                "{} / {} / {}",
+                f(e.value_model.gini),
+                f(e.value_baseline.gini),
+                f(b.spend.gini)
+            ),
+        ),
+        (
+            "customers scored".to_string(),
+            m.counts.customers_scored.to_string(),
+        ),
+        (
+            "rows read / used / rejected".to_string(),
+            format!(
+                "{} / {} / {}",
+                m.counts.rows_read, m.counts.rows_used, m.counts.rows_rejected
+            ),
+        ),
+    ];
+    let tiers: Vec<(&str, &TierStats)> = churnclv::segment::TIERS
+        .iter()
+        .filter_map(|(name, _)| m.tiers.get(name).map(|t| (*name, t)))
+        .collect();
+    let data = ReportData {
+        title: format!("churnclv run as of {}", m.as_of),
+        summary,
+        rankings: vec![
+            Ranking {
+                name: "logistic model",
+                scores: p,
+                churned,
+            },
+            Ranking {
+                name: "recency baseline",
+                scores: recency,
+                churned,
+            },
+        ],
+        calibration: e.model.calibration.as_deref().unwrap_or(&[]),
+        value_deciles: vec![
+            ("spend model", &e.value_model.deciles),
+            ("BTYD", &b.spend.deciles),
+        ],
+        coefficients: churn
+            .features
+            .iter()
+            .zip(&churn.coefficients)
+            .map(|(f, c)| (f.name.clone(), *c))
+            .collect(),
+        tiers,
+    };
+    Ok(render(&data)?)
 }
 
 fn auc_or_nan(scores: &[f64], labels: &[bool]) -> f64 {

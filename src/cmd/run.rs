@@ -135,6 +135,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let plan = plan(&args)?;
     let _lock = RunLock::acquire(&plan.out)?;
+    for note in churnclv::io::output::recover(&plan.out)? {
+        tracing::warn!(stage = "plan", "{}: {note}", plan.out.display());
+    }
     let c = plan.cutoffs;
     tracing::info!(
         stage = "plan",
@@ -331,6 +334,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "rejects.parquet",
             "metrics.json",
             "model.json",
+            "report.html",
         ],
         &outputs,
     )?;

@@ -65,6 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cutoff = date_us(as_of);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     let _lock = RunLock::acquire(&args.out)?;
+    for note in churnclv::io::output::recover(&args.out)? {
+        tracing::warn!(stage = "plan", "{}: {note}", args.out.display());
+    }
     let Scanned {
         histories,
         stats,

@@ -224,15 +224,16 @@ impl Staging {
     }
 
     /// Writes `_SUCCESS`, then moves the folder into place. An existing partition is first
-    /// moved aside to `.old-<run_id>` and deleted only after the new one is in place.
+    /// moved aside to `.old.<partition>` and deleted only after the new one is in place (a
+    /// crash in between is repaired by [`recover`] on the next run).
     pub fn publish(mut self) -> Result<PathBuf, OutputError> {
         write_bytes(&self.dir.join("_SUCCESS"), b"")?;
         let parent = self.target.parent().unwrap_or(Path::new("."));
         let aside = parent.join(format!(
-            ".old-{}",
-            self.dir
+            ".old.{}",
+            self.target
                 .file_name()
-                .map(|n| n.to_string_lossy().trim_start_matches(".tmp-").to_string())
+                .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         ));
         let had_old = self.target.exists();
@@ -354,6 +355,35 @@ impl RunLock {
             pid,
         })
     }
+}
+
+/// Repairs what a killed run can leave in an output folder; call it holding the [`RunLock`].
+/// Staging folders (`.tmp-*`) are deleted; a previous partition moved aside (`.old.<name>`)
+/// is put back if its replacement never arrived, deleted otherwise. Returns what it did.
+pub fn recover(out: &Path) -> Result<Vec<String>, OutputError> {
+    let mut done = Vec::new();
+    let entries = match fs::read_dir(out) {
+        Ok(e) => e,
+        Err(_) => return Ok(done),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(".tmp-") {
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            done.push(format!("removed unfinished {name}"));
+        } else if let Some(partition) = name.strip_prefix(".old.") {
+            let target = out.join(partition);
+            if target.exists() {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                done.push(format!("removed replaced {name}"));
+            } else {
+                fs::rename(&path, &target).map_err(io_err(&path))?;
+                done.push(format!("restored {partition}"));
+            }
+        }
+    }
+    Ok(done)
 }
 
 fn process_alive(pid: u32) -> bool {

@@ -504,6 +504,13 @@ fn evaluate(
         };
         let (tr_rows, tr_y) = pick(false);
         let (ev_rows, ev_y) = pick(true);
+        let model = ChurnModel::fit(
+            params,
+            &raw_matrix(&tr_rows),
+            &tr_y,
+            &window_name(c.t1, c.as_of),
+        )
+        .context("churn model (customer split)")?;
         let select = |want: bool, v: &[f64]| -> Vec<f64> {
             (0..v.len())
                 .filter(|&i| is_eval[i] == want)
@@ -522,13 +529,7 @@ fn evaluate(
             &select(true, &eval_labels.spend),
             &select(true, &last_spend),
         )?;
-        let model = ChurnModel::fit(
-            params,
-            &raw_matrix(&tr_rows),
-            &tr_y,
-            &window_name(c.t1, c.as_of),
-        )
-        .context("churn model (customer split)")?;
+
         let p = model.predict(&raw_matrix(&ev_rows))?;
         let recency: Vec<f64> = ev_rows
             .iter()

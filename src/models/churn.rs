@@ -30,7 +30,7 @@ pub enum ModelError {
     Empty { window: String },
     #[error("churn model fit did not finish within {seconds} s (max_iterations {iterations})")]
     Timeout { seconds: u64, iterations: u64 },
-    #[error("churn model fit failed: {0}")]
+    #[error("{0}")]
     Linfa(String),
     #[error("churn model: {0}")]
     Invalid(String),
@@ -253,7 +253,7 @@ fn fit_guarded(
     });
     match rx.recv_timeout(Duration::from_secs(params.timeout_seconds)) {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(ModelError::Linfa(e.to_string())),
+        Ok(Err(e)) => Err(ModelError::Linfa(format!("churn model fit failed: {e}"))),
         Err(_) => Err(ModelError::Timeout {
             seconds: params.timeout_seconds,
             iterations: params.max_iterations,

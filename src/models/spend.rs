@@ -40,7 +40,7 @@ impl SpendModel {
         let y: Array1<f64> = spend.iter().map(|s| s.max(0.0).ln_1p()).collect();
         let fitted = LinearRegression::new()
             .fit(&Dataset::new(z.clone(), y.clone()))
-            .map_err(|e| ModelError::Linfa(e.to_string()))?;
+            .map_err(|e| ModelError::Linfa(format!("spend model fit failed: {e}")))?;
         let w = fitted.params().to_vec();
         let b = fitted.intercept();
         let fitted_log = z.dot(fitted.params()) + b;

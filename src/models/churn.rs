@@ -68,7 +68,9 @@ pub struct ChurnModel {
 }
 
 /// Names of the model inputs, in matrix column order.
-pub const FEATURES: [&str; 7] = [
+/// RFM and BTYD summary first, then behaviour (zero, hence constant and inert, for data with
+/// purchases only).
+pub const FEATURES: [&str; 17] = [
     "recency_days",
     "frequency",
     "monetary_total",
@@ -76,10 +78,20 @@ pub const FEATURES: [&str; 7] = [
     "tenure_days",
     "t_days",
     "n_events",
+    "days_since_last_event",
+    "events_30d",
+    "events_90d",
+    "trend_30d",
+    "active_days",
+    "n_sessions",
+    "cart_abandonments",
+    "n_support_tickets",
+    "n_email_opens",
+    "refund_ratio",
 ];
 
 /// The raw feature row of one customer (who has purchased: recency is defined).
-pub fn raw_row(r: &Features) -> [f64; 7] {
+pub fn raw_row(r: &Features) -> [f64; 17] {
     [
         r.recency_days.unwrap_or(r.tenure_days),
         r.frequency as f64,
@@ -88,6 +100,16 @@ pub fn raw_row(r: &Features) -> [f64; 7] {
         r.tenure_days,
         r.t_days,
         r.n_events as f64,
+        r.days_since_last_event,
+        r.events_30d as f64,
+        r.events_90d as f64,
+        r.trend_30d,
+        r.active_days as f64,
+        r.n_sessions as f64,
+        r.cart_abandonments as f64,
+        r.n_support_tickets as f64,
+        r.n_email_opens as f64,
+        r.refund_ratio,
     ]
 }
 

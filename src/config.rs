@@ -145,6 +145,9 @@ pub struct ChurnConfig {
     pub max_iterations: u64,
     /// Wall-clock limit for one fit, seconds.
     pub timeout_seconds: u64,
+    /// Candidate L2 strengths tried by time-ordered validation (fit at as_of − 3H, validated
+    /// on [as_of − 2H, as_of − H) by log loss); empty = always use `alpha`.
+    pub alpha_grid: Vec<f64>,
 }
 
 impl Default for ChurnConfig {
@@ -153,6 +156,7 @@ impl Default for ChurnConfig {
             alpha: 1.0,
             max_iterations: 200,
             timeout_seconds: 300,
+            alpha_grid: vec![0.1, 1.0, 10.0, 100.0, 1000.0],
         }
     }
 }
@@ -237,6 +241,18 @@ impl Config {
             return Err(ConfigError::Range {
                 key: "churn.alpha",
                 expected: "a finite number >= 0",
+                value: a.to_string(),
+            });
+        }
+        if let Some(a) = self
+            .churn
+            .alpha_grid
+            .iter()
+            .find(|a| !(a.is_finite() && **a >= 0.0))
+        {
+            return Err(ConfigError::Range {
+                key: "churn.alpha_grid",
+                expected: "finite numbers >= 0",
                 value: a.to_string(),
             });
         }

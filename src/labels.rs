@@ -11,9 +11,12 @@ use crate::events::EventKind;
 use crate::features::{FeatureSet, Histories};
 use crate::io::DAY_US;
 
-/// The three cutoffs of a run, as dates (midnight UTC).
+/// The cutoffs of a run, as dates (midnight UTC). `tv = as_of − 3H` is the extra earlier
+/// cutoff used to choose the churn model's L2 strength by time-ordered validation (fit at `tv`,
+/// validate on `[t0, t1)`), so the out-of-time evaluation at `t1` stays untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Cutoffs {
+    pub tv: NaiveDate,
     pub t0: NaiveDate,
     pub t1: NaiveDate,
     pub as_of: NaiveDate,
@@ -41,6 +44,7 @@ impl Cutoffs {
     pub fn new(as_of: NaiveDate, horizon_days: u32) -> Cutoffs {
         let h = Duration::days(i64::from(horizon_days));
         Cutoffs {
+            tv: as_of - h - h - h,
             t0: as_of - h - h,
             t1: as_of - h,
             as_of,
@@ -48,16 +52,22 @@ impl Cutoffs {
         }
     }
 
-    /// `[t0, t1, as_of]` in µs: the segment boundaries of the feature accumulators.
-    pub fn as_us(&self) -> [i64; 3] {
-        [date_us(self.t0), date_us(self.t1), date_us(self.as_of)]
+    /// `[tv, t0, t1, as_of]` in µs: the segment boundaries of the feature accumulators.
+    pub fn as_us(&self) -> [i64; 4] {
+        [
+            date_us(self.tv),
+            date_us(self.t0),
+            date_us(self.t1),
+            date_us(self.as_of),
+        ]
     }
 }
 
 /// Index of each cutoff in [`Cutoffs::as_us`].
-pub const T0: usize = 0;
-pub const T1: usize = 1;
-pub const AS_OF: usize = 2;
+pub const TV: usize = 0;
+pub const T0: usize = 1;
+pub const T1: usize = 2;
+pub const AS_OF: usize = 3;
 
 /// Labels for the customers of a feature set, from the window that follows its cutoff.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,13 +149,13 @@ mod tests {
             e("b", 25, EventKind::Purchase, Some(1.0)),
         ];
         let h = histories_from_events(&cutoffs, &events);
-        let set = h.features(T0);
-        let l = labels(&h, &set, T0);
+        let set = h.features(0);
+        let l = labels(&h, &set, 0);
         assert_eq!(l.churned, vec![false, true]);
         assert_eq!(l.spend, vec![5.0, 0.0]);
         assert_eq!(l.purchase_days, vec![1, 0]);
-        let set = h.features(T1);
-        let l = labels(&h, &set, T1);
+        let set = h.features(1);
+        let l = labels(&h, &set, 1);
         assert_eq!(l.churned, vec![true, false]);
         assert_eq!(l.spend, vec![0.0, 1.0]);
     }

@@ -24,7 +24,7 @@ use churnclv::features::Histories;
 use churnclv::io::output::{write_bytes, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats, Staging};
-use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1};
+use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1, TV};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
 use churnclv::models::value::ValueModel;
@@ -178,7 +178,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_iterations: plan.config.churn.max_iterations,
         timeout_seconds: plan.config.churn.timeout_seconds,
     };
-    let evaluation = evaluate(&histories, &c, &plan.config, params)?;
+    let selection = choose_alpha(&histories, &c, &plan.config, params);
+    let params = ChurnParams {
+        alpha: selection.chosen,
+        ..params
+    };
+    let mut evaluation = evaluate(&histories, &c, &plan.config, params)?;
+    evaluation.alpha_selection = Some(selection);
     tracing::info!(
         stage = "evaluate",
         scheme = evaluation.scheme,
@@ -381,6 +387,8 @@ struct Evaluation {
     eval_churn_rate: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     fallback_reason: Option<String>,
+    /// How the churn model's L2 strength was chosen.
+    alpha_selection: Option<AlphaSelection>,
     /// Reported under `churn` in metrics.json.
     #[serde(skip)]
     model: ChurnScores,
@@ -394,6 +402,74 @@ struct Evaluation {
     /// Churn model and recency scores with the labels of the evaluation customers (plots).
     #[serde(skip)]
     eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+}
+
+/// The L2 strength chosen by time-ordered validation.
+#[derive(Debug, Serialize)]
+struct AlphaSelection {
+    chosen: f64,
+    /// `time_ordered`: fitted on features before tv with labels [tv, t0), validated on
+    /// features before t0 with labels [t0, t1); `config`: churn.alpha as configured.
+    scheme: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// (alpha, validation log loss) for every candidate tried.
+    grid: Vec<(f64, f64)>,
+}
+
+fn choose_alpha(
+    histories: &Histories,
+    c: &Cutoffs,
+    config: &Config,
+    params: ChurnParams,
+) -> AlphaSelection {
+    let fixed = |reason: String| AlphaSelection {
+        chosen: params.alpha,
+        scheme: "config",
+        reason: Some(reason),
+        grid: Vec::new(),
+    };
+    if config.churn.alpha_grid.is_empty() {
+        return fixed("churn.alpha_grid is empty".into());
+    }
+    let fit = histories.features(TV).purchasers();
+    let fit_labels = labels(histories, &fit, TV);
+    let val = histories.features(T0).purchasers();
+    let val_labels = labels(histories, &val, T0);
+    if fit.rows.len() < config.run.min_train_customers || val.rows.is_empty() {
+        return fixed(format!(
+            "{} customers bought before {} (min_train_customers {})",
+            fit.rows.len(),
+            c.tv,
+            config.run.min_train_customers
+        ));
+    }
+    let x = raw_matrix(&fit.rows.iter().collect::<Vec<_>>());
+    let xv = raw_matrix(&val.rows.iter().collect::<Vec<_>>());
+    let mut grid = Vec::new();
+    for &alpha in &config.churn.alpha_grid {
+        let p = ChurnParams { alpha, ..params };
+        match ChurnModel::fit(p, &x, &fit_labels.churned, &window_name(c.tv, c.t0))
+            .and_then(|m| m.predict(&xv))
+        {
+            Ok(pred) => grid.push((alpha, log_loss(&pred, &val_labels.churned))),
+            Err(e) => return fixed(format!("validation fit failed: {e}")),
+        }
+    }
+    let best = grid
+        .iter()
+        .copied()
+        .filter(|g| g.1.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match best {
+        Some((alpha, _)) => AlphaSelection {
+            chosen: alpha,
+            scheme: "time_ordered",
+            reason: None,
+            grid,
+        },
+        None => fixed("no finite validation log loss".into()),
+    }
 }
 
 /// The supervised spend model and the "next H = last H" baseline on the same customers.
@@ -546,6 +622,7 @@ fn evaluate(
             train_churn_rate: rate(&tr_y),
             eval_churn_rate: rate(&ev_y),
             fallback_reason: Some(reason),
+            alpha_selection: None,
             model: ChurnScores::new("logistic", &p, &ev_y, true),
             baseline: ChurnScores::new("recency", &recency, &ev_y, false),
             value_model,
@@ -589,6 +666,7 @@ fn evaluate(
         train_churn_rate: rate(&train_labels.churned),
         eval_churn_rate: rate(&eval_labels.churned),
         fallback_reason: None,
+        alpha_selection: None,
         model: ChurnScores::new("logistic", &p, &eval_labels.churned, true),
         baseline: ChurnScores::new("recency", &recency, &eval_labels.churned, false),
         value_model,

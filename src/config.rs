@@ -148,6 +148,8 @@ pub struct ChurnConfig {
     /// Candidate L2 strengths tried by time-ordered validation (fit at as_of − 3H, validated
     /// on [as_of − 2H, as_of − H) by log loss); empty = always use `alpha`.
     pub alpha_grid: Vec<f64>,
+    /// `none` or `balanced` (minority class replicated, intercept corrected).
+    pub class_weight: String,
 }
 
 impl Default for ChurnConfig {
@@ -157,6 +159,7 @@ impl Default for ChurnConfig {
             max_iterations: 200,
             timeout_seconds: 300,
             alpha_grid: vec![0.1, 1.0, 10.0, 100.0, 1000.0],
+            class_weight: "none".into(),
         }
     }
 }
@@ -254,6 +257,13 @@ impl Config {
                 key: "churn.alpha_grid",
                 expected: "finite numbers >= 0",
                 value: a.to_string(),
+            });
+        }
+        if !["none", "balanced"].contains(&self.churn.class_weight.as_str()) {
+            return Err(ConfigError::Range {
+                key: "churn.class_weight",
+                expected: "none or balanced",
+                value: self.churn.class_weight.clone(),
             });
         }
         if self.churn.max_iterations == 0 {

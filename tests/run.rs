@@ -311,10 +311,21 @@ fn publishes_a_complete_partition_with_known_values() {
         .as_array()
         .expect("grid")
         .iter()
-        .map(|g| (g[0].as_f64().unwrap_or(f64::NAN), g[1].as_f64().unwrap_or(f64::NAN)))
+        .map(|g| {
+            (
+                g[0].as_f64().unwrap_or(f64::NAN),
+                g[1].as_f64().unwrap_or(f64::NAN),
+            )
+        })
         .collect();
-    assert_eq!(grid.iter().map(|g| g.0).collect::<Vec<_>>(), [0.1, 1.0, 10.0, 100.0, 1000.0]);
-    let best = grid.iter().min_by(|a, b| a.1.total_cmp(&b.1)).expect("best");
+    assert_eq!(
+        grid.iter().map(|g| g.0).collect::<Vec<_>>(),
+        [0.1, 1.0, 10.0, 100.0, 1000.0]
+    );
+    let best = grid
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("best");
     assert_eq!(sel["chosen"].as_f64(), Some(best.0));
     assert!(
         m["churn"]["baseline"]["roc_auc"]

@@ -177,6 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         alpha: plan.config.churn.alpha,
         max_iterations: plan.config.churn.max_iterations,
         timeout_seconds: plan.config.churn.timeout_seconds,
+        balanced: plan.config.churn.class_weight == "balanced",
     };
     let selection = choose_alpha(&histories, &c, &plan.config, params);
     let params = ChurnParams {

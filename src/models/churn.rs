@@ -44,6 +44,11 @@ pub struct ChurnParams {
     pub alpha: f64,
     pub max_iterations: u64,
     pub timeout_seconds: u64,
+    /// Balance the classes: the minority class's rows are replicated ⌊majority/minority⌉
+    /// times (linfa-logistic ignores sample weights), then the intercept is shifted back by
+    /// ln(factor) so that predictions stay calibrated probabilities.
+    #[serde(default)]
+    pub balanced: bool,
 }
 
 /// How one raw feature becomes a model input.
@@ -219,13 +224,41 @@ impl ChurnModel {
             });
         }
         let (features, z) = fit_scaling(x)?;
-        let y: Array1<bool> = churned.iter().copied().collect();
+        let negatives = n - positives;
+        let (minority, factor) = if positives < negatives {
+            (true, (negatives as f64 / positives as f64).round() as usize)
+        } else {
+            (
+                false,
+                (positives as f64 / negatives as f64).round() as usize,
+            )
+        };
+        let (z, y, shift) = if params.balanced && factor >= 2 {
+            // Rows of the minority class `minority` (true = churned) repeated `factor` times.
+            let rows: Vec<usize> = (0..n)
+                .flat_map(|i| {
+                    let k = if churned[i] == minority { factor } else { 1 };
+                    std::iter::repeat_n(i, k)
+                })
+                .collect();
+            let zb = z.select(ndarray::Axis(0), &rows);
+            let yb: Array1<bool> = rows.iter().map(|&i| churned[i]).collect();
+            // Oversampling churners by f multiplies the fitted odds by f: subtract ln f.
+            let shift = if minority {
+                -(factor as f64).ln()
+            } else {
+                (factor as f64).ln()
+            };
+            (zb, yb, shift)
+        } else {
+            (z, churned.iter().copied().collect(), 0.0)
+        };
         let (w, b, pos_is_churn) = fit_guarded(params, z, y)?;
         let sign = if pos_is_churn { 1.0 } else { -1.0 };
         Ok(ChurnModel {
             features,
             coefficients: w.iter().map(|v| sign * v).collect(),
-            intercept: sign * b,
+            intercept: sign * b + shift,
             params,
             train_rows: n,
             train_churn_rate: positives as f64 / n as f64,
@@ -304,8 +337,27 @@ mod tests {
         (x, y)
     }
 
+    #[test]
+    fn balanced_weighting_keeps_probabilities_calibrated() {
+        let (x, y) = synthetic(4000, 0.15);
+        let p = ChurnParams {
+            balanced: true,
+            ..params()
+        };
+        let m = ChurnModel::fit(p, &x, &y, "test").unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.coefficients[0] > 0.5);
+        let pred = m.predict(&x).unwrap_or_default();
+        let avg = mean(pred.iter().copied());
+        let rate = y.iter().filter(|&&c| c).count() as f64 / y.len() as f64;
+        assert!(
+            (avg - rate).abs() < 0.03,
+            "calibration-in-the-large: {avg} vs {rate}"
+        );
+    }
+
     fn params() -> ChurnParams {
         ChurnParams {
+            balanced: false,
             alpha: 1.0,
             max_iterations: 200,
             timeout_seconds: 60,

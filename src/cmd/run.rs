@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -447,13 +448,23 @@ fn choose_alpha(
     }
     let x = raw_matrix(&fit.rows.iter().collect::<Vec<_>>());
     let xv = raw_matrix(&val.rows.iter().collect::<Vec<_>>());
+    // Candidates are independent: fitted in parallel, collected in grid order.
+    let fits: Vec<Result<(f64, f64), String>> = config
+        .churn
+        .alpha_grid
+        .par_iter()
+        .map(|&alpha| {
+            let p = ChurnParams { alpha, ..params };
+            ChurnModel::fit(p, &x, &fit_labels.churned, &window_name(c.tv, c.t0))
+                .and_then(|m| m.predict(&xv))
+                .map(|pred| (alpha, log_loss(&pred, &val_labels.churned)))
+                .map_err(|e| e.to_string())
+        })
+        .collect();
     let mut grid = Vec::new();
-    for &alpha in &config.churn.alpha_grid {
-        let p = ChurnParams { alpha, ..params };
-        match ChurnModel::fit(p, &x, &fit_labels.churned, &window_name(c.tv, c.t0))
-            .and_then(|m| m.predict(&xv))
-        {
-            Ok(pred) => grid.push((alpha, log_loss(&pred, &val_labels.churned))),
+    for f in fits {
+        match f {
+            Ok(g) => grid.push(g),
             Err(e) => return fixed(format!("validation fit failed: {e}")),
         }
     }

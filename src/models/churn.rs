@@ -299,9 +299,14 @@ fn fit_guarded(
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let dataset = Dataset::new(z, y);
+        // linfa's loss and gradient are sums over rows: a fixed gradient tolerance (its default
+        // 1e-4) gets stricter as data grows and ran every 200k-row fit to the iteration cap.
+        // Scaled by the row count it is a tolerance on the mean gradient.
+        let rows = dataset.records().nrows().max(1) as f64;
         let result = LogisticRegression::default()
             .alpha(params.alpha)
             .max_iterations(params.max_iterations)
+            .gradient_tolerance(1e-4 * rows)
             .fit(&dataset)
             .map(|m| (m.params().to_vec(), m.intercept(), m.labels().pos.class));
         let _ = tx.send(result);

@@ -56,30 +56,25 @@ impl TierConfig {
 /// 1–5 quintile scores by rank (5 = highest value), ties broken by position so the result is
 /// deterministic. `None` values get no score.
 pub fn quintiles(values: &[Option<f64>]) -> Vec<Option<u8>> {
-    let mut idx: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
-    idx.sort_by(|&a, &b| {
-        let (x, y) = (values[a].unwrap_or(0.0), values[b].unwrap_or(0.0));
-        x.total_cmp(&y).then(a.cmp(&b))
-    });
-    let n = idx.len();
-    let mut out = vec![None; values.len()];
-    for (rank, &i) in idx.iter().enumerate() {
-        out[i] = Some((rank * 5 / n.max(1)) as u8 + 1);
-    }
-    out
+    rank_bins(values, 5)
 }
 
 /// Deciles 1–10 by rank (10 = highest), ties broken by position.
 pub fn deciles(values: &[Option<f64>]) -> Vec<Option<u8>> {
+    rank_bins(values, 10)
+}
+
+/// Equal-count bins 1..=`bins` by rank of the present values.
+fn rank_bins(values: &[Option<f64>], bins: usize) -> Vec<Option<u8>> {
     let mut idx: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
     idx.sort_by(|&a, &b| {
         let (x, y) = (values[a].unwrap_or(0.0), values[b].unwrap_or(0.0));
         x.total_cmp(&y).then(a.cmp(&b))
     });
-    let n = idx.len();
+    let n = idx.len().max(1);
     let mut out = vec![None; values.len()];
     for (rank, &i) in idx.iter().enumerate() {
-        out[i] = Some((rank * 10 / n.max(1)) as u8 + 1);
+        out[i] = Some((rank * bins / n) as u8 + 1);
     }
     out
 }

@@ -484,9 +484,20 @@ fn score_with_the_saved_model_reproduces_the_run() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = fixture(dir.path());
     let out = dir.path().join("out");
-    run(&events, &out, &[]).success();
+    let models = dir.path().join("models");
+    run(
+        &events,
+        &out,
+        &["--save-model", &models.display().to_string()],
+    )
+    .success();
     let part = out.join("as_of=2024-02-05");
     let model = json(&part.join("model.json"));
+    let run_id = model["run_id"].as_str().expect("run id").to_string();
+    assert_eq!(
+        std::fs::read(models.join(&run_id).join("model.json")).expect("saved copy"),
+        std::fs::read(part.join("model.json")).expect("model")
+    );
     assert_eq!(model["horizon_days"], 90);
     assert_eq!(model["trained_on"]["labels_from"], "2023-11-07");
     assert_eq!(model["churn"]["features"][0]["name"], "recency_days");

@@ -62,6 +62,10 @@ pub struct Args {
     /// nothing.
     #[arg(long, value_name = "X")]
     pub min_auc: Option<f64>,
+    /// Also keep a copy of the fitted model as MODELS/<run_id>/model.json (e.g. --save-model
+    /// models), for `churnclv score --model` later.
+    #[arg(long, value_name = "MODELS")]
+    pub save_model: Option<PathBuf>,
 }
 
 /// Everything checked before the heavy work.
@@ -360,6 +364,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     write_json(&staging.path("manifest.json"), &manifest)?;
     let target = staging.publish()?;
+    if let Some(dir) = &args.save_model {
+        let copy_dir = dir.join(&plan.run_id);
+        std::fs::create_dir_all(&copy_dir)
+            .with_context(|| format!("--save-model {}", copy_dir.display()))?;
+        let tmp = copy_dir.join(".model.json.tmp");
+        churnclv::io::output::write_bytes(
+            &tmp,
+            &std::fs::read(target.join("model.json"))
+                .with_context(|| format!("{}", target.display()))?,
+        )?;
+        std::fs::rename(&tmp, copy_dir.join("model.json"))
+            .with_context(|| format!("--save-model {}", copy_dir.display()))?;
+        tracing::info!(
+            stage = "publish",
+            "model saved to {}",
+            copy_dir.join("model.json").display()
+        );
+    }
     tracing::info!(
         stage = "publish",
         duration_ms = t.elapsed().as_millis() as u64,

@@ -36,6 +36,8 @@ pub struct ReportData<'a> {
     pub value_deciles: Vec<(&'a str, &'a [Decile])>,
     pub coefficients: Vec<(String, f64)>,
     pub tiers: Vec<(&'a str, &'a TierStats)>,
+    /// (label, value) rows of the business KPIs.
+    pub kpis: Vec<(String, String)>,
 }
 
 const COLORS: [RGBColor; 4] = [
@@ -333,6 +335,10 @@ pub fn render(data: &ReportData<'_>) -> Result<String, ReportError> {
     for (k, v) in &data.summary {
         let _ = write!(html, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
     }
+    html.push_str("</table>\n<h2>KPIs</h2>\n<table>");
+    for (k, v) in &data.kpis {
+        let _ = write!(html, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
+    }
     html.push_str("</table>\n<h2>Engagement tiers</h2>\n<table><tr><th>tier</th><th>customers</th><th>share</th><th>next best action</th><th>mean CLV</th><th>mean churn probability</th></tr>");
     for (name, t) in &data.tiers {
         let _ = write!(
@@ -405,11 +411,13 @@ mod tests {
             value_deciles: vec![("btyd", &deciles)],
             coefficients: vec![("recency_days".into(), 1.2), ("frequency".into(), -0.4)],
             tiers: vec![("standard", &tier)],
+            kpis: vec![("repeat purchase rate".into(), "50.0%".into())],
         })
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert_eq!(page.matches("<svg").count(), 5);
         assert!(page.contains("churnclv &lt;test&gt;"));
+        assert!(page.contains("<td>repeat purchase rate</td><td>50.0%</td>"));
         assert!(!page.contains("<script") && !page.contains("http://www.w3.org/1999/xlink\" href"));
     }
 }

@@ -882,7 +882,45 @@ fn report(
         .iter()
         .filter_map(|(name, _)| m.tiers.get(name).map(|t| (*name, t)))
         .collect();
+    let k = m.kpis.run;
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let mut kpis = vec![
+        ("customers".to_string(), k.customers.to_string()),
+        (
+            "repeat purchase rate".to_string(),
+            pct(k.repeat_purchase_rate),
+        ),
+        (
+            "average order value".to_string(),
+            k.average_order_value
+                .map_or("-".into(), |v| format!("{v:.2}")),
+        ),
+        (
+            "cart abandonment rate".to_string(),
+            pct(k.cart_abandonment_rate),
+        ),
+        (
+            "observed churn rate, last window".to_string(),
+            pct(Some(m.kpis.observed_churn_rate_last_window)),
+        ),
+        (
+            "predicted churn rate, next window".to_string(),
+            pct(k.predicted_churn_rate),
+        ),
+        (
+            "total / mean predicted CLV".to_string(),
+            format!(
+                "{:.0} / {}",
+                k.total_clv,
+                k.mean_clv.map_or("-".into(), |v| format!("{v:.2}"))
+            ),
+        ),
+    ];
+    for (stage, n) in &k.customers_by_lifecycle_stage {
+        kpis.push((format!("customers: {stage}"), n.to_string()));
+    }
     let data = ReportData {
+        kpis,
         title: format!("churnclv run as of {}", m.as_of),
         summary,
         rankings: vec![

@@ -15,9 +15,11 @@ VENV         := .venv
 run: build sample
 	$(BIN) run --events $(SAMPLE) --out $(OUT)
 
-## Every test (unit, integration, CLI), release profile.
+## Every test (unit, integration, CLI), release profile; then a warehouse-style load of a fresh
+## scores.parquet with pyarrow or DuckDB when python3 has one (skipped, saying so, otherwise).
 test:
 	$(CARGO) test --release
+	python3 scripts/load_check.py $(BIN)
 
 build:
 	$(CARGO) build --release

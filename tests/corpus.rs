@@ -399,3 +399,79 @@ fn wrong_column_types_name_the_column() {
         "column 'amount' has type Utf8; expected a float, integer or decimal",
     );
 }
+
+#[test]
+fn duplicate_order_ids_are_rejected_after_the_first() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = base(dir.path());
+    let t = ts("2025-06-01", 0);
+    write(
+        &events.join("dups.parquet"),
+        vec![
+            (
+                "customer_id",
+                Arc::new(StringArray::from(vec!["x1", "x1", "x1", "x1", "x2"])) as ArrayRef,
+            ),
+            (
+                "event_time",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![t, t, t + 1, t + 2, t])
+                        .with_timezone("UTC"),
+                ),
+            ),
+            (
+                "event_type",
+                Arc::new(StringArray::from(vec![
+                    "purchase", "purchase", "refund", "PURCHASE", "purchase",
+                ])),
+            ),
+            (
+                "amount",
+                Arc::new(Float64Array::from(vec![10.0, 10.0, 10.0, 10.0, 7.0])),
+            ),
+            (
+                "order_id",
+                Arc::new(StringArray::from(vec![
+                    Some("dup-1"),
+                    Some("dup-1"),
+                    Some("dup-1"),
+                    Some("dup-1"),
+                    None,
+                ])),
+            ),
+        ],
+    );
+    // Row 0 is kept; rows 1 and 3 (same type and order id) are duplicates; the refund of the
+    // same order (row 2) and the row without an order id (row 4) are not.
+    let o = run(dir.path(), &events, &[]);
+    rejected(&o, "duplicate_key", 2);
+    let f = dir.path().join("f.parquet");
+    bin()
+        .args(["features", "--quiet", "--as-of", "2025-07-01", "--events"])
+        .arg(&events)
+        .arg("--out")
+        .arg(&f)
+        .assert()
+        .success();
+    let file = std::fs::File::open(&f).expect("features");
+    let batches: Vec<arrow_array::RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("pq")
+            .build()
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("read");
+    use arrow_array::cast::AsArray;
+    let b = &batches[0];
+    let s = b.schema();
+    let ids = b
+        .column(s.index_of("customer_id").expect("id"))
+        .as_string::<i32>();
+    let n = b
+        .column(s.index_of("n_purchases").expect("n"))
+        .as_primitive::<arrow_array::types::Int64Type>();
+    let i = (0..b.num_rows())
+        .find(|&i| ids.value(i) == "x1")
+        .expect("x1");
+    assert_eq!(n.value(i), 1, "the duplicates are not counted");
+}

@@ -189,6 +189,7 @@ fn btyd_triple_matches_cdnow_summary() {
         as_of_us: i64::MAX,
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
+        duplicates: None,
     };
     let s = scan(
         &inputs,
@@ -316,6 +317,7 @@ fn same_result_for_one_and_many_threads() {
         as_of_us: cutoffs[2],
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
+        duplicates: None,
     };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()

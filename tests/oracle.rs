@@ -57,6 +57,7 @@ fn churn_auc_is_within_005_of_the_oracle() {
         as_of_us: as_of,
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
+        duplicates: None,
     };
     let s = scan(
         &inputs,

@@ -25,6 +25,7 @@ fn opts(as_of_us: i64) -> ReadOptions {
         as_of_us,
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
+        duplicates: None,
     }
 }
 

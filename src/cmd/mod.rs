@@ -107,6 +107,7 @@ pub fn read_options(cfg: &Config, types: EventTypeMap, as_of_us: i64) -> ReadOpt
         as_of_us,
         max_abs_amount: cfg.validation.max_abs_amount,
         event_types: types,
+        duplicates: None,
     }
 }
 
@@ -210,6 +211,7 @@ pub fn scan_histories(
     read: &ReadOptions,
     cutoffs: &[i64],
 ) -> anyhow::Result<Scanned> {
+    let read = &with_duplicates(inputs, read)?;
     let scanned = scan(
         inputs,
         read,
@@ -240,6 +242,16 @@ pub fn scan_histories(
         histories: scanned.acc.finish(),
         stats,
         rejects: scanned.rejects,
+    })
+}
+
+/// The read options with the input's duplicate rows found (a first, key-columns-only pass;
+/// nothing to do when the files have neither `order_id` nor `event_id`).
+pub fn with_duplicates(inputs: &InputSet, read: &ReadOptions) -> anyhow::Result<ReadOptions> {
+    let dups = churnclv::io::read::duplicate_rows(inputs)?;
+    Ok(ReadOptions {
+        duplicates: Some(std::sync::Arc::new(dups)),
+        ..read.clone()
     })
 }
 

@@ -10,7 +10,7 @@ use churnclv::labels::{date_of_us, date_us};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 
-use super::{read_options, InputArgs};
+use super::{read_options, with_duplicates, InputArgs};
 
 /// Read every row of the input, validate it, and print what was found: files, rows read, used
 /// and rejected by reason, customers, time range, event-type counts (unknown types listed).
@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => i64::MAX,
     };
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
-    let opts = read_options(&cfg, types, as_of_us);
+    let opts = with_duplicates(&inputs, &read_options(&cfg, types, as_of_us))?;
     let result = scan(
         &inputs,
         &opts,

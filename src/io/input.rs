@@ -71,6 +71,8 @@ pub enum Field {
     Amount,
     Channel,
     Category,
+    OrderId,
+    EventId,
 }
 
 impl Field {
@@ -82,6 +84,8 @@ impl Field {
             Field::Amount => "amount",
             Field::Channel => "channel",
             Field::Category => "category",
+            Field::OrderId => "order_id",
+            Field::EventId => "event_id",
         }
     }
 
@@ -100,16 +104,20 @@ impl Field {
             Field::Amount => &columns.amount,
             Field::Channel => &columns.channel,
             Field::Category => &columns.category,
+            Field::OrderId => &columns.order_id,
+            Field::EventId => &columns.event_id,
         }
     }
 
-    const ALL: [Field; 6] = [
+    const ALL: [Field; 8] = [
         Field::CustomerId,
         Field::EventTime,
         Field::EventType,
         Field::Amount,
         Field::Channel,
         Field::Category,
+        Field::OrderId,
+        Field::EventId,
     ];
 }
 
@@ -416,6 +424,10 @@ fn check_type(path: &Path, name: &str, field: Field, dt: &DataType) -> Result<()
                 DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
             ),
             "a Timestamp (any unit, with or without time zone), Date32 or Date64",
+        ),
+        Field::OrderId | Field::EventId => (
+            is_text(dt) || dt.is_integer(),
+            "text (Utf8, LargeUtf8, Dictionary) or an integer",
         ),
         Field::EventType | Field::Channel | Field::Category => {
             (is_text(dt), "text (Utf8, LargeUtf8 or Dictionary)")

@@ -49,6 +49,8 @@ pub enum Reason {
     NonFiniteAmount,
     AmountOutOfRange,
     NegativeAmount,
+    /// A later row with the event_id (or event type + order_id) of an earlier one.
+    DuplicateKey,
     /// Valid, but at or after the as-of cutoff (a backfill): counted, not copied.
     AfterAsOf,
 }
@@ -64,6 +66,7 @@ impl Reason {
             Reason::NonFiniteAmount => "non_finite_amount",
             Reason::AmountOutOfRange => "amount_out_of_range",
             Reason::NegativeAmount => "negative_amount",
+            Reason::DuplicateKey => "duplicate_key",
             Reason::AfterAsOf => "after_as_of",
         }
     }
@@ -95,6 +98,128 @@ pub struct ReadOptions {
     pub as_of_us: i64,
     pub max_abs_amount: f64,
     pub event_types: EventTypeMap,
+    /// Rows to reject as `duplicate_key` (from [`duplicate_rows`]); `None`: no deduplication.
+    pub duplicates: Option<Arc<Duplicates>>,
+}
+
+/// Later occurrences of a key, per (file, row group): row numbers within the row group.
+#[derive(Debug, Clone, Default)]
+pub struct Duplicates {
+    rows: FxHashMap<(usize, usize), Vec<u32>>,
+    /// Total duplicate rows.
+    pub count: u64,
+}
+
+impl Duplicates {
+    fn get(&self, file: usize, rg: usize) -> &[u32] {
+        self.rows.get(&(file, rg)).map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// Finds duplicate rows: the key of a row is its `event_id` when the column exists and is not
+/// null, else its event type (lower-cased) with its `order_id` (so a refund may carry the
+/// order id of its purchase); rows without a key are never duplicates. The first occurrence in
+/// input order (files sorted, row groups and rows in order) is kept; later ones are duplicates.
+/// Keys are compared by a 128-bit hash. Memory: one hash per keyed row.
+pub fn duplicate_rows(inputs: &InputSet) -> Result<Duplicates, InputError> {
+    let keyed = |f: &InputFile| {
+        matches!(f.sources.get(&Field::OrderId), Some(Source::Column(_)))
+            || matches!(f.sources.get(&Field::EventId), Some(Source::Column(_)))
+    };
+    if !inputs.files.iter().any(keyed) {
+        return Ok(Duplicates::default());
+    }
+    let tasks: Vec<(usize, usize)> = inputs
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| keyed(f))
+        .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
+        .collect();
+    let keys: Vec<Vec<Option<u128>>> = tasks
+        .par_iter()
+        .map(|&(fi, rg)| row_group_keys(&inputs.files[fi], rg))
+        .collect::<Result<_, _>>()?;
+    let mut seen: rustc_hash::FxHashSet<u128> = rustc_hash::FxHashSet::default();
+    let mut out = Duplicates::default();
+    for (&(fi, rg), ks) in tasks.iter().zip(&keys) {
+        for (i, k) in ks.iter().enumerate() {
+            if let Some(k) = k {
+                if !seen.insert(*k) {
+                    out.rows.entry((fi, rg)).or_default().push(i as u32);
+                    out.count += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<Option<u128>>, InputError> {
+    let rerr = |message: String| InputError::Read {
+        path: file.path.clone(),
+        row_group: rg,
+        message,
+    };
+    let handle = File::open(&file.path).map_err(|source| InputError::Io {
+        path: file.path.clone(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+        .with_projection(file.projection(Some(&[Field::EventType, Field::OrderId, Field::EventId])))
+        .with_row_groups(vec![rg])
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| rerr(e.to_string()))?;
+    let text = |batch: &RecordBatch, f: Field| -> Result<Option<StringArray>, InputError> {
+        match file.sources.get(&f) {
+            Some(Source::Column(name)) => match batch.column_by_name(name) {
+                Some(a) => arrow_cast::cast(a, &DataType::Utf8)
+                    .map(|c| Some(c.as_string::<i32>().clone()))
+                    .map_err(|e| rerr(format!("column '{name}': {e}"))),
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    };
+    let mut keys = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| rerr(e.to_string()))?;
+        let (kind, order, event) = (
+            text(&batch, Field::EventType)?,
+            text(&batch, Field::OrderId)?,
+            text(&batch, Field::EventId)?,
+        );
+        for i in 0..batch.num_rows() {
+            keys.push(match (get(&event, i), get(&order, i)) {
+                (Some(e), _) => Some(key128(&["e", e])),
+                (None, Some(o)) => {
+                    let k = get(&kind, i).unwrap_or("").trim().to_ascii_lowercase();
+                    Some(key128(&["o", &k, o]))
+                }
+                _ => None,
+            });
+        }
+    }
+    Ok(keys)
+}
+
+fn get(a: &Option<StringArray>, i: usize) -> Option<&str> {
+    a.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i))
+}
+
+/// A 128-bit key from two independent 64-bit hashes of the parts.
+fn key128(parts: &[&str]) -> u128 {
+    use std::hash::Hasher;
+    let mut a = rustc_hash::FxHasher::default();
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        a.write(p.as_bytes());
+        a.write_u8(0xff);
+        b.write(p.as_bytes());
+        b.write_u8(0xff);
+    }
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
 /// Row accounting of a scan: every row read is used or rejected.
@@ -239,7 +364,11 @@ where
         .map(|chunk| {
             let mut part = empty();
             for &(fi, rg) in chunk {
-                read_row_group(&inputs.files[fi], rg, opts, &mut part, &update)?;
+                let dups = opts
+                    .duplicates
+                    .as_deref()
+                    .map_or(&[][..], |d| d.get(fi, rg));
+                read_row_group(&inputs.files[fi], rg, opts, dups, &mut part, &update)?;
             }
             Ok::<_, InputError>(part)
         })
@@ -258,6 +387,7 @@ fn read_row_group<A, U>(
     file: &InputFile,
     rg: usize,
     opts: &ReadOptions,
+    dups: &[u32],
     part: &mut Scan<A>,
     update: &U,
 ) -> Result<(), InputError>
@@ -289,8 +419,16 @@ where
         let batch = batch.map_err(|e| rerr(e.to_string()))?;
         let n = batch.num_rows();
         let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
+        let rg_start = row - file.row_group_offsets.get(rg).copied().unwrap_or(0);
         for i in 0..n {
-            match cols.event(i, opts, &mut kinds) {
+            let outcome = cols.event(i, opts, &mut kinds).and_then(|ok| {
+                if dups.binary_search(&((rg_start + i as u64) as u32)).is_ok() {
+                    Err(Reason::DuplicateKey)
+                } else {
+                    Ok(ok)
+                }
+            });
+            match outcome {
                 Ok((ev, known)) => {
                     kind_counts[ev.kind as usize] += 1;
                     if !known {

@@ -125,12 +125,16 @@ impl Default for RunConfig {
 pub struct ValidationConfig {
     /// Amounts with a larger absolute value are rejected (`amount_out_of_range`).
     pub max_abs_amount: f64,
+    /// Reject later rows with the key of an earlier one (`duplicate_key`); costs a first pass
+    /// over the key columns when the input has `order_id` or `event_id`.
+    pub deduplicate: bool,
 }
 
 impl Default for ValidationConfig {
     fn default() -> Self {
         ValidationConfig {
             max_abs_amount: 1e9,
+            deduplicate: true,
         }
     }
 }

@@ -190,6 +190,7 @@ fn btyd_triple_matches_cdnow_summary() {
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
         duplicates: None,
+        deduplicate: false,
     };
     let s = scan(
         &inputs,
@@ -318,6 +319,7 @@ fn same_result_for_one_and_many_threads() {
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
         duplicates: None,
+        deduplicate: false,
     };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -58,6 +58,7 @@ fn churn_auc_is_within_005_of_the_oracle() {
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
         duplicates: None,
+        deduplicate: false,
     };
     let s = scan(
         &inputs,

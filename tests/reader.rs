@@ -26,6 +26,7 @@ fn opts(as_of_us: i64) -> ReadOptions {
         max_abs_amount: 1e9,
         event_types: EventTypeMap::default(),
         duplicates: None,
+        deduplicate: false,
     }
 }
 

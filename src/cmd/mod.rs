@@ -108,6 +108,7 @@ pub fn read_options(cfg: &Config, types: EventTypeMap, as_of_us: i64) -> ReadOpt
         max_abs_amount: cfg.validation.max_abs_amount,
         event_types: types,
         duplicates: None,
+        deduplicate: cfg.validation.deduplicate,
     }
 }
 
@@ -248,6 +249,9 @@ pub fn scan_histories(
 /// The read options with the input's duplicate rows found (a first, key-columns-only pass;
 /// nothing to do when the files have neither `order_id` nor `event_id`).
 pub fn with_duplicates(inputs: &InputSet, read: &ReadOptions) -> anyhow::Result<ReadOptions> {
+    if !read.deduplicate {
+        return Ok(read.clone());
+    }
     let dups = churnclv::io::read::duplicate_rows(inputs)?;
     Ok(ReadOptions {
         duplicates: Some(std::sync::Arc::new(dups)),

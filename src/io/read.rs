@@ -98,8 +98,10 @@ pub struct ReadOptions {
     pub as_of_us: i64,
     pub max_abs_amount: f64,
     pub event_types: EventTypeMap,
-    /// Rows to reject as `duplicate_key` (from [`duplicate_rows`]); `None`: no deduplication.
+    /// Rows to reject as `duplicate_key` (from [`duplicate_rows`]); `None`: none.
     pub duplicates: Option<Arc<Duplicates>>,
+    /// Whether the caller should look for duplicates (config `validation.deduplicate`).
+    pub deduplicate: bool,
 }
 
 /// Later occurrences of a key, per (file, row group): row numbers within the row group.

@@ -157,22 +157,40 @@ pub fn duplicate_rows(inputs: &InputSet) -> Result<Duplicates, InputError> {
     Ok(out)
 }
 
-fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<Option<u128>>, InputError> {
-    let rerr = |message: String| InputError::Read {
+fn read_error(file: &InputFile, rg: usize, message: String) -> InputError {
+    InputError::Read {
         path: file.path.clone(),
         row_group: rg,
         message,
-    };
+    }
+}
+
+/// A batch reader over one row group of `file`, projected to `only` (all needed columns when
+/// `None`), reusing the footer read when the file was opened.
+fn open_row_group(
+    file: &InputFile,
+    rg: usize,
+    only: Option<&[Field]>,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, InputError> {
     let handle = File::open(&file.path).map_err(|source| InputError::Io {
         path: file.path.clone(),
         source,
     })?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-        .with_projection(file.projection(Some(&[Field::EventType, Field::OrderId, Field::EventId])))
+    ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+        .with_projection(file.projection(only))
         .with_row_groups(vec![rg])
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| rerr(e.to_string()))?;
+        .map_err(|e| read_error(file, rg, e.to_string()))
+}
+
+fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<Option<u128>>, InputError> {
+    let rerr = |message: String| read_error(file, rg, message);
+    let reader = open_row_group(
+        file,
+        rg,
+        Some(&[Field::EventType, Field::OrderId, Field::EventId]),
+    )?;
     let text = |batch: &RecordBatch, f: Field| -> Result<Option<StringArray>, InputError> {
         match file.sources.get(&f) {
             Some(Source::Column(name)) => match batch.column_by_name(name) {
@@ -396,21 +414,8 @@ fn read_row_group<A, U>(
 where
     U: Fn(&mut A, &Event<'_>),
 {
-    let rerr = |message: String| InputError::Read {
-        path: file.path.clone(),
-        row_group: rg,
-        message,
-    };
-    let handle = File::open(&file.path).map_err(|source| InputError::Io {
-        path: file.path.clone(),
-        source,
-    })?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-        .with_projection(file.projection(None))
-        .with_row_groups(vec![rg])
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| rerr(e.to_string()))?;
+    let rerr = |message: String| read_error(file, rg, message);
+    let reader = open_row_group(file, rg, None)?;
     let mut row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
     let name = file.path.display().to_string();
     let mut rejects = RejectBuilder::default();
@@ -483,22 +488,8 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
         .par_iter()
         .map(|&(fi, rg)| {
             let file = &inputs.files[fi];
-            let rerr = |message: String| InputError::Read {
-                path: file.path.clone(),
-                row_group: rg,
-                message,
-            };
-            let handle = File::open(&file.path).map_err(|source| InputError::Io {
-                path: file.path.clone(),
-                source,
-            })?;
-            let reader =
-                ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-                    .with_projection(file.projection(Some(&[Field::EventTime])))
-                    .with_row_groups(vec![rg])
-                    .with_batch_size(BATCH_ROWS)
-                    .build()
-                    .map_err(|e| rerr(e.to_string()))?;
+            let rerr = |message: String| read_error(file, rg, message);
+            let reader = open_row_group(file, rg, Some(&[Field::EventTime]))?;
             let mut best: Option<i64> = None;
             for batch in reader {
                 let batch = batch.map_err(|e| rerr(e.to_string()))?;

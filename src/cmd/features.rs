@@ -1,13 +1,13 @@
 //! `churnclv features`: the feature table at one cutoff, on its own.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use churnclv::features::features_schema;
 use churnclv::io::open_inputs;
-use churnclv::io::output::{write_parquet, ParquetOptions};
+use churnclv::io::output::write_parquet;
 use churnclv::labels::date_us;
 
+use super::features_parquet_options;
 use super::{read_options, resolve_as_of, scan_histories, InputArgs, Scanned};
 
 /// Build the per-customer feature table (RFM, BTYD summary, behaviour; see docs/features.md)
@@ -28,7 +28,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let started = Instant::now();
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
@@ -42,20 +41,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let options = ParquetOptions::default()
-        .metadata("churnclv.cutoff", as_of.to_string())
-        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
-    write_parquet(&args.out, features_schema(), &[batch], &options)?;
-    tracing::info!(
-        stage = "features",
-        rows_read = stats.rows_read,
-        rows_used = stats.rows_used,
-        rows_rejected = stats.rows_rejected,
-        customers = set.rows.len(),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "rejected: {}",
-        stats.reasons_line()
-    );
+    write_parquet(
+        &args.out,
+        features_schema(),
+        &[batch],
+        &features_parquet_options(as_of),
+    )?;
     println!(
         "{} customers, features before {} -> {} ({} rows read, {} used, {} rejected: {})",
         set.rows.len(),

@@ -212,6 +212,7 @@ pub fn scan_histories(
     read: &ReadOptions,
     cutoffs: &[i64],
 ) -> anyhow::Result<Scanned> {
+    let started = std::time::Instant::now();
     let read = &with_duplicates(inputs, read)?;
     let scanned = scan(
         inputs,
@@ -239,8 +240,19 @@ pub fn scan_histories(
         }
         .into());
     }
+    let histories = scanned.acc.finish();
+    tracing::info!(
+        stage = "features",
+        rows_read = stats.rows_read,
+        rows_used = stats.rows_used,
+        rows_rejected = stats.rows_rejected,
+        customers = histories.customers.len(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "rejected: {}",
+        stats.reasons_line()
+    );
     Ok(Scanned {
-        histories: scanned.acc.finish(),
+        histories,
         stats,
         rejects: scanned.rejects,
     })
@@ -264,6 +276,13 @@ pub struct Scanned {
     pub histories: Histories,
     pub stats: ScanStats,
     pub rejects: Vec<arrow_array::RecordBatch>,
+}
+
+/// Writer settings of `features.parquet`: the cutoff and the crate version in its metadata.
+pub fn features_parquet_options(cutoff: chrono::NaiveDate) -> churnclv::io::ParquetOptions {
+    churnclv::io::ParquetOptions::default()
+        .metadata("churnclv.cutoff", cutoff.to_string())
+        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"))
 }
 
 /// Schemas of the Parquet outputs, for manifests.

@@ -33,6 +33,7 @@ use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
 use churnclv::report::{render, Ranking, ReportData};
 use churnclv::score::{apply_models, model_version, scores_schema, Kpis, TierStats};
 
+use super::features_parquet_options;
 use super::{
     horizon_days, input_entries, output_entries, output_schemas, read_options, resolve_as_of,
     scan_histories, ColumnDesc, InputArgs, InputEntry, OutputFile, QualityGate, Scanned,
@@ -158,23 +159,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // io + features: one scan, three cutoffs.
-    let t = Instant::now();
     let cut_us = c.as_us();
     let Scanned {
         histories,
         stats,
         rejects,
     } = scan_histories(&plan.inputs, &plan.read, &cut_us)?;
-    tracing::info!(
-        stage = "features",
-        rows_read = stats.rows_read,
-        rows_used = stats.rows_used,
-        rows_rejected = stats.rows_rejected,
-        customers = histories.customers.len(),
-        duration_ms = t.elapsed().as_millis() as u64,
-        "rejected: {}",
-        stats.reasons_line()
-    );
 
     // labels + models + evaluate.
     let t = Instant::now();
@@ -273,9 +263,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &opts,
     )?;
     outputs.push(("scores.parquet", scored));
-    let fopts = ParquetOptions::default()
-        .metadata("churnclv.cutoff", c.as_of.to_string())
-        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
+    let fopts = features_parquet_options(c.as_of);
     let n = write_parquet_direct(
         &staging.path("features.parquet"),
         features_schema(),

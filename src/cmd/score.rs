@@ -14,6 +14,7 @@ use churnclv::labels::date_us;
 use churnclv::models::SavedModel;
 use churnclv::score::{apply_models, model_version, scores_schema};
 
+use super::features_parquet_options;
 use super::{
     input_entries, output_entries, output_schemas, read_options, resolve_as_of, scan_histories,
     ColumnDesc, InputArgs, InputEntry, OutputFile, Scanned,
@@ -97,9 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &opts,
         )?,
     )];
-    let fopts = ParquetOptions::default()
-        .metadata("churnclv.cutoff", as_of.to_string())
-        .metadata("churnclv.version", env!("CARGO_PKG_VERSION"));
+    let fopts = features_parquet_options(as_of);
     rows.push((
         "features.parquet",
         write_parquet_direct(

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use churnclv::config::Columns;
-use churnclv::events::{EventKind, EventTypeMap};
+use churnclv::events::EventKind;
 use churnclv::features::{histories_from_events, Features, HistoryAcc};
 use churnclv::io::read::value_code;
 use churnclv::io::{open_inputs, scan, Event, ReadOptions, DAY_US};
@@ -187,10 +187,7 @@ fn btyd_triple_matches_cdnow_summary() {
         churnclv::labels::date_us(chrono::NaiveDate::from_ymd_opt(1997, 10, 1).expect("date"));
     let opts = ReadOptions {
         as_of_us: i64::MAX,
-        max_abs_amount: 1e9,
-        event_types: EventTypeMap::default(),
-        duplicates: None,
-        deduplicate: false,
+        ..ReadOptions::default()
     };
     let s = scan(
         &inputs,
@@ -316,10 +313,7 @@ fn same_result_for_one_and_many_threads() {
     ];
     let opts = ReadOptions {
         as_of_us: cutoffs[2],
-        max_abs_amount: 1e9,
-        event_types: EventTypeMap::default(),
-        duplicates: None,
-        deduplicate: false,
+        ..ReadOptions::default()
     };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -9,7 +9,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use churnclv::config::Columns;
 use churnclv::evaluate::roc_auc;
-use churnclv::events::EventTypeMap;
 use churnclv::features::HistoryAcc;
 use churnclv::io::{open_inputs, scan, ReadOptions, DAY_US};
 use churnclv::labels::labels;
@@ -55,10 +54,7 @@ fn churn_auc_is_within_005_of_the_oracle() {
     let inputs = open_inputs(&events.display().to_string(), &Columns::default()).expect("open");
     let opts = ReadOptions {
         as_of_us: as_of,
-        max_abs_amount: 1e9,
-        event_types: EventTypeMap::default(),
-        duplicates: None,
-        deduplicate: false,
+        ..ReadOptions::default()
     };
     let s = scan(
         &inputs,

@@ -104,6 +104,19 @@ pub struct ReadOptions {
     pub deduplicate: bool,
 }
 
+impl Default for ReadOptions {
+    /// No as-of cutoff, amounts up to 1e9, the standard event vocabulary, no deduplication.
+    fn default() -> Self {
+        ReadOptions {
+            as_of_us: i64::MAX,
+            max_abs_amount: 1e9,
+            event_types: EventTypeMap::default(),
+            duplicates: None,
+            deduplicate: false,
+        }
+    }
+}
+
 /// Later occurrences of a key, per (file, row group): row numbers within the row group.
 #[derive(Debug, Clone, Default)]
 pub struct Duplicates {

@@ -14,14 +14,15 @@
 //! purchases, cart adds, active days and distinct categories/channels — never page views,
 //! emails or other high-volume events.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::events::EventKind;
-use crate::io::{Event, DAY_US};
+use crate::io::{Event, EventBatch, DAY_US};
 
 /// Money is summed in integer micro-units: exact and order-independent. An i64 holds
 /// 9.2e12 currency units per customer and segment; sums saturate rather than wrap.
@@ -40,57 +41,55 @@ fn kind_index(kind: EventKind) -> usize {
 }
 
 /// Aggregate of one customer's events inside one time segment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Segment {
-    pub n_events: u64,
     /// Events per [`EventKind`], indexed by `kind as usize`.
-    pub kinds: [u32; EventKind::ALL.len()],
-    pub purchase_micros: i64,
-    pub refund_micros: i64,
+    kinds: [u32; EventKind::ALL.len()],
+    purchase_micros: i64,
+    refund_micros: i64,
     /// Largest single purchase amount (micro-units); 0 without purchases.
-    pub max_order_micros: i64,
+    max_order_micros: i64,
     /// Earliest / latest event time (µs); `i64::MAX` / `i64::MIN` when empty.
-    pub first_event_us: i64,
-    pub last_event_us: i64,
+    first_event_us: i64,
+    last_event_us: i64,
+    /// Categories / channels seen in the segment, one bit per interned value id below 64
+    /// (higher ids are listed in [`CustomerHistory`]'s overflow list).
+    category_bits: u64,
+    channel_bits: u64,
 }
 
 impl Default for Segment {
     fn default() -> Self {
         Segment {
-            n_events: 0,
             kinds: [0; EventKind::ALL.len()],
             purchase_micros: 0,
             refund_micros: 0,
             max_order_micros: 0,
             first_event_us: i64::MAX,
             last_event_us: i64::MIN,
+            category_bits: 0,
+            channel_bits: 0,
         }
     }
 }
 
 impl Segment {
-    fn update(&mut self, ev: &Event<'_>) {
-        self.n_events += 1;
-        self.kinds[kind_index(ev.kind)] += 1;
-        self.first_event_us = self.first_event_us.min(ev.time_us);
-        self.last_event_us = self.last_event_us.max(ev.time_us);
-        match ev.kind {
+    #[inline]
+    fn update(&mut self, time_us: i64, kind: EventKind, micros: i64) {
+        self.kinds[kind_index(kind)] += 1;
+        self.first_event_us = self.first_event_us.min(time_us);
+        self.last_event_us = self.last_event_us.max(time_us);
+        match kind {
             EventKind::Purchase => {
-                let m = ev.amount.map_or(0, to_micros);
-                self.purchase_micros = self.purchase_micros.saturating_add(m);
-                self.max_order_micros = self.max_order_micros.max(m);
+                self.purchase_micros = self.purchase_micros.saturating_add(micros);
+                self.max_order_micros = self.max_order_micros.max(micros);
             }
-            EventKind::Refund => {
-                self.refund_micros = self
-                    .refund_micros
-                    .saturating_add(ev.amount.map_or(0, to_micros))
-            }
+            EventKind::Refund => self.refund_micros = self.refund_micros.saturating_add(micros),
             _ => {}
         }
     }
 
     fn add(&mut self, other: &Segment) {
-        self.n_events += other.n_events;
         for (a, b) in self.kinds.iter_mut().zip(other.kinds) {
             *a += b;
         }
@@ -99,6 +98,13 @@ impl Segment {
         self.max_order_micros = self.max_order_micros.max(other.max_order_micros);
         self.first_event_us = self.first_event_us.min(other.first_event_us);
         self.last_event_us = self.last_event_us.max(other.last_event_us);
+        self.category_bits |= other.category_bits;
+        self.channel_bits |= other.channel_bits;
+    }
+
+    /// All events.
+    pub fn n_events(&self) -> u64 {
+        self.kinds.iter().map(|&n| u64::from(n)).sum()
     }
 
     /// Events of one kind.
@@ -110,100 +116,133 @@ impl Segment {
     pub fn net_spend(&self) -> f64 {
         from_micros(self.purchase_micros.saturating_sub(self.refund_micros))
     }
+
+    fn bits(&self, field: CodeField) -> u64 {
+        match field {
+            CodeField::Category => self.category_bits,
+            CodeField::Channel => self.channel_bits,
+        }
+    }
+
+    fn bits_mut(&mut self, field: CodeField) -> &mut u64 {
+        match field {
+            CodeField::Category => &mut self.category_bits,
+            CodeField::Channel => &mut self.channel_bits,
+        }
+    }
 }
 
 /// Recent-activity counters of one cutoff: events in the last 7, 30 and 90 days, and in the
 /// 30 days before the last 30.
 type Recent = [u32; 4];
 
-/// One customer's accumulated history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CustomerHistory {
-    /// One per cutoff: segment `k` holds events in `[c_{k−1}, c_k)`.
-    pub segments: Box<[Segment]>,
-    recent: Box<[Recent]>,
-    /// Purchases as (time µs, amount micro-units), sorted by `finish`.
-    purchases: Vec<(i64, i64)>,
-    /// add_to_cart times (µs), sorted by `finish`.
-    carts: Vec<i64>,
-    /// UTC days with any event, sorted and distinct after `finish`.
-    days: Vec<i32>,
-    /// (value code, first time seen) per category / channel, one entry per code after `finish`.
-    categories: Vec<(u64, i64)>,
-    channels: Vec<(u64, i64)>,
+/// What one customer keeps per cutoff `k`: the aggregate of segment `k` and the recent-activity
+/// counters of cutoff `k`. Two cache lines, so one event touches few.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C, align(64))]
+struct Cell {
+    seg: Segment,
+    recent: Recent,
 }
 
-fn note_code(list: &mut Vec<(u64, i64)>, code: u64, time: i64) {
-    // Most customers use few values: a linear scan beats a map and keeps memory small.
-    match list.iter_mut().find(|(c, _)| *c == code) {
-        Some(entry) => entry.1 = entry.1.min(time),
-        None => list.push((code, time)),
+impl Cell {
+    fn add(&mut self, other: &Cell) {
+        self.seg.add(&other.seg);
+        for (x, y) in self.recent.iter_mut().zip(other.recent) {
+            *x += y;
+        }
     }
 }
 
-fn compact_codes(list: &mut Vec<(u64, i64)>) {
-    list.sort_unstable();
-    list.dedup_by_key(|(c, _)| *c); // keeps the first (smallest time) of each code
+/// The two text columns counted as distinct values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CodeField {
+    Category = 0,
+    Channel = 1,
 }
 
-impl CustomerHistory {
-    fn new(n: usize) -> CustomerHistory {
-        CustomerHistory {
-            segments: vec![Segment::default(); n].into_boxed_slice(),
-            recent: vec![[0; 4]; n].into_boxed_slice(),
+/// A category or channel whose interned id does not fit a segment's 64-bit mask, with the
+/// first segment it was seen in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rare {
+    field: CodeField,
+    id: u32,
+    seg: u32,
+}
+
+fn note_rare(rare: &mut Vec<Rare>, field: CodeField, id: u32, seg: u32) {
+    match rare.iter_mut().find(|r| r.field == field && r.id == id) {
+        Some(r) => r.seg = r.seg.min(seg),
+        None => rare.push(Rare { field, id, seg }),
+    }
+}
+
+/// Dense ids for category and channel codes. The partials of one scan share one table, so
+/// their bit masks line up; partials with different tables are re-coded when merged.
+#[derive(Debug, Default)]
+struct CodeIds {
+    ids: [FxHashMap<u64, u32>; 2],
+    codes: [Vec<u64>; 2],
+}
+
+impl CodeIds {
+    fn id(&mut self, field: CodeField, code: u64) -> u32 {
+        let f = field as usize;
+        let next = self.codes[f].len() as u32;
+        let id = *self.ids[f].entry(code).or_insert(next);
+        if id == next {
+            self.codes[f].push(code);
+        }
+        id
+    }
+}
+
+type SharedCodes = Arc<Mutex<CodeIds>>;
+
+fn lock(codes: &SharedCodes) -> std::sync::MutexGuard<'_, CodeIds> {
+    // A poisoned table is still consistent: ids are only ever appended.
+    codes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The per-event lists of one customer.
+#[derive(Debug, Clone, PartialEq)]
+struct Lists {
+    /// Purchases as (time µs, amount micro-units).
+    purchases: Vec<(i64, i64)>,
+    /// add_to_cart times (µs).
+    carts: Vec<i64>,
+    /// UTC days with any event; `last_day` is the latest pushed, so a run of events on one day
+    /// pushes once.
+    days: Vec<i32>,
+    last_day: i32,
+    rare: Vec<Rare>,
+}
+
+impl Default for Lists {
+    fn default() -> Self {
+        Lists {
             purchases: Vec::new(),
             carts: Vec::new(),
             days: Vec::new(),
-            categories: Vec::new(),
-            channels: Vec::new(),
+            last_day: i32::MIN,
+            rare: Vec::new(),
         }
     }
+}
 
-    fn update(&mut self, cutoffs: &[i64], ev: &Event<'_>) {
-        let t = ev.time_us;
-        let seg = cutoffs.partition_point(|&c| c <= t).min(cutoffs.len() - 1);
-        self.segments[seg].update(ev);
-        for (k, &c) in cutoffs.iter().enumerate().skip(seg) {
-            let d = c - t; // > 0: the event is before cutoff k
-            let r = &mut self.recent[k];
-            if d <= 90 * DAY_US {
-                r[2] += 1;
-                if d <= 30 * DAY_US {
-                    r[1] += 1;
-                    if d <= 7 * DAY_US {
-                        r[0] += 1;
-                    }
-                } else if d <= 60 * DAY_US {
-                    r[3] += 1;
-                }
-            }
-        }
-        match ev.kind {
-            EventKind::Purchase => self.purchases.push((t, ev.amount.map_or(0, to_micros))),
-            EventKind::AddToCart => self.carts.push(t),
-            _ => {}
-        }
-        let day = t.div_euclid(DAY_US) as i32;
-        if self.days.last() != Some(&day) {
-            self.days.push(day);
-        }
-        if let Some(code) = ev.category {
-            note_code(&mut self.categories, code, t);
-        }
-        if let Some(code) = ev.channel {
-            note_code(&mut self.channels, code, t);
-        }
+impl Lists {
+    /// Sorts the lists; days and rare values become distinct (the earliest segment of each
+    /// rare value is kept).
+    fn finish(&mut self) {
+        self.purchases.sort_unstable();
+        self.carts.sort_unstable();
+        self.days.sort_unstable();
+        self.days.dedup();
+        self.rare.sort_unstable();
+        self.rare.dedup_by_key(|r| (r.field, r.id));
     }
 
-    fn merge(&mut self, other: CustomerHistory) {
-        for (a, b) in self.segments.iter_mut().zip(other.segments.iter()) {
-            a.add(b);
-        }
-        for (a, b) in self.recent.iter_mut().zip(other.recent.iter()) {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
-            }
-        }
+    fn absorb(&mut self, other: Lists) {
         self.purchases.extend(other.purchases);
         self.carts.extend(other.carts);
         self.days.extend(other.days);
@@ -211,35 +250,53 @@ impl CustomerHistory {
             self.days.sort_unstable();
             self.days.dedup();
         }
-        for (c, t) in other.categories {
-            note_code(&mut self.categories, c, t);
-        }
-        for (c, t) in other.channels {
-            note_code(&mut self.channels, c, t);
+        for r in other.rare {
+            note_rare(&mut self.rare, r.field, r.id, r.seg);
         }
     }
+}
 
-    fn finish(&mut self) {
-        self.purchases.sort_unstable();
-        self.carts.sort_unstable();
-        self.days.sort_unstable();
-        self.days.dedup();
-        compact_codes(&mut self.categories);
-        compact_codes(&mut self.channels);
+/// One customer's accumulated history: a view into [`Histories`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CustomerHistory<'a> {
+    /// One per cutoff: segment `k` holds events in `[c_{k−1}, c_k)`.
+    cells: &'a [Cell],
+    /// Sorted lists (see [`Lists::finish`]).
+    lists: &'a Lists,
+}
+
+impl<'a> CustomerHistory<'a> {
+    /// The aggregate of segment `k`: events in `[c_{k−1}, c_k)`.
+    pub fn segment(&self, k: usize) -> &'a Segment {
+        &self.cells[k].seg
     }
 
     /// The label window after cutoff `k`: segment `k + 1`, if it exists.
-    pub fn window(&self, k: usize) -> Option<&Segment> {
-        self.segments.get(k + 1)
+    pub fn window(&self, k: usize) -> Option<&'a Segment> {
+        self.cells.get(k + 1).map(|c| &c.seg)
+    }
+
+    /// Distinct values of a text column seen before cutoff `k`.
+    fn distinct_before(&self, field: CodeField, k: usize) -> u64 {
+        let bits = self.cells[..=k]
+            .iter()
+            .fold(0u64, |acc, c| acc | c.seg.bits(field));
+        let rare = self
+            .lists
+            .rare
+            .iter()
+            .filter(|r| r.field == field && r.seg as usize <= k)
+            .count();
+        u64::from(bits.count_ones()) + rare as u64
     }
 
     /// Distinct UTC days with a purchase in `[from_us, until_us)` (the BTYD holdout count).
     pub fn purchase_days_between(&self, from_us: i64, until_us: i64) -> u64 {
-        let lo = self.purchases.partition_point(|&(p, _)| p < from_us);
-        let hi = self.purchases.partition_point(|&(p, _)| p < until_us);
+        let lo = self.lists.purchases.partition_point(|&(p, _)| p < from_us);
+        let hi = self.lists.purchases.partition_point(|&(p, _)| p < until_us);
         let mut days = 0u64;
         let mut last = None;
-        for &(p, _) in &self.purchases[lo..hi] {
+        for &(p, _) in &self.lists.purchases[lo..hi] {
             let d = p.div_euclid(DAY_US);
             if last != Some(d) {
                 days += 1;
@@ -253,15 +310,15 @@ impl CustomerHistory {
     /// has no event before it.
     pub fn features(&self, k: usize, cutoff_us: i64) -> Option<Features> {
         let mut s = Segment::default();
-        for seg in &self.segments[..=k] {
-            s.add(seg);
+        for cell in &self.cells[..=k] {
+            s.add(&cell.seg);
         }
-        if s.n_events == 0 {
+        if s.n_events() == 0 {
             return None;
         }
         let days = |us: i64| (cutoff_us - us) as f64 / DAY_US as f64;
         let cutoff_day = cutoff_us.div_euclid(DAY_US) as i32;
-        let purchases = &self.purchases[..self.purchases.partition_point(|&(p, _)| p < cutoff_us)];
+        let purchases = &self.lists.purchases[..self.lists.purchases.partition_point(|&(p, _)| p < cutoff_us)];
 
         // Distinct purchase days (with their totals) and the gaps between them.
         let mut pdays: Vec<i32> = Vec::new();
@@ -298,7 +355,7 @@ impl CustomerHistory {
         };
 
         // A cart add is abandoned when no purchase follows within 24 h (before the cutoff).
-        let carts = &self.carts[..self.carts.partition_point(|&a| a < cutoff_us)];
+        let carts = &self.lists.carts[..self.lists.carts.partition_point(|&a| a < cutoff_us)];
         let is_abandoned = |a: i64| {
             let next = purchases.partition_point(|&(p, _)| p < a);
             purchases.get(next).is_none_or(|&(p, _)| p >= a + DAY_US)
@@ -307,11 +364,9 @@ impl CustomerHistory {
         let last_abandoned = carts.iter().rev().find(|&&a| is_abandoned(a)).copied();
 
         let n_purchases = s.count(EventKind::Purchase);
-        let r = self.recent[k];
-        let seen_before =
-            |list: &[(u64, i64)]| list.iter().filter(|(_, t)| *t < cutoff_us).count() as u64;
+        let r = self.cells[k].recent;
         Some(Features {
-            n_events: s.n_events,
+            n_events: s.n_events(),
             n_purchases,
             purchase_days: pdays.len() as u64,
             frequency: (pdays.len() as u64).saturating_sub(1),
@@ -324,7 +379,7 @@ impl CustomerHistory {
             max_order_value: (n_purchases > 0).then(|| from_micros(s.max_order_micros)),
             repeat_spend_mean,
             tenure_days: days(s.first_event_us),
-            active_days: self.days.partition_point(|&d| d < cutoff_day) as u64,
+            active_days: self.lists.days.partition_point(|&d| d < cutoff_day) as u64,
             n_page_views: s.count(EventKind::PageView),
             n_sessions: s.count(EventKind::SessionStart),
             n_add_to_cart: s.count(EventKind::AddToCart),
@@ -343,8 +398,8 @@ impl CustomerHistory {
             refund_ratio: (s.purchase_micros > 0)
                 .then(|| s.refund_micros as f64 / s.purchase_micros as f64)
                 .unwrap_or(0.0),
-            n_categories: seen_before(&self.categories),
-            n_channels: seen_before(&self.channels),
+            n_categories: self.distinct_before(CodeField::Category, k),
+            n_channels: self.distinct_before(CodeField::Channel, k),
             days_since_last_event: days(s.last_event_us),
             ipt_mean_days: ipt_mean,
             ipt_std_days: ipt_std,
@@ -480,11 +535,31 @@ pub fn features_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Accumulates [`CustomerHistory`] for every customer across the given cutoffs.
+/// Slot of a customer id not resolved yet.
+const NO_SLOT: u32 = u32::MAX;
+
+/// Accumulates every customer's history across the given cutoffs.
+///
+/// Customers get dense slots: a hash lookup per distinct id of each batch dictionary (not per
+/// event), then flat per-slot arrays, so an event touches its customer's two cache lines and
+/// list tails with no pointer chasing.
 #[derive(Debug, Clone)]
 pub struct HistoryAcc {
     cutoffs: Vec<i64>,
-    customers: FxHashMap<Box<str>, CustomerHistory>,
+    slots: FxHashMap<Box<str>, u32>,
+    /// `cutoffs.len()` cells per slot.
+    cells: Vec<Cell>,
+    /// One per slot.
+    lists: Vec<Lists>,
+    codes: SharedCodes,
+    /// The last batch dictionary and the slot of each of its ids (`NO_SLOT` until used).
+    dict: Option<(StringArray, Vec<u32>)>,
+}
+
+fn same_array(a: &StringArray, b: &StringArray) -> bool {
+    a.len() == b.len()
+        && a.value_offsets().as_ptr() == b.value_offsets().as_ptr()
+        && a.values().as_ptr() == b.values().as_ptr()
 }
 
 impl HistoryAcc {
@@ -493,32 +568,226 @@ impl HistoryAcc {
     pub fn new(cutoffs: &[i64]) -> HistoryAcc {
         HistoryAcc {
             cutoffs: cutoffs.to_vec(),
-            customers: FxHashMap::default(),
+            slots: FxHashMap::default(),
+            cells: Vec::new(),
+            lists: Vec::new(),
+            codes: SharedCodes::default(),
+            dict: None,
+        }
+    }
+
+    /// An empty partial for another worker of the same scan (it shares the value-id table, so
+    /// merging needs no re-coding).
+    pub fn partial(&self) -> HistoryAcc {
+        HistoryAcc {
+            codes: Arc::clone(&self.codes),
+            ..HistoryAcc::new(&self.cutoffs)
+        }
+    }
+
+    fn slot(&mut self, id: &str) -> u32 {
+        if let Some(&s) = self.slots.get(id) {
+            return s;
+        }
+        let s = self.lists.len() as u32;
+        self.slots.insert(id.into(), s);
+        self.lists.push(Lists::default());
+        let n = self.cutoffs.len();
+        self.cells.resize(self.cells.len() + n, Cell::default());
+        s
+    }
+
+    /// Adds one event to slot `slot`; `category` / `channel` are interned value ids.
+    #[inline]
+    fn apply(
+        &mut self,
+        slot: u32,
+        t: i64,
+        kind: EventKind,
+        micros: i64,
+        category: Option<u32>,
+        channel: Option<u32>,
+    ) {
+        let n = self.cutoffs.len();
+        let seg = if n == 1 {
+            0
+        } else {
+            self.cutoffs.partition_point(|&c| c <= t).min(n - 1)
+        };
+        let base = slot as usize * n;
+        let cells = &mut self.cells[base..base + n];
+        let lists = &mut self.lists[slot as usize];
+        let cell = &mut cells[seg];
+        cell.seg.update(t, kind, micros);
+        for (field, id) in [
+            (CodeField::Category, category),
+            (CodeField::Channel, channel),
+        ] {
+            match id {
+                Some(id) if id < 64 => *cell.seg.bits_mut(field) |= 1 << id,
+                Some(id) => note_rare(&mut lists.rare, field, id, seg as u32),
+                None => {}
+            }
+        }
+        for (cell, &c) in cells.iter_mut().zip(&self.cutoffs).skip(seg) {
+            let d = c.saturating_sub(t); // > 0: the event is before this cutoff
+            let r = &mut cell.recent;
+            if d <= 90 * DAY_US {
+                r[2] += 1;
+                if d <= 30 * DAY_US {
+                    r[1] += 1;
+                    if d <= 7 * DAY_US {
+                        r[0] += 1;
+                    }
+                } else if d <= 60 * DAY_US {
+                    r[3] += 1;
+                }
+            }
+        }
+        match kind {
+            EventKind::Purchase => lists.purchases.push((t, micros)),
+            EventKind::AddToCart => lists.carts.push(t),
+            _ => {}
+        }
+        let day = t.div_euclid(DAY_US) as i32;
+        if lists.last_day != day {
+            lists.days.push(day);
+            lists.last_day = day;
         }
     }
 
     /// Adds one event.
     pub fn update(&mut self, ev: &Event<'_>) {
-        match self.customers.get_mut(ev.customer_id) {
-            Some(h) => h.update(&self.cutoffs, ev),
-            None => {
-                let mut h = CustomerHistory::new(self.cutoffs.len());
-                h.update(&self.cutoffs, ev);
-                self.customers.insert(ev.customer_id.into(), h);
+        let slot = self.slot(ev.customer_id);
+        let (category, channel) = {
+            let mut codes = lock(&self.codes);
+            (
+                ev.category.map(|c| codes.id(CodeField::Category, c)),
+                ev.channel.map(|c| codes.id(CodeField::Channel, c)),
+            )
+        };
+        let micros = ev.amount.map_or(0, to_micros);
+        self.apply(slot, ev.time_us, ev.kind, micros, category, channel);
+    }
+
+    /// Adds a batch of events: each distinct customer id, category and channel of the batch
+    /// is resolved once.
+    pub fn update_batch(&mut self, batch: &EventBatch<'_>) {
+        let (ids, mut slots) = match self.dict.take() {
+            Some((ids, slots)) if same_array(&ids, batch.ids) => (ids, slots),
+            _ => (batch.ids.clone(), vec![NO_SLOT; batch.ids.len()]),
+        };
+        let (categories, channels): (Vec<u32>, Vec<u32>) = {
+            let mut codes = lock(&self.codes);
+            (
+                batch
+                    .category
+                    .values
+                    .iter()
+                    .map(|&c| codes.id(CodeField::Category, c))
+                    .collect(),
+                batch
+                    .channel
+                    .values
+                    .iter()
+                    .map(|&c| codes.id(CodeField::Channel, c))
+                    .collect(),
+            )
+        };
+        for i in 0..batch.len() {
+            let j = batch.customer[i] as usize;
+            let slot = match slots[j] {
+                NO_SLOT => {
+                    let s = self.slot(ids.value(j));
+                    slots[j] = s;
+                    s
+                }
+                s => s,
+            };
+            let amount = batch.amount[i];
+            let micros = if amount.is_nan() {
+                0
+            } else {
+                to_micros(amount)
+            };
+            self.apply(
+                slot,
+                batch.time_us[i],
+                batch.kind[i],
+                micros,
+                categories.get(batch.category.keys[i] as usize).copied(),
+                channels.get(batch.channel.keys[i] as usize).copied(),
+            );
+        }
+        self.dict = Some((ids, slots));
+    }
+
+    /// Moves this partial's value ids onto `target`'s table.
+    fn recode(&mut self, target: &SharedCodes) {
+        let old: [Vec<u64>; 2] = {
+            let codes = lock(&self.codes);
+            codes.codes.clone()
+        };
+        let new: [Vec<u32>; 2] = {
+            let mut t = lock(target);
+            [CodeField::Category, CodeField::Channel]
+                .map(|f| old[f as usize].iter().map(|&c| t.id(f, c)).collect())
+        };
+        let n = self.cutoffs.len();
+        for (slot, lists) in self.lists.iter_mut().enumerate() {
+            let cells = &mut self.cells[slot * n..(slot + 1) * n];
+            let rare = std::mem::take(&mut lists.rare);
+            let mut moved: Vec<Rare> = Vec::new();
+            for (seg, cell) in cells.iter_mut().enumerate() {
+                for field in [CodeField::Category, CodeField::Channel] {
+                    let bits = std::mem::take(cell.seg.bits_mut(field));
+                    for b in (0..64).filter(|b| bits & (1u64 << b) != 0) {
+                        moved.push(Rare {
+                            field,
+                            id: b,
+                            seg: seg as u32,
+                        });
+                    }
+                }
+            }
+            for r in moved.into_iter().chain(rare) {
+                let id = new[r.field as usize][r.id as usize];
+                if id < 64 {
+                    *cells[r.seg as usize].seg.bits_mut(r.field) |= 1 << id;
+                } else {
+                    note_rare(&mut lists.rare, r.field, id, r.seg);
+                }
             }
         }
+        self.codes = Arc::clone(target);
+        self.dict = None;
     }
 
     /// Combines two partials (order does not matter).
     pub fn merge(mut self, mut other: HistoryAcc) -> HistoryAcc {
-        if self.customers.len() < other.customers.len() {
-            std::mem::swap(&mut self.customers, &mut other.customers);
+        if self.lists.len() < other.lists.len() {
+            std::mem::swap(&mut self, &mut other);
         }
-        for (id, h) in other.customers {
-            match self.customers.get_mut(&id) {
-                Some(b) => b.merge(h),
+        if !Arc::ptr_eq(&self.codes, &other.codes) {
+            other.recode(&self.codes);
+        }
+        let n = self.cutoffs.len();
+        for (id, o) in std::mem::take(&mut other.slots) {
+            let o = o as usize;
+            let lists = std::mem::take(&mut other.lists[o]);
+            let cells = &other.cells[o * n..(o + 1) * n];
+            match self.slots.get(&id) {
+                Some(&s) => {
+                    let s = s as usize;
+                    for (a, b) in self.cells[s * n..(s + 1) * n].iter_mut().zip(cells) {
+                        a.add(b);
+                    }
+                    self.lists[s].absorb(lists);
+                }
                 None => {
-                    self.customers.insert(id, h);
+                    self.slots.insert(id, self.lists.len() as u32);
+                    self.lists.push(lists);
+                    self.cells.extend_from_slice(cells);
                 }
             }
         }
@@ -527,14 +796,15 @@ impl HistoryAcc {
 
     /// Customers sorted by id (byte order): the deterministic order of every output.
     pub fn finish(self) -> Histories {
-        let mut customers: Vec<(Box<str>, CustomerHistory)> = self.customers.into_iter().collect();
-        customers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (_, h) in customers.iter_mut() {
-            h.finish();
-        }
+        let mut ids: Vec<(Box<str>, u32)> = self.slots.into_iter().collect();
+        ids.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut lists = self.lists;
+        lists.par_iter_mut().for_each(Lists::finish);
         Histories {
             cutoffs: self.cutoffs,
-            customers,
+            ids,
+            cells: self.cells,
+            lists,
         }
     }
 }
@@ -543,7 +813,10 @@ impl HistoryAcc {
 #[derive(Debug, Clone)]
 pub struct Histories {
     pub cutoffs: Vec<i64>,
-    pub customers: Vec<(Box<str>, CustomerHistory)>,
+    /// Customer ids in byte order, each with its slot in `cells` / `lists`.
+    ids: Vec<(Box<str>, u32)>,
+    cells: Vec<Cell>,
+    lists: Vec<Lists>,
 }
 
 /// One row per customer with any event before the cutoff.
@@ -552,7 +825,7 @@ pub struct FeatureSet {
     pub cutoff_us: i64,
     pub customer_ids: Vec<Box<str>>,
     pub rows: Vec<Features>,
-    /// Index of each row's customer in [`Histories::customers`].
+    /// Index of each row's customer in [`Histories`] (id order).
     pub index: Vec<usize>,
 }
 
@@ -590,21 +863,52 @@ impl FeatureSet {
 }
 
 impl Histories {
+    /// Customers.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Id of customer `i` (in id order).
+    pub fn id(&self, i: usize) -> &str {
+        &self.ids[i].0
+    }
+
+    /// History of customer `i` (in id order).
+    pub fn customer(&self, i: usize) -> CustomerHistory<'_> {
+        let n = self.cutoffs.len();
+        let s = self.ids[i].1 as usize;
+        CustomerHistory {
+            cells: &self.cells[s * n..(s + 1) * n],
+            lists: &self.lists[s],
+        }
+    }
+
     /// Features at cutoff `k` for every customer with an event before it.
     pub fn features(&self, k: usize) -> FeatureSet {
+        self.features_of(k, 0..self.len())
+    }
+
+    /// Features at cutoff `k` for customers `range` (in id order) with an event before it.
+    pub fn features_of(&self, k: usize, range: std::ops::Range<usize>) -> FeatureSet {
         let cutoff_us = self.cutoffs[k];
+        let rows: Vec<(usize, Features)> = range
+            .into_par_iter()
+            .filter_map(|i| self.customer(i).features(k, cutoff_us).map(|r| (i, r)))
+            .collect();
         let mut set = FeatureSet {
             cutoff_us,
-            customer_ids: Vec::new(),
-            rows: Vec::new(),
-            index: Vec::new(),
+            customer_ids: Vec::with_capacity(rows.len()),
+            rows: Vec::with_capacity(rows.len()),
+            index: Vec::with_capacity(rows.len()),
         };
-        for (i, (id, h)) in self.customers.iter().enumerate() {
-            if let Some(r) = h.features(k, cutoff_us) {
-                set.customer_ids.push(id.clone());
-                set.rows.push(r);
-                set.index.push(i);
-            }
+        for (i, r) in rows {
+            set.customer_ids.push(self.ids[i].0.clone());
+            set.rows.push(r);
+            set.index.push(i);
         }
         set
     }
@@ -670,6 +974,46 @@ mod tests {
         let merged = right.merge(left).finish();
         for k in 0..2 {
             assert_eq!(whole.features(k), merged.features(k));
+        }
+    }
+
+    /// More distinct categories than a mask holds, seen in different orders by two partials
+    /// with their own value-id tables: the merge re-codes one side and the counts stay exact.
+    #[test]
+    fn merge_recodes_many_categories() {
+        let cutoffs = [30 * DAY_US, 60 * DAY_US];
+        let events: Vec<Event<'_>> = (0..600)
+            .map(|i| {
+                let mut e = ev(["a", "b"][i % 2], (i % 59) as f64, EventKind::PageView, None);
+                e.category = Some(((i * 37) % 150) as u64);
+                e.channel = Some((i % 70) as u64);
+                e
+            })
+            .collect();
+        let whole = histories_from_events(&cutoffs, &events);
+        let mut left = HistoryAcc::new(&cutoffs);
+        let mut right = HistoryAcc::new(&cutoffs);
+        for (_, e) in events.iter().enumerate().rev().filter(|(i, _)| i % 3 == 0) {
+            left.update(e);
+        }
+        for (_, e) in events.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+            right.update(e);
+        }
+        assert!(left.lists.len() == 2 && right.lists.len() == 2);
+        let merged = left.merge(right).finish();
+        for k in 0..2 {
+            let (a, b) = (whole.features(k), merged.features(k));
+            assert_eq!(a, b);
+            // Hand count: distinct categories of customer "a" before the cutoff.
+            let mut seen: Vec<u64> = events
+                .iter()
+                .filter(|e| e.customer_id == "a" && e.time_us < cutoffs[k])
+                .filter_map(|e| e.category)
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(a.rows[0].n_categories, seen.len() as u64);
+            assert!(seen.len() > 64, "only {} categories", seen.len());
         }
     }
 }

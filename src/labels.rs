@@ -90,7 +90,7 @@ pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
         histories.cutoffs.get(k + 1).copied().unwrap_or(i64::MAX),
     );
     for &i in &set.index {
-        let h = &histories.customers[i].1;
+        let h = histories.customer(i);
         let w = h.window(k);
         churned.push(w.is_none_or(|s| s.count(EventKind::Purchase) == 0));
         spend.push(w.map_or(0.0, |s| s.net_spend()));

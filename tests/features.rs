@@ -129,7 +129,7 @@ fn every_column_by_hand() {
     assert_eq!(set.rows[0], want);
 
     // The label window after cutoff 0 holds the day-100 purchase.
-    let w = h.customers[0].1.window(0).expect("window");
+    let w = h.customer(0).window(0).expect("window");
     assert_eq!(w.count(EventKind::Purchase), 1);
     assert_eq!(w.net_spend(), 50.0);
 
@@ -193,7 +193,7 @@ fn btyd_triple_matches_cdnow_summary() {
         &inputs,
         &opts,
         || HistoryAcc::new(&[cutoff, i64::MAX]),
-        HistoryAcc::update,
+        HistoryAcc::update_batch,
         HistoryAcc::merge,
     )
     .expect("scan");
@@ -325,7 +325,7 @@ fn same_result_for_one_and_many_threads() {
                 &inputs,
                 &opts,
                 || HistoryAcc::new(&cutoffs),
-                HistoryAcc::update,
+                HistoryAcc::update_batch,
                 HistoryAcc::merge,
             )
             .expect("scan");

@@ -60,7 +60,7 @@ fn churn_auc_is_within_005_of_the_oracle() {
         &inputs,
         &opts,
         || HistoryAcc::new(&[t1, as_of]),
-        HistoryAcc::update,
+        HistoryAcc::update_batch,
         HistoryAcc::merge,
     )
     .expect("scan");

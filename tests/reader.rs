@@ -36,7 +36,12 @@ fn read_all(spec: &str, columns: &Columns, as_of_us: i64) -> Scan<Vec<Row>> {
         &inputs,
         &opts(as_of_us),
         Vec::new,
-        |v: &mut Vec<Row>, e| v.push((e.customer_id.to_string(), e.time_us, e.kind, e.amount)),
+        |v: &mut Vec<Row>, b| {
+            v.extend(
+                b.events()
+                    .map(|e| (e.customer_id.to_string(), e.time_us, e.kind, e.amount)),
+            )
+        },
         |mut a, b| {
             a.extend(b);
             a

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use churnclv::features::features_schema;
 use churnclv::io::open_inputs;
-use churnclv::io::output::write_parquet;
+use churnclv::io::output::write_parquet_stream;
 use churnclv::labels::date_us;
 
 use super::features_parquet_options;
@@ -36,20 +36,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Scanned {
         histories, stats, ..
     } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
-    let set = histories.features(0);
-    let batch = set.to_record_batch()?;
+    // Written in slices of customers, so only one slice of rows is in memory at a time.
+    const SLICE: usize = 32 * 1024;
+    let slices = (0..histories.len()).step_by(SLICE).map(|lo| {
+        let hi = (lo + SLICE).min(histories.len());
+        histories.features_of(0, lo..hi).to_record_batch()
+    });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    write_parquet(
+    let rows = write_parquet_stream(
         &args.out,
         features_schema(),
-        &[batch],
+        slices,
         &features_parquet_options(as_of),
     )?;
     println!(
         "{} customers, features before {} -> {} ({} rows read, {} used, {} rejected: {})",
-        set.rows.len(),
+        rows,
         as_of,
         args.out.display(),
         stats.rows_read,

@@ -214,11 +214,12 @@ pub fn scan_histories(
 ) -> anyhow::Result<Scanned> {
     let started = std::time::Instant::now();
     let read = &with_duplicates(inputs, read)?;
+    let first = HistoryAcc::new(cutoffs);
     let scanned = scan(
         inputs,
         read,
-        || HistoryAcc::new(cutoffs),
-        HistoryAcc::update,
+        || first.partial(),
+        HistoryAcc::update_batch,
         HistoryAcc::merge,
     )?;
     let stats = scanned.stats;
@@ -246,7 +247,7 @@ pub fn scan_histories(
         rows_read = stats.rows_read,
         rows_used = stats.rows_used,
         rows_rejected = stats.rows_rejected,
-        customers = histories.customers.len(),
+        customers = histories.len(),
         duration_ms = started.elapsed().as_millis() as u64,
         "rejected: {}",
         stats.reasons_line()

@@ -618,7 +618,7 @@ fn evaluate(
         let last_spend: Vec<f64> = eval
             .index
             .iter()
-            .map(|&i| histories.customers[i].1.segments[T1].net_spend())
+            .map(|&i| histories.customer(i).segment(T1).net_spend())
             .collect();
         let (value_model, value_baseline) = value_metrics(
             &tr_rows,
@@ -663,7 +663,7 @@ fn evaluate(
     let last_spend: Vec<f64> = eval
         .index
         .iter()
-        .map(|&i| histories.customers[i].1.segments[T1].net_spend())
+        .map(|&i| histories.customer(i).segment(T1).net_spend())
         .collect();
     let (value_model, value_baseline) = value_metrics(
         &train.rows.iter().collect::<Vec<_>>(),

@@ -62,9 +62,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &inputs,
         &opts,
         FxHashSet::<Box<str>>::default,
-        |set, ev| {
-            if !set.contains(ev.customer_id) {
-                set.insert(ev.customer_id.into());
+        |set, batch| {
+            for &j in &batch.customer {
+                let id = batch.ids.value(j as usize);
+                if !set.contains(id) {
+                    set.insert(id.into());
+                }
             }
         },
         |mut a, b| {

@@ -302,14 +302,20 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
     })
 }
 
-/// Asks the Parquet reader for event_type, channel and category as dictionaries (their pages
-/// usually are): the validator then classifies each distinct value once per batch instead of
-/// once per row. Falls back to the plain schema if the reader refuses the hint.
+/// Asks the Parquet reader for customer_id, event_type, channel and category as dictionaries
+/// (their pages usually are): the validator then checks or classifies each distinct value once
+/// per row group instead of once per row, and accumulators resolve each distinct customer id
+/// once. Falls back to the plain schema if the reader refuses the hint.
 fn with_dictionary_text(
     metadata: ArrowReaderMetadata,
     sources: &BTreeMap<Field, Source>,
 ) -> ArrowReaderMetadata {
-    let coded: Vec<&str> = [Field::EventType, Field::Channel, Field::Category]
+    let coded: Vec<&str> = [
+        Field::CustomerId,
+        Field::EventType,
+        Field::Channel,
+        Field::Category,
+    ]
         .iter()
         .filter_map(|f| match sources.get(f) {
             Some(Source::Column(name)) => Some(name.as_str()),

@@ -7,4 +7,4 @@ pub mod read;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{LockError, OutputError, ParquetOptions, RunLock, Staging};
-pub use read::{scan, Event, ReadOptions, Reason, Scan, ScanStats, DAY_US};
+pub use read::{scan, Codes, Event, EventBatch, ReadOptions, Reason, Scan, ScanStats, DAY_US};

@@ -10,7 +10,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -104,8 +104,19 @@ pub fn write_parquet(
     batches: &[RecordBatch],
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
+    write_parquet_stream(path, schema, batches.iter().cloned().map(Ok), options)
+}
+
+/// [`write_parquet`] for batches made one at a time (so only one is in memory); an error
+/// making a batch abandons the file.
+pub fn write_parquet_stream(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
     let tmp = temp_sibling(path);
-    let result = write_parquet_direct(&tmp, schema, batches, options)
+    let result = write_parquet_batches(&tmp, schema, batches, options)
         .and_then(|rows| fs::rename(&tmp, path).map(|_| rows).map_err(io_err(path)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -120,6 +131,15 @@ pub fn write_parquet_direct(
     batches: &[RecordBatch],
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
+    write_parquet_batches(path, schema, batches.iter().cloned().map(Ok), options)
+}
+
+fn write_parquet_batches(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
     let perr = |source| OutputError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -129,7 +149,8 @@ pub fn write_parquet_direct(
         .map_err(perr)?;
     let mut rows = 0u64;
     for batch in batches {
-        writer.write(batch).map_err(perr)?;
+        let batch = batch.map_err(|e| perr(e.into()))?;
+        writer.write(&batch).map_err(perr)?;
         rows += batch.num_rows() as u64;
     }
     let inner = writer.into_inner().map_err(perr)?;

@@ -1,6 +1,6 @@
 //! Streaming the events: every row group of every file is read in parallel (rayon), each row is
-//! validated and either handed to the caller's accumulator as an [`Event`] or rejected with a
-//! [`Reason`]. Partial accumulators are merged, so memory follows the accumulator (customers),
+//! validated and either handed to the caller's accumulator (in an [`EventBatch`]) or rejected
+//! with a [`Reason`]. Partial accumulators are merged, so memory follows the accumulator (customers),
 //! not the number of events.
 
 use std::collections::BTreeMap;
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Int32Type, TimestampMicrosecondType, TimestampMillisecondType,
+    Date32Type, Date64Type, Float64Type, Int32Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
-use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Float64Array, PrimitiveArray, RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -351,9 +351,95 @@ pub struct Scan<A> {
     pub rejects: Vec<RecordBatch>,
 }
 
+/// The valid rows of one record batch, column by column: what a scan hands its accumulator.
+///
+/// Customer ids, channels and categories come as keys into the batch's distinct values (the
+/// Parquet dictionary when the column has one), so an accumulator can resolve each distinct
+/// value once instead of once per row.
+#[derive(Debug)]
+pub struct EventBatch<'a> {
+    /// Distinct customer ids (the batch's dictionary; some may belong to rejected rows only).
+    pub ids: &'a StringArray,
+    /// Per row: index into `ids`.
+    pub customer: Vec<u32>,
+    /// Per row: microseconds since the Unix epoch, UTC.
+    pub time_us: Vec<i64>,
+    pub kind: Vec<EventKind>,
+    /// Per row: finite, non-negative and within range; NaN when absent.
+    pub amount: Vec<f64>,
+    pub channel: Codes<'a>,
+    pub category: Codes<'a>,
+}
+
+/// A coded text column of an [`EventBatch`].
+#[derive(Debug)]
+pub struct Codes<'a> {
+    /// Code ([`value_code`]) of each distinct value.
+    pub values: &'a [u64],
+    /// Per row: index into `values`, or [`Codes::NONE`] when the value is absent.
+    pub keys: Vec<u32>,
+}
+
+impl Codes<'_> {
+    /// Key of an absent value.
+    pub const NONE: u32 = u32::MAX;
+
+    /// The code of row `i`.
+    pub fn get(&self, i: usize) -> Option<u64> {
+        self.values.get(self.keys[i] as usize).copied()
+    }
+}
+
+impl<'a> EventBatch<'a> {
+    fn new(cols: &'a Columns<'_>, capacity: usize) -> EventBatch<'a> {
+        EventBatch {
+            ids: &cols.customer.values,
+            customer: Vec::with_capacity(capacity),
+            time_us: Vec::with_capacity(capacity),
+            kind: Vec::with_capacity(capacity),
+            amount: Vec::with_capacity(capacity),
+            channel: Codes {
+                values: &cols.channel.codes,
+                keys: Vec::with_capacity(capacity),
+            },
+            category: Codes {
+                values: &cols.category.codes,
+                keys: Vec::with_capacity(capacity),
+            },
+        }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.time_us.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.time_us.is_empty()
+    }
+
+    /// Row `i` as one [`Event`].
+    pub fn event(&self, i: usize) -> Event<'a> {
+        let amount = self.amount[i];
+        Event {
+            customer_id: self.ids.value(self.customer[i] as usize),
+            time_us: self.time_us[i],
+            kind: self.kind[i],
+            amount: (!amount.is_nan()).then_some(amount),
+            channel: self.channel.get(i),
+            category: self.category.get(i),
+        }
+    }
+
+    /// The rows as [`Event`]s, in order.
+    pub fn events(&self) -> impl Iterator<Item = Event<'a>> + '_ {
+        (0..self.len()).map(|i| self.event(i))
+    }
+}
+
 /// Reads every row group of `inputs` in parallel. `init` makes an empty accumulator, `update`
-/// adds one valid event to it, `merge` combines two partials (it must not depend on order
-/// for the result to be deterministic).
+/// adds one batch of valid events to it, `merge` combines two partials (it must not depend on
+/// order for the result to be deterministic).
 pub fn scan<A, I, U, M>(
     inputs: &InputSet,
     opts: &ReadOptions,
@@ -364,7 +450,7 @@ pub fn scan<A, I, U, M>(
 where
     A: Send,
     I: Fn() -> A + Sync + Send,
-    U: Fn(&mut A, &Event<'_>) + Sync + Send,
+    U: Fn(&mut A, &EventBatch<'_>) + Sync + Send,
     M: Fn(A, A) -> A + Sync + Send,
 {
     let tasks: Vec<(usize, usize)> = inputs
@@ -425,39 +511,57 @@ fn read_row_group<A, U>(
     update: &U,
 ) -> Result<(), InputError>
 where
-    U: Fn(&mut A, &Event<'_>),
+    U: Fn(&mut A, &EventBatch<'_>),
 {
     let rerr = |message: String| read_error(file, rg, message);
     let reader = open_row_group(file, rg, None)?;
-    let mut row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
+    let first_row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
+    let mut row = first_row;
     let name = file.path.display().to_string();
     let mut rejects = RejectBuilder::default();
     let mut kinds: FxHashMap<String, (EventKind, bool)> = FxHashMap::default();
     let mut kind_counts = [0u64; EventKind::ALL.len()];
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+    // `dups` is sorted: one cursor walks it alongside the rows.
+    let mut next_dup = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| rerr(e.to_string()))?;
         let n = batch.num_rows();
         let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
-        let rg_start = row - file.row_group_offsets.get(rg).copied().unwrap_or(0);
+        let mut events = EventBatch::new(&cols, n);
         for i in 0..n {
-            let outcome = cols.event(i, opts, &mut kinds).and_then(|ok| {
-                if dups.binary_search(&((rg_start + i as u64) as u32)).is_ok() {
+            let in_rg = (row - first_row + i as u64) as u32;
+            while dups.get(next_dup).is_some_and(|&d| d < in_rg) {
+                next_dup += 1;
+            }
+            let outcome = cols.check(i, opts, &mut kinds).and_then(|ok| {
+                if dups.get(next_dup) == Some(&in_rg) {
                     Err(Reason::DuplicateKey)
                 } else {
                     Ok(ok)
                 }
             });
             match outcome {
-                Ok((ev, known)) => {
-                    kind_counts[ev.kind as usize] += 1;
+                Ok(Valid {
+                    customer,
+                    time_us,
+                    kind,
+                    known,
+                    amount,
+                }) => {
+                    kind_counts[kind as usize] += 1;
                     if !known {
                         let raw = cols.raw_event_type(i).unwrap_or_default();
                         *part.stats.unknown_event_types.entry(raw).or_insert(0) += 1;
                     }
-                    min_t = min_t.min(ev.time_us);
-                    max_t = max_t.max(ev.time_us);
-                    update(&mut part.acc, &ev);
+                    min_t = min_t.min(time_us);
+                    max_t = max_t.max(time_us);
+                    events.customer.push(customer);
+                    events.time_us.push(time_us);
+                    events.kind.push(kind);
+                    events.amount.push(amount);
+                    events.channel.keys.push(cols.channel.keys[i]);
+                    events.category.keys.push(cols.category.keys[i]);
                 }
                 Err(reason) => {
                     part.stats.reject(reason);
@@ -466,6 +570,9 @@ where
                     }
                 }
             }
+        }
+        if !events.is_empty() {
+            update(&mut part.acc, &events);
         }
         row += n as u64;
         part.stats.rows_read += n as u64;
@@ -522,7 +629,7 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
 
 /// The columns of one batch, in the shapes the validator reads.
 struct Columns<'a> {
-    customer: Text,
+    customer: Distinct,
     customer_raw: Option<&'a ArrayRef>,
     time: Option<&'a ArrayRef>,
     /// `time` in µs, converted once per batch ([`NULL_TIME`] / [`BAD_TIME`] sentinels).
@@ -530,7 +637,7 @@ struct Columns<'a> {
     kind: Text,
     /// Event kind of each dictionary value of `kind` (dictionary-encoded columns only).
     kind_by_key: Vec<(EventKind, bool)>,
-    amount: Option<ArrayRef>,
+    amount: Option<Float64Array>,
     amount_raw: Option<&'a ArrayRef>,
     channel: Coded,
     category: Coded,
@@ -576,31 +683,117 @@ impl Text {
             Text::Absent => None,
         }
     }
+
+    /// Distinct values and one key per row (`Codes::NONE` for null): the dictionary itself
+    /// when there is one, else the values interned in row order.
+    fn keyed<T>(&self, n: usize, mut value: impl FnMut(&str) -> T) -> (Vec<T>, Vec<u32>)
+    where
+        T: Copy + Eq + std::hash::Hash,
+    {
+        match self {
+            Text::Dict(keys, values) => {
+                let distinct = (0..values.len()).map(|j| value(values.value(j))).collect();
+                let keyed = (0..n)
+                    .map(|i| {
+                        if keys.is_null(i) {
+                            return Codes::NONE;
+                        }
+                        let k = keys.value(i) as usize;
+                        if values.is_null(k) {
+                            Codes::NONE
+                        } else {
+                            k as u32
+                        }
+                    })
+                    .collect();
+                (distinct, keyed)
+            }
+            Text::Plain(a) => {
+                let mut seen: FxHashMap<T, u32> = FxHashMap::default();
+                let mut distinct = Vec::new();
+                let keyed = (0..n)
+                    .map(|i| {
+                        if a.is_null(i) {
+                            return Codes::NONE;
+                        }
+                        let v = value(a.value(i));
+                        *seen.entry(v).or_insert_with(|| {
+                            distinct.push(v);
+                            (distinct.len() - 1) as u32
+                        })
+                    })
+                    .collect();
+                (distinct, keyed)
+            }
+            Text::Constant(s) => (vec![value(s)], vec![0; n]),
+            Text::Absent => (Vec::new(), vec![Codes::NONE; n]),
+        }
+    }
+}
+
+/// The customer ids of one batch: distinct values and one key per row.
+struct Distinct {
+    values: StringArray,
+    /// Per row: index into `values`, or `Codes::NONE` when null.
+    keys: Vec<u32>,
+    /// Per value: empty or only whitespace.
+    blank: Vec<bool>,
+}
+
+impl Distinct {
+    fn new(text: &Text, n: usize) -> Distinct {
+        let (values, keys) = match text {
+            Text::Dict(_, values) => {
+                let (_, keys) = text.keyed(n, |_| ());
+                (values.clone(), keys)
+            }
+            // Plain text is interned by position of first sighting; the values are rebuilt.
+            Text::Plain(a) => {
+                let mut seen: FxHashMap<&str, u32> = FxHashMap::default();
+                let mut distinct: Vec<&str> = Vec::new();
+                let keys = (0..n)
+                    .map(|i| {
+                        if a.is_null(i) {
+                            return Codes::NONE;
+                        }
+                        *seen.entry(a.value(i)).or_insert_with(|| {
+                            distinct.push(a.value(i));
+                            (distinct.len() - 1) as u32
+                        })
+                    })
+                    .collect();
+                (StringArray::from_iter_values(distinct), keys)
+            }
+            Text::Constant(s) => (StringArray::from_iter_values([s]), vec![0; n]),
+            Text::Absent => (StringArray::from_iter_values([""; 0]), vec![Codes::NONE; n]),
+        };
+        let blank = (0..values.len())
+            .map(|j| values.value(j).trim().is_empty())
+            .collect();
+        Distinct {
+            values,
+            keys,
+            blank,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let k = self.keys[i];
+        (k != Codes::NONE).then(|| self.values.value(k as usize))
+    }
 }
 
 /// A text column turned into stable 64-bit value codes (hash of the text), computed once per
-/// dictionary value.
+/// distinct value.
 struct Coded {
-    text: Text,
-    by_key: Vec<u64>,
+    codes: Vec<u64>,
+    keys: Vec<u32>,
 }
 
 impl Coded {
-    fn new(text: Text) -> Coded {
-        let by_key = match &text {
-            Text::Dict(_, values) => (0..values.len())
-                .map(|j| value_code(values.value(j)))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Coded { text, by_key }
-    }
-
-    fn get(&self, i: usize) -> Option<u64> {
-        match &self.text {
-            Text::Dict(keys, _) => (!keys.is_null(i)).then(|| self.by_key[keys.value(i) as usize]),
-            other => other.get(i).map(value_code),
-        }
+    fn new(text: &Text, n: usize) -> Coded {
+        let (codes, keys) = text.keyed(n, value_code);
+        Coded { codes, keys }
     }
 }
 
@@ -612,12 +805,23 @@ pub fn value_code(s: &str) -> u64 {
     h.finish()
 }
 
+/// What the validator keeps of a valid row.
+struct Valid {
+    customer: u32,
+    time_us: i64,
+    kind: EventKind,
+    known: bool,
+    /// NaN when absent.
+    amount: f64,
+}
+
 impl<'a> Columns<'a> {
     fn from_batch(
         file: &InputFile,
         batch: &'a RecordBatch,
         opts: &ReadOptions,
     ) -> Result<Columns<'a>, String> {
+        let n = batch.num_rows();
         let column = |f: Field| -> Option<&'a ArrayRef> {
             match file.sources.get(&f) {
                 Some(Source::Column(name)) => batch.column_by_name(name),
@@ -638,7 +842,9 @@ impl<'a> Columns<'a> {
         let amount = match amount_raw {
             Some(a) => Some(
                 arrow_cast::cast(a, &DataType::Float64)
-                    .map_err(|e| format!("column 'amount': {e}"))?,
+                    .map_err(|e| format!("column 'amount': {e}"))?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
             ),
             None => None,
         };
@@ -660,10 +866,10 @@ impl<'a> Columns<'a> {
                     }
                 })
                 .collect(),
-            None => vec![NULL_TIME; batch.num_rows()],
+            None => vec![NULL_TIME; n],
         };
         Ok(Columns {
-            customer: text(Field::CustomerId)?,
+            customer: Distinct::new(&text(Field::CustomerId)?, n),
             customer_raw: column(Field::CustomerId),
             time,
             times,
@@ -671,8 +877,8 @@ impl<'a> Columns<'a> {
             kind_by_key,
             amount,
             amount_raw,
-            channel: Coded::new(text(Field::Channel)?),
-            category: Coded::new(text(Field::Category)?),
+            channel: Coded::new(&text(Field::Channel)?, n),
+            category: Coded::new(&text(Field::Category)?, n),
         })
     }
 
@@ -680,15 +886,18 @@ impl<'a> Columns<'a> {
         self.kind.get(i).map(str::to_string)
     }
 
-    /// Validates row `i`; returns the event and whether its type was recognised.
-    fn event(
+    /// Validates row `i`.
+    fn check(
         &self,
         i: usize,
         opts: &ReadOptions,
         kinds: &mut FxHashMap<String, (EventKind, bool)>,
-    ) -> Result<(Event<'_>, bool), Reason> {
-        let customer_id = self.customer.get(i).ok_or(Reason::NullCustomerId)?;
-        if customer_id.trim().is_empty() {
+    ) -> Result<Valid, Reason> {
+        let customer = self.customer.keys[i];
+        if customer == Codes::NONE {
+            return Err(Reason::NullCustomerId);
+        }
+        if self.customer.blank[customer as usize] {
             return Err(Reason::EmptyCustomerId);
         }
         let time_us = self.times[i];
@@ -719,7 +928,7 @@ impl<'a> Columns<'a> {
         };
         let amount = match &self.amount {
             Some(a) if !a.is_null(i) => {
-                let v = a.as_primitive::<arrow_array::types::Float64Type>().value(i);
+                let v = a.value(i);
                 if !v.is_finite() {
                     return Err(Reason::NonFiniteAmount);
                 }
@@ -729,24 +938,20 @@ impl<'a> Columns<'a> {
                 if v < 0.0 {
                     return Err(Reason::NegativeAmount);
                 }
-                Some(v)
+                v
             }
-            _ => None,
+            _ => f64::NAN,
         };
         if time_us >= opts.as_of_us {
             return Err(Reason::AfterAsOf);
         }
-        Ok((
-            Event {
-                customer_id,
-                time_us,
-                kind,
-                amount,
-                channel: self.channel.get(i),
-                category: self.category.get(i),
-            },
+        Ok(Valid {
+            customer,
+            time_us,
+            kind,
             known,
-        ))
+            amount,
+        })
     }
 }
 

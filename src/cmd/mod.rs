@@ -16,6 +16,7 @@ use churnclv::labels::date_of_us;
 pub mod btyd;
 pub mod features;
 pub mod generate;
+mod jsonlog;
 pub mod run;
 pub mod score;
 pub mod validate;
@@ -176,14 +177,9 @@ pub fn init_logging(g: &GlobalArgs) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match g.log_format {
-        // One flat object per line: timestamp, level, message, stage and the stage's counts
-        // and duration_ms as top-level keys.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
+        // One flat object per line: ts, level, stage, message and the stage's counts and
+        // duration_ms as top-level keys (see jsonlog.rs).
+        LogFormat::Json => builder.event_format(jsonlog::JsonLines).try_init(),
         LogFormat::Text => builder.with_ansi(false).compact().try_init(),
     };
 }

@@ -662,3 +662,24 @@ fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = fixture(dir.path());
+    let out = dir.path().join("out");
+    // Text logs, not --quiet (where a bar would be drawn on a terminal); stderr is a pipe here.
+    let assert = bin()
+        .args(["run", "--as-of", "2024-02-05", "--events"])
+        .arg(&events)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("published"), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("\x1b["),
+        "progress-bar control characters on a piped stderr: {stderr:?}"
+    );
+}

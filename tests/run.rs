@@ -625,5 +625,61 @@ fn json_logs_are_one_object_per_line() {
         .expect("features line");
     assert_eq!(features["level"], "INFO");
     assert_eq!(features["rows_rejected"], 2);
-    assert!(features["duration_ms"].is_u64() && features["timestamp"].is_string());
+    assert!(features["duration_ms"].is_u64());
+    // Exactly these keys: ts, level, stage, message and the stage's own fields, flat.
+    let mut keys: Vec<&str> = features
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut want = vec![
+        "ts",
+        "level",
+        "stage",
+        "message",
+        "rows_read",
+        "rows_used",
+        "rows_rejected",
+        "customers",
+        "duration_ms",
+    ];
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    for line in &lines {
+        let ts = line["ts"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ts: {line}"));
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'),
+            "{ts}"
+        );
+        assert!(line.get("timestamp").is_none(), "{line}");
+        assert!(
+            line["level"].is_string() && line["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = fixture(dir.path());
+    let out = dir.path().join("out");
+    // Text logs, not --quiet (where a bar would be drawn on a terminal); stderr is a pipe here.
+    let assert = bin()
+        .args(["run", "--as-of", "2024-02-05", "--events"])
+        .arg(&events)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("published"), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("\x1b["),
+        "progress-bar control characters on a piped stderr: {stderr:?}"
+    );
 }

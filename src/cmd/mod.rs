@@ -16,6 +16,8 @@ use churnclv::labels::date_of_us;
 pub mod btyd;
 pub mod features;
 pub mod generate;
+mod jsonlog;
+pub mod progress;
 pub mod run;
 pub mod score;
 pub mod validate;
@@ -165,26 +167,34 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr (stdout carries results): text or JSON lines, INFO unless `--quiet`.
+/// Also decides whether progress bars are shown (text logs on a terminal, not `--quiet`).
 pub fn init_logging(g: &GlobalArgs) {
+    use std::io::IsTerminal;
     let level = if g.quiet {
         tracing::Level::WARN
     } else {
         tracing::Level::INFO
     };
+    progress::init(progress::enabled(
+        std::io::stderr().is_terminal(),
+        g.quiet,
+        g.log_format,
+    ));
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match g.log_format {
-        // One flat object per line: timestamp, level, message, stage and the stage's counts
-        // and duration_ms as top-level keys.
+        // One flat object per line: ts, level, stage, message and the stage's counts and
+        // duration_ms as top-level keys (see jsonlog.rs).
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .event_format(jsonlog::JsonLines)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(false).compact().try_init(),
+        LogFormat::Text => builder
+            .with_writer(progress::stderr)
+            .with_ansi(false)
+            .compact()
+            .try_init(),
     };
 }
 

@@ -34,6 +34,7 @@ use churnclv::report::{render, Ranking, ReportData};
 use churnclv::score::{apply_models, model_version, scores_schema, Kpis, TierStats};
 
 use super::features_parquet_options;
+use super::progress::Progress;
 use super::{
     horizon_days, input_entries, output_entries, output_schemas, read_options, resolve_as_of,
     scan_histories, ColumnDesc, InputArgs, InputEntry, OutputFile, QualityGate, Scanned,
@@ -159,6 +160,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // io + features: one scan, three cutoffs.
+    let mut progress = Progress::stages(4);
+    progress.stage("features: reading events");
     let cut_us = c.as_us();
     let Scanned {
         histories,
@@ -167,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } = scan_histories(&plan.inputs, &plan.read, &cut_us)?;
 
     // labels + models + evaluate.
+    progress.stage("evaluate: training and evaluating out of time");
     let t = Instant::now();
     let params = ChurnParams {
         alpha: plan.config.churn.alpha,
@@ -214,6 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // Refit on the latest labelled window and score as of as_of.
+    progress.stage("score: fitting the final models and scoring");
     let t = Instant::now();
     let fit_set = histories.features(T1).purchasers();
     let fit_labels = labels(&histories, &fit_set, T1);
@@ -251,6 +256,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // Publish.
+    progress.stage("publish: writing the partition");
     let t = Instant::now();
     let partition = format!("as_of={}", c.as_of);
     let staging = Staging::create(&plan.out, &partition, &plan.run_id)?;
@@ -376,6 +382,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "published {}",
         target.display()
     );
+    progress.finish();
 
     print_summary(&target, &plan, &stats, &metrics, started);
     Ok(())

@@ -15,6 +15,7 @@ use churnclv::models::SavedModel;
 use churnclv::score::{apply_models, model_version, scores_schema};
 
 use super::features_parquet_options;
+use super::progress::Progress;
 use super::{
     input_entries, output_entries, output_schemas, read_options, resolve_as_of, scan_histories,
     ColumnDesc, InputArgs, InputEntry, OutputFile, Scanned,
@@ -69,11 +70,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for note in churnclv::io::output::recover(&args.out)? {
         tracing::warn!(stage = "plan", "{}: {note}", args.out.display());
     }
+    let mut progress = Progress::stages(3);
+    progress.stage("features: reading events");
     let Scanned {
         histories,
         stats,
         rejects,
     } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    progress.stage("score: applying the saved model");
     let set = histories.features(0);
     let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
     let scored = apply_models(
@@ -87,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &run_id,
     )?;
     let scores = scored.table;
+    progress.stage("publish: writing the partition");
     let staging = Staging::create(&args.out, &format!("as_of={as_of}"), &run_id)?;
     let opts = ParquetOptions::default();
     let mut rows = vec![(
@@ -149,6 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "published {}",
         target.display()
     );
+    progress.finish();
     println!(
         "published {} ({} customers scored with model {} of run {})",
         target.display(),

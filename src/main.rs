@@ -9,7 +9,9 @@ use clap::Parser;
 mod cmd;
 
 /// mimalloc: the per-customer accumulators make millions of small allocations; glibc's
-/// allocator spent ~30% of the feature stage in malloc/free (perf, 11M events).
+/// allocator spent ~30% of the feature stage in malloc/free (perf, 11M events). Built with
+/// `no_thp`: with transparent huge pages every re-used 2 MB region was zeroed again on each
+/// fault (a fifth of the feature stage in `clear_page`, system time 0.9 s → 0.3 s without).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

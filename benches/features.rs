@@ -1,12 +1,13 @@
-//! Criterion benchmark of the feature aggregation kernel: `HistoryAcc::update` over in-memory
-//! events, the merge of two partials, and `finish` + features at three cutoffs. Reading Parquet
-//! is excluded (the end-to-end comparison with DuckDB and Polars is `make bench`).
+//! Criterion benchmark of the feature aggregation kernel: `HistoryAcc::update_batch` over
+//! in-memory events split into customer partitions, then `Histories::from_parts` + features at
+//! three cutoffs. Reading Parquet is excluded (the end-to-end comparison with DuckDB and
+//! Polars is `make bench`).
 
 use std::hint::black_box;
 
 use churnclv::events::EventKind;
-use churnclv::features::HistoryAcc;
-use churnclv::io::{Event, DAY_US};
+use churnclv::features::{Histories, HistoryAcc};
+use churnclv::io::{Event, EventBatches, DAY_US};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const EVENTS: usize = 200_000;
@@ -44,23 +45,24 @@ fn bench(c: &mut Criterion) {
     let cutoffs = [500 * DAY_US, 600 * DAY_US, 700 * DAY_US];
     let mut g = c.benchmark_group("features");
     g.throughput(Throughput::Elements(EVENTS as u64));
-    g.bench_function("update", |b| {
+    // The scan's kernel: batches of one customer partition into its accumulator.
+    let batches = EventBatches::new(&evs, 16);
+    g.bench_function("update_batch", |b| {
         b.iter(|| {
-            let mut acc = HistoryAcc::new(&cutoffs);
-            for e in &evs {
-                acc.update(black_box(e));
+            let mut parts = HistoryAcc::partitions(&cutoffs, batches.parts());
+            for (p, acc) in parts.iter_mut().enumerate() {
+                acc.update_batch(black_box(&batches.batch(p)));
             }
-            acc
+            parts
         })
     });
-    g.bench_function("update_merge_finish_features", |b| {
+    g.bench_function("update_batch_finish_features", |b| {
         b.iter(|| {
-            let (left, right) = evs.split_at(EVENTS / 2);
-            let mut a = HistoryAcc::new(&cutoffs);
-            let mut z = HistoryAcc::new(&cutoffs);
-            left.iter().for_each(|e| a.update(e));
-            right.iter().for_each(|e| z.update(e));
-            let h = a.merge(z).finish();
+            let mut parts = HistoryAcc::partitions(&cutoffs, batches.parts());
+            for (p, acc) in parts.iter_mut().enumerate() {
+                acc.update_batch(&batches.batch(p));
+            }
+            let h = Histories::from_parts(parts);
             (0..3).map(|k| h.features(k).rows.len()).sum::<usize>()
         })
     });

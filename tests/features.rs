@@ -7,7 +7,7 @@ use std::path::Path;
 
 use churnclv::config::Columns;
 use churnclv::events::EventKind;
-use churnclv::features::{histories_from_events, Features, HistoryAcc};
+use churnclv::features::{histories_from_events, Features, Histories, HistoryAcc};
 use churnclv::io::read::value_code;
 use churnclv::io::{open_inputs, scan, Event, ReadOptions, DAY_US};
 use proptest::prelude::*;
@@ -192,12 +192,11 @@ fn btyd_triple_matches_cdnow_summary() {
     let s = scan(
         &inputs,
         &opts,
-        || HistoryAcc::new(&[cutoff, i64::MAX]),
+        HistoryAcc::partitions(&[cutoff, i64::MAX], 3),
         HistoryAcc::update_batch,
-        HistoryAcc::merge,
     )
     .expect("scan");
-    let set = s.acc.finish().features(0);
+    let set = Histories::from_parts(s.parts).features(0);
     let text = std::fs::read_to_string(root.join("cdnow_customers_summary.csv")).expect("csv");
     let zbars: std::collections::HashMap<u32, f64> =
         std::fs::read_to_string(root.join("cdnow_customers_summary_with_transactions.csv"))
@@ -324,12 +323,11 @@ fn same_result_for_one_and_many_threads() {
             let s = scan(
                 &inputs,
                 &opts,
-                || HistoryAcc::new(&cutoffs),
+                HistoryAcc::partitions(&cutoffs, 3),
                 HistoryAcc::update_batch,
-                HistoryAcc::merge,
             )
             .expect("scan");
-            let h = s.acc.finish();
+            let h = Histories::from_parts(s.parts);
             (0..3).map(|k| h.features(k)).collect::<Vec<_>>()
         })
     };

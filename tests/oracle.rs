@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use churnclv::config::Columns;
 use churnclv::evaluate::roc_auc;
-use churnclv::features::HistoryAcc;
+use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::{open_inputs, scan, ReadOptions, DAY_US};
 use churnclv::labels::labels;
 use common::{bin, ts};
@@ -59,12 +59,11 @@ fn churn_auc_is_within_005_of_the_oracle() {
     let s = scan(
         &inputs,
         &opts,
-        || HistoryAcc::new(&[t1, as_of]),
+        HistoryAcc::partitions(&[t1, as_of], 3),
         HistoryAcc::update_batch,
-        HistoryAcc::merge,
     )
     .expect("scan");
-    let h = s.acc.finish();
+    let h = Histories::from_parts(s.parts);
     let set = h.features(0).purchasers();
     let l = labels(&h, &set, 0);
     assert_eq!(

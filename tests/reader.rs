@@ -14,7 +14,7 @@ use arrow_array::{
 };
 use churnclv::config::Columns;
 use churnclv::events::{EventKind, EventTypeMap};
-use churnclv::io::{open_inputs, scan, ReadOptions, Reason, Scan};
+use churnclv::io::{open_inputs, scan, ReadOptions, Reason};
 use common::{ts, write, write_rg};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -30,26 +30,36 @@ fn opts(as_of_us: i64) -> ReadOptions {
     }
 }
 
-fn read_all(spec: &str, columns: &Columns, as_of_us: i64) -> Scan<Vec<Row>> {
+/// A scan's rows, sorted, with its counts and rejects.
+struct Read {
+    acc: Vec<Row>,
+    stats: churnclv::io::ScanStats,
+    rejects: Vec<arrow_array::RecordBatch>,
+}
+
+fn read_all(spec: &str, columns: &Columns, as_of_us: i64) -> Read {
     let inputs = open_inputs(spec, columns).expect("open");
-    let mut s = scan(
-        &inputs,
-        &opts(as_of_us),
-        Vec::new,
-        |v: &mut Vec<Row>, b| {
-            v.extend(
-                b.events()
-                    .map(|e| (e.customer_id.to_string(), e.time_us, e.kind, e.amount)),
-            )
-        },
-        |mut a, b| {
-            a.extend(b);
-            a
-        },
-    )
+    let parts = (0..4).map(|_| Vec::new()).collect();
+    let s = scan(&inputs, &opts(as_of_us), parts, |v: &mut Vec<Row>, b| {
+        v.extend(
+            b.events()
+                .map(|e| (e.customer_id.to_string(), e.time_us, e.kind, e.amount)),
+        )
+    })
     .expect("scan");
-    s.acc.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    s
+    // Every customer's rows are in exactly one part.
+    for (p, part) in s.parts.iter().enumerate() {
+        for r in part {
+            assert_eq!(churnclv::io::partition_of(&r.0, 4), p, "{}", r.0);
+        }
+    }
+    let mut acc: Vec<Row> = s.parts.into_iter().flatten().collect();
+    acc.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    Read {
+        acc,
+        stats: s.stats,
+        rejects: s.rejects,
+    }
 }
 
 fn base(dir: &std::path::Path, id: ArrayRef, time: ArrayRef, amount: ArrayRef) -> String {

@@ -7,7 +7,7 @@ use churnclv::io::open_inputs;
 use churnclv::io::output::write_parquet_stream;
 use churnclv::labels::date_us;
 
-use super::features_parquet_options;
+use super::{features_parquet_options, FEATURE_SLICE};
 use super::{read_options, resolve_as_of, scan_histories, InputArgs, Scanned};
 
 /// Build the per-customer feature table (RFM, BTYD summary, behaviour; see docs/features.md)
@@ -36,10 +36,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Scanned {
         histories, stats, ..
     } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
-    // Written in slices of customers, so only one slice of rows is in memory at a time.
-    const SLICE: usize = 32 * 1024;
-    let slices = (0..histories.len()).step_by(SLICE).map(|lo| {
-        let hi = (lo + SLICE).min(histories.len());
+    // Written in slices of customers, so only a slice or two of rows is in memory at a time.
+    let slices = (0..histories.len()).step_by(FEATURE_SLICE).map(|lo| {
+        let hi = (lo + FEATURE_SLICE).min(histories.len());
         histories.features_of(0, lo..hi).to_record_batch()
     });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -214,6 +214,12 @@ pub fn resolve_as_of(inputs: &InputSet, flag: Option<&str>) -> anyhow::Result<Na
     }
 }
 
+/// Customer partitions of a scan: enough that one partition's state stays in cache while a
+/// batch is applied to it, and that threads rarely wait for one another.
+pub fn scan_partitions() -> usize {
+    32 * rayon::current_num_threads().max(1)
+}
+
 /// The features stage of every subcommand: one scan of the input with accumulators for the
 /// given cutoffs (µs, ascending; rows at or after the last are counted as `after_as_of`),
 /// checked row accounting, and a clear error when no row is usable.
@@ -224,14 +230,8 @@ pub fn scan_histories(
 ) -> anyhow::Result<Scanned> {
     let started = std::time::Instant::now();
     let read = &with_duplicates(inputs, read)?;
-    let first = HistoryAcc::new(cutoffs);
-    let scanned = scan(
-        inputs,
-        read,
-        || first.partial(),
-        HistoryAcc::update_batch,
-        HistoryAcc::merge,
-    )?;
+    let parts = HistoryAcc::partitions(cutoffs, scan_partitions());
+    let scanned = scan(inputs, read, parts, HistoryAcc::update_batch)?;
     let stats = scanned.stats;
     if stats.rows_read != inputs.rows() || stats.rows_read != stats.rows_used + stats.rows_rejected
     {
@@ -251,7 +251,7 @@ pub fn scan_histories(
         }
         .into());
     }
-    let histories = scanned.acc.finish();
+    let histories = Histories::from_parts(scanned.parts);
     tracing::info!(
         stage = "features",
         rows_read = stats.rows_read,
@@ -290,8 +290,13 @@ pub struct Scanned {
 }
 
 /// Writer settings of `features.parquet`: the cutoff and the crate version in its metadata.
+/// Customers per slice of the feature table, computed and written one slice at a time (and one
+/// row group of features.parquet per slice).
+pub const FEATURE_SLICE: usize = 32 * 1024;
+
 pub fn features_parquet_options(cutoff: chrono::NaiveDate) -> churnclv::io::ParquetOptions {
     churnclv::io::ParquetOptions::default()
+        .row_group_rows(FEATURE_SLICE)
         .metadata("churnclv.cutoff", cutoff.to_string())
         .metadata("churnclv.version", env!("CARGO_PKG_VERSION"))
 }

@@ -10,7 +10,7 @@ use churnclv::labels::{date_of_us, date_us};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 
-use super::{read_options, with_duplicates, InputArgs};
+use super::{read_options, scan_partitions, with_duplicates, InputArgs};
 
 /// Read every row of the input, validate it, and print what was found: files, rows read, used
 /// and rejected by reason, customers, time range, event-type counts (unknown types listed).
@@ -58,26 +58,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
     let opts = with_duplicates(&inputs, &read_options(&cfg, types, as_of_us))?;
-    let result = scan(
-        &inputs,
-        &opts,
-        FxHashSet::<Box<str>>::default,
-        |set, batch| {
-            for &j in &batch.customer {
-                let id = batch.ids.value(j as usize);
-                if !set.contains(id) {
-                    set.insert(id.into());
-                }
+    // Partitions hold disjoint customers: the count is the sum of their sizes.
+    let sets = (0..scan_partitions()).map(|_| FxHashSet::<Box<str>>::default());
+    let result = scan(&inputs, &opts, sets.collect(), |set, batch| {
+        for &j in batch.customer {
+            let id = batch.ids.get(j);
+            if !set.contains(id) {
+                set.insert(id.into());
             }
-        },
-        |mut a, b| {
-            if a.len() < b.len() {
-                return b.into_iter().chain(a).collect();
-            }
-            a.extend(b);
-            a
-        },
-    )?;
+        }
+    })?;
     let stats = &result.stats;
     let fmt_time = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
@@ -103,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(r, n)| (r.as_str().to_string(), *n))
             .collect(),
-        customers: result.acc.len(),
+        customers: result.parts.iter().map(|s| s.len()).sum(),
         first_event: stats.min_time_us.map(fmt_time),
         last_event: stats.max_time_us.map(fmt_time),
         event_types: stats

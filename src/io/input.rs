@@ -316,12 +316,12 @@ fn with_dictionary_text(
         Field::Channel,
         Field::Category,
     ]
-        .iter()
-        .filter_map(|f| match sources.get(f) {
-            Some(Source::Column(name)) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    .iter()
+    .filter_map(|f| match sources.get(f) {
+        Some(Source::Column(name)) => Some(name.as_str()),
+        _ => None,
+    })
+    .collect();
     let schema = metadata.schema();
     let mut changed = false;
     let fields: Vec<arrow_schema::FieldRef> = schema

@@ -7,4 +7,7 @@ pub mod read;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{LockError, OutputError, ParquetOptions, RunLock, Staging};
-pub use read::{scan, Codes, Event, EventBatch, ReadOptions, Reason, Scan, ScanStats, DAY_US};
+pub use read::{
+    partition_of, scan, Codes, Event, EventBatch, EventBatches, Ids, IdsKey, ReadOptions, Reason,
+    Scan, ScanStats, DAY_US,
+};

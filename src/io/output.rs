@@ -107,7 +107,8 @@ pub fn write_parquet(
     write_parquet_stream(path, schema, batches.iter().cloned().map(Ok), options)
 }
 
-/// [`write_parquet`] for batches made one at a time (so only one is in memory); an error
+/// [`write_parquet`] for batches made one at a time: the caller's thread makes the next batch
+/// while another thread encodes the last one, and only those two are in memory. An error
 /// making a batch abandons the file.
 pub fn write_parquet_stream(
     path: &Path,
@@ -116,8 +117,42 @@ pub fn write_parquet_stream(
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
     let tmp = temp_sibling(path);
-    let result = write_parquet_batches(&tmp, schema, batches, options)
-        .and_then(|rows| fs::rename(&tmp, path).map(|_| rows).map_err(io_err(path)));
+    let written = std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
+        let tmp = &tmp;
+        let encoder = scope.spawn(move || {
+            write_parquet_batches(tmp, schema, receive.into_iter().map(Ok), options)
+        });
+        let mut made = Ok(());
+        for batch in batches {
+            match batch {
+                // A closed channel means the encoder stopped on an error: it is reported below.
+                Ok(b) => {
+                    if send.send(b).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    made = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(send);
+        let encoded = match encoder.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match made {
+            Err(e) => Err(OutputError::Parquet {
+                path: path.to_path_buf(),
+                source: e.into(),
+            }),
+            Ok(()) => encoded,
+        }
+    });
+    let result =
+        written.and_then(|rows| fs::rename(&tmp, path).map(|_| rows).map_err(io_err(path)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Float64Type, Int32Type, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
+    Date32Type, Date64Type, Float64Type, Int32Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{Array, ArrayRef, Float64Array, PrimitiveArray, RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -32,6 +32,17 @@ pub const MIN_TIME_US: i64 = -25_567 * DAY_US;
 pub const MAX_TIME_US: i64 = 84_006 * DAY_US;
 
 const BATCH_ROWS: usize = 64 * 1024;
+
+/// The columns the main scan validates and hands on (the key columns order_id / event_id are
+/// read only by the duplicate pass).
+const SCANNED: [Field; 6] = [
+    Field::CustomerId,
+    Field::EventTime,
+    Field::EventType,
+    Field::Amount,
+    Field::Channel,
+    Field::Category,
+];
 
 /// Converted-time sentinels: null, and not representable in µs (both outside the valid range).
 const NULL_TIME: i64 = i64::MIN;
@@ -343,41 +354,134 @@ pub fn rejects_schema() -> SchemaRef {
     ]))
 }
 
-/// Result of a scan: the merged accumulator, the counts, and the rejected rows in input order.
+/// Result of a scan: the accumulators (one per customer partition), the counts, and the
+/// rejected rows in input order.
 #[derive(Debug)]
 pub struct Scan<A> {
-    pub acc: A,
+    pub parts: Vec<A>,
     pub stats: ScanStats,
     pub rejects: Vec<RecordBatch>,
 }
 
-/// The valid rows of one record batch, column by column: what a scan hands its accumulator.
+/// The customer ids of one batch (its dictionary), split into partitions by a hash of the id:
+/// every row of a customer lands in the same partition, whichever batch or file it is in.
+#[derive(Debug)]
+pub struct IdDictionary {
+    values: StringArray,
+    /// Per partition: indices into `values` of the ids that belong to it.
+    picks: Vec<Vec<u32>>,
+    /// Per value: its partition and its position in that partition's `picks`.
+    place: Vec<(u32, u32)>,
+    /// Per value: [`value_code`] of the id.
+    hashes: Vec<u64>,
+}
+
+impl IdDictionary {
+    fn new(values: StringArray, parts: usize) -> IdDictionary {
+        let mut picks = vec![Vec::new(); parts];
+        let hashes: Vec<u64> = (0..values.len())
+            .map(|j| value_code(values.value(j)))
+            .collect();
+        let place = hashes
+            .iter()
+            .enumerate()
+            .map(|(j, &h)| {
+                let p = partition_of_hash(h, parts);
+                picks[p].push(j as u32);
+                (p as u32, (picks[p].len() - 1) as u32)
+            })
+            .collect();
+        IdDictionary {
+            values,
+            picks,
+            place,
+            hashes,
+        }
+    }
+}
+
+/// The partition (of `parts`) a customer id belongs to.
+pub fn partition_of(id: &str, parts: usize) -> usize {
+    partition_of_hash(value_code(id), parts)
+}
+
+fn partition_of_hash(hash: u64, parts: usize) -> usize {
+    // The high half of the hash: the low bits pick hash-table buckets downstream.
+    ((hash >> 32) % parts.max(1) as u64) as usize
+}
+
+/// The distinct customer ids an [`EventBatch`] refers to: one partition of a batch dictionary.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids<'a> {
+    dict: &'a Arc<IdDictionary>,
+    part: usize,
+}
+
+impl<'a> Ids<'a> {
+    /// Distinct ids.
+    pub fn len(&self) -> usize {
+        self.dict.picks[self.part].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Id number `k`.
+    pub fn get(&self, k: u32) -> &'a str {
+        let dict: &'a IdDictionary = self.dict;
+        dict.values
+            .value(dict.picks[self.part][k as usize] as usize)
+    }
+
+    /// [`value_code`] of id number `k`.
+    pub fn hash(&self, k: u32) -> u64 {
+        self.dict.hashes[self.dict.picks[self.part][k as usize] as usize]
+    }
+
+    /// Whether `self` and `other` are the same ids, numbered the same way (so a mapping from
+    /// id numbers computed for one holds for the other).
+    pub fn same_as(&self, other: &IdsKey) -> bool {
+        Arc::ptr_eq(self.dict, &other.0) && self.part == other.1
+    }
+
+    /// A key that keeps these ids alive and identifies them (see [`Ids::same_as`]).
+    pub fn key(&self) -> IdsKey {
+        IdsKey(Arc::clone(self.dict), self.part)
+    }
+}
+
+/// Identity of an [`Ids`], for caches.
+#[derive(Debug, Clone)]
+pub struct IdsKey(Arc<IdDictionary>, usize);
+
+/// Valid rows of one record batch for one customer partition, column by column: what a scan
+/// hands an accumulator.
 ///
-/// Customer ids, channels and categories come as keys into the batch's distinct values (the
+/// Customer ids, channels and categories come as numbers into the batch's distinct values (the
 /// Parquet dictionary when the column has one), so an accumulator can resolve each distinct
 /// value once instead of once per row.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct EventBatch<'a> {
-    /// Distinct customer ids (the batch's dictionary; some may belong to rejected rows only).
-    pub ids: &'a StringArray,
-    /// Per row: index into `ids`.
-    pub customer: Vec<u32>,
-    /// Per row: microseconds since the Unix epoch, UTC.
-    pub time_us: Vec<i64>,
-    pub kind: Vec<EventKind>,
-    /// Per row: finite, non-negative and within range; NaN when absent.
-    pub amount: Vec<f64>,
+    /// Distinct customer ids; `customer[i]` numbers them.
+    pub ids: Ids<'a>,
+    pub customer: &'a [u32],
+    /// Microseconds since the Unix epoch, UTC.
+    pub time_us: &'a [i64],
+    pub kind: &'a [EventKind],
+    /// Finite, non-negative and within range; NaN when absent.
+    pub amount: &'a [f64],
     pub channel: Codes<'a>,
     pub category: Codes<'a>,
 }
 
 /// A coded text column of an [`EventBatch`].
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Codes<'a> {
     /// Code ([`value_code`]) of each distinct value.
     pub values: &'a [u64],
     /// Per row: index into `values`, or [`Codes::NONE`] when the value is absent.
-    pub keys: Vec<u32>,
+    pub keys: &'a [u32],
 }
 
 impl Codes<'_> {
@@ -391,24 +495,6 @@ impl Codes<'_> {
 }
 
 impl<'a> EventBatch<'a> {
-    fn new(cols: &'a Columns<'_>, capacity: usize) -> EventBatch<'a> {
-        EventBatch {
-            ids: &cols.customer.values,
-            customer: Vec::with_capacity(capacity),
-            time_us: Vec::with_capacity(capacity),
-            kind: Vec::with_capacity(capacity),
-            amount: Vec::with_capacity(capacity),
-            channel: Codes {
-                values: &cols.channel.codes,
-                keys: Vec::with_capacity(capacity),
-            },
-            category: Codes {
-                values: &cols.category.codes,
-                keys: Vec::with_capacity(capacity),
-            },
-        }
-    }
-
     /// Rows in the batch.
     pub fn len(&self) -> usize {
         self.time_us.len()
@@ -422,7 +508,7 @@ impl<'a> EventBatch<'a> {
     pub fn event(&self, i: usize) -> Event<'a> {
         let amount = self.amount[i];
         Event {
-            customer_id: self.ids.value(self.customer[i] as usize),
+            customer_id: self.ids.get(self.customer[i]),
             time_us: self.time_us[i],
             kind: self.kind[i],
             amount: (!amount.is_nan()).then_some(amount),
@@ -437,21 +523,161 @@ impl<'a> EventBatch<'a> {
     }
 }
 
-/// Reads every row group of `inputs` in parallel. `init` makes an empty accumulator, `update`
-/// adds one batch of valid events to it, `merge` combines two partials (it must not depend on
-/// order for the result to be deterministic).
-pub fn scan<A, I, U, M>(
+/// Valid rows of a batch, column by column (buffers reused from batch to batch).
+#[derive(Debug, Default)]
+struct Rows {
+    part: Vec<u32>,
+    customer: Vec<u32>,
+    time_us: Vec<i64>,
+    kind: Vec<EventKind>,
+    amount: Vec<f64>,
+    channel: Vec<u32>,
+    category: Vec<u32>,
+}
+
+impl Rows {
+    fn clear(&mut self) {
+        self.part.clear();
+        self.customer.clear();
+        self.time_us.clear();
+        self.kind.clear();
+        self.amount.clear();
+        self.channel.clear();
+        self.category.clear();
+    }
+
+    /// `from` reordered by partition (stable); returns where each partition's rows start.
+    fn sort_by_part(&mut self, from: &Rows, parts: usize) -> Vec<usize> {
+        let mut start = vec![0usize; parts + 1];
+        for &p in &from.part {
+            start[p as usize + 1] += 1;
+        }
+        for p in 0..parts {
+            start[p + 1] += start[p];
+        }
+        let n = from.part.len();
+        let mut order = vec![0u32; n];
+        let mut next = start.clone();
+        for (i, &p) in from.part.iter().enumerate() {
+            order[next[p as usize]] = i as u32;
+            next[p as usize] += 1;
+        }
+        fn gather<T: Copy>(to: &mut Vec<T>, from: &[T], order: &[u32]) {
+            to.clear();
+            to.extend(order.iter().map(|&i| from[i as usize]));
+        }
+        gather(&mut self.customer, &from.customer, &order);
+        gather(&mut self.time_us, &from.time_us, &order);
+        gather(&mut self.kind, &from.kind, &order);
+        gather(&mut self.amount, &from.amount, &order);
+        gather(&mut self.channel, &from.channel, &order);
+        gather(&mut self.category, &from.category, &order);
+        start
+    }
+}
+
+/// Events held in memory, split into customer partitions the way a scan splits them: for
+/// tests, benchmarks and small inputs.
+#[derive(Debug)]
+pub struct EventBatches {
+    ids: Arc<IdDictionary>,
+    channel: Arc<[u64]>,
+    category: Arc<[u64]>,
+    rows: Rows,
+    /// Where each partition's rows start in `rows` (and where the last ends).
+    start: Vec<usize>,
+}
+
+impl EventBatches {
+    /// `events` (already valid) into `parts` partitions.
+    pub fn new(events: &[Event<'_>], parts: usize) -> EventBatches {
+        let parts = parts.max(1);
+        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut names: Vec<&str> = Vec::new();
+        let mut codes = [FxHashMap::<u64, u32>::default(), FxHashMap::default()];
+        let mut values: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        let mut key = |f: usize, code: Option<u64>| match code {
+            Some(c) => *codes[f].entry(c).or_insert_with(|| {
+                values[f].push(c);
+                (values[f].len() - 1) as u32
+            }),
+            None => Codes::NONE,
+        };
+        let mut all = Rows::default();
+        let mut customers = Vec::with_capacity(events.len());
+        for e in events {
+            customers.push(*ids.entry(e.customer_id).or_insert_with(|| {
+                names.push(e.customer_id);
+                (names.len() - 1) as u32
+            }));
+            all.time_us.push(e.time_us);
+            all.kind.push(e.kind);
+            all.amount.push(e.amount.unwrap_or(f64::NAN));
+            all.channel.push(key(0, e.channel));
+            all.category.push(key(1, e.category));
+        }
+        let dict = IdDictionary::new(StringArray::from_iter_values(names), parts);
+        for c in customers {
+            let (part, local) = dict.place[c as usize];
+            all.part.push(part);
+            all.customer.push(local);
+        }
+        let mut rows = Rows::default();
+        let start = rows.sort_by_part(&all, parts);
+        let [channel, category] = values;
+        EventBatches {
+            ids: Arc::new(dict),
+            channel: channel.into(),
+            category: category.into(),
+            rows,
+            start,
+        }
+    }
+
+    /// Partitions.
+    pub fn parts(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    /// The events of partition `p`.
+    pub fn batch(&self, p: usize) -> EventBatch<'_> {
+        let r = self.start[p]..self.start[p + 1];
+        let rows = &self.rows;
+        EventBatch {
+            ids: Ids {
+                dict: &self.ids,
+                part: p,
+            },
+            customer: &rows.customer[r.clone()],
+            time_us: &rows.time_us[r.clone()],
+            kind: &rows.kind[r.clone()],
+            amount: &rows.amount[r.clone()],
+            channel: Codes {
+                values: &self.channel,
+                keys: &rows.channel[r.clone()],
+            },
+            category: Codes {
+                values: &self.category,
+                keys: &rows.category[r],
+            },
+        }
+    }
+}
+
+/// Reads every row group of `inputs` in parallel and hands the valid rows, in batches, to
+/// `update` with the accumulator of their customer's partition: `parts[p]` sees every row of
+/// the customers of partition `p` (see [`partition_of`]) and no other, so the accumulators
+/// never need merging. An accumulator may receive batches from several threads, one at a
+/// time, in no fixed order: its result must not depend on that order.
+pub fn scan<A, U>(
     inputs: &InputSet,
     opts: &ReadOptions,
-    init: I,
+    parts: Vec<A>,
     update: U,
-    merge: M,
 ) -> Result<Scan<A>, InputError>
 where
     A: Send,
-    I: Fn() -> A + Sync + Send,
     U: Fn(&mut A, &EventBatch<'_>) + Sync + Send,
-    M: Fn(A, A) -> A + Sync + Send,
 {
     let tasks: Vec<(usize, usize)> = inputs
         .files
@@ -459,140 +685,299 @@ where
         .enumerate()
         .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
         .collect();
-    let empty = || Scan {
-        acc: init(),
-        stats: ScanStats::default(),
-        rejects: Vec::new(),
-    };
-    let combine = |mut a: Scan<A>, b: Scan<A>| {
-        a.rejects.extend(b.rejects);
-        Scan {
-            acc: merge(a.acc, b.acc),
-            stats: a.stats.merge(b.stats),
-            rejects: a.rejects,
-        }
-    };
-    // One contiguous run of row groups per thread: as many partial accumulators as threads
-    // (each holds every customer it has seen, so more partials would cost memory and merges).
-    let per_thread = tasks
-        .len()
-        .div_ceil(rayon::current_num_threads().max(1))
-        .max(1);
-    let mut result = tasks
-        .par_chunks(per_thread)
-        .map(|chunk| {
-            let mut part = empty();
-            for &(fi, rg) in chunk {
-                let dups = opts
-                    .duplicates
-                    .as_deref()
-                    .map_or(&[][..], |d| d.get(fi, rg));
-                read_row_group(&inputs.files[fi], rg, opts, dups, &mut part, &update)?;
-            }
-            Ok::<_, InputError>(part)
+    let parts: Vec<Mutex<Partition<A>>> = parts
+        .into_iter()
+        .map(|acc| {
+            Mutex::new(Partition {
+                acc,
+                queue: Queue::default(),
+            })
         })
-        .try_reduce(empty, |a, b| Ok(combine(a, b)))?;
+        .collect();
+    let (mut stats, rejects) = tasks
+        .par_iter()
+        .enumerate()
+        .map(|(t, &(fi, rg))| {
+            let dups = opts
+                .duplicates
+                .as_deref()
+                .map_or(&[][..], |d| d.get(fi, rg));
+            let mut task = Task {
+                parts: &parts,
+                update: &update,
+                first_part: t,
+                stats: ScanStats::default(),
+                rejects: Vec::new(),
+            };
+            task.read_row_group(&inputs.files[fi], rg, opts, dups)?;
+            Ok::<_, InputError>((task.stats, task.rejects))
+        })
+        .try_reduce(
+            || (ScanStats::default(), Vec::new()),
+            |(sa, mut ra), (sb, rb)| {
+                ra.extend(rb);
+                Ok((sa.merge(sb), ra))
+            },
+        )?;
     for f in &inputs.files {
-        result
-            .stats
+        stats
             .rows_per_file
             .entry(f.path.display().to_string())
             .or_insert(0);
     }
-    Ok(result)
+    // What is still queued. A panic inside `update` has already propagated, so a lock cannot
+    // be poisoned here.
+    let parts = parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(p, m)| {
+            let mut part = m.into_inner().unwrap_or_else(|e| e.into_inner());
+            part.flush(p, &update);
+            part.acc
+        })
+        .collect();
+    Ok(Scan {
+        parts,
+        stats,
+        rejects,
+    })
 }
 
-fn read_row_group<A, U>(
-    file: &InputFile,
-    rg: usize,
-    opts: &ReadOptions,
-    dups: &[u32],
-    part: &mut Scan<A>,
-    update: &U,
-) -> Result<(), InputError>
+/// One row group's worth of work of a scan.
+struct Task<'s, A, U> {
+    parts: &'s [Mutex<Partition<A>>],
+    update: &'s U,
+    /// Where this task starts its round of the partitions (tasks start apart, so two threads
+    /// rarely want the same partition at once).
+    first_part: usize,
+    stats: ScanStats,
+    rejects: Vec<RecordBatch>,
+}
+
+impl<A, U> Task<'_, A, U>
 where
     U: Fn(&mut A, &EventBatch<'_>),
 {
-    let rerr = |message: String| read_error(file, rg, message);
-    let reader = open_row_group(file, rg, None)?;
-    let first_row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
-    let mut row = first_row;
-    let name = file.path.display().to_string();
-    let mut rejects = RejectBuilder::default();
-    let mut kinds: FxHashMap<String, (EventKind, bool)> = FxHashMap::default();
-    let mut kind_counts = [0u64; EventKind::ALL.len()];
-    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-    // `dups` is sorted: one cursor walks it alongside the rows.
-    let mut next_dup = 0usize;
-    for batch in reader {
-        let batch = batch.map_err(|e| rerr(e.to_string()))?;
-        let n = batch.num_rows();
-        let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
-        let mut events = EventBatch::new(&cols, n);
-        for i in 0..n {
-            let in_rg = (row - first_row + i as u64) as u32;
-            while dups.get(next_dup).is_some_and(|&d| d < in_rg) {
-                next_dup += 1;
+    fn read_row_group(
+        &mut self,
+        file: &InputFile,
+        rg: usize,
+        opts: &ReadOptions,
+        dups: &[u32],
+    ) -> Result<(), InputError> {
+        let rerr = |message: String| read_error(file, rg, message);
+        let reader = open_row_group(file, rg, Some(&SCANNED))?;
+        let first_row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
+        let mut row = first_row;
+        let name = file.path.display().to_string();
+        let mut rejects = RejectBuilder::default();
+        let mut kinds: FxHashMap<String, (EventKind, bool)> = FxHashMap::default();
+        let mut kind_counts = [0u64; EventKind::ALL.len()];
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        let nparts = self.parts.len().max(1);
+        let mut dict: Option<Arc<IdDictionary>> = None;
+        let (mut valid, mut sorted) = (Rows::default(), Rows::default());
+        // `dups` is sorted: one cursor walks it alongside the rows.
+        let mut next_dup = 0usize;
+        for batch in reader {
+            let batch = batch.map_err(|e| rerr(e.to_string()))?;
+            let n = batch.num_rows();
+            let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
+            let ids = match dict.take() {
+                Some(d) if same_array(&d.values, &cols.customer.values) => d,
+                _ => Arc::new(IdDictionary::new(cols.customer.values.clone(), nparts)),
+            };
+            valid.clear();
+            for i in 0..n {
+                let in_rg = (row - first_row + i as u64) as u32;
+                while dups.get(next_dup).is_some_and(|&d| d < in_rg) {
+                    next_dup += 1;
+                }
+                let outcome = cols.check(i, opts, &mut kinds).and_then(|ok| {
+                    if dups.get(next_dup) == Some(&in_rg) {
+                        Err(Reason::DuplicateKey)
+                    } else {
+                        Ok(ok)
+                    }
+                });
+                match outcome {
+                    Ok(v) => {
+                        kind_counts[v.kind as usize] += 1;
+                        if !v.known {
+                            let raw = cols.raw_event_type(i).unwrap_or_default();
+                            *self.stats.unknown_event_types.entry(raw).or_insert(0) += 1;
+                        }
+                        min_t = min_t.min(v.time_us);
+                        max_t = max_t.max(v.time_us);
+                        let (part, local) = ids.place[v.customer as usize];
+                        valid.part.push(part);
+                        valid.customer.push(local);
+                        valid.time_us.push(v.time_us);
+                        valid.kind.push(v.kind);
+                        valid.amount.push(v.amount);
+                        valid.channel.push(cols.channel.keys[i]);
+                        valid.category.push(cols.category.keys[i]);
+                    }
+                    Err(reason) => {
+                        self.stats.reject(reason);
+                        if reason.copied() {
+                            rejects.push(&name, row + i as u64, reason, &cols, i);
+                        }
+                    }
+                }
             }
-            let outcome = cols.check(i, opts, &mut kinds).and_then(|ok| {
-                if dups.get(next_dup) == Some(&in_rg) {
-                    Err(Reason::DuplicateKey)
+            let start = sorted.sort_by_part(&valid, nparts);
+            self.hand_over(&ids, &sorted, &start, &cols);
+            dict = Some(ids);
+            row += n as u64;
+            self.stats.rows_read += n as u64;
+            *self.stats.rows_per_file.entry(name.clone()).or_insert(0) += n as u64;
+        }
+        let used: u64 = kind_counts.iter().sum();
+        self.stats.rows_used += used;
+        for (kind, n) in EventKind::ALL.iter().zip(kind_counts) {
+            if n > 0 {
+                *self.stats.event_types.entry(*kind).or_insert(0) += n;
+            }
+        }
+        if used > 0 {
+            self.stats.min_time_us = opt_min(self.stats.min_time_us, Some(min_t));
+            self.stats.max_time_us = opt_max(self.stats.max_time_us, Some(max_t));
+        }
+        if let Some(b) = rejects.finish() {
+            self.rejects.push(b);
+        }
+        Ok(())
+    }
+
+    /// Queues each partition's rows for its accumulator: first at the free partitions, then
+    /// waiting for the busy ones. A partition applies its queue once it holds
+    /// [`FLUSH_ROWS`] rows.
+    fn hand_over(&self, dict: &Arc<IdDictionary>, rows: &Rows, start: &[usize], cols: &Columns) {
+        let nparts = start.len() - 1;
+        let mut todo: Vec<usize> = (0..nparts)
+            .map(|k| (self.first_part + k) % nparts)
+            .filter(|&p| start[p + 1] > start[p])
+            .collect();
+        let mut wait = false;
+        while !todo.is_empty() {
+            todo.retain(|&p| {
+                let mut part = if wait {
+                    self.parts[p].lock().unwrap_or_else(|e| e.into_inner())
                 } else {
-                    Ok(ok)
+                    match self.parts[p].try_lock() {
+                        Ok(part) => part,
+                        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                        Err(std::sync::TryLockError::WouldBlock) => return true,
+                    }
+                };
+                let dicts = Dicts {
+                    ids: Arc::clone(dict),
+                    channel: Arc::clone(&cols.channel.codes),
+                    category: Arc::clone(&cols.category.codes),
+                };
+                part.queue.push(rows, start[p]..start[p + 1], dicts);
+                if part.queue.rows.time_us.len() >= FLUSH_ROWS {
+                    part.flush(p, self.update);
                 }
+                false
             });
-            match outcome {
-                Ok(Valid {
-                    customer,
-                    time_us,
-                    kind,
-                    known,
-                    amount,
-                }) => {
-                    kind_counts[kind as usize] += 1;
-                    if !known {
-                        let raw = cols.raw_event_type(i).unwrap_or_default();
-                        *part.stats.unknown_event_types.entry(raw).or_insert(0) += 1;
-                    }
-                    min_t = min_t.min(time_us);
-                    max_t = max_t.max(time_us);
-                    events.customer.push(customer);
-                    events.time_us.push(time_us);
-                    events.kind.push(kind);
-                    events.amount.push(amount);
-                    events.channel.keys.push(cols.channel.keys[i]);
-                    events.category.keys.push(cols.category.keys[i]);
-                }
-                Err(reason) => {
-                    part.stats.reject(reason);
-                    if reason.copied() {
-                        rejects.push(&name, row + i as u64, reason, &cols, i);
-                    }
-                }
-            }
-        }
-        if !events.is_empty() {
-            update(&mut part.acc, &events);
-        }
-        row += n as u64;
-        part.stats.rows_read += n as u64;
-        *part.stats.rows_per_file.entry(name.clone()).or_insert(0) += n as u64;
-    }
-    let used: u64 = kind_counts.iter().sum();
-    part.stats.rows_used += used;
-    for (kind, n) in EventKind::ALL.iter().zip(kind_counts) {
-        if n > 0 {
-            *part.stats.event_types.entry(*kind).or_insert(0) += n;
+            wait = true;
         }
     }
-    if used > 0 {
-        part.stats.min_time_us = opt_min(part.stats.min_time_us, Some(min_t));
-        part.stats.max_time_us = opt_max(part.stats.max_time_us, Some(max_t));
+}
+
+/// Rows queued per partition before they are applied: enough that the partition's
+/// accumulator is touched by several rows per customer while it is in cache, few enough to
+/// bound memory (partitions × this × ~30 bytes).
+const FLUSH_ROWS: usize = 16 * 1024;
+
+/// The dictionaries a run of queued rows refers to.
+#[derive(Debug, Clone)]
+struct Dicts {
+    ids: Arc<IdDictionary>,
+    channel: Arc<[u64]>,
+    category: Arc<[u64]>,
+}
+
+impl Dicts {
+    fn same_as(&self, other: &Dicts) -> bool {
+        let same = |a: &Arc<[u64]>, b: &Arc<[u64]>| Arc::ptr_eq(a, b) || a[..] == b[..];
+        Arc::ptr_eq(&self.ids, &other.ids)
+            && same(&self.channel, &other.channel)
+            && same(&self.category, &other.category)
     }
-    if let Some(b) = rejects.finish() {
-        part.rejects.push(b);
+}
+
+/// Rows of one partition waiting for its accumulator, in runs that share dictionaries.
+#[derive(Debug, Default)]
+struct Queue {
+    rows: Rows,
+    /// Each run's dictionaries and the end of its rows.
+    runs: Vec<(Dicts, usize)>,
+}
+
+impl Queue {
+    fn push(&mut self, from: &Rows, range: std::ops::Range<usize>, dicts: Dicts) {
+        let to = &mut self.rows;
+        to.customer.extend_from_slice(&from.customer[range.clone()]);
+        to.time_us.extend_from_slice(&from.time_us[range.clone()]);
+        to.kind.extend_from_slice(&from.kind[range.clone()]);
+        to.amount.extend_from_slice(&from.amount[range.clone()]);
+        to.channel.extend_from_slice(&from.channel[range.clone()]);
+        to.category.extend_from_slice(&from.category[range]);
+        let end = to.time_us.len();
+        match self.runs.last_mut() {
+            Some((last, last_end)) if last.same_as(&dicts) => *last_end = end,
+            _ => self.runs.push((dicts, end)),
+        }
     }
-    Ok(())
+}
+
+/// One customer partition of a scan: its accumulator and its queue.
+#[derive(Debug)]
+struct Partition<A> {
+    acc: A,
+    queue: Queue,
+}
+
+impl<A> Partition<A> {
+    /// Applies the queued rows of partition number `p`.
+    fn flush<U: Fn(&mut A, &EventBatch<'_>)>(&mut self, p: usize, update: &U) {
+        let Queue { rows, runs } = &mut self.queue;
+        let mut start = 0;
+        for (dicts, end) in runs.iter() {
+            let r = start..*end;
+            let batch = EventBatch {
+                ids: Ids {
+                    dict: &dicts.ids,
+                    part: p,
+                },
+                customer: &rows.customer[r.clone()],
+                time_us: &rows.time_us[r.clone()],
+                kind: &rows.kind[r.clone()],
+                amount: &rows.amount[r.clone()],
+                channel: Codes {
+                    values: &dicts.channel,
+                    keys: &rows.channel[r.clone()],
+                },
+                category: Codes {
+                    values: &dicts.category,
+                    keys: &rows.category[r],
+                },
+            };
+            update(&mut self.acc, &batch);
+            start = *end;
+        }
+        rows.clear();
+        runs.clear();
+    }
+}
+
+fn same_array(a: &StringArray, b: &StringArray) -> bool {
+    a.len() == b.len()
+        && a.value_offsets().as_ptr() == b.value_offsets().as_ptr()
+        && a.values().as_ptr() == b.values().as_ptr()
 }
 
 /// Reads only the time column and returns the latest in-range event time (µs), if any:
@@ -786,14 +1171,17 @@ impl Distinct {
 /// A text column turned into stable 64-bit value codes (hash of the text), computed once per
 /// distinct value.
 struct Coded {
-    codes: Vec<u64>,
+    codes: Arc<[u64]>,
     keys: Vec<u32>,
 }
 
 impl Coded {
     fn new(text: &Text, n: usize) -> Coded {
         let (codes, keys) = text.keyed(n, value_code);
-        Coded { codes, keys }
+        Coded {
+            codes: codes.into(),
+            keys,
+        }
     }
 }
 

@@ -16,13 +16,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+mod ids;
+use ids::IdTable;
+
 use crate::events::EventKind;
-use crate::io::{Event, EventBatch, DAY_US};
+use crate::io::read::value_code;
+use crate::io::{Event, EventBatch, EventBatches, IdsKey, DAY_US};
 
 /// Money is summed in integer micro-units: exact and order-independent. An i64 holds
 /// 9.2e12 currency units per customer and segment; sums saturate rather than wrap.
@@ -256,6 +260,22 @@ impl Lists {
     }
 }
 
+/// Purchases (time-sorted) merged by UTC day: (day, total micro-units) in day order.
+fn purchase_days(purchases: &[(i64, i64)]) -> impl Iterator<Item = (i32, i64)> + '_ {
+    let mut rest = purchases;
+    std::iter::from_fn(move || {
+        let (&(t, m), tail) = rest.split_first()?;
+        let day = t.div_euclid(DAY_US);
+        let mut total = m;
+        let same = tail.partition_point(|&(p, _)| p.div_euclid(DAY_US) == day);
+        for &(_, m) in &tail[..same] {
+            total = total.saturating_add(m);
+        }
+        rest = &tail[same..];
+        Some((day as i32, total))
+    })
+}
+
 /// One customer's accumulated history: a view into [`Histories`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CustomerHistory<'a> {
@@ -318,40 +338,46 @@ impl<'a> CustomerHistory<'a> {
         }
         let days = |us: i64| (cutoff_us - us) as f64 / DAY_US as f64;
         let cutoff_day = cutoff_us.div_euclid(DAY_US) as i32;
-        let purchases = &self.lists.purchases[..self.lists.purchases.partition_point(|&(p, _)| p < cutoff_us)];
+        let purchases = &self.lists.purchases[..self
+            .lists
+            .purchases
+            .partition_point(|&(p, _)| p < cutoff_us)];
 
-        // Distinct purchase days (with their totals) and the gaps between them.
-        let mut pdays: Vec<i32> = Vec::new();
-        let mut day_totals: Vec<i64> = Vec::new();
-        for &(p, m) in purchases {
-            let d = p.div_euclid(DAY_US) as i32;
-            if pdays.last() == Some(&d) {
-                if let Some(t) = day_totals.last_mut() {
-                    *t = t.saturating_add(m);
-                }
+        // Distinct purchase days (with their totals) and the gaps between them, in two
+        // passes over the purchases (the spread needs the mean first).
+        let mut n_days = 0u64;
+        let (mut first, mut last) = (0i32, 0i32);
+        let (mut gap_sum, mut repeat_sum) = (0.0f64, 0.0f64);
+        for (d, total) in purchase_days(purchases) {
+            if n_days == 0 {
+                first = d;
             } else {
-                pdays.push(d);
-                day_totals.push(m);
+                gap_sum += f64::from(d - last);
+                repeat_sum += from_micros(total);
             }
+            last = d;
+            n_days += 1;
         }
-        let repeat_spend_mean = (day_totals.len() > 1).then(|| {
-            let repeat = &day_totals[1..];
-            repeat.iter().map(|&m| from_micros(m)).sum::<f64>() / repeat.len() as f64
-        });
-        let gaps: Vec<f64> = pdays.windows(2).map(|w| f64::from(w[1] - w[0])).collect();
-        let (ipt_mean, ipt_std) = if gaps.is_empty() {
-            (None, None)
-        } else {
-            let n = gaps.len() as f64;
-            let mean = gaps.iter().sum::<f64>() / n;
-            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n;
-            (Some(mean), Some(var.sqrt()))
-        };
-        let (t_x, t) = match (pdays.first(), pdays.last()) {
-            (Some(&first), Some(&last)) => {
-                (f64::from(last - first), f64::from(cutoff_day - 1 - first))
+        let repeat_spend_mean = (n_days > 1).then(|| repeat_sum / (n_days - 1) as f64);
+        let (ipt_mean, ipt_std) = if n_days > 1 {
+            let n = (n_days - 1) as f64;
+            let mean = gap_sum / n;
+            let mut var_sum = 0.0f64;
+            let mut prev = None;
+            for (d, _) in purchase_days(purchases) {
+                if let Some(p) = prev {
+                    var_sum += (f64::from(d - p) - mean).powi(2);
+                }
+                prev = Some(d);
             }
-            _ => (0.0, 0.0),
+            (Some(mean), Some((var_sum / n).sqrt()))
+        } else {
+            (None, None)
+        };
+        let (t_x, t) = if n_days > 0 {
+            (f64::from(last - first), f64::from(cutoff_day - 1 - first))
+        } else {
+            (0.0, 0.0)
         };
 
         // A cart add is abandoned when no purchase follows within 24 h (before the cutoff).
@@ -368,8 +394,8 @@ impl<'a> CustomerHistory<'a> {
         Some(Features {
             n_events: s.n_events(),
             n_purchases,
-            purchase_days: pdays.len() as u64,
-            frequency: (pdays.len() as u64).saturating_sub(1),
+            purchase_days: n_days,
+            frequency: n_days.saturating_sub(1),
             recency_days: purchases.last().map(|&(p, _)| days(p)),
             t_x_days: t_x,
             t_days: t,
@@ -546,20 +572,15 @@ const NO_SLOT: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 pub struct HistoryAcc {
     cutoffs: Vec<i64>,
-    slots: FxHashMap<Box<str>, u32>,
+    /// Customer ids; an id's number is its slot.
+    ids: IdTable,
     /// `cutoffs.len()` cells per slot.
     cells: Vec<Cell>,
     /// One per slot.
     lists: Vec<Lists>,
     codes: SharedCodes,
-    /// The last batch dictionary and the slot of each of its ids (`NO_SLOT` until used).
-    dict: Option<(StringArray, Vec<u32>)>,
-}
-
-fn same_array(a: &StringArray, b: &StringArray) -> bool {
-    a.len() == b.len()
-        && a.value_offsets().as_ptr() == b.value_offsets().as_ptr()
-        && a.values().as_ptr() == b.values().as_ptr()
+    /// The ids of the last batch and the slot of each (`NO_SLOT` until used).
+    dict: Option<(IdsKey, Vec<u32>)>,
 }
 
 impl HistoryAcc {
@@ -568,7 +589,7 @@ impl HistoryAcc {
     pub fn new(cutoffs: &[i64]) -> HistoryAcc {
         HistoryAcc {
             cutoffs: cutoffs.to_vec(),
-            slots: FxHashMap::default(),
+            ids: IdTable::default(),
             cells: Vec::new(),
             lists: Vec::new(),
             codes: SharedCodes::default(),
@@ -576,24 +597,27 @@ impl HistoryAcc {
         }
     }
 
-    /// An empty partial for another worker of the same scan (it shares the value-id table, so
-    /// merging needs no re-coding).
-    pub fn partial(&self) -> HistoryAcc {
-        HistoryAcc {
-            codes: Arc::clone(&self.codes),
-            ..HistoryAcc::new(&self.cutoffs)
-        }
+    /// `n` empty accumulators for the customer partitions of one scan. They share one value-id
+    /// table, so [`Histories::from_parts`] needs no re-coding.
+    pub fn partitions(cutoffs: &[i64], n: usize) -> Vec<HistoryAcc> {
+        let first = HistoryAcc::new(cutoffs);
+        let mut parts: Vec<HistoryAcc> = (1..n)
+            .map(|_| HistoryAcc {
+                codes: Arc::clone(&first.codes),
+                ..HistoryAcc::new(cutoffs)
+            })
+            .collect();
+        parts.insert(0, first);
+        parts
     }
 
-    fn slot(&mut self, id: &str) -> u32 {
-        if let Some(&s) = self.slots.get(id) {
-            return s;
+    fn slot(&mut self, hash: u64, id: &str) -> u32 {
+        let (s, added) = self.ids.intern(hash, id);
+        if added {
+            self.lists.push(Lists::default());
+            let n = self.cutoffs.len();
+            self.cells.resize(self.cells.len() + n, Cell::default());
         }
-        let s = self.lists.len() as u32;
-        self.slots.insert(id.into(), s);
-        self.lists.push(Lists::default());
-        let n = self.cutoffs.len();
-        self.cells.resize(self.cells.len() + n, Cell::default());
         s
     }
 
@@ -658,7 +682,7 @@ impl HistoryAcc {
 
     /// Adds one event.
     pub fn update(&mut self, ev: &Event<'_>) {
-        let slot = self.slot(ev.customer_id);
+        let slot = self.slot(value_code(ev.customer_id), ev.customer_id);
         let (category, channel) = {
             let mut codes = lock(&self.codes);
             (
@@ -673,9 +697,10 @@ impl HistoryAcc {
     /// Adds a batch of events: each distinct customer id, category and channel of the batch
     /// is resolved once.
     pub fn update_batch(&mut self, batch: &EventBatch<'_>) {
-        let (ids, mut slots) = match self.dict.take() {
-            Some((ids, slots)) if same_array(&ids, batch.ids) => (ids, slots),
-            _ => (batch.ids.clone(), vec![NO_SLOT; batch.ids.len()]),
+        let ids = batch.ids;
+        let (key, mut slots) = match self.dict.take() {
+            Some((key, slots)) if ids.same_as(&key) => (key, slots),
+            _ => (ids.key(), vec![NO_SLOT; ids.len()]),
         };
         let (categories, channels): (Vec<u32>, Vec<u32>) = {
             let mut codes = lock(&self.codes);
@@ -695,11 +720,11 @@ impl HistoryAcc {
             )
         };
         for i in 0..batch.len() {
-            let j = batch.customer[i] as usize;
-            let slot = match slots[j] {
+            let j = batch.customer[i];
+            let slot = match slots[j as usize] {
                 NO_SLOT => {
-                    let s = self.slot(ids.value(j));
-                    slots[j] = s;
+                    let s = self.slot(ids.hash(j), ids.get(j));
+                    slots[j as usize] = s;
                     s
                 }
                 s => s,
@@ -719,7 +744,7 @@ impl HistoryAcc {
                 channels.get(batch.channel.keys[i] as usize).copied(),
             );
         }
-        self.dict = Some((ids, slots));
+        self.dict = Some((key, slots));
     }
 
     /// Moves this partial's value ids onto `target`'s table.
@@ -763,60 +788,84 @@ impl HistoryAcc {
         self.dict = None;
     }
 
-    /// Combines two partials (order does not matter).
-    pub fn merge(mut self, mut other: HistoryAcc) -> HistoryAcc {
-        if self.lists.len() < other.lists.len() {
-            std::mem::swap(&mut self, &mut other);
-        }
-        if !Arc::ptr_eq(&self.codes, &other.codes) {
-            other.recode(&self.codes);
-        }
-        let n = self.cutoffs.len();
-        for (id, o) in std::mem::take(&mut other.slots) {
-            let o = o as usize;
-            let lists = std::mem::take(&mut other.lists[o]);
-            let cells = &other.cells[o * n..(o + 1) * n];
-            match self.slots.get(&id) {
-                Some(&s) => {
-                    let s = s as usize;
-                    for (a, b) in self.cells[s * n..(s + 1) * n].iter_mut().zip(cells) {
-                        a.add(b);
-                    }
-                    self.lists[s].absorb(lists);
-                }
-                None => {
-                    self.slots.insert(id, self.lists.len() as u32);
-                    self.lists.push(lists);
-                    self.cells.extend_from_slice(cells);
-                }
-            }
-        }
-        self
-    }
-
     /// Customers sorted by id (byte order): the deterministic order of every output.
     pub fn finish(self) -> Histories {
-        let mut ids: Vec<(Box<str>, u32)> = self.slots.into_iter().collect();
-        ids.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut lists = self.lists;
-        lists.par_iter_mut().for_each(Lists::finish);
-        Histories {
-            cutoffs: self.cutoffs,
-            ids,
-            cells: self.cells,
-            lists,
-        }
+        Histories::from_parts(vec![self])
     }
+}
+
+/// The accumulated state of one partition of customers.
+#[derive(Debug, Clone, Default)]
+struct Part {
+    ids: IdTable,
+    cells: Vec<Cell>,
+    lists: Vec<Lists>,
 }
 
 /// Every customer's history, sorted by customer id.
 #[derive(Debug, Clone)]
 pub struct Histories {
     pub cutoffs: Vec<i64>,
-    /// Customer ids in byte order, each with its slot in `cells` / `lists`.
-    ids: Vec<(Box<str>, u32)>,
-    cells: Vec<Cell>,
-    lists: Vec<Lists>,
+    /// (partition, slot) of every customer, in id order (bytes).
+    order: Vec<(u32, u32)>,
+    parts: Vec<Part>,
+}
+
+impl Histories {
+    /// Finishes accumulators over the same cutoffs: normally the disjoint customer partitions
+    /// of one scan; a customer found in several is combined into one history.
+    pub fn from_parts(mut accs: Vec<HistoryAcc>) -> Histories {
+        let cutoffs = accs.first().map(|a| a.cutoffs.clone()).unwrap_or_default();
+        let n = cutoffs.len();
+        if let Some((first, rest)) = accs.split_first_mut() {
+            for acc in rest.iter_mut() {
+                assert_eq!(acc.cutoffs, first.cutoffs, "parts with different cutoffs");
+                if !Arc::ptr_eq(&acc.codes, &first.codes) {
+                    acc.recode(&first.codes);
+                }
+            }
+        }
+        let mut parts: Vec<Part> = accs
+            .into_iter()
+            .map(|acc| Part {
+                ids: acc.ids,
+                cells: acc.cells,
+                lists: acc.lists,
+            })
+            .collect();
+        let text = |&(p, s): &(u32, u32)| parts[p as usize].ids.get(s);
+        let mut order: Vec<(u32, u32)> = (0..parts.len())
+            .flat_map(|p| (0..parts[p].ids.len()).map(move |s| (p as u32, s as u32)))
+            .collect();
+        order.par_sort_unstable_by(|a, b| text(a).cmp(text(b)));
+        // The same id in two parts (never from a scan, whose parts are disjoint): the later
+        // history is folded into the first.
+        let mut unique: Vec<(u32, u32)> = Vec::with_capacity(order.len());
+        let mut folds: Vec<((u32, u32), (u32, u32))> = Vec::new();
+        for at in order {
+            match unique.last() {
+                Some(last) if text(last) == text(&at) => folds.push((*last, at)),
+                _ => unique.push(at),
+            }
+        }
+        for ((lp, ls), (p, s)) in folds {
+            let (lp, ls, p, s) = (lp as usize, ls as usize, p as usize, s as usize);
+            let cells: Vec<Cell> = parts[p].cells[s * n..(s + 1) * n].to_vec();
+            let lists = std::mem::take(&mut parts[p].lists[s]);
+            for (a, b) in parts[lp].cells[ls * n..(ls + 1) * n].iter_mut().zip(&cells) {
+                a.add(b);
+            }
+            parts[lp].lists[ls].absorb(lists);
+        }
+        parts
+            .par_iter_mut()
+            .for_each(|part| part.lists.iter_mut().for_each(Lists::finish));
+        Histories {
+            cutoffs,
+            order: unique,
+            parts,
+        }
+    }
 }
 
 /// One row per customer with any event before the cutoff.
@@ -865,25 +914,27 @@ impl FeatureSet {
 impl Histories {
     /// Customers.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.order.is_empty()
     }
 
     /// Id of customer `i` (in id order).
     pub fn id(&self, i: usize) -> &str {
-        &self.ids[i].0
+        let (p, s) = self.order[i];
+        self.parts[p as usize].ids.get(s)
     }
 
     /// History of customer `i` (in id order).
     pub fn customer(&self, i: usize) -> CustomerHistory<'_> {
         let n = self.cutoffs.len();
-        let s = self.ids[i].1 as usize;
+        let (p, s) = self.order[i];
+        let (part, s) = (&self.parts[p as usize], s as usize);
         CustomerHistory {
-            cells: &self.cells[s * n..(s + 1) * n],
-            lists: &self.lists[s],
+            cells: &part.cells[s * n..(s + 1) * n],
+            lists: &part.lists[s],
         }
     }
 
@@ -906,7 +957,7 @@ impl Histories {
             index: Vec::with_capacity(rows.len()),
         };
         for (i, r) in rows {
-            set.customer_ids.push(self.ids[i].0.clone());
+            set.customer_ids.push(self.id(i).into());
             set.rows.push(r);
             set.index.push(i);
         }
@@ -915,12 +966,15 @@ impl Histories {
 }
 
 /// Builds histories single-threaded from a slice of events (tests and small inputs).
+/// (Through the same partitioned batch path as a scan.)
 pub fn histories_from_events(cutoffs: &[i64], events: &[Event<'_>]) -> Histories {
-    let mut acc = HistoryAcc::new(cutoffs);
-    for e in events {
-        acc.update(e);
+    const PARTS: usize = 4;
+    let batches = EventBatches::new(events, PARTS);
+    let mut parts = HistoryAcc::partitions(cutoffs, PARTS);
+    for (p, acc) in parts.iter_mut().enumerate() {
+        acc.update_batch(&batches.batch(p));
     }
-    acc.finish()
+    Histories::from_parts(parts)
 }
 
 #[cfg(test)]
@@ -939,7 +993,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_equals_sequential() {
+    fn overlapping_parts_fold_into_the_sequential_result() {
         let cutoffs = [10 * DAY_US, 20 * DAY_US];
         let kinds = [
             EventKind::Purchase,
@@ -971,20 +1025,25 @@ mod tests {
                 right.update(e)
             }
         }
-        let merged = right.merge(left).finish();
+        let merged = Histories::from_parts(vec![right, left]);
         for k in 0..2 {
             assert_eq!(whole.features(k), merged.features(k));
         }
     }
 
-    /// More distinct categories than a mask holds, seen in different orders by two partials
-    /// with their own value-id tables: the merge re-codes one side and the counts stay exact.
+    /// More distinct categories than a mask holds, seen in different orders by two parts with
+    /// their own value-id tables: one side is re-coded and the counts stay exact.
     #[test]
-    fn merge_recodes_many_categories() {
+    fn parts_with_own_value_ids_are_recoded() {
         let cutoffs = [30 * DAY_US, 60 * DAY_US];
         let events: Vec<Event<'_>> = (0..600)
             .map(|i| {
-                let mut e = ev(["a", "b"][i % 2], (i % 59) as f64, EventKind::PageView, None);
+                let mut e = ev(
+                    ["a", "b"][i % 2],
+                    (i % 59) as f64,
+                    EventKind::PageView,
+                    None,
+                );
                 e.category = Some(((i * 37) % 150) as u64);
                 e.channel = Some((i % 70) as u64);
                 e
@@ -1000,7 +1059,7 @@ mod tests {
             right.update(e);
         }
         assert!(left.lists.len() == 2 && right.lists.len() == 2);
-        let merged = left.merge(right).finish();
+        let merged = Histories::from_parts(vec![left, right]);
         for k in 0..2 {
             let (a, b) = (whole.features(k), merged.features(k));
             assert_eq!(a, b);

@@ -162,19 +162,18 @@ pub fn duplicate_rows(inputs: &InputSet) -> Result<Duplicates, InputError> {
         .filter(|(_, f)| keyed(f))
         .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
         .collect();
-    let keys: Vec<Vec<Option<u128>>> = tasks
+    let keys: Vec<Vec<(u32, u128)>> = tasks
         .par_iter()
         .map(|&(fi, rg)| row_group_keys(&inputs.files[fi], rg))
         .collect::<Result<_, _>>()?;
     let mut seen: rustc_hash::FxHashSet<u128> = rustc_hash::FxHashSet::default();
     let mut out = Duplicates::default();
+    seen.reserve(keys.iter().map(Vec::len).sum());
     for (&(fi, rg), ks) in tasks.iter().zip(&keys) {
-        for (i, k) in ks.iter().enumerate() {
-            if let Some(k) = k {
-                if !seen.insert(*k) {
-                    out.rows.entry((fi, rg)).or_default().push(i as u32);
-                    out.count += 1;
-                }
+        for &(i, k) in ks {
+            if !seen.insert(k) {
+                out.rows.entry((fi, rg)).or_default().push(i);
+                out.count += 1;
             }
         }
     }
@@ -208,7 +207,8 @@ fn open_row_group(
         .map_err(|e| read_error(file, rg, e.to_string()))
 }
 
-fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<Option<u128>>, InputError> {
+/// The keyed rows of one row group: (row within the row group, key), in row order.
+fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(u32, u128)>, InputError> {
     let rerr = |message: String| read_error(file, rg, message);
     let reader = open_row_group(
         file,
@@ -227,6 +227,7 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<Option<u128>>, Inpu
         }
     };
     let mut keys = Vec::new();
+    let mut row = 0u32;
     for batch in reader {
         let batch = batch.map_err(|e| rerr(e.to_string()))?;
         let (kind, order, event) = (
@@ -235,14 +236,18 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<Option<u128>>, Inpu
             text(&batch, Field::EventId)?,
         );
         for i in 0..batch.num_rows() {
-            keys.push(match (get(&event, i), get(&order, i)) {
+            let key = match (get(&event, i), get(&order, i)) {
                 (Some(e), _) => Some(key128(&["e", e])),
                 (None, Some(o)) => {
                     let k = get(&kind, i).unwrap_or("").trim().to_ascii_lowercase();
                     Some(key128(&["o", &k, o]))
                 }
                 _ => None,
-            });
+            };
+            if let Some(k) = key {
+                keys.push((row, k));
+            }
+            row += 1;
         }
     }
     Ok(keys)

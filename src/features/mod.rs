@@ -729,16 +729,17 @@ impl HistoryAcc {
                 }
                 s => s,
             };
+            // Only purchase and refund amounts are kept.
+            let kind = batch.kind[i];
             let amount = batch.amount[i];
-            let micros = if amount.is_nan() {
-                0
-            } else {
-                to_micros(amount)
+            let micros = match kind {
+                EventKind::Purchase | EventKind::Refund if !amount.is_nan() => to_micros(amount),
+                _ => 0,
             };
             self.apply(
                 slot,
                 batch.time_us[i],
-                batch.kind[i],
+                kind,
                 micros,
                 categories.get(batch.category.keys[i] as usize).copied(),
                 channels.get(batch.channel.keys[i] as usize).copied(),

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// Errors raised while writing outputs.
@@ -107,9 +109,10 @@ pub fn write_parquet(
     write_parquet_stream(path, schema, batches.iter().cloned().map(Ok), options)
 }
 
-/// [`write_parquet`] for batches made one at a time: the caller's thread makes the next batch
-/// while another thread encodes the last one, and only those two are in memory. An error
-/// making a batch abandons the file.
+/// [`write_parquet`] for batches made one at a time, each written as its own row group(s):
+/// the caller's thread makes the next batch while another thread encodes the last one (its
+/// columns in parallel), and only those two are in memory. An error making a batch abandons
+/// the file.
 pub fn write_parquet_stream(
     path: &Path,
     schema: SchemaRef,
@@ -120,9 +123,7 @@ pub fn write_parquet_stream(
     let written = std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
         let tmp = &tmp;
-        let encoder = scope.spawn(move || {
-            write_parquet_batches(tmp, schema, receive.into_iter().map(Ok), options)
-        });
+        let encoder = scope.spawn(move || write_row_groups(tmp, schema, receive, options));
         let mut made = Ok(());
         for batch in batches {
             match batch {
@@ -189,6 +190,63 @@ fn write_parquet_batches(
         rows += batch.num_rows() as u64;
     }
     let inner = writer.into_inner().map_err(perr)?;
+    let file = inner.into_inner().map_err(|e| OutputError::Io {
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok(rows)
+}
+
+/// Writes the batches received, each as row groups of at most `options.row_group_rows` rows,
+/// the columns of a row group encoded in parallel.
+fn write_row_groups(
+    path: &Path,
+    schema: SchemaRef,
+    batches: std::sync::mpsc::Receiver<RecordBatch>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    let perr = |source| OutputError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(io_err(path))?;
+    let writer = ArrowWriter::try_new(
+        BufWriter::new(file),
+        schema.clone(),
+        Some(options.properties()),
+    )
+    .map_err(perr)?;
+    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
+    let mut rows = 0u64;
+    let mut index = 0;
+    for whole in batches {
+        for start in (0..whole.num_rows()).step_by(options.row_group_rows) {
+            let batch = whole.slice(start, options.row_group_rows.min(whole.num_rows() - start));
+            let columns = factory.create_column_writers(index).map_err(perr)?;
+            index += 1;
+            // One writer per column: the schemas written here are flat.
+            let chunks = columns
+                .into_par_iter()
+                .zip(batch.columns().par_iter())
+                .zip(schema.fields().par_iter())
+                .map(|((mut column, array), field)| {
+                    for leaf in compute_leaves(field, array)? {
+                        column.write(&leaf)?;
+                    }
+                    column.close()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(perr)?;
+            let mut group = file_writer.next_row_group().map_err(perr)?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut group).map_err(perr)?;
+            }
+            group.close().map_err(perr)?;
+            rows += batch.num_rows() as u64;
+        }
+    }
+    let inner = file_writer.into_inner().map_err(perr)?;
     let file = inner.into_inner().map_err(|e| OutputError::Io {
         path: path.to_path_buf(),
         source: e.into_error(),

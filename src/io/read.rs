@@ -13,7 +13,9 @@ use arrow_array::types::{
     Date32Type, Date64Type, Float64Type, Int32Type, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
-use arrow_array::{Array, ArrayRef, Float64Array, PrimitiveArray, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, Float64Array, PrimitiveArray, RecordBatch, StringArray,
+};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -541,6 +543,15 @@ struct Rows {
 }
 
 impl Rows {
+    fn reserve(&mut self, n: usize) {
+        self.customer.reserve(n);
+        self.time_us.reserve(n);
+        self.kind.reserve(n);
+        self.amount.reserve(n);
+        self.channel.reserve(n);
+        self.category.reserve(n);
+    }
+
     fn clear(&mut self) {
         self.part.clear();
         self.customer.clear();
@@ -551,33 +562,37 @@ impl Rows {
         self.category.clear();
     }
 
-    /// `from` reordered by partition (stable); returns where each partition's rows start.
-    fn sort_by_part(&mut self, from: &Rows, parts: usize) -> Vec<usize> {
+    /// Row numbers grouped by partition (stable) into `order`; returns where each
+    /// partition's rows start in it.
+    fn order_by_part(&self, parts: usize, order: &mut Vec<u32>) -> Vec<usize> {
         let mut start = vec![0usize; parts + 1];
-        for &p in &from.part {
+        for &p in &self.part {
             start[p as usize + 1] += 1;
         }
         for p in 0..parts {
             start[p + 1] += start[p];
         }
-        let n = from.part.len();
-        let mut order = vec![0u32; n];
+        order.clear();
+        order.resize(self.part.len(), 0);
         let mut next = start.clone();
-        for (i, &p) in from.part.iter().enumerate() {
+        for (i, &p) in self.part.iter().enumerate() {
             order[next[p as usize]] = i as u32;
             next[p as usize] += 1;
         }
-        fn gather<T: Copy>(to: &mut Vec<T>, from: &[T], order: &[u32]) {
-            to.clear();
-            to.extend(order.iter().map(|&i| from[i as usize]));
-        }
-        gather(&mut self.customer, &from.customer, &order);
-        gather(&mut self.time_us, &from.time_us, &order);
-        gather(&mut self.kind, &from.kind, &order);
-        gather(&mut self.amount, &from.amount, &order);
-        gather(&mut self.channel, &from.channel, &order);
-        gather(&mut self.category, &from.category, &order);
         start
+    }
+
+    /// Appends rows `picked` of `from`.
+    fn extend_from(&mut self, from: &Rows, picked: &[u32]) {
+        fn gather<T: Copy>(to: &mut Vec<T>, from: &[T], picked: &[u32]) {
+            to.extend(picked.iter().map(|&i| from[i as usize]));
+        }
+        gather(&mut self.customer, &from.customer, picked);
+        gather(&mut self.time_us, &from.time_us, picked);
+        gather(&mut self.kind, &from.kind, picked);
+        gather(&mut self.amount, &from.amount, picked);
+        gather(&mut self.channel, &from.channel, picked);
+        gather(&mut self.category, &from.category, picked);
     }
 }
 
@@ -627,8 +642,10 @@ impl EventBatches {
             all.part.push(part);
             all.customer.push(local);
         }
+        let mut order = Vec::new();
+        let start = all.order_by_part(parts, &mut order);
         let mut rows = Rows::default();
-        let start = rows.sort_by_part(&all, parts);
+        rows.extend_from(&all, &order);
         let [channel, category] = values;
         EventBatches {
             ids: Arc::new(dict),
@@ -781,7 +798,8 @@ where
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         let nparts = self.parts.len().max(1);
         let mut dict: Option<Arc<IdDictionary>> = None;
-        let (mut valid, mut sorted) = (Rows::default(), Rows::default());
+        let mut valid = Rows::default();
+        let mut order: Vec<u32> = Vec::new();
         // `dups` is sorted: one cursor walks it alongside the rows.
         let mut next_dup = 0usize;
         for batch in reader {
@@ -831,8 +849,8 @@ where
                     }
                 }
             }
-            let start = sorted.sort_by_part(&valid, nparts);
-            self.hand_over(&ids, &sorted, &start, &cols);
+            let start = valid.order_by_part(nparts, &mut order);
+            self.hand_over(&ids, &valid, &order, &start, &cols);
             dict = Some(ids);
             row += n as u64;
             self.stats.rows_read += n as u64;
@@ -858,7 +876,14 @@ where
     /// Queues each partition's rows for its accumulator: first at the free partitions, then
     /// waiting for the busy ones. A partition applies its queue once it holds
     /// [`FLUSH_ROWS`] rows.
-    fn hand_over(&self, dict: &Arc<IdDictionary>, rows: &Rows, start: &[usize], cols: &Columns) {
+    fn hand_over(
+        &self,
+        dict: &Arc<IdDictionary>,
+        rows: &Rows,
+        order: &[u32],
+        start: &[usize],
+        cols: &Columns,
+    ) {
         let nparts = start.len() - 1;
         let mut todo: Vec<usize> = (0..nparts)
             .map(|k| (self.first_part + k) % nparts)
@@ -881,7 +906,7 @@ where
                     channel: Arc::clone(&cols.channel.codes),
                     category: Arc::clone(&cols.category.codes),
                 };
-                part.queue.push(rows, start[p]..start[p + 1], dicts);
+                part.queue.push(rows, &order[start[p]..start[p + 1]], dicts);
                 if part.queue.rows.time_us.len() >= FLUSH_ROWS {
                     part.flush(p, self.update);
                 }
@@ -923,15 +948,13 @@ struct Queue {
 }
 
 impl Queue {
-    fn push(&mut self, from: &Rows, range: std::ops::Range<usize>, dicts: Dicts) {
-        let to = &mut self.rows;
-        to.customer.extend_from_slice(&from.customer[range.clone()]);
-        to.time_us.extend_from_slice(&from.time_us[range.clone()]);
-        to.kind.extend_from_slice(&from.kind[range.clone()]);
-        to.amount.extend_from_slice(&from.amount[range.clone()]);
-        to.channel.extend_from_slice(&from.channel[range.clone()]);
-        to.category.extend_from_slice(&from.category[range]);
-        let end = to.time_us.len();
+    fn push(&mut self, from: &Rows, picked: &[u32], dicts: Dicts) {
+        if self.rows.time_us.is_empty() {
+            // Sized once for a full queue, so it does not grow by doubling.
+            self.rows.reserve(FLUSH_ROWS + picked.len());
+        }
+        self.rows.extend_from(from, picked);
+        let end = self.rows.time_us.len();
         match self.runs.last_mut() {
             Some((last, last_end)) if last.same_as(&dicts) => *last_end = end,
             _ => self.runs.push((dicts, end)),
@@ -1158,7 +1181,11 @@ impl Distinct {
             Text::Absent => (StringArray::from_iter_values([""; 0]), vec![Codes::NONE; n]),
         };
         let blank = (0..values.len())
-            .map(|j| values.value(j).trim().is_empty())
+            .map(|j| {
+                let v = values.value(j);
+                // Most ids start with a visible ASCII character: no need to trim those.
+                !v.as_bytes().first().is_some_and(u8::is_ascii_graphic) && v.trim().is_empty()
+            })
             .collect();
         Distinct {
             values,
@@ -1250,15 +1277,7 @@ impl<'a> Columns<'a> {
         };
         let time = column(Field::EventTime);
         let times = match time {
-            Some(col) => (0..col.len())
-                .map(|i| {
-                    if col.is_null(i) {
-                        NULL_TIME
-                    } else {
-                        time_us(col, i).unwrap_or(BAD_TIME)
-                    }
-                })
-                .collect(),
+            Some(col) => times_us(col),
             None => vec![NULL_TIME; n],
         };
         Ok(Columns {
@@ -1345,6 +1364,43 @@ impl<'a> Columns<'a> {
             known,
             amount,
         })
+    }
+}
+
+/// [`time_us`] of a whole column, with the [`NULL_TIME`] / [`BAD_TIME`] sentinels.
+fn times_us(col: &ArrayRef) -> Vec<i64> {
+    fn convert<T: ArrowPrimitiveType>(
+        col: &ArrayRef,
+        f: impl Fn(T::Native) -> Option<i64>,
+    ) -> Vec<i64> {
+        let a = col.as_primitive::<T>();
+        let values = a.values().iter().map(|&v| f(v).unwrap_or(BAD_TIME));
+        match a.nulls() {
+            None => values.collect(),
+            Some(nulls) => values
+                .zip(nulls.iter())
+                .map(|(t, valid)| if valid { t } else { NULL_TIME })
+                .collect(),
+        }
+    }
+    match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            convert::<TimestampSecondType>(col, |v| v.checked_mul(1_000_000))
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            convert::<TimestampMillisecondType>(col, |v| v.checked_mul(1_000))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            convert::<TimestampMicrosecondType>(col, Some)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            convert::<TimestampNanosecondType>(col, |v| Some(v.div_euclid(1_000)))
+        }
+        DataType::Date32 => convert::<Date32Type>(col, |v| Some(i64::from(v) * DAY_US)),
+        DataType::Date64 => convert::<Date64Type>(col, |v| v.checked_mul(1_000)),
+        _ => (0..col.len())
+            .map(|i| if col.is_null(i) { NULL_TIME } else { BAD_TIME })
+            .collect(),
     }
 }
 

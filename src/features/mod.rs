@@ -260,6 +260,14 @@ impl Lists {
     }
 }
 
+/// The front of a sorted list whose items pass `is_before` (often all of it: checked first).
+fn before<T>(list: &[T], is_before: impl Fn(&T) -> bool) -> &[T] {
+    match list.last() {
+        Some(last) if !is_before(last) => &list[..list.partition_point(is_before)],
+        _ => list,
+    }
+}
+
 /// Purchases (time-sorted) merged by UTC day: (day, total micro-units) in day order.
 fn purchase_days(purchases: &[(i64, i64)]) -> impl Iterator<Item = (i32, i64)> + '_ {
     let mut rest = purchases;
@@ -338,10 +346,7 @@ impl<'a> CustomerHistory<'a> {
         }
         let days = |us: i64| (cutoff_us - us) as f64 / DAY_US as f64;
         let cutoff_day = cutoff_us.div_euclid(DAY_US) as i32;
-        let purchases = &self.lists.purchases[..self
-            .lists
-            .purchases
-            .partition_point(|&(p, _)| p < cutoff_us)];
+        let purchases = before(&self.lists.purchases, |&(p, _)| p < cutoff_us);
 
         // Distinct purchase days (with their totals) and the gaps between them, in two
         // passes over the purchases (the spread needs the mean first).
@@ -381,13 +386,19 @@ impl<'a> CustomerHistory<'a> {
         };
 
         // A cart add is abandoned when no purchase follows within 24 h (before the cutoff).
-        let carts = &self.lists.carts[..self.lists.carts.partition_point(|&a| a < cutoff_us)];
-        let is_abandoned = |a: i64| {
-            let next = purchases.partition_point(|&(p, _)| p < a);
-            purchases.get(next).is_none_or(|&(p, _)| p >= a + DAY_US)
-        };
-        let abandoned = carts.iter().filter(|&&a| is_abandoned(a)).count() as u64;
-        let last_abandoned = carts.iter().rev().find(|&&a| is_abandoned(a)).copied();
+        // Both lists are sorted: one walk pairs each cart add with the next purchase.
+        let carts = before(&self.lists.carts, |&a| a < cutoff_us);
+        let (mut abandoned, mut last_abandoned) = (0u64, None);
+        let mut next = 0;
+        for &a in carts {
+            while purchases.get(next).is_some_and(|&(p, _)| p < a) {
+                next += 1;
+            }
+            if purchases.get(next).is_none_or(|&(p, _)| p >= a + DAY_US) {
+                abandoned += 1;
+                last_abandoned = Some(a);
+            }
+        }
 
         let n_purchases = s.count(EventKind::Purchase);
         let r = self.cells[k].recent;
@@ -405,7 +416,7 @@ impl<'a> CustomerHistory<'a> {
             max_order_value: (n_purchases > 0).then(|| from_micros(s.max_order_micros)),
             repeat_spend_mean,
             tenure_days: days(s.first_event_us),
-            active_days: self.lists.days.partition_point(|&d| d < cutoff_day) as u64,
+            active_days: before(&self.lists.days, |&d| d < cutoff_day).len() as u64,
             n_page_views: s.count(EventKind::PageView),
             n_sessions: s.count(EventKind::SessionStart),
             n_add_to_cart: s.count(EventKind::AddToCart),

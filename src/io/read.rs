@@ -375,26 +375,21 @@ pub struct Scan<A> {
 #[derive(Debug)]
 pub struct IdDictionary {
     values: StringArray,
-    /// Per partition: indices into `values` of the ids that belong to it.
-    picks: Vec<Vec<u32>>,
+    /// Per partition: (index into `values`, [`value_code`]) of the ids that belong to it,
+    /// side by side so that a partition's ids are read front to back.
+    picks: Vec<Vec<(u32, u64)>>,
     /// Per value: its partition and its position in that partition's `picks`.
     place: Vec<(u32, u32)>,
-    /// Per value: [`value_code`] of the id.
-    hashes: Vec<u64>,
 }
 
 impl IdDictionary {
     fn new(values: StringArray, parts: usize) -> IdDictionary {
         let mut picks = vec![Vec::new(); parts];
-        let hashes: Vec<u64> = (0..values.len())
-            .map(|j| value_code(values.value(j)))
-            .collect();
-        let place = hashes
-            .iter()
-            .enumerate()
-            .map(|(j, &h)| {
+        let place = (0..values.len())
+            .map(|j| {
+                let h = value_code(values.value(j));
                 let p = partition_of_hash(h, parts);
-                picks[p].push(j as u32);
+                picks[p].push((j as u32, h));
                 (p as u32, (picks[p].len() - 1) as u32)
             })
             .collect();
@@ -402,7 +397,6 @@ impl IdDictionary {
             values,
             picks,
             place,
-            hashes,
         }
     }
 }
@@ -438,12 +432,12 @@ impl<'a> Ids<'a> {
     pub fn get(&self, k: u32) -> &'a str {
         let dict: &'a IdDictionary = self.dict;
         dict.values
-            .value(dict.picks[self.part][k as usize] as usize)
+            .value(dict.picks[self.part][k as usize].0 as usize)
     }
 
     /// [`value_code`] of id number `k`.
     pub fn hash(&self, k: u32) -> u64 {
-        self.dict.hashes[self.dict.picks[self.part][k as usize] as usize]
+        self.dict.picks[self.part][k as usize].1
     }
 
     /// Whether `self` and `other` are the same ids, numbered the same way (so a mapping from

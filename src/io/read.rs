@@ -228,21 +228,34 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(u32, u128)>, Input
             _ => Ok(None),
         }
     };
+    // The event type as its distinct values (lower-cased once each) and a key per row.
+    let kind_text = |batch: &RecordBatch| -> Result<Text, InputError> {
+        match file.sources.get(&Field::EventType) {
+            Some(Source::Partition(v)) => Ok(Text::Constant(v.clone())),
+            Some(Source::Column(name)) => match batch.column_by_name(name) {
+                Some(a) => Text::from_array(a, name).map_err(rerr),
+                None => Ok(Text::Absent),
+            },
+            None => Ok(Text::Absent),
+        }
+    };
     let mut keys = Vec::new();
     let mut row = 0u32;
     for batch in reader {
         let batch = batch.map_err(|e| rerr(e.to_string()))?;
-        let (kind, order, event) = (
-            text(&batch, Field::EventType)?,
-            text(&batch, Field::OrderId)?,
-            text(&batch, Field::EventId)?,
-        );
+        let (order, event) = (text(&batch, Field::OrderId)?, text(&batch, Field::EventId)?);
+        let kind = kind_text(&batch)?;
+        let (kinds, kind_keys) = kind.keyed(batch.num_rows(), |k| k);
+        let kinds: Vec<String> = kinds
+            .iter()
+            .map(|k| k.trim().to_ascii_lowercase())
+            .collect();
         for i in 0..batch.num_rows() {
             let key = match (get(&event, i), get(&order, i)) {
                 (Some(e), _) => Some(key128(&["e", e])),
                 (None, Some(o)) => {
-                    let k = get(&kind, i).unwrap_or("").trim().to_ascii_lowercase();
-                    Some(key128(&["o", &k, o]))
+                    let k = kinds.get(kind_keys[i] as usize).map_or("", String::as_str);
+                    Some(key128(&["o", k, o]))
                 }
                 _ => None,
             };
@@ -1093,7 +1106,7 @@ impl Text {
 
     /// Distinct values and one key per row (`Codes::NONE` for null): the dictionary itself
     /// when there is one, else the values interned in row order.
-    fn keyed<T>(&self, n: usize, mut value: impl FnMut(&str) -> T) -> (Vec<T>, Vec<u32>)
+    fn keyed<'s, T>(&'s self, n: usize, mut value: impl FnMut(&'s str) -> T) -> (Vec<T>, Vec<u32>)
     where
         T: Copy + Eq + std::hash::Hash,
     {

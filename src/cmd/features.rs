@@ -39,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Written in slices of customers, so only a slice or two of rows is in memory at a time.
     let slices = (0..histories.len()).step_by(FEATURE_SLICE).map(|lo| {
         let hi = (lo + FEATURE_SLICE).min(histories.len());
-        histories.features_of(0, lo..hi).to_record_batch()
+        histories.feature_batch(0, lo..hi)
     });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

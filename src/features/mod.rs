@@ -962,6 +962,34 @@ impl Histories {
             .into_par_iter()
             .filter_map(|i| self.customer(i).features(k, cutoff_us).map(|r| (i, r)))
             .collect();
+        self.feature_set(cutoff_us, rows)
+    }
+
+    /// The `features.parquet` rows at cutoff `k` of customers `range` (in id order): the
+    /// range is cut into chunks computed in parallel.
+    pub fn feature_batch(
+        &self,
+        k: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<RecordBatch, ArrowError> {
+        const CHUNK: usize = 2048;
+        let cutoff_us = self.cutoffs[k];
+        let chunks = range
+            .clone()
+            .step_by(CHUNK)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|lo| {
+                let rows = (lo..(lo + CHUNK).min(range.end))
+                    .filter_map(|i| self.customer(i).features(k, cutoff_us).map(|r| (i, r)))
+                    .collect();
+                self.feature_set(cutoff_us, rows).to_record_batch()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        arrow_select::concat::concat_batches(&features_schema(), &chunks)
+    }
+
+    fn feature_set(&self, cutoff_us: i64, rows: Vec<(usize, Features)>) -> FeatureSet {
         let mut set = FeatureSet {
             cutoff_us,
             customer_ids: Vec::with_capacity(rows.len()),

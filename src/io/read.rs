@@ -148,7 +148,8 @@ impl Duplicates {
 /// null, else its event type (lower-cased) with its `order_id` (so a refund may carry the
 /// order id of its purchase); rows without a key are never duplicates. The first occurrence in
 /// input order (files sorted, row groups and rows in order) is kept; later ones are duplicates.
-/// Keys are compared by a 128-bit hash. Memory: one hash per keyed row.
+/// Keys are compared by a 128-bit hash and sorted (in parallel) to find the repeats. Memory:
+/// 24 bytes per keyed row.
 pub fn duplicate_rows(inputs: &InputSet) -> Result<Duplicates, InputError> {
     let keyed = |f: &InputFile| {
         matches!(f.sources.get(&Field::OrderId), Some(Source::Column(_)))
@@ -164,20 +165,27 @@ pub fn duplicate_rows(inputs: &InputSet) -> Result<Duplicates, InputError> {
         .filter(|(_, f)| keyed(f))
         .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
         .collect();
-    let keys: Vec<Vec<(u32, u128)>> = tasks
+    let keys: Vec<Vec<(Key, u32)>> = tasks
         .par_iter()
         .map(|&(fi, rg)| row_group_keys(&inputs.files[fi], rg))
         .collect::<Result<_, _>>()?;
-    let mut seen: rustc_hash::FxHashSet<u128> = rustc_hash::FxHashSet::default();
+    // (key, task, row): sorted, equal keys come together in input order, and every one after
+    // the first of its run is a duplicate.
+    let mut all: Vec<(Key, u32, u32)> = Vec::with_capacity(keys.iter().map(Vec::len).sum());
+    for (t, ks) in keys.into_iter().enumerate() {
+        all.extend(ks.into_iter().map(|(k, row)| (k, t as u32, row)));
+    }
+    all.par_sort_unstable();
     let mut out = Duplicates::default();
-    seen.reserve(keys.iter().map(Vec::len).sum());
-    for (&(fi, rg), ks) in tasks.iter().zip(&keys) {
-        for &(i, k) in ks {
-            if !seen.insert(k) {
-                out.rows.entry((fi, rg)).or_default().push(i);
-                out.count += 1;
-            }
+    for pair in all.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            let (_, t, row) = pair[1];
+            out.rows.entry(tasks[t as usize]).or_default().push(row);
+            out.count += 1;
         }
+    }
+    for rows in out.rows.values_mut() {
+        rows.sort_unstable();
     }
     Ok(out)
 }
@@ -210,7 +218,7 @@ fn open_row_group(
 }
 
 /// The keyed rows of one row group: (row within the row group, key), in row order.
-fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(u32, u128)>, InputError> {
+fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputError> {
     let rerr = |message: String| read_error(file, rg, message);
     let reader = open_row_group(
         file,
@@ -260,7 +268,7 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(u32, u128)>, Input
                 _ => None,
             };
             if let Some(k) = key {
-                keys.push((row, k));
+                keys.push((k, row));
             }
             row += 1;
         }
@@ -272,8 +280,11 @@ fn get(a: &Option<StringArray>, i: usize) -> Option<&str> {
     a.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i))
 }
 
-/// A 128-bit key from two independent 64-bit hashes of the parts.
-fn key128(parts: &[&str]) -> u128 {
+/// A duplicate key: two independent 64-bit hashes of its parts.
+type Key = [u64; 2];
+
+/// The [`Key`] of some text parts.
+fn key128(parts: &[&str]) -> Key {
     use std::hash::Hasher;
     let mut a = rustc_hash::FxHasher::default();
     let mut b = std::collections::hash_map::DefaultHasher::new();
@@ -283,7 +294,7 @@ fn key128(parts: &[&str]) -> u128 {
         b.write(p.as_bytes());
         b.write_u8(0xff);
     }
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    [a.finish(), b.finish()]
 }
 
 /// Row accounting of a scan: every row read is used or rejected.

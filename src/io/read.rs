@@ -937,10 +937,10 @@ where
 
 /// Rows queued per partition before they are applied: enough that the partition's
 /// accumulator is touched by several rows per customer while it is in cache, few enough to
-/// bound memory (partitions × this × 29 bytes: 64 MB with 64 partitions). On the 11M-event
-/// bench (200k customers, 64 partitions): 16k rows 1.40 s / 265 MB, 32k 1.32 s / 280 MB,
-/// 64k 1.34 s / 375 MB.
-const FLUSH_ROWS: usize = 32 * 1024;
+/// bound memory (partitions × this × 29 bytes, plus the batch dictionaries the rows refer
+/// to). On the 11M-event bench (200k customers, 64 partitions, one run each, same load):
+/// 24k rows 1.50 s / 281 MB, 32k 1.49 s / 320 MB; 16k rows was ~6% slower than 32k.
+const FLUSH_ROWS: usize = 24 * 1024;
 
 /// The dictionaries a run of queued rows refers to.
 #[derive(Debug, Clone)]

@@ -475,3 +475,36 @@ fn duplicate_order_ids_are_rejected_after_the_first() {
         .expect("x1");
     assert_eq!(n.value(i), 1, "the duplicates are not counted");
 }
+
+#[test]
+fn duplicate_keys_take_the_event_type_from_the_partition_folder() {
+    // Event types given by hive folders: a purchase and the refund of the same order are two
+    // keys; only the repeated purchase is a duplicate.
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = base(dir.path());
+    let t = ts("2025-06-01", 0);
+    for (folder, ids) in [
+        ("event_type=purchase", vec!["p1", "p1"]),
+        ("event_type=refund", vec!["p1"]),
+    ] {
+        let n = ids.len();
+        std::fs::create_dir_all(events.join(folder)).expect("mkdir");
+        write(
+            &events.join(folder).join("part.parquet"),
+            vec![
+                ("customer_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+                (
+                    "event_time",
+                    Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")),
+                ),
+                ("amount", Arc::new(Float64Array::from(vec![10.0; n]))),
+                (
+                    "order_id",
+                    Arc::new(StringArray::from(vec![Some("ord-7"); n])),
+                ),
+            ],
+        );
+    }
+    let o = run(dir.path(), &events, &[]);
+    rejected(&o, "duplicate_key", 1);
+}

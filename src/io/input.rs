@@ -144,13 +144,13 @@ pub struct InputFile {
 }
 
 impl InputFile {
-    /// Projection of the file columns needed; `only` restricts it to some fields.
-    pub fn projection(&self, only: Option<&[Field]>) -> ProjectionMask {
+    /// Projection of the file columns that hold `only` these fields.
+    pub fn projection(&self, only: &[Field]) -> ProjectionMask {
         let schema = self.metadata.schema();
         let idx: Vec<usize> = self
             .sources
             .iter()
-            .filter(|(f, _)| only.is_none_or(|o| o.contains(f)))
+            .filter(|(f, _)| only.contains(f))
             .filter_map(|(_, s)| match s {
                 Source::Column(name) => schema.index_of(name).ok(),
                 Source::Partition(_) => None,

@@ -189,12 +189,7 @@ fn write_parquet_batches(
         writer.write(&batch).map_err(perr)?;
         rows += batch.num_rows() as u64;
     }
-    let inner = writer.into_inner().map_err(perr)?;
-    let file = inner.into_inner().map_err(|e| OutputError::Io {
-        path: path.to_path_buf(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(io_err(path))?;
+    synced(path, writer.into_inner().map_err(perr)?)?;
     Ok(rows)
 }
 
@@ -246,13 +241,17 @@ fn write_row_groups(
             rows += batch.num_rows() as u64;
         }
     }
-    let inner = file_writer.into_inner().map_err(perr)?;
-    let file = inner.into_inner().map_err(|e| OutputError::Io {
+    synced(path, file_writer.into_inner().map_err(perr)?)?;
+    Ok(rows)
+}
+
+/// Flushes a Parquet writer's buffer and syncs the file to disk.
+fn synced(path: &Path, buffered: BufWriter<File>) -> Result<(), OutputError> {
+    let file = buffered.into_inner().map_err(|e| OutputError::Io {
         path: path.to_path_buf(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(io_err(path))?;
-    Ok(rows)
+    file.sync_all().map_err(io_err(path))
 }
 
 /// Serialises `value` as pretty JSON (with a final newline) to `path`.

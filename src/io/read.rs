@@ -203,7 +203,7 @@ fn read_error(file: &InputFile, rg: usize, message: String) -> InputError {
 fn open_row_group(
     file: &InputFile,
     rg: usize,
-    only: Option<&[Field]>,
+    only: &[Field],
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, InputError> {
     let handle = File::open(&file.path).map_err(|source| InputError::Io {
         path: file.path.clone(),
@@ -223,7 +223,7 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputE
     let reader = open_row_group(
         file,
         rg,
-        Some(&[Field::EventType, Field::OrderId, Field::EventId]),
+        &[Field::EventType, Field::OrderId, Field::EventId],
     )?;
     let text = |batch: &RecordBatch, f: Field| -> Result<Option<StringArray>, InputError> {
         match file.sources.get(&f) {
@@ -580,6 +580,32 @@ impl Rows {
         self.category.clear();
     }
 
+    /// Rows `r` as the [`EventBatch`] of partition `part`, with the dictionaries they refer to.
+    fn batch<'a>(
+        &'a self,
+        r: std::ops::Range<usize>,
+        part: usize,
+        dict: &'a Arc<IdDictionary>,
+        channel: &'a [u64],
+        category: &'a [u64],
+    ) -> EventBatch<'a> {
+        EventBatch {
+            ids: Ids { dict, part },
+            customer: &self.customer[r.clone()],
+            time_us: &self.time_us[r.clone()],
+            kind: &self.kind[r.clone()],
+            amount: &self.amount[r.clone()],
+            channel: Codes {
+                values: channel,
+                keys: &self.channel[r.clone()],
+            },
+            category: Codes {
+                values: category,
+                keys: &self.category[r],
+            },
+        }
+    }
+
     /// Row numbers grouped by partition (stable) into `order`; returns where each
     /// partition's rows start in it.
     fn order_by_part(&self, parts: usize, order: &mut Vec<u32>) -> Vec<usize> {
@@ -681,26 +707,13 @@ impl EventBatches {
 
     /// The events of partition `p`.
     pub fn batch(&self, p: usize) -> EventBatch<'_> {
-        let r = self.start[p]..self.start[p + 1];
-        let rows = &self.rows;
-        EventBatch {
-            ids: Ids {
-                dict: &self.ids,
-                part: p,
-            },
-            customer: &rows.customer[r.clone()],
-            time_us: &rows.time_us[r.clone()],
-            kind: &rows.kind[r.clone()],
-            amount: &rows.amount[r.clone()],
-            channel: Codes {
-                values: &self.channel,
-                keys: &rows.channel[r.clone()],
-            },
-            category: Codes {
-                values: &self.category,
-                keys: &rows.category[r],
-            },
-        }
+        self.rows.batch(
+            self.start[p]..self.start[p + 1],
+            p,
+            &self.ids,
+            &self.channel,
+            &self.category,
+        )
     }
 }
 
@@ -806,7 +819,7 @@ where
         dups: &[u32],
     ) -> Result<(), InputError> {
         let rerr = |message: String| read_error(file, rg, message);
-        let reader = open_row_group(file, rg, Some(&SCANNED))?;
+        let reader = open_row_group(file, rg, &SCANNED)?;
         let first_row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
         let mut row = first_row;
         let name = file.path.display().to_string();
@@ -995,25 +1008,7 @@ impl<A> Partition<A> {
         let Queue { rows, runs } = &mut self.queue;
         let mut start = 0;
         for (dicts, end) in runs.iter() {
-            let r = start..*end;
-            let batch = EventBatch {
-                ids: Ids {
-                    dict: &dicts.ids,
-                    part: p,
-                },
-                customer: &rows.customer[r.clone()],
-                time_us: &rows.time_us[r.clone()],
-                kind: &rows.kind[r.clone()],
-                amount: &rows.amount[r.clone()],
-                channel: Codes {
-                    values: &dicts.channel,
-                    keys: &rows.channel[r.clone()],
-                },
-                category: Codes {
-                    values: &dicts.category,
-                    keys: &rows.category[r],
-                },
-            };
+            let batch = rows.batch(start..*end, p, &dicts.ids, &dicts.channel, &dicts.category);
             update(&mut self.acc, &batch);
             start = *end;
         }
@@ -1042,7 +1037,7 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
         .map(|&(fi, rg)| {
             let file = &inputs.files[fi];
             let rerr = |message: String| read_error(file, rg, message);
-            let reader = open_row_group(file, rg, Some(&[Field::EventTime]))?;
+            let reader = open_row_group(file, rg, &[Field::EventTime])?;
             let mut best: Option<i64> = None;
             for batch in reader {
                 let batch = batch.map_err(|e| rerr(e.to_string()))?;
@@ -1176,29 +1171,12 @@ struct Distinct {
 impl Distinct {
     fn new(text: &Text, n: usize) -> Distinct {
         let (values, keys) = match text {
-            Text::Dict(_, values) => {
-                let (_, keys) = text.keyed(n, |_| ());
-                (values.clone(), keys)
-            }
-            // Plain text is interned by position of first sighting; the values are rebuilt.
-            Text::Plain(a) => {
-                let mut seen: FxHashMap<&str, u32> = FxHashMap::default();
-                let mut distinct: Vec<&str> = Vec::new();
-                let keys = (0..n)
-                    .map(|i| {
-                        if a.is_null(i) {
-                            return Codes::NONE;
-                        }
-                        *seen.entry(a.value(i)).or_insert_with(|| {
-                            distinct.push(a.value(i));
-                            (distinct.len() - 1) as u32
-                        })
-                    })
-                    .collect();
+            // The dictionary itself, so that batches sharing it are recognised.
+            Text::Dict(_, values) => (values.clone(), text.keyed(n, |_| ()).1),
+            _ => {
+                let (distinct, keys) = text.keyed(n, |v| v);
                 (StringArray::from_iter_values(distinct), keys)
             }
-            Text::Constant(s) => (StringArray::from_iter_values([s]), vec![0; n]),
-            Text::Absent => (StringArray::from_iter_values([""; 0]), vec![Codes::NONE; n]),
         };
         let blank = (0..values.len())
             .map(|j| {

@@ -329,7 +329,7 @@ pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
 
 // ---- output bookkeeping shared by the subcommands that publish a partition ----
 
-#[derive(serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct InputEntry {
     path: String,
     bytes: u64,

@@ -10,7 +10,7 @@ use churnclv::labels::{date_of_us, date_us};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 
-use super::{read_options, scan_partitions, with_duplicates, InputArgs};
+use super::{input_entries, read_options, scan_partitions, with_duplicates, InputArgs, InputEntry};
 
 /// Read every row of the input, validate it, and print what was found: files, rows read, used
 /// and rejected by reason, customers, time range, event-type counts (unknown types listed).
@@ -29,7 +29,7 @@ pub struct Args {
 
 #[derive(Debug, Serialize)]
 struct Summary {
-    files: Vec<FileSummary>,
+    files: Vec<InputEntry>,
     rows_read: u64,
     rows_used: u64,
     rows_rejected: u64,
@@ -39,14 +39,6 @@ struct Summary {
     last_event: Option<String>,
     event_types: BTreeMap<String, u64>,
     unknown_event_types: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Serialize)]
-struct FileSummary {
-    path: String,
-    bytes: u64,
-    rows: u64,
-    row_groups: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -75,16 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| date_of_us(us).to_string())
     };
     let summary = Summary {
-        files: inputs
-            .files
-            .iter()
-            .map(|f| FileSummary {
-                path: f.path.display().to_string(),
-                bytes: f.bytes,
-                rows: f.rows,
-                row_groups: f.row_groups,
-            })
-            .collect(),
+        files: input_entries(&inputs),
         rows_read: stats.rows_read,
         rows_used: stats.rows_used,
         rows_rejected: stats.rows_rejected,

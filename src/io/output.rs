@@ -167,30 +167,33 @@ pub fn write_parquet_direct(
     batches: &[RecordBatch],
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
-    write_parquet_batches(path, schema, batches.iter().cloned().map(Ok), options)
-}
-
-fn write_parquet_batches(
-    path: &Path,
-    schema: SchemaRef,
-    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
-    options: &ParquetOptions,
-) -> Result<u64, OutputError> {
-    let perr = |source| OutputError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(io_err(path))?;
-    let mut writer = ArrowWriter::try_new(BufWriter::new(file), schema, Some(options.properties()))
-        .map_err(perr)?;
+    let perr = parquet_error(path);
+    let mut writer = arrow_writer(path, schema, options)?;
     let mut rows = 0u64;
     for batch in batches {
-        let batch = batch.map_err(|e| perr(e.into()))?;
-        writer.write(&batch).map_err(perr)?;
+        writer.write(batch).map_err(perr)?;
         rows += batch.num_rows() as u64;
     }
     synced(path, writer.into_inner().map_err(perr)?)?;
     Ok(rows)
+}
+
+/// A Parquet writer of `schema` into a new file at `path`.
+fn arrow_writer(
+    path: &Path,
+    schema: SchemaRef,
+    options: &ParquetOptions,
+) -> Result<ArrowWriter<BufWriter<File>>, OutputError> {
+    let file = File::create(path).map_err(io_err(path))?;
+    ArrowWriter::try_new(BufWriter::new(file), schema, Some(options.properties()))
+        .map_err(parquet_error(path))
+}
+
+fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> OutputError + Copy + '_ {
+    move |source| OutputError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes the batches received, each as row groups of at most `options.row_group_rows` rows,
@@ -201,17 +204,8 @@ fn write_row_groups(
     batches: std::sync::mpsc::Receiver<RecordBatch>,
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
-    let perr = |source| OutputError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(io_err(path))?;
-    let writer = ArrowWriter::try_new(
-        BufWriter::new(file),
-        schema.clone(),
-        Some(options.properties()),
-    )
-    .map_err(perr)?;
+    let perr = parquet_error(path);
+    let writer = arrow_writer(path, schema.clone(), options)?;
     let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
     let mut rows = 0u64;
     let mut index = 0;

@@ -374,6 +374,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn discounting_ranges_are_the_model_files() {
+        for (toml, ok) in [
+            ("days_per_month = 30.4375", true),
+            ("days_per_month = 1.0", true),
+            ("days_per_month = 0.5", false),
+            ("days_per_month = 367.0", false),
+            ("monthly_discount = 0.0", true),
+            ("monthly_discount = -0.01", false),
+            ("monthly_discount = 1.0", false),
+        ] {
+            let cfg = Config::from_toml(&format!("[btyd]\n{toml}\n")).expect("toml");
+            assert_eq!(cfg.validate().is_ok(), ok, "{toml}");
+        }
+    }
+
+    #[test]
     fn horizons() {
         assert_eq!(parse_horizon("90d").ok(), Some(90));
         assert_eq!(parse_horizon("13w").ok(), Some(91));

@@ -540,6 +540,46 @@ mod tests {
     }
 
     #[test]
+    fn scaling_reads_raw_columns_by_feature_name() {
+        let (x, y) = synthetic(500, 0.3);
+        let m = ChurnModel::fit(params(), &x, &y, "test").unwrap_or_else(|e| panic!("{e}"));
+        let z = m.standardise(&x).unwrap_or_else(|e| panic!("{e}"));
+        // The same model with its terms listed backwards.
+        let mut reversed = m.clone();
+        reversed.features.reverse();
+        reversed.coefficients.reverse();
+        let zr = reversed.standardise(&x).unwrap_or_else(|e| panic!("{e}"));
+        let n = FEATURES.len();
+        for j in 0..n {
+            assert_eq!(zr.column(n - 1 - j), z.column(j), "{}", FEATURES[j]);
+        }
+        // Same probabilities up to the order of the sum; in feature order, exactly the same.
+        let p = m.predict(&x).unwrap_or_default();
+        let pr = reversed.predict(&x).unwrap_or_default();
+        assert_eq!(p.len(), 500);
+        assert!(p.iter().zip(&pr).all(|(a, b)| (a - b).abs() < 1e-12));
+        let back = reversed.in_feature_order();
+        assert_eq!(back, m);
+        assert_eq!(back.predict(&x).unwrap_or_default(), p);
+    }
+
+    #[test]
+    fn unknown_feature_is_an_error_not_a_position() {
+        let (x, y) = synthetic(200, 0.3);
+        let mut m = ChurnModel::fit(params(), &x, &y, "test").unwrap_or_else(|e| panic!("{e}"));
+        m.features[2].name = "lifetime_value".into();
+        let err = m.predict(&x).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.starts_with("churn model: unknown feature \"lifetime_value\"; this build computes recency_days, "),
+            "{err}"
+        );
+        assert_eq!(
+            m.validate().map_err(|e| e.field),
+            Err("features[2].name".to_string())
+        );
+    }
+
+    #[test]
     fn one_class_is_a_clear_error() {
         let (x, _) = synthetic(10, 0.5);
         let err = ChurnModel::fit(params(), &x, &[true; 10], "window [1997-01-01, 1997-04-01)")

@@ -76,8 +76,18 @@ pub enum ScoreError {
 fn check_outputs(customer: &str, churn: f64, v: &ValueScores) -> Result<(), ScoreError> {
     let probability = |p: f64| (0.0..=1.0).contains(&p);
     for (column, value, ok, expected) in [
-        ("churn_probability", churn, probability(churn), "a probability in [0, 1]"),
-        ("p_alive", v.p_alive, probability(v.p_alive), "a probability in [0, 1]"),
+        (
+            "churn_probability",
+            churn,
+            probability(churn),
+            "a probability in [0, 1]",
+        ),
+        (
+            "p_alive",
+            v.p_alive,
+            probability(v.p_alive),
+            "a probability in [0, 1]",
+        ),
         (
             "expected_purchases",
             v.expected_purchases,

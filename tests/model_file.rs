@@ -54,7 +54,10 @@ fn fixture() -> &'static Fixture {
         // Every case below edits a field the run really wrote.
         assert!(model["value"]["spend"].is_object(), "Gamma-Gamma fitted");
         assert_eq!(model["value"]["transactions"]["kind"], "BgNbd");
-        assert_eq!(model["churn"]["features"].as_array().map(Vec::len), Some(17));
+        assert_eq!(
+            model["churn"]["features"].as_array().map(Vec::len),
+            Some(17)
+        );
         let as_of = model["scores_as_of"].as_str().expect("as of").to_string();
         let scored = dir.path().join("scored");
         score(&events, &model_path, &scored, &as_of).success();
@@ -558,7 +561,10 @@ fn reordered_features_score_identically() {
     let f = fixture();
     let dir = tempfile::tempdir().expect("tmp");
     let mut model = f.model.clone();
-    let features = model["churn"]["features"].as_array().expect("features").clone();
+    let features = model["churn"]["features"]
+        .as_array()
+        .expect("features")
+        .clone();
     let coefficients = model["churn"]["coefficients"]
         .as_array()
         .expect("coefficients")

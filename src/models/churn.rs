@@ -332,7 +332,10 @@ impl ChurnModel {
             let Some(col) = feature_column(&f.name) else {
                 return Err(InvalidField::new(
                     at("name"),
-                    format!("must be a feature this build computes ({})", FEATURES.join(", ")),
+                    format!(
+                        "must be a feature this build computes ({})",
+                        FEATURES.join(", ")
+                    ),
                     format_args!("{:?}", f.name),
                 ));
             };
@@ -350,7 +353,9 @@ impl ChurnModel {
             if !(f.std.is_finite() && f.std >= MIN_STD) {
                 return Err(InvalidField::new(
                     at("std"),
-                    format!("must be finite and >= {MIN_STD:e} (a fit gives a constant feature std 1)"),
+                    format!(
+                        "must be finite and >= {MIN_STD:e} (a fit gives a constant feature std 1)"
+                    ),
                     f.std,
                 ));
             }
@@ -568,7 +573,11 @@ mod tests {
         let (x, y) = synthetic(200, 0.3);
         let mut m = ChurnModel::fit(params(), &x, &y, "test").unwrap_or_else(|e| panic!("{e}"));
         m.features[2].name = "lifetime_value".into();
-        let err = m.predict(&x).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = m
+            .predict(&x)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             err.starts_with("churn model: unknown feature \"lifetime_value\"; this build computes recency_days, "),
             "{err}"

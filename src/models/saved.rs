@@ -192,7 +192,10 @@ impl SavedModel {
         if w.features_before > w.labels_from {
             return Err(InvalidField::new(
                 "trained_on.features_before",
-                format!("must be on or before trained_on.labels_from {}", w.labels_from),
+                format!(
+                    "must be on or before trained_on.labels_from {}",
+                    w.labels_from
+                ),
                 w.features_before,
             ));
         }
@@ -277,7 +280,11 @@ fn compatible_series() -> String {
 
 fn check_crate_version(text: &str) -> Result<(), InvalidField> {
     let build = semver::Version::parse(env!("CARGO_PKG_VERSION")).map_err(|e| {
-        InvalidField::new("crate_version", "(this build's own version does not parse)", e)
+        InvalidField::new(
+            "crate_version",
+            "(this build's own version does not parse)",
+            e,
+        )
     })?;
     let expected = format!(
         "must be a churnclv version this build ({build}) reads: {}",
@@ -307,7 +314,9 @@ fn check_run_id(id: &str) -> Result<(), InvalidField> {
     } else {
         Err(InvalidField::new(
             "run_id",
-            format!("must be 1 to {MAX_RUN_ID} letters, digits, '-', '_' or '.', not starting with '.'"),
+            format!(
+                "must be 1 to {MAX_RUN_ID} letters, digits, '-', '_' or '.', not starting with '.'"
+            ),
             format_args!("{id:?}"),
         ))
     }

@@ -555,8 +555,8 @@ mod tests {
         reversed.coefficients.reverse();
         let zr = reversed.standardise(&x).unwrap_or_else(|e| panic!("{e}"));
         let n = FEATURES.len();
-        for j in 0..n {
-            assert_eq!(zr.column(n - 1 - j), z.column(j), "{}", FEATURES[j]);
+        for (j, name) in FEATURES.iter().enumerate() {
+            assert_eq!(zr.column(n - 1 - j), z.column(j), "{name}");
         }
         // Same probabilities up to the order of the sum; in feature order, exactly the same.
         let p = m.predict(&x).unwrap_or_default();

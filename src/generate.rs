@@ -55,6 +55,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Exp1, Gamma, LogNormal, Poisson};
 use rayon::prelude::*;
 
+use crate::events::EventKind;
+
 /// Upper bound on `customers` (keeps the customer index within `u32`, which the
 /// compact event representation relies on, with a wide margin).
 pub const MAX_CUSTOMERS: usize = 50_000_000;
@@ -231,45 +233,9 @@ pub fn truth_schema() -> SchemaRef {
         .clone()
 }
 
-/// Event types; the discriminant is never exposed, only [`Kind::name`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    SessionStart,
-    PageView,
-    AddToCart,
-    CheckoutStart,
-    Purchase,
-    Refund,
-    EmailOpen,
-    EmailClick,
-    SmsClick,
-    SupportTicket,
-    Review,
-    Referral,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::SessionStart => "session_start",
-            Kind::PageView => "page_view",
-            Kind::AddToCart => "add_to_cart",
-            Kind::CheckoutStart => "checkout_start",
-            Kind::Purchase => "purchase",
-            Kind::Refund => "refund",
-            Kind::EmailOpen => "email_open",
-            Kind::EmailClick => "email_click",
-            Kind::SmsClick => "sms_click",
-            Kind::SupportTicket => "support_ticket",
-            Kind::Review => "review",
-            Kind::Referral => "referral",
-        }
-    }
-
-    /// Purchases and refunds carry amount and order_id.
-    fn is_order(self) -> bool {
-        matches!(self, Kind::Purchase | Kind::Refund)
-    }
+/// Purchases and refunds carry amount and order_id.
+fn is_order(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Purchase | EventKind::Refund)
 }
 
 /// One event in compact form (32 bytes): the whole log of a 10M-event run is
@@ -288,10 +254,15 @@ struct Ev {
     order: u32,
     /// Units bought (purchase only).
     qty: u16,
-    kind: Kind,
+    /// One byte: `EventKind` is a field-less enum; its name is written with
+    /// [`EventKind::as_str`], the one definition of the event vocabulary.
+    kind: EventKind,
     channel: u8,
     category: Option<u8>,
 }
+
+// The layout the memory figures above rely on; a field that grows `Ev` fails the build.
+const _: () = assert!(std::mem::size_of::<Ev>() == 32);
 
 /// Latent state and counts of one customer, turned into one truth row.
 #[derive(Debug, Clone, Copy)]
@@ -485,7 +456,7 @@ impl Sim<'_> {
     fn push_full(
         &mut self,
         t: f64,
-        kind: Kind,
+        kind: EventKind,
         channel: u8,
         category: Option<u8>,
         order: OrderInfo,
@@ -509,7 +480,7 @@ impl Sim<'_> {
         true
     }
 
-    fn push(&mut self, t: f64, kind: Kind, channel: u8, category: Option<u8>) -> bool {
+    fn push(&mut self, t: f64, kind: EventKind, channel: u8, category: Option<u8>) -> bool {
         self.push_full(t, kind, channel, category, OrderInfo::default())
     }
 
@@ -545,14 +516,14 @@ impl Sim<'_> {
             t += gap * scale;
             let at = t.max(0.0);
             if j == 0 {
-                self.push(at, Kind::SessionStart, channel, None);
+                self.push(at, EventKind::SessionStart, channel, None);
             } else if j <= n_pv {
                 let c = self.page_view_category(category);
-                self.push(at, Kind::PageView, channel, Some(c));
+                self.push(at, EventKind::PageView, channel, Some(c));
             } else if j == n_pv + 1 {
-                self.push(at, Kind::AddToCart, channel, Some(category));
+                self.push(at, EventKind::AddToCart, channel, Some(category));
             } else {
-                self.push(at, Kind::CheckoutStart, channel, None);
+                self.push(at, EventKind::CheckoutStart, channel, None);
             }
         }
         self.scratch = gaps;
@@ -563,20 +534,20 @@ impl Sim<'_> {
         let channel = self.pick_channel();
         let category = self.pick_category();
         let mut at = t;
-        self.push(at, Kind::SessionStart, channel, None);
+        self.push(at, EventKind::SessionStart, channel, None);
         let n_pv = 1 + self.model.browse_page_views.sample(&mut self.rng) as usize;
         for _ in 0..n_pv {
             at += self.exp1() * 2.0 * MINUTE;
             let c = self.page_view_category(category);
-            self.push(at, Kind::PageView, channel, Some(c));
+            self.push(at, EventKind::PageView, channel, Some(c));
         }
         // Abandoned cart: no purchase follows it.
         if self.chance(0.3) {
             at += self.exp1() * 2.0 * MINUTE;
-            self.push(at, Kind::AddToCart, channel, Some(category));
+            self.push(at, EventKind::AddToCart, channel, Some(category));
             if self.chance(0.25) {
                 at += self.exp1() * 2.0 * MINUTE;
-                self.push(at, Kind::CheckoutStart, channel, None);
+                self.push(at, EventKind::CheckoutStart, channel, None);
             }
         }
     }
@@ -641,7 +612,7 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
             index: order,
             qty,
         };
-        if sim.push_full(p, Kind::Purchase, channel, Some(category), info) {
+        if sim.push_full(p, EventKind::Purchase, channel, Some(category), info) {
             n_purchases += 1;
         }
         if sim.chance(0.05) {
@@ -658,17 +629,17 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
                 index: order,
                 qty: 0,
             };
-            sim.push_full(at, Kind::Refund, channel, Some(category), info);
+            sim.push_full(at, EventKind::Refund, channel, Some(category), info);
         }
         if sim.chance(0.08) {
             let at = p + sim.uniform(3.0, 20.0);
             let ch = sim.pick_channel();
-            sim.push(at, Kind::Review, ch, Some(category));
+            sim.push(at, EventKind::Review, ch, Some(category));
         }
         if g > 1.0 && sim.chance(0.02) {
             let at = p + sim.uniform(0.0, 14.0);
             let ch = sim.pick_channel();
-            sim.push(at, Kind::Referral, ch, None);
+            sim.push(at, EventKind::Referral, ch, None);
         }
     }
 
@@ -696,10 +667,10 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
         let p_open = 0.35 * (sim.engagement(send) * g).min(1.0);
         if sim.chance(p_open) {
             let open = send + model.open_delay.sample(&mut sim.rng);
-            sim.push(open, Kind::EmailOpen, CH_EMAIL, None);
+            sim.push(open, EventKind::EmailOpen, CH_EMAIL, None);
             if sim.chance(0.3) {
                 let click = open + sim.uniform(1.0, 30.0) * MINUTE;
-                sim.push(click, Kind::EmailClick, CH_EMAIL, None);
+                sim.push(click, EventKind::EmailClick, CH_EMAIL, None);
             }
         }
         send += 14.0;
@@ -716,7 +687,7 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
             }
             let keep = sim.engagement(t);
             if sim.chance(keep) {
-                sim.push(t, Kind::SmsClick, CH_SMS, None);
+                sim.push(t, EventKind::SmsClick, CH_SMS, None);
             }
         }
     }
@@ -734,7 +705,7 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
                 break;
             }
             let ch = sim.pick_channel();
-            sim.push(t, Kind::SupportTicket, ch, None);
+            sim.push(t, EventKind::SupportTicket, ch, None);
         }
     }
 
@@ -811,18 +782,18 @@ fn event_batch(chunk: &[Ev], width: usize) -> Result<RecordBatch, ArrowError> {
     let customer_id = customer_id_array(chunk.iter().map(|e| e.cust), width);
     let event_time =
         TimestampMicrosecondArray::from_iter_values(chunk.iter().map(|e| e.t)).with_timezone("UTC");
-    let event_type = StringArray::from_iter_values(chunk.iter().map(|e| e.kind.name()));
+    let event_type = StringArray::from_iter_values(chunk.iter().map(|e| e.kind.as_str()));
     let amount: Float64Array = chunk
         .iter()
-        .map(|e| e.kind.is_order().then(|| f64::from(e.cents) / 100.0))
+        .map(|e| is_order(e.kind).then(|| f64::from(e.cents) / 100.0))
         .collect();
     // Order ids: "O" + customer number + "-" + 1-based order number, unique
     // across the data set; refunds reuse the purchase's id.
-    let n_orders = chunk.iter().filter(|e| e.kind.is_order()).count();
+    let n_orders = chunk.iter().filter(|e| is_order(e.kind)).count();
     let mut order_id = StringBuilder::with_capacity(n, n_orders * (width + 7));
     let mut buf = String::with_capacity(width + 16);
     for e in chunk {
-        if e.kind.is_order() {
+        if is_order(e.kind) {
             buf.clear();
             buf.push('O');
             push_padded(&mut buf, u64::from(e.cust) + 1, width);
@@ -835,7 +806,7 @@ fn event_batch(chunk: &[Ev], width: usize) -> Result<RecordBatch, ArrowError> {
     }
     let quantity: Int64Array = chunk
         .iter()
-        .map(|e| (e.kind == Kind::Purchase).then_some(i64::from(e.qty)))
+        .map(|e| (e.kind == EventKind::Purchase).then_some(i64::from(e.qty)))
         .collect();
     let channel =
         StringArray::from_iter_values(chunk.iter().map(|e| CHANNELS[usize::from(e.channel)]));

@@ -1165,7 +1165,9 @@ mod tests {
         assert_eq!(ids.value(p.customers - 1), "C0001500");
 
         let mut per_customer: HashMap<&str, (i64, i64, i64)> = HashMap::new(); // count, first, last
+        let mut first_event: HashMap<&str, i64> = HashMap::new();
         for i in 0..r.time.len() {
+            first_event.entry(&r.customer[i]).or_insert(r.time[i]);
             if r.kind[i] == "purchase" {
                 let e = per_customer
                     .entry(&r.customer[i])
@@ -1176,8 +1178,33 @@ mod tests {
             }
         }
         let mut n_dead = 0;
+        let mut n_prospects = 0;
+        let horizon_end = end + 90 * 86_400_000_000;
         for c in 0..t.num_rows() {
-            let (count, first, last) = per_customer[ids.value(c)];
+            // Every customer arrives inside the period: at least one event.
+            let arrived = first_event.get(ids.value(c)).copied();
+            assert!(arrived.is_some(), "customer {c} has no event");
+            let Some(&(count, first, last)) = per_customer.get(ids.value(c)) else {
+                // A prospect: window shopping only, its first purchase after the end.
+                n_prospects += 1;
+                assert_eq!(n_purchases.value(c), 0, "customer {c}");
+                assert!(birth.value(c) >= end, "customer {c} born in the period");
+                assert!(arrived < Some(end));
+                assert!(alive.value(c) && death.value(c) > birth.value(c));
+                let left = (horizon_end - birth.value(c)) as f64 / US_PER_DAY;
+                if left > 0.0 {
+                    // The first purchase, then the repeat process.
+                    assert!(exp_p.value(c) >= 1.0, "customer {c}");
+                    assert!(exp_p.value(c) <= 1.0 + lambda.value(c) * left + 1e-12);
+                } else {
+                    assert_eq!(exp_p.value(c), 0.0);
+                }
+                continue;
+            };
+            assert!(
+                arrived <= Some(first),
+                "first event after the first purchase"
+            );
             assert_eq!(n_purchases.value(c), count, "customer {c}");
             assert_eq!(first, birth.value(c), "first purchase is birth");
             assert_eq!(alive.value(c), death.value(c) >= end);
@@ -1193,6 +1220,8 @@ mod tests {
             }
         }
         assert!(n_dead > 100 && n_dead < p.customers - 100, "dead {n_dead}");
+        // 1,500 × 40% in the flow × half window-shop × 21/400: about 16 expected.
+        assert!((5..=40).contains(&n_prospects), "prospects {n_prospects}");
     }
 
     #[test]
@@ -1223,11 +1252,13 @@ mod tests {
         let mut exposure_purchases = 0.0;
         let mut repeat_purchases = 0.0;
         for c in 0..t.num_rows() {
-            let age = (end - birth.value(c)) as f64 / US_PER_DAY;
+            // A prospect (first purchase after the end) is alive at the end and has
+            // no exposure inside the period.
+            let age = ((end - birth.value(c)) as f64 / US_PER_DAY).max(0.0);
             expected_alive += (-mu.value(c) * age).exp();
             let exposure = (death.value(c).min(end) - birth.value(c)) as f64 / US_PER_DAY;
-            exposure_purchases += lambda.value(c) * exposure;
-            repeat_purchases += (n_purchases.value(c) - 1) as f64;
+            exposure_purchases += lambda.value(c) * exposure.max(0.0);
+            repeat_purchases += (n_purchases.value(c) - 1).max(0) as f64;
         }
         let observed_alive = alive.true_count() as f64 / n;
         expected_alive /= n;
@@ -1262,14 +1293,70 @@ mod tests {
             (ratio - 1.0).abs() < 0.03,
             "amount / mean order value {ratio}"
         );
-        // ~56 events per customer with these rates (1,127,734 for the default
+        // ~57 events per customer with these rates (1,141,885 for the default
         // seed): ~5 purchases, each with a ~5-event funnel, ~7 browsing sessions,
-        // fortnightly e-mails. `make run`'s sample is therefore about 1M events.
+        // fortnightly e-mails. `make run`'s sample is therefore about 1.1M events.
         assert!(
             (1_000_000..=1_300_000).contains(&g.n_events),
             "default run produced {} events",
             g.n_events
         );
+    }
+
+    /// Arrivals run until the last day (a steady flow on top of the opening
+    /// cohort), and window shoppers at the end are prospects: the shares the
+    /// `//!` header promises, on the `make run` parameters.
+    #[test]
+    fn arrivals_run_until_the_last_day() {
+        let p = GenerateParams::default();
+        let g = generate(&p).expect("generate");
+        let start = micros(p.start);
+        let end = start + i64::from(p.days) * 86_400_000_000;
+        let n = p.customers;
+        // First event per customer; the log is time ordered, so the first row seen.
+        let mut first_event = vec![i64::MAX; n];
+        let mut bought = vec![false; n];
+        for b in &g.events {
+            let ids = b.column(0).as_string::<i32>();
+            let times = b.column(1).as_primitive::<TimestampMicrosecondType>();
+            let kinds = b.column(2).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let c = ids.value(i)[1..].parse::<usize>().expect("numeric id") - 1;
+                first_event[c] = first_event[c].min(times.value(i));
+                bought[c] |= kinds.value(i) == "purchase";
+            }
+        }
+        assert!(first_event.iter().all(|&t| (start..end).contains(&t)));
+        let share =
+            |from: i64| first_event.iter().filter(|&&t| t >= from).count() as f64 / n as f64;
+        // Second half: only the flow (40%) arrives there, half of it: 0.20.
+        let second_half = share(start + (end - start) / 2);
+        assert!(
+            (second_half - 0.20).abs() < 0.015,
+            "second half {second_half}"
+        );
+        // Last 90 days: 0.4 × 90/730 = 0.049.
+        let last_90 = share(end - 90 * 86_400_000_000);
+        assert!((last_90 - 0.049).abs() < 0.008, "last 90 days {last_90}");
+        // Someone still arrives on the last day (0.4 × 20,000 / 730 ≈ 11 expected).
+        assert!(
+            share(end - 86_400_000_000) > 0.0,
+            "nobody arrived on the last day"
+        );
+
+        // Prospects: 0.4 × 0.5 × 21/730 × 20,000 ≈ 115 expected (sd ≈ 11).
+        let n_purchases = g.truth.column(7).as_primitive::<Int64Type>();
+        let birth = g.truth.column(1).as_primitive::<TimestampMicrosecondType>();
+        let prospects: Vec<usize> = (0..n).filter(|&c| !bought[c]).collect();
+        assert!(
+            (70..=160).contains(&prospects.len()),
+            "{} prospects",
+            prospects.len()
+        );
+        for &c in &prospects {
+            assert_eq!(n_purchases.value(c), 0);
+            assert!(birth.value(c) >= end);
+        }
     }
 
     #[test]

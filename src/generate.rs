@@ -75,9 +75,11 @@
 //!
 //! # Memory layout
 //!
-//! Events are held as a compact 32-byte `Ev` with `u8` codes for type, channel
-//! and category; strings only appear when the Arrow batches are built, from
-//! `&'static str` tables (no per-event `String` allocation).
+//! Events are held as a compact 32-byte `Ev` with one-byte codes: the type is the
+//! pipeline's own [`EventKind`] (so the names written are those the reader maps
+//! back, from one definition), channel and category are `u8` indices; strings
+//! only appear when the Arrow batches are built, from `&'static str` tables (no
+//! per-event `String` allocation).
 
 use std::sync::{Arc, OnceLock};
 

@@ -1146,6 +1146,27 @@ mod tests {
         assert!((0.03..0.06).contains(&share), "refund share {share}");
     }
 
+    /// Every `event_type` written is a canonical name of the pipeline's vocabulary
+    /// (`EventKind::as_str`), and the generator uses all but `community_post` and
+    /// `other`.
+    #[test]
+    fn event_types_are_the_pipeline_vocabulary() {
+        let r = rows(&generate(&small(13)).expect("generate"));
+        let kinds: std::collections::BTreeSet<&str> = r.kind.iter().map(String::as_str).collect();
+        let map = crate::events::EventTypeMap::default();
+        for k in &kinds {
+            let (kind, recognised) = map.classify(k);
+            assert!(recognised && kind != EventKind::Other, "{k}");
+            assert_eq!(kind.as_str(), *k);
+        }
+        let expected: std::collections::BTreeSet<&str> = EventKind::ALL
+            .into_iter()
+            .filter(|k| !matches!(k, EventKind::CommunityPost | EventKind::Other))
+            .map(EventKind::as_str)
+            .collect();
+        assert_eq!(kinds, expected);
+    }
+
     #[test]
     fn truth_matches_events() {
         let p = small(5);

@@ -735,7 +735,7 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
         }
     }
 
-    // Emails: weekly cadence from birth with a random phase; opens depend on
+    // Emails: fortnightly cadence from birth with a random phase; opens depend on
     // engagement at send time, clicks follow opens by minutes.
     let mut send = birth + sim.uniform(0.0, 14.0);
     while send < end {
@@ -751,7 +751,7 @@ fn simulate(model: &Model, index: usize) -> (TruthRow, Vec<Ev>) {
         send += 14.0;
     }
 
-    // SMS clicks: rate 0.01·e(t)·g per day from birth, by thinning.
+    // SMS clicks: rate 0.005·e(t)·g per day from birth, by thinning.
     let sms_rate = 0.005 * g;
     if sms_rate > 0.0 {
         let mut t = birth;

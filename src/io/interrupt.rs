@@ -21,6 +21,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 static STOPPING: AtomicBool = AtomicBool::new(false);
 static STATE: Mutex<State> = Mutex::new(State {
     staging: Vec::new(),
+    removed: Vec::new(),
     published: Vec::new(),
     finished: false,
 });
@@ -31,6 +32,8 @@ static HANDLER: OnceLock<JoinHandle<()>> = OnceLock::new();
 pub(crate) struct State {
     /// Staging folders of this process that exist now.
     staging: Vec<PathBuf>,
+    /// Staging folders the run itself removed on its way out after the signal.
+    removed: Vec<PathBuf>,
     /// Partitions this process has published (named in the log line).
     published: Vec<PathBuf>,
     /// The command has returned: a signal now changes nothing.
@@ -42,8 +45,12 @@ impl State {
         self.staging.push(dir.to_path_buf());
     }
 
-    pub(crate) fn forget(&mut self, dir: &Path) {
+    /// The staging folder `dir` is gone (published, or `removed` on the way out).
+    pub(crate) fn forget(&mut self, dir: &Path, removed: bool) {
         self.staging.retain(|d| d != dir);
+        if removed && stopping() {
+            self.removed.push(dir.to_path_buf());
+        }
     }
 
     pub(crate) fn published(&mut self, partition: &Path) {
@@ -109,7 +116,11 @@ fn stop(signal: i32) {
     } else {
         ("SIGTERM", 143)
     };
-    let mut removed = Vec::new();
+    let mut removed: Vec<String> = state
+        .removed
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
     for dir in std::mem::take(&mut state.staging) {
         match super::publish::discard(&dir) {
             Ok(true) => removed.push(dir.display().to_string()),

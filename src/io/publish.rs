@@ -413,16 +413,18 @@ impl Staging<'_> {
 impl Drop for Staging<'_> {
     fn drop(&mut self) {
         let mut state = interrupt::state();
-        state.forget(&self.dir);
+        let mut removed = false;
         if !self.published {
-            if let Err(e) = remove_ours(&self.dir) {
-                tracing::warn!(
+            match remove_ours(&self.dir) {
+                Ok(()) => removed = true,
+                Err(e) => tracing::warn!(
                     stage = "publish",
                     "{}: cannot remove the unfinished staging folder ({e}); the next run removes it",
                     self.dir.display()
-                );
+                ),
             }
         }
+        state.forget(&self.dir, removed);
     }
 }
 

@@ -378,16 +378,10 @@ impl Bench {
 }
 
 /// The seven files of a run, each written through a fault point: `N*off->ACTION` acts after
-/// the N+1-th.
+/// the N+1-th (`0*off` skips nothing).
 fn after_each_file(action: &str) -> Vec<String> {
     (0..7)
-        .map(|n| {
-            if n == 0 {
-                format!("stage-after-file={action}")
-            } else {
-                format!("stage-after-file={n}*off->{action}")
-            }
-        })
+        .map(|n| format!("stage-after-file={n}*off->{action}"))
         .collect()
 }
 
@@ -415,15 +409,18 @@ fn a_kill_at_every_publish_step_leaves_the_old_or_the_new_partition() {
     ] {
         cases.push(case(&format!("{point}={kill}"), Killed, want, false));
     }
-    // Halfway through removing the replaced partition (first entry, fourth entry).
+    // Halfway through removing the replaced partition: after each of its seven data files,
+    // then after its manifest (the marker, removed last, still proves it is churnclv's).
+    for n in 0..7 {
+        cases.push(case(
+            &format!("remove-after-entry={n}*off->{kill}"),
+            Killed,
+            New,
+            false,
+        ));
+    }
     cases.push(case(
-        &format!("remove-after-entry={kill}"),
-        Killed,
-        New,
-        false,
-    ));
-    cases.push(case(
-        &format!("remove-after-entry=3*off->{kill}"),
+        &format!("remove-before-marker={kill}"),
         Killed,
         New,
         false,

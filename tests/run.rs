@@ -132,6 +132,7 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(
         names,
         [
+            ".churnclv-partition",
             "_SUCCESS",
             "features.parquet",
             "manifest.json",
@@ -149,11 +150,12 @@ fn publishes_a_complete_partition_with_known_values() {
         "ROC, calibration, gains, value deciles, coefficients"
     );
     assert!(page.contains("<td>vip</td>") && page.contains("out_of_time"));
-    let top: Vec<String> = std::fs::read_dir(&out)
+    let mut top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(top, ["as_of=2024-02-05"]);
+    top.sort();
+    assert_eq!(top, [".churnclv.lock", "as_of=2024-02-05"]);
 
     // Exact schema.
     let (schema, batches) = read_parquet(&part.join("scores.parquet"));
@@ -449,11 +451,12 @@ fn rerun_is_byte_identical_and_quality_gate_publishes_nothing() {
         std::fs::read(part.join("scores.parquet")).expect("kept"),
         first[0]
     );
-    let top: Vec<String> = std::fs::read_dir(&out)
+    let mut top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(top, ["as_of=2024-02-05"]);
+    top.sort();
+    assert_eq!(top, [".churnclv.lock", "as_of=2024-02-05"]);
 }
 
 #[test]

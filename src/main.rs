@@ -1,5 +1,6 @@
 //! The `churnclv` binary: parse arguments, dispatch, map errors to exit codes
-//! (0 ok, 1 internal error, 2 bad input / config / usage, 3 quality gate failed).
+//! (0 ok, 1 internal error, 2 bad input / config / usage, 3 quality gate failed;
+//! 130 / 143 stopped by SIGINT / SIGTERM, set by the signal handler).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -19,7 +20,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
     cmd::init_logging(&cli.global);
-    match cmd::dispatch(cli.command) {
+    if let Err(e) = churnclv::io::interrupt::install() {
+        eprintln!("churnclv: error: cannot install the SIGTERM/SIGINT handler: {e}");
+        return ExitCode::from(1);
+    }
+    let result = cmd::dispatch(cli.command);
+    // A signal being handled decides the exit code (and says why); wait for it.
+    churnclv::io::interrupt::settle();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line with the whole cause chain.

@@ -132,6 +132,7 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(
         names,
         [
+            ".churnclv-partition",
             "_SUCCESS",
             "features.parquet",
             "manifest.json",
@@ -149,11 +150,12 @@ fn publishes_a_complete_partition_with_known_values() {
         "ROC, calibration, gains, value deciles, coefficients"
     );
     assert!(page.contains("<td>vip</td>") && page.contains("out_of_time"));
-    let top: Vec<String> = std::fs::read_dir(&out)
+    let mut top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(top, ["as_of=2024-02-05"]);
+    top.sort();
+    assert_eq!(top, [".churnclv.lock", "as_of=2024-02-05"]);
 
     // Exact schema.
     let (schema, batches) = read_parquet(&part.join("scores.parquet"));
@@ -449,11 +451,12 @@ fn rerun_is_byte_identical_and_quality_gate_publishes_nothing() {
         std::fs::read(part.join("scores.parquet")).expect("kept"),
         first[0]
     );
-    let top: Vec<String> = std::fs::read_dir(&out)
+    let mut top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(top, ["as_of=2024-02-05"]);
+    top.sort();
+    assert_eq!(top, [".churnclv.lock", "as_of=2024-02-05"]);
 }
 
 #[test]
@@ -556,21 +559,27 @@ fn score_with_the_saved_model_reproduces_the_run() {
 }
 
 #[test]
-fn a_live_lock_stops_a_second_run_and_a_stale_one_is_taken_over() {
+fn a_held_lock_stops_a_second_run_and_a_left_over_lock_file_does_not() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = fixture(dir.path());
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
     let lock = out.join(".churnclv.lock");
 
-    // Held by a live process (this test): exit 2, nothing published, the lock left alone.
+    // Held (flock) by a live process, this test, which wrote its pid: exit 2 naming it,
+    // nothing published, the lock file left as it was.
     let me = std::process::id();
     std::fs::write(&lock, format!("{me}\n")).expect("lock");
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock)
+        .expect("open");
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
     let assert = run(&events, &out, &[]).code(2);
     assert_eq!(
         String::from_utf8_lossy(&assert.get_output().stderr),
         format!(
-            "churnclv: error: {}: another churnclv run (pid {me}) is writing here (lock file {}); wait for it, or delete the lock file if that process is not churnclv\n",
+            "churnclv: error: {}: another churnclv run (pid {me}) is writing here (lock file {}); wait for it to finish: the lock is released when that process ends\n",
             out.display(),
             lock.display()
         )
@@ -581,14 +590,13 @@ fn a_live_lock_stops_a_second_run_and_a_stale_one_is_taken_over() {
         format!("{me}\n")
     );
 
-    // Left by a process that has exited (killed runs leave one): taken over, removed at the end.
-    let mut child = std::process::Command::new("true").spawn().expect("spawn");
-    let dead = child.id();
-    child.wait().expect("wait");
-    std::fs::write(&lock, format!("{dead}\n")).expect("lock");
+    // The same file, no longer locked (its holder ended; the pid in it may even be alive,
+    // here this test's): the run proceeds, and leaves the file for the next one.
+    drop(held);
     run(&events, &out, &[]).success();
     assert!(out.join("as_of=2024-02-05/_SUCCESS").exists());
-    assert!(!lock.exists(), "the run removes its lock");
+    let pid = std::fs::read_to_string(&lock).expect("the lock file stays");
+    assert!(pid.trim().parse::<u32>().is_ok_and(|p| p != me), "{pid}");
 }
 
 #[test]

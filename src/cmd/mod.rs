@@ -29,7 +29,8 @@ pub mod validate;
 /// `--as-of` (churn probability, BTYD P(alive), expected purchases and CLV), and publishes
 /// DIR/as_of=YYYY-MM-DD/ atomically.
 ///
-/// Exit codes: 0 ok, 1 internal error, 2 bad input / config / usage, 3 quality gate failed.
+/// Exit codes: 0 ok, 1 internal error, 2 bad input / config / usage (or another run holds the
+/// output lock), 3 quality gate failed, 130 / 143 stopped by SIGINT / SIGTERM (cleaned up).
 #[derive(Debug, Parser)]
 #[command(name = "churnclv", version, about, long_about)]
 pub struct Cli {
@@ -131,6 +132,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<ConfigError>()
             || cause.is::<UsageError>()
             || cause.is::<churnclv::io::LockError>()
+            || matches!(
+                cause.downcast_ref::<churnclv::io::PublishError>(),
+                Some(churnclv::io::PublishError::NotOurs { .. })
+            )
             || cause.is::<churnclv::models::SavedModelError>()
             || cause.is::<churnclv::generate::GenerateError>()
             || matches!(

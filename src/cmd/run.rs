@@ -24,7 +24,7 @@ use churnclv::features::features_schema;
 use churnclv::features::Histories;
 use churnclv::io::output::{write_bytes, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats, Staging};
+use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1, TV};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
@@ -141,10 +141,8 @@ fn run_id(inputs: &InputSet, config: &Config, cutoffs: &Cutoffs) -> String {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let plan = plan(&args)?;
-    let _lock = RunLock::acquire(&plan.out)?;
-    for note in churnclv::io::output::recover(&plan.out)? {
-        tracing::warn!(stage = "plan", "{}: {note}", plan.out.display());
-    }
+    let lock = RunLock::acquire(&plan.out)?;
+    lock.recover()?;
     let c = plan.cutoffs;
     tracing::info!(
         stage = "plan",
@@ -259,7 +257,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     progress.stage("publish: writing the partition");
     let t = Instant::now();
     let partition = format!("as_of={}", c.as_of);
-    let staging = Staging::create(&plan.out, &partition, &plan.run_id)?;
+    let staging = lock.stage(&partition, &plan.run_id)?;
     let mut outputs = Vec::new();
     let opts = ParquetOptions::default();
     let scored = write_parquet_direct(

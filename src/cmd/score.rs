@@ -9,7 +9,7 @@ use serde::Serialize;
 use churnclv::features::features_schema;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, RunLock, ScanStats, Staging};
+use churnclv::io::{open_inputs, RunLock, ScanStats};
 use churnclv::labels::date_us;
 use churnclv::models::{SavedModel, SavedModelError};
 use churnclv::score::{apply_models, model_version, scores_schema, ScoreError};
@@ -66,10 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
-    let _lock = RunLock::acquire(&args.out)?;
-    for note in churnclv::io::output::recover(&args.out)? {
-        tracing::warn!(stage = "plan", "{}: {note}", args.out.display());
-    }
+    let lock = RunLock::acquire(&args.out)?;
+    lock.recover()?;
     let mut progress = Progress::stages(3);
     progress.stage("features: reading events");
     let Scanned {
@@ -101,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let scores = scored.table;
     progress.stage("publish: writing the partition");
-    let staging = Staging::create(&args.out, &format!("as_of={as_of}"), &run_id)?;
+    let staging = lock.stage(&format!("as_of={as_of}"), &run_id)?;
     let opts = ParquetOptions::default();
     let mut rows = vec![(
         "scores.parquet",

@@ -1,12 +1,16 @@
-//! The edges of the pipeline: reading and validating events ([`input`], [`read`]) and writing
-//! outputs atomically ([`output`]).
+//! The edges of the pipeline: reading and validating events ([`input`], [`read`]), writing
+//! outputs ([`output`]) and publishing them safely ([`publish`]: lock, staging, swap,
+//! recovery; [`interrupt`]: SIGTERM / SIGINT).
 
 pub mod input;
+pub mod interrupt;
 pub mod output;
+pub mod publish;
 pub mod read;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};
-pub use output::{LockError, OutputError, ParquetOptions, RunLock, Staging};
+pub use output::{OutputError, ParquetOptions};
+pub use publish::{LockError, PublishError, RunLock, Staging};
 pub use read::{
     partition_of, scan, Codes, Event, EventBatch, EventBatches, Ids, IdsKey, ReadOptions, Reason,
     Scan, ScanStats, DAY_US,

@@ -1,9 +1,9 @@
 //! Writing outputs: Parquet files and whole output partitions, published atomically.
 //!
 //! Nothing is ever written in place. A single file goes to `<name>.tmp-<pid>` beside its final
-//! path and is renamed over it; a partition (`DIR/as_of=YYYY-MM-DD/`) is assembled in
-//! `DIR/.tmp-<run_id>/` and renamed into place, `_SUCCESS` written last. A crash therefore leaves
-//! the previous good output untouched and never a half-written one.
+//! path and is renamed over it; the files of a partition are written into a staging folder and
+//! published all at once by [`crate::io::publish`]. A crash therefore leaves the previous good
+//! output untouched and never a half-written one.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -18,6 +18,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+
+use super::publish::fault;
 
 /// Errors raised while writing outputs.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +177,7 @@ pub fn write_parquet_direct(
         rows += batch.num_rows() as u64;
     }
     synced(path, writer.into_inner().map_err(perr)?)?;
+    fault("stage-after-file").map_err(io_err(path))?;
     Ok(rows)
 }
 
@@ -260,9 +263,15 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Out
 
 /// Writes bytes to `path` and syncs them.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let mut file = File::create(path).map_err(io_err(path))?;
-    file.write_all(bytes).map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))
+    write_synced(path, bytes).map_err(io_err(path))?;
+    fault("stage-after-file").map_err(io_err(path))
+}
+
+/// Creates (or truncates) `path`, writes `bytes` and syncs the file.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Hex SHA-256 and size in bytes of a file.
@@ -293,212 +302,4 @@ fn temp_sibling(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".to_string());
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-/// A partition being assembled in `DIR/.tmp-<run_id>/`; [`Staging::publish`] renames it to its
-/// final name. Dropping an unpublished staging folder removes it.
-#[derive(Debug)]
-pub struct Staging {
-    dir: PathBuf,
-    target: PathBuf,
-    published: bool,
-}
-
-impl Staging {
-    /// Creates `out/.tmp-<run_id>/` for a partition that will become `out/<partition>`.
-    pub fn create(out: &Path, partition: &str, run_id: &str) -> Result<Staging, OutputError> {
-        fs::create_dir_all(out).map_err(io_err(out))?;
-        let dir = out.join(format!(".tmp-{run_id}"));
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        fs::create_dir(&dir).map_err(io_err(&dir))?;
-        Ok(Staging {
-            dir,
-            target: out.join(partition),
-            published: false,
-        })
-    }
-
-    /// Path of a file inside the staging folder.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// Final location of the partition.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Writes `_SUCCESS`, then moves the folder into place. An existing partition is first
-    /// moved aside to `.old.<partition>` and deleted only after the new one is in place (a
-    /// crash in between is repaired by [`recover`] on the next run).
-    pub fn publish(mut self) -> Result<PathBuf, OutputError> {
-        write_bytes(&self.dir.join("_SUCCESS"), b"")?;
-        let parent = self.target.parent().unwrap_or(Path::new("."));
-        let aside = parent.join(format!(
-            ".old.{}",
-            self.target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        let had_old = self.target.exists();
-        if had_old {
-            if aside.exists() {
-                fs::remove_dir_all(&aside).map_err(io_err(&aside))?;
-            }
-            fs::rename(&self.target, &aside).map_err(io_err(&self.target))?;
-        }
-        if let Err(source) = fs::rename(&self.dir, &self.target) {
-            if had_old {
-                // Put the previous good partition back before reporting the failure.
-                let _ = fs::rename(&aside, &self.target);
-            }
-            return Err(OutputError::Io {
-                path: self.target.clone(),
-                source,
-            });
-        }
-        self.published = true;
-        if had_old {
-            fs::remove_dir_all(&aside).map_err(io_err(&aside))?;
-        }
-        if let Ok(dirf) = File::open(parent) {
-            let _ = dirf.sync_all();
-        }
-        Ok(self.target.clone())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.published {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// A run holds `DIR/.churnclv.lock` (its pid inside) while it writes to DIR, so two runs never
-/// publish into one output folder at once. A lock left by a process that no longer exists
-/// (killed, machine rebooted) is stale and taken over. Liveness is checked in `/proc` (Linux).
-#[derive(Debug)]
-pub struct RunLock {
-    path: PathBuf,
-}
-
-/// Why a lock could not be taken (exit code 2).
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("{dir}: another churnclv run (pid {pid}) is writing here (lock file {path}); wait for it, or delete the lock file if that process is not churnclv")]
-    Held {
-        dir: PathBuf,
-        path: PathBuf,
-        pid: u32,
-    },
-    #[error("{path}: cannot create lock file: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Name of the lock file inside an output folder.
-pub const LOCK_FILE: &str = ".churnclv.lock";
-
-impl RunLock {
-    /// Takes the lock of `out` (which must exist).
-    pub fn acquire(out: &Path) -> Result<RunLock, LockError> {
-        let path = out.join(LOCK_FILE);
-        for _ in 0..2 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let me = std::process::id();
-                    f.write_all(format!("{me}\n").as_bytes())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|source| LockError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u32>().ok());
-                    match holder {
-                        Some(pid) if process_alive(pid) => {
-                            return Err(LockError::Held {
-                                dir: out.to_path_buf(),
-                                path,
-                                pid,
-                            })
-                        }
-                        _ => {
-                            tracing::warn!(
-                                stage = "lock",
-                                "removing stale lock {}",
-                                path.display()
-                            );
-                            let _ = fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(source) => return Err(LockError::Io { path, source }),
-            }
-        }
-        let pid = fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-            .unwrap_or(0);
-        Err(LockError::Held {
-            dir: out.to_path_buf(),
-            path,
-            pid,
-        })
-    }
-}
-
-/// Repairs what a killed run can leave in an output folder; call it holding the [`RunLock`].
-/// Staging folders (`.tmp-*`) are deleted; a previous partition moved aside (`.old.<name>`)
-/// is put back if its replacement never arrived, deleted otherwise. Returns what it did.
-pub fn recover(out: &Path) -> Result<Vec<String>, OutputError> {
-    let mut done = Vec::new();
-    let entries = match fs::read_dir(out) {
-        Ok(e) => e,
-        Err(_) => return Ok(done),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        if name.starts_with(".tmp-") {
-            fs::remove_dir_all(&path).map_err(io_err(&path))?;
-            done.push(format!("removed unfinished {name}"));
-        } else if let Some(partition) = name.strip_prefix(".old.") {
-            let target = out.join(partition);
-            if target.exists() {
-                fs::remove_dir_all(&path).map_err(io_err(&path))?;
-                done.push(format!("removed replaced {name}"));
-            } else {
-                fs::rename(&path, &target).map_err(io_err(&path))?;
-                done.push(format!("restored {partition}"));
-            }
-        }
-    }
-    Ok(done)
-}
-
-fn process_alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
 }

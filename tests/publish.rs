@@ -1,0 +1,905 @@
+//! Publishing under pressure: simultaneous runs on one output folder, recovery that touches
+//! only what churnclv made, a kill or a failure at every publish step, SIGTERM / SIGINT.
+//!
+//! The fault-injection tests need the binary built with `--features failpoints` (`make test`
+//! does); without it they fail on their first case, saying so.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use churnclv::io::RunLock;
+use sha2::{Digest, Sha256};
+
+const AS_OF: &str = "2025-12-31";
+const PART: &str = "as_of=2025-12-31";
+const LOCK: &str = ".churnclv.lock";
+const MARKER: &str = ".churnclv-partition";
+const NEEDS_FEATURE: &str =
+    "the binary must be built with `--features failpoints` (make test does)";
+
+fn exe() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("churnclv"))
+}
+
+/// Synthetic events for `customers` customers (seed 5), written once per test folder.
+fn events(dir: &Path, customers: u32) -> PathBuf {
+    let path = dir.join(format!("events-{customers}.parquet"));
+    let status = exe()
+        .args(["generate", "--quiet", "--seed", "5", "--customers"])
+        .arg(customers.to_string())
+        .arg("--out")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .status()
+        .expect("generate");
+    assert!(status.success());
+    path
+}
+
+/// `churnclv run` as of 2025-12-31 with horizon `horizon` (60d and 90d give different
+/// partitions), with the fault points `fp` (FAILPOINTS syntax; "" for none).
+fn job(events: &Path, out: &Path, horizon: &str, fp: &str) -> Command {
+    let mut c = exe();
+    c.args(["run", "--as-of", AS_OF, "--horizon", horizon, "--events"])
+        .arg(events)
+        .arg("--out")
+        .arg(out)
+        .env("FAILPOINTS", fp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Code(i32),
+    /// Ended by SIGKILL (`return(kill)` at a fault point, or the test's own kill).
+    Killed,
+}
+
+fn exit_of(status: ExitStatus) -> Exit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(9)) => Exit::Killed,
+        other => panic!("unexpected end {other:?}"),
+    }
+}
+
+/// The partition is complete: `_SUCCESS`, churnclv's marker, and every output listed in its
+/// manifest with the recorded checksum. Returns its metrics.json (which tells 60d from 90d).
+fn complete(part: &Path) -> Vec<u8> {
+    assert!(
+        part.join("_SUCCESS").is_file(),
+        "{} has no _SUCCESS",
+        part.display()
+    );
+    assert!(
+        part.join(MARKER).is_file(),
+        "{} has no marker",
+        part.display()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(part.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let outputs = manifest["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 6);
+    for o in outputs {
+        let bytes = std::fs::read(part.join(o["file"].as_str().expect("file"))).expect("output");
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(o["sha256"].as_str(), Some(hex.as_str()), "{}", o["file"]);
+    }
+    std::fs::read(part.join("metrics.json")).expect("metrics")
+}
+
+/// Entries of another tool (or of a person) in the output folder, churnclv must never touch.
+fn make_foreign(out: &Path) {
+    let w = |rel: &str, text: &str| {
+        let p = out.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    w(".tmp-x", "a plain file named like a staging folder");
+    w(".tmp-foreign/data.txt", "another tool's temporary folder");
+    // A marker that is not churnclv's.
+    w(
+        ".tmp-fake/.churnclv-partition",
+        r#"{"writer":"other","run_id":"x"}"#,
+    );
+    w(".tmp-fake/part-0.parquet", "not ours");
+    w(
+        ".old.as_of=2020-01-01/part-0.parquet",
+        "no marker: not ours",
+    );
+    w(".old.x", "a plain file named like a replaced partition");
+    w(
+        "as_of=1999-01-01/part-0.parquet",
+        "another tool's partition",
+    );
+    w("notes.txt", "an operator's notes");
+}
+
+const FOREIGN: [&str; 7] = [
+    ".tmp-x",
+    ".tmp-foreign",
+    ".tmp-fake",
+    ".old.as_of=2020-01-01",
+    ".old.x",
+    "as_of=1999-01-01",
+    "notes.txt",
+];
+
+/// Every file under the foreign entries with its content.
+fn snapshot(out: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(p: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        let meta = std::fs::symlink_metadata(p).expect("foreign entry");
+        if meta.is_dir() {
+            into.insert(p.to_path_buf(), Vec::new());
+            for e in std::fs::read_dir(p).expect("ls") {
+                walk(&e.expect("entry").path(), into);
+            }
+        } else {
+            into.insert(p.to_path_buf(), std::fs::read(p).expect("read"));
+        }
+    }
+    let mut all = BTreeMap::new();
+    for name in FOREIGN {
+        walk(&out.join(name), &mut all);
+    }
+    all
+}
+
+/// Entries that are neither foreign, nor the lock file, nor the partition: what churnclv left.
+fn leftovers(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !FOREIGN.contains(&n.as_str()) && n != LOCK && n != PART)
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_until(child: &mut Child, what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the run ended ({status}) before {what}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "never {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn staging_dirs(out: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(out)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            name.starts_with(".tmp-20") && p.join(MARKER).is_file()
+        })
+        .collect()
+}
+
+fn signal(child: &Child, sig: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), sig).expect("kill");
+}
+
+/// What `DIR/as_of=2025-12-31` must hold after a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The complete previous partition (90d).
+    Old,
+    /// The complete new partition (60d).
+    New,
+    /// Absent, with the complete previous partition kept as `.old.as_of=…` (the two-rename
+    /// fallback killed between its renames; the next run puts it back).
+    Aside,
+    /// Absent: there was no partition before.
+    Absent,
+}
+
+struct Case {
+    fp: String,
+    exit: Exit,
+    want: Want,
+    /// No churnclv leftovers right after this run (a failure before the swap cleans up).
+    tidy: bool,
+}
+
+fn case(fp: &str, exit: Exit, want: Want, tidy: bool) -> Case {
+    Case {
+        fp: fp.to_string(),
+        exit,
+        want,
+        tidy,
+    }
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    events: PathBuf,
+    out: PathBuf,
+    old: Vec<u8>,
+    new: Vec<u8>,
+}
+
+/// An output folder with foreign entries and the 90d partition published; the metrics of the
+/// 60d partition from another folder.
+fn bench(customers: u32, publish_old: bool) -> Bench {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = events(dir.path(), customers);
+    let reference = dir.path().join("reference");
+    let o = job(&events, &reference, "60d", "").output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new = complete(&reference.join(PART));
+    let out = dir.path().join("out");
+    make_foreign(&out);
+    let old = if publish_old {
+        let o = job(&events, &out, "90d", "").output().expect("run");
+        assert!(o.status.success(), "{}", stderr(&o));
+        complete(&out.join(PART))
+    } else {
+        Vec::new()
+    };
+    assert_ne!(old, new);
+    Bench {
+        _dir: dir,
+        events,
+        out,
+        old,
+        new,
+    }
+}
+
+impl Bench {
+    fn check(&self, want: Want, context: &str) {
+        let part = self.out.join(PART);
+        match want {
+            Want::Old => assert!(
+                complete(&part) == self.old,
+                "{context}: not the old partition"
+            ),
+            Want::New => assert!(
+                complete(&part) == self.new,
+                "{context}: not the new partition"
+            ),
+            Want::Aside => {
+                assert!(!part.exists(), "{context}");
+                let aside = self.out.join(format!(".old.{PART}"));
+                assert!(
+                    complete(&aside) == self.old,
+                    "{context}: aside is not the old one"
+                );
+            }
+            Want::Absent => assert!(!part.exists(), "{context}"),
+        }
+    }
+
+    /// Runs each case with the 60d job, checks what it left, then lets a plain run recover
+    /// and publish (90d, or 60d when there was no partition before).
+    fn run_cases(&self, cases: &[Case]) {
+        let foreign = snapshot(&self.out);
+        for c in cases {
+            let ctx = format!("FAILPOINTS={}", c.fp);
+            let o = job(&self.events, &self.out, "60d", &c.fp)
+                .output()
+                .expect("run");
+            let err = stderr(&o);
+            assert_eq!(exit_of(o.status), c.exit, "{ctx}: {err}\n{NEEDS_FEATURE}");
+            let point = c.fp.rsplit(';').next().unwrap_or("").split('=').next();
+            match c.exit {
+                Exit::Code(1) => {
+                    let last = err.lines().last().unwrap_or("");
+                    assert!(
+                        last.starts_with("churnclv: error: ")
+                            && last.ends_with(&format!(
+                                "injected failure at {}",
+                                point.expect("point")
+                            )),
+                        "{ctx}: {last}"
+                    );
+                }
+                Exit::Code(0) if !c.fp.is_empty() => assert!(
+                    err.contains(&format!(
+                        "{} is published, but",
+                        self.out.join(PART).display()
+                    )) || err.contains("cannot swap two folders in one step"),
+                    "{ctx}: {err}"
+                ),
+                _ => {}
+            }
+            self.check(c.want, &ctx);
+            assert_eq!(
+                snapshot(&self.out),
+                foreign,
+                "{ctx}: foreign entries changed"
+            );
+            if c.tidy {
+                assert_eq!(leftovers(&self.out), Vec::<String>::new(), "{ctx}");
+            }
+            if c.want == Want::Aside {
+                // The next run puts the previous partition back first thing (this one stops
+                // right after its recovery).
+                let o = job(&self.events, &self.out, "90d", "stage-after-marker=return")
+                    .output()
+                    .expect("run");
+                assert_eq!(exit_of(o.status), Exit::Code(1), "{}", stderr(&o));
+                assert!(
+                    stderr(&o).contains(&format!(
+                        "restored {PART} from .old.{PART}: an interrupted run had moved it aside"
+                    )),
+                    "{}",
+                    stderr(&o)
+                );
+                self.check(Want::Old, &format!("{ctx}, then recovery"));
+                assert_eq!(leftovers(&self.out), Vec::<String>::new(), "{ctx}");
+            }
+            // Without a previous partition the next run publishes the new one (then it is
+            // removed, so that every case starts from the same state).
+            let first = self.old.is_empty();
+            let (horizon, then) = if first {
+                ("60d", Want::New)
+            } else {
+                ("90d", Want::Old)
+            };
+            let o = job(&self.events, &self.out, horizon, "")
+                .output()
+                .expect("run");
+            assert!(o.status.success(), "{ctx}, next run: {}", stderr(&o));
+            self.check(then, &format!("{ctx}, next run"));
+            assert_eq!(
+                leftovers(&self.out),
+                Vec::<String>::new(),
+                "{ctx}, next run"
+            );
+            assert_eq!(
+                snapshot(&self.out),
+                foreign,
+                "{ctx}, next run: foreign entries changed"
+            );
+            if first {
+                std::fs::remove_dir_all(self.out.join(PART)).expect("reset");
+            }
+        }
+    }
+}
+
+/// The seven files of a run, each written through a fault point: `N*off->ACTION` acts after
+/// the N+1-th (`0*off` skips nothing).
+fn after_each_file(action: &str) -> Vec<String> {
+    (0..7)
+        .map(|n| format!("stage-after-file={n}*off->{action}"))
+        .collect()
+}
+
+#[test]
+fn a_kill_at_every_publish_step_leaves_the_old_or_the_new_partition() {
+    use Exit::Killed;
+    use Want::*;
+    let b = bench(1000, true);
+    let kill = "return(kill)";
+    let fallback = "publish-exchange=return";
+    let mut cases = vec![
+        case(&format!("lock-acquired={kill}"), Killed, Old, true),
+        case(&format!("stage-after-marker={kill}"), Killed, Old, false),
+    ];
+    for fp in after_each_file(kill) {
+        cases.push(case(&fp, Killed, Old, false));
+    }
+    for (point, want) in [
+        ("publish-after-success", Old),
+        ("publish-before-exchange", Old),
+        ("publish-exchange", Old),
+        ("publish-after-exchange", New),
+        ("publish-before-remove-old", New),
+        ("publish-after-remove-old", New),
+    ] {
+        cases.push(case(&format!("{point}={kill}"), Killed, want, false));
+    }
+    // Halfway through removing the replaced partition: after each of its seven data files,
+    // then after its manifest (the marker, removed last, still proves it is churnclv's).
+    for n in 0..7 {
+        cases.push(case(
+            &format!("remove-after-entry={n}*off->{kill}"),
+            Killed,
+            New,
+            false,
+        ));
+    }
+    cases.push(case(
+        &format!("remove-before-marker={kill}"),
+        Killed,
+        New,
+        false,
+    ));
+    // The two-rename fallback, where the filesystem cannot swap in one step.
+    cases.push(case(fallback, Exit::Code(0), New, true));
+    cases.push(case(
+        &format!("{fallback};publish-fallback-after-aside={kill}"),
+        Killed,
+        Aside,
+        false,
+    ));
+    cases.push(case(
+        &format!("{fallback};publish-fallback-after-rename={kill}"),
+        Killed,
+        New,
+        false,
+    ));
+    cases.push(case(
+        &format!("{fallback};remove-after-entry=2*off->{kill}"),
+        Killed,
+        New,
+        false,
+    ));
+    b.run_cases(&cases);
+}
+
+#[test]
+fn a_failure_at_every_publish_step_leaves_the_old_or_the_new_partition() {
+    use Exit::Code;
+    use Want::*;
+    let b = bench(1000, true);
+    let fallback = "publish-exchange=return";
+    let mut cases = vec![case("stage-after-marker=return", Code(1), Old, true)];
+    for fp in after_each_file("return") {
+        cases.push(case(&fp, Code(1), Old, true));
+    }
+    cases.push(case("publish-after-success=return", Code(1), Old, true));
+    cases.push(case("publish-before-exchange=return", Code(1), Old, true));
+    // After the swap the partition is published: a failure is a warning, the next run tidies.
+    cases.push(case("publish-after-exchange=return", Code(0), New, true));
+    cases.push(case(
+        "publish-before-remove-old=return",
+        Code(0),
+        New,
+        false,
+    ));
+    cases.push(case("remove-after-entry=return", Code(0), New, false));
+    cases.push(case("publish-after-remove-old=return", Code(0), New, true));
+    cases.push(case(
+        &format!("{fallback};publish-fallback-after-aside=return"),
+        Code(1),
+        Old,
+        true,
+    ));
+    cases.push(case(
+        &format!("{fallback};publish-fallback-after-rename=return"),
+        Code(0),
+        New,
+        true,
+    ));
+    b.run_cases(&cases);
+}
+
+#[test]
+fn a_kill_or_failure_while_publishing_a_first_partition_leaves_it_absent_or_complete() {
+    use Want::*;
+    let b = bench(1000, false);
+    b.run_cases(&[
+        case(
+            "publish-before-rename=return(kill)",
+            Exit::Killed,
+            Absent,
+            false,
+        ),
+        case("publish-before-rename=return", Exit::Code(1), Absent, true),
+        case(
+            "publish-after-rename=return(kill)",
+            Exit::Killed,
+            New,
+            false,
+        ),
+        case("publish-after-rename=return", Exit::Code(0), New, true),
+    ]);
+}
+
+/// The lines of a text log: (timestamp, line) of the first line containing `what`.
+fn logged_at(log: &str, what: &str) -> Option<String> {
+    log.lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+}
+
+#[test]
+fn of_two_runs_started_together_exactly_one_holds_the_lock_at_a_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = events(dir.path(), 500);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let lock = out.join(LOCK);
+    let me = std::process::id();
+    let (mut conflicts, mut one_after_the_other) = (0, 0);
+    for pair in 0..24 {
+        // What a killed run, or an unrelated process, may have left in the lock file.
+        match pair % 4 {
+            0 => {}
+            1 => {
+                let mut child = Command::new("true").spawn().expect("spawn");
+                let dead = child.id();
+                child.wait().expect("wait");
+                std::fs::write(&lock, format!("{dead}\n")).expect("lock");
+            }
+            // A live pid that is not a churnclv run (a reused pid): this test.
+            2 => std::fs::write(&lock, format!("{me}\n")).expect("lock"),
+            _ => {
+                let mut holder = job(&events, &out, "90d", "lock-acquired=sleep(60000)")
+                    .spawn()
+                    .expect("spawn");
+                let pid = holder.id().to_string();
+                wait_until(&mut holder, "the lock was taken", || {
+                    std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid)
+                });
+                holder.kill().expect("kill");
+                assert_eq!(exit_of(holder.wait().expect("wait")), Exit::Killed);
+            }
+        }
+        // The lock is held a little longer than usual, so that the two runs overlap.
+        let start = |h: &str| {
+            job(&events, &out, h, "lock-acquired=sleep(300)")
+                .spawn()
+                .expect("spawn")
+        };
+        let (a, b) = (start("90d"), start("60d"));
+        let (pa, pb) = (a.id(), b.id());
+        let (oa, ob) = (
+            a.wait_with_output().expect("a"),
+            b.wait_with_output().expect("b"),
+        );
+        let (ea, eb) = (stderr(&oa), stderr(&ob));
+        let ctx = format!("pair {pair}:\n{ea}\n---\n{eb}");
+        match (exit_of(oa.status), exit_of(ob.status)) {
+            (Exit::Code(0), Exit::Code(0)) => {
+                // One after the other: the second took the lock after the first published.
+                one_after_the_other += 1;
+                let span = |e: &str| {
+                    (
+                        logged_at(e, "holding the lock").expect("lock line"),
+                        logged_at(e, "INFO published").expect("published line"),
+                    )
+                };
+                let (sa, sb) = (span(&ea), span(&eb));
+                assert!(sa.1 <= sb.0 || sb.1 <= sa.0, "overlapping holds, {ctx}");
+            }
+            (Exit::Code(0), Exit::Code(2)) | (Exit::Code(2), Exit::Code(0)) => {
+                conflicts += 1;
+                let (winner, loser) = if oa.status.success() {
+                    (pa, &eb)
+                } else {
+                    (pb, &ea)
+                };
+                assert_eq!(
+                    loser.lines().last().unwrap_or(""),
+                    format!(
+                        "churnclv: error: {}: another churnclv run (pid {winner}) is writing here (lock file {}); wait for it to finish: the lock is released when that process ends",
+                        out.display(),
+                        lock.display()
+                    ),
+                    "{ctx}"
+                );
+                assert!(logged_at(loser, "holding the lock").is_none(), "{ctx}");
+            }
+            other => panic!("{other:?}, {ctx}"),
+        }
+        complete(&out.join(PART));
+        assert_eq!(leftovers(&out), Vec::<String>::new(), "{ctx}");
+        assert!(lock.is_file(), "the lock file stays");
+    }
+    eprintln!("{conflicts} pairs overlapped (one exited 2), {one_after_the_other} ran one after the other");
+}
+
+#[test]
+fn recovery_removes_only_folders_churnclv_can_prove_it_made() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path();
+    let w = |rel: &str, text: &str| {
+        let p = out.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    let marker = |run: &str, part: &str| {
+        format!(
+            r#"{{"writer":"churnclv","version":"0.1.0","run_id":"{run}","partition":"{part}"}}"#
+        )
+    };
+    // Killed while writing: a staging folder with some files.
+    w(
+        ".tmp-20240301-a/.churnclv-partition",
+        &marker("20240301-a", "as_of=2024-03-01"),
+    );
+    w(".tmp-20240301-a/scores.parquet", "partial");
+    // Killed right after a swap: the replaced partition sits at the staging name.
+    w(
+        ".tmp-20240401-b/.churnclv-partition",
+        &marker("20240401-a", "as_of=2024-04-01"),
+    );
+    w(".tmp-20240401-b/_SUCCESS", "");
+    w(
+        "as_of=2024-04-01/.churnclv-partition",
+        &marker("20240401-b", "as_of=2024-04-01"),
+    );
+    // The fallback killed between its renames: put back.
+    w(
+        ".old.as_of=2024-01-01/.churnclv-partition",
+        &marker("20240101-a", "as_of=2024-01-01"),
+    );
+    w(".old.as_of=2024-01-01/_SUCCESS", "");
+    // ... killed after them: removed.
+    w(
+        ".old.as_of=2024-02-01/.churnclv-partition",
+        &marker("20240201-a", "as_of=2024-02-01"),
+    );
+    w("as_of=2024-02-01/_SUCCESS", "");
+    // A partition published before markers existed, moved aside: proved by its manifest.
+    w(
+        ".old.as_of=2023-12-01/manifest.json",
+        r#"{"run_id":"20231201-x","crate_version":"0.1.0"}"#,
+    );
+    w(".old.as_of=2023-12-01/_SUCCESS", "");
+    // Not churnclv's: left alone.
+    make_foreign(out);
+    w(".tmp-nomarker/scores.parquet", "whose?");
+    std::fs::create_dir_all(out.join(".tmp-empty")).expect("mkdir");
+    w(
+        ".old.as_of=2023-11-01/manifest.json",
+        r#"{"run_id":"someone else's, no crate_version"}"#,
+    );
+    std::os::unix::fs::symlink(
+        out.join("as_of=2024-04-01"),
+        out.join(".tmp-link-to-a-partition"),
+    )
+    .expect("symlink");
+    let foreign = snapshot(out);
+
+    let lock = RunLock::acquire(out).expect("lock");
+    let mut done = lock.recover().expect("recover");
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            "removed .old.as_of=2024-02-01, the partition an interrupted run had replaced",
+            "removed .tmp-20240301-a, left by an interrupted run (run 20240301-a)",
+            "removed .tmp-20240401-b, left by an interrupted run (run 20240401-a)",
+            "restored as_of=2023-12-01 from .old.as_of=2023-12-01: an interrupted run had moved it aside",
+            "restored as_of=2024-01-01 from .old.as_of=2024-01-01: an interrupted run had moved it aside",
+        ]
+    );
+    assert!(out.join("as_of=2024-01-01/_SUCCESS").is_file());
+    assert!(out.join("as_of=2023-12-01/manifest.json").is_file());
+    assert!(out.join("as_of=2024-04-01/.churnclv-partition").is_file());
+    assert_eq!(snapshot(out), foreign);
+    let mut left: Vec<String> = std::fs::read_dir(out)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !FOREIGN.contains(&n.as_str()))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".churnclv.lock",
+            ".old.as_of=2023-11-01",
+            ".tmp-empty",
+            ".tmp-link-to-a-partition",
+            ".tmp-nomarker",
+            "as_of=2023-12-01",
+            "as_of=2024-01-01",
+            "as_of=2024-02-01",
+            "as_of=2024-04-01",
+        ]
+    );
+    // Nothing more to do the second time.
+    assert_eq!(lock.recover().expect("recover"), Vec::<String>::new());
+}
+
+#[test]
+fn a_run_leaves_foreign_entries_alone_and_never_replaces_a_partition_it_did_not_make() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = events(dir.path(), 500);
+    let out = dir.path().join("out");
+    make_foreign(&out);
+    let foreign = snapshot(&out);
+    // A plain file named `.tmp-x` used to make every run fail.
+    let o = job(&events, &out, "90d", "").output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    complete(&out.join(PART));
+    assert_eq!(snapshot(&out), foreign);
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+
+    // Someone else's folder at the partition's name: exit 2 before any writing, untouched.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(theirs.join(PART)).expect("mkdir");
+    std::fs::write(theirs.join(PART).join("data.csv"), "a,b\n").expect("write");
+    let o = job(&events, &theirs, "90d", "").output().expect("run");
+    assert_eq!(exit_of(o.status), Exit::Code(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).lines().last().unwrap_or(""),
+        format!(
+            "churnclv: error: {}/{PART} exists and was not made by churnclv (no .churnclv-partition marker, no churnclv manifest.json); churnclv never replaces or removes it: move it away or choose another --out",
+            theirs.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read(theirs.join(PART).join("data.csv")).expect("kept"),
+        b"a,b\n"
+    );
+    let mut entries: Vec<String> = std::fs::read_dir(&theirs)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, [LOCK, PART]);
+
+    // A partition published before markers existed is churnclv's (its manifest says so) and
+    // is replaced as usual.
+    std::fs::remove_file(out.join(PART).join(MARKER)).expect("unmark");
+    let o = job(&events, &out, "60d", "").output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    complete(&out.join(PART));
+    assert_eq!(leftovers(&out), Vec::<String>::new());
+}
+
+#[test]
+fn sigterm_and_sigint_stop_a_run_cleanly_at_any_moment() {
+    use rustix::process::Signal;
+    let b = bench(20000, true);
+    let foreign = snapshot(&b.out);
+    let part = b.out.join(PART);
+    let staged = |file: &'static str| {
+        let out = b.out.clone();
+        move || staging_dirs(&out).iter().any(|d| d.join(file).is_file())
+    };
+    let new_in_place = || std::fs::read(part.join("metrics.json")).is_ok_and(|m| m == b.new);
+    type Moment<'a> = (&'a str, Signal, &'a str, Box<dyn Fn() -> bool + 'a>, Want);
+    let moments: Vec<Moment> = vec![
+        // While reading / training (a moment in time, whatever the run is doing).
+        (
+            "200 ms in",
+            Signal::TERM,
+            "",
+            Box::new(sleeps(200)),
+            Want::Old,
+        ),
+        (
+            "700 ms in",
+            Signal::INT,
+            "",
+            Box::new(sleeps(700)),
+            Want::Old,
+        ),
+        (
+            "writing the staging folder",
+            Signal::TERM,
+            "stage-after-file=sleep(3000)",
+            Box::new(staged("scores.parquet")),
+            Want::Old,
+        ),
+        (
+            "about to swap (_SUCCESS written)",
+            Signal::INT,
+            "publish-after-success=sleep(3000)",
+            Box::new(staged("_SUCCESS")),
+            Want::Old,
+        ),
+        (
+            "right after the swap",
+            Signal::TERM,
+            "publish-after-exchange=sleep(3000)",
+            Box::new(new_in_place),
+            Want::New,
+        ),
+        (
+            "between the two renames of the fallback",
+            Signal::TERM,
+            "publish-exchange=return;publish-fallback-after-aside=sleep(3000)",
+            Box::new({
+                let aside = b.out.join(format!(".old.{PART}"));
+                move || aside.exists()
+            }),
+            Want::New,
+        ),
+    ];
+    for (when, sig, fp, reached, want) in moments {
+        let ctx = format!("{sig:?} {when}");
+        let mut child = job(&b.events, &b.out, "60d", fp).spawn().expect("spawn");
+        wait_until(&mut child, &ctx, &reached);
+        signal(&child, sig);
+        let o = child.wait_with_output().expect("wait");
+        let err = stderr(&o);
+        let (name, code) = if sig == Signal::INT {
+            ("SIGINT", 130)
+        } else {
+            ("SIGTERM", 143)
+        };
+        assert_eq!(
+            exit_of(o.status),
+            Exit::Code(code),
+            "{ctx}: {err}\n{NEEDS_FEATURE}"
+        );
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("WARN {name}: stopped ("))
+                    && l.contains(&format!(
+                        "the output lock is released as the process exits with code {code}"
+                    ))),
+            "{ctx}: {err}"
+        );
+        assert!(!err.contains("churnclv: error"), "{ctx}: {err}");
+        b.check(want, &ctx);
+        assert_eq!(
+            leftovers(&b.out),
+            Vec::<String>::new(),
+            "{ctx}: staging left"
+        );
+        assert_eq!(snapshot(&b.out), foreign, "{ctx}");
+        // The lock was released: the next run takes it at once and publishes.
+        let o = job(&b.events, &b.out, "90d", "").output().expect("run");
+        assert!(o.status.success(), "{ctx}, next run: {}", stderr(&o));
+        b.check(Want::Old, &ctx);
+    }
+}
+
+/// True `ms` milliseconds after its first call (made right after the run is started).
+fn sleeps(ms: u64) -> impl Fn() -> bool {
+    let start = std::cell::Cell::new(None::<Instant>);
+    move || {
+        let t0 = start.get().unwrap_or_else(Instant::now);
+        start.set(Some(t0));
+        t0.elapsed() >= Duration::from_millis(ms)
+    }
+}
+
+#[test]
+fn a_second_signal_ends_the_run_at_once_and_the_next_run_repairs() {
+    use rustix::process::Signal;
+    let b = bench(1000, true);
+    let mut child = job(
+        &b.events,
+        &b.out,
+        "60d",
+        "publish-after-success=sleep(20000)",
+    )
+    .spawn()
+    .expect("spawn");
+    wait_until(&mut child, "_SUCCESS was written", || {
+        staging_dirs(&b.out)
+            .iter()
+            .any(|d| d.join("_SUCCESS").is_file())
+    });
+    // The first signal waits for the publish step (here held for 20 s)...
+    signal(&child, Signal::TERM);
+    std::thread::sleep(Duration::from_millis(300));
+    // ...the second ends the process at once, leaving the staging folder to the next run.
+    signal(&child, Signal::INT);
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(exit_of(o.status), Exit::Code(130), "{}", stderr(&o));
+    assert_eq!(
+        staging_dirs(&b.out).len(),
+        1,
+        "the staging folder is still there"
+    );
+    b.check(Want::Old, "after two signals");
+    let o = job(&b.events, &b.out, "90d", "").output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("left by an interrupted run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(leftovers(&b.out), Vec::<String>::new());
+    b.check(Want::Old, "next run");
+}

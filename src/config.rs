@@ -13,7 +13,7 @@ use crate::events::{EventKind, EventTypeMap};
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read config: {source}")]
+    #[error("{path}: cannot read config")]
     Read {
         path: PathBuf,
         #[source]
@@ -31,6 +31,14 @@ pub enum ConfigError {
     Horizon(String),
     #[error("invalid date '{0}': expected YYYY-MM-DD")]
     Date(String),
+    #[error("column mapping gives input column '{column}' two roles, {first} and {second}; map one of them to another column (an optional role is switched off with --map {second}= or {second} = \"\" under [columns])")]
+    MapCollision {
+        column: String,
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("column mapping: the required column {0} cannot be switched off (mapped to '')")]
+    RequiredUnmapped(&'static str),
     #[error("{key} must be {expected}, got {value}")]
     Range {
         key: &'static str,
@@ -72,12 +80,13 @@ impl Default for Columns {
 }
 
 impl Columns {
-    /// Sets one mapping from a `--map our=their` flag.
+    /// Sets one mapping from a `--map our=their` flag. An empty `their` (`--map order_id=`)
+    /// switches an optional column off; [`Columns::validate`] refuses it for a required one.
     pub fn apply_map(&mut self, spec: &str) -> Result<(), ConfigError> {
         let (ours, theirs) = spec
             .split_once('=')
             .map(|(a, b)| (a.trim(), b.trim()))
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .filter(|(a, _)| !a.is_empty())
             .ok_or_else(|| ConfigError::MapSyntax(spec.to_string()))?;
         let slot = match ours {
             "customer_id" => &mut self.customer_id,
@@ -92,6 +101,47 @@ impl Columns {
             other => return Err(ConfigError::UnknownColumn(other.to_string())),
         };
         *slot = theirs.to_string();
+        Ok(())
+    }
+
+    /// Every role with the input column it reads, in the documented order; the first three
+    /// are required.
+    pub fn roles(&self) -> [(&'static str, &str); 9] {
+        [
+            ("customer_id", &self.customer_id),
+            ("event_time", &self.event_time),
+            ("event_type", &self.event_type),
+            ("amount", &self.amount),
+            ("order_id", &self.order_id),
+            ("event_id", &self.event_id),
+            ("quantity", &self.quantity),
+            ("channel", &self.channel),
+            ("category", &self.category),
+        ]
+    }
+
+    /// One input column has at most one role, whether the roles were mapped explicitly or one
+    /// keeps its default name (`--map order_id=event_id` while `event_id` reads `event_id` too):
+    /// otherwise an id would silently double as a deduplication key, or an amount column as a
+    /// quantity. Checked without the files, so a contradictory mapping fails before any is
+    /// opened; a switched-off optional role (empty name) collides with nothing.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let roles = self.roles();
+        for (i, (role, column)) in roles.iter().enumerate() {
+            if column.is_empty() {
+                if i < 3 {
+                    return Err(ConfigError::RequiredUnmapped(role));
+                }
+                continue;
+            }
+            if let Some((first, _)) = roles[..i].iter().find(|(_, c)| c == column) {
+                return Err(ConfigError::MapCollision {
+                    column: column.to_string(),
+                    first,
+                    second: role,
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -234,6 +284,7 @@ impl Config {
 
     /// Checks every value; returns the event-type map on success.
     pub fn validate(&self) -> Result<EventTypeMap, ConfigError> {
+        self.columns.validate()?;
         parse_horizon(&self.run.horizon)?;
         let v = self.validation.max_abs_amount;
         if !(v.is_finite() && v > 0.0) {
@@ -408,6 +459,39 @@ mod tests {
             c.apply_map("colour=x"),
             Err(ConfigError::UnknownColumn(_))
         ));
+        assert!(matches!(
+            c.apply_map("=x"),
+            Err(ConfigError::MapSyntax(_))
+        ));
+    }
+
+    #[test]
+    fn one_column_one_role() {
+        let msg = |c: &Columns| c.validate().map_err(|e| e.to_string()).err();
+        let mut c = Columns::default();
+        assert_eq!(msg(&c), None);
+        // Two explicit mappings to one column.
+        c.customer_id = "x".into();
+        c.order_id = "x".into();
+        assert_eq!(
+            msg(&c).as_deref(),
+            Some("column mapping gives input column 'x' two roles, customer_id and order_id; map one of them to another column (an optional role is switched off with --map order_id= or order_id = \"\" under [columns])")
+        );
+        // A mapping onto another role's default name.
+        let mut c = Columns::default();
+        assert!(c.apply_map("order_id=event_id").is_ok());
+        assert!(msg(&c).is_some_and(|m| m.starts_with(
+            "column mapping gives input column 'event_id' two roles, order_id and event_id;"
+        )));
+        // ... resolved by switching the other role off.
+        assert!(c.apply_map("event_id=").is_ok());
+        assert_eq!(msg(&c), None);
+        // A required role cannot be switched off.
+        assert!(c.apply_map("customer_id=").is_ok());
+        assert_eq!(
+            msg(&c).as_deref(),
+            Some("column mapping: the required column customer_id cannot be switched off (mapped to '')")
+        );
     }
 
     #[test]

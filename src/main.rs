@@ -17,14 +17,15 @@ mod cmd;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
+    let cli = match cmd::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return cmd::finish::usage(err),
+    };
     cmd::init_logging(&cli.global);
+    let format = cli.global.log_format;
     match cmd::dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // One line with the whole cause chain.
-            eprintln!("churnclv: error: {err:#}");
-            ExitCode::from(cmd::exit_code(&err))
-        }
+        // One line with the whole cause chain, as text or JSON.
+        Err(err) => cmd::finish::fail(&err, format),
     }
 }

@@ -58,7 +58,7 @@ pub fn scores_schema() -> SchemaRef {
 pub enum ScoreError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("score table: {0}")]
+    #[error("score table")]
     Arrow(#[from] ArrowError),
 }
 

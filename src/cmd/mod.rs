@@ -15,6 +15,7 @@ use churnclv::labels::date_of_us;
 
 pub mod btyd;
 pub mod features;
+pub mod finish;
 pub mod generate;
 mod jsonlog;
 pub mod progress;
@@ -131,6 +132,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<ConfigError>()
             || cause.is::<UsageError>()
             || cause.is::<churnclv::io::LockError>()
+            || cause.is::<churnclv::io::target::TargetError>()
             || cause.is::<churnclv::models::SavedModelError>()
             || cause.is::<churnclv::generate::GenerateError>()
             || matches!(
@@ -190,10 +192,16 @@ pub fn init_logging(g: &GlobalArgs) {
             .with_writer(std::io::stderr)
             .event_format(jsonlog::JsonLines)
             .try_init(),
+        // Control characters in a message (a path with a newline) are escaped: one line each.
         LogFormat::Text => builder
             .with_writer(progress::stderr)
             .with_ansi(false)
-            .compact()
+            .event_format(finish::OneLine(
+                tracing_subscriber::fmt::format()
+                    .with_ansi(false)
+                    .with_target(false)
+                    .compact(),
+            ))
             .try_init(),
     };
 }

@@ -1,9 +1,10 @@
 //! The edges of the pipeline: reading and validating events ([`input`], [`read`]) and writing
-//! outputs atomically ([`output`]).
+//! outputs atomically ([`output`]), output paths checked before the work ([`target`]).
 
 pub mod input;
 pub mod output;
 pub mod read;
+pub mod target;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{LockError, OutputError, ParquetOptions, RunLock, Staging};

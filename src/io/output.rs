@@ -22,19 +22,19 @@ use sha2::{Digest, Sha256};
 /// Errors raised while writing outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: cannot write Parquet: {source}")]
+    #[error("{path}: cannot write Parquet")]
     Parquet {
         path: PathBuf,
         #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("{path}: cannot write JSON: {source}")]
+    #[error("{path}: cannot write JSON")]
     Json {
         path: PathBuf,
         #[source]
@@ -396,7 +396,7 @@ pub enum LockError {
         path: PathBuf,
         pid: u32,
     },
-    #[error("{path}: cannot create lock file: {source}")]
+    #[error("{path}: cannot create lock file")]
     Io {
         path: PathBuf,
         #[source]

@@ -13,7 +13,7 @@ use crate::models::ChurnModel;
 /// Errors reading a model file.
 #[derive(Debug, thiserror::Error)]
 pub enum SavedModelError {
-    #[error("{path}: cannot read model: {source}")]
+    #[error("{path}: cannot read model")]
     Read {
         path: String,
         #[source]

@@ -39,6 +39,13 @@ pub enum ConfigError {
     },
     #[error("column mapping: the required column {0} cannot be switched off (mapped to '')")]
     RequiredUnmapped(&'static str),
+    /// A value of a config key that its own parser refused (the cause says why).
+    #[error("{key}")]
+    Key {
+        key: &'static str,
+        #[source]
+        source: Box<ConfigError>,
+    },
     #[error("{key} must be {expected}, got {value}")]
     Range {
         key: &'static str,
@@ -285,7 +292,10 @@ impl Config {
     /// Checks every value; returns the event-type map on success.
     pub fn validate(&self) -> Result<EventTypeMap, ConfigError> {
         self.columns.validate()?;
-        parse_horizon(&self.run.horizon)?;
+        parse_horizon(&self.run.horizon).map_err(|e| ConfigError::Key {
+            key: "run.horizon",
+            source: Box::new(e),
+        })?;
         let v = self.validation.max_abs_amount;
         if !(v.is_finite() && v > 0.0) {
             return Err(ConfigError::Range {
@@ -337,10 +347,10 @@ impl Config {
         }
         self.tiers
             .validate()
-            .map_err(|message| ConfigError::Range {
-                key: "tiers",
-                expected: "see docs/config.md",
-                value: message,
+            .map_err(|(key, expected, value)| ConfigError::Range {
+                key,
+                expected,
+                value: value.to_string(),
             })?;
         let b = &self.btyd;
         if !["bgnbd", "mbgnbd", "pnbd"].contains(&b.model.as_str()) {
@@ -371,12 +381,17 @@ impl Config {
                 });
             }
         }
-        if b.max_iterations == 0 || b.timeout_seconds == 0 {
-            return Err(ConfigError::Range {
-                key: "btyd.max_iterations / btyd.timeout_seconds",
-                expected: "at least 1",
-                value: "0".into(),
-            });
+        for (key, v) in [
+            ("btyd.max_iterations", b.max_iterations),
+            ("btyd.timeout_seconds", b.timeout_seconds),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Range {
+                    key,
+                    expected: "at least 1",
+                    value: "0".into(),
+                });
+            }
         }
         let mut aliases = BTreeMap::new();
         for (raw, target) in &self.event_types {

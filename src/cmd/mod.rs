@@ -331,8 +331,11 @@ pub fn output_schemas() -> std::collections::BTreeMap<&'static str, Vec<ColumnDe
 
 /// Parses `--horizon`, falling back to the config's.
 pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
-    let text = flag.unwrap_or(&cfg.run.horizon);
-    parse_horizon(text).context("--horizon")
+    // The error names where the value came from: the flag, or the config key.
+    match flag {
+        Some(text) => parse_horizon(text).context("--horizon"),
+        None => parse_horizon(&cfg.run.horizon).context("run.horizon"),
+    }
 }
 
 // ---- output bookkeeping shared by the subcommands that publish a partition ----

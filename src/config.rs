@@ -176,6 +176,9 @@ impl Default for RunConfig {
     }
 }
 
+/// The largest `validation.max_abs_amount` accepted: amounts are summed as i64 micro-units.
+pub const MAX_ABS_AMOUNT_LIMIT: f64 = 1e12;
+
 /// `[validation]`: what counts as a usable row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -297,10 +300,12 @@ impl Config {
             source: Box::new(e),
         })?;
         let v = self.validation.max_abs_amount;
-        if !(v.is_finite() && v > 0.0) {
+        // Money is summed in integer micro-units (i64): one amount above ~9.2e12 would be
+        // clamped silently. 1e12 keeps every accepted amount exact, with room for sums.
+        if !(v.is_finite() && v > 0.0 && v <= MAX_ABS_AMOUNT_LIMIT) {
             return Err(ConfigError::Range {
                 key: "validation.max_abs_amount",
-                expected: "a positive finite number",
+                expected: "a positive number up to 1e12 (money is summed in integer micro-units)",
                 value: v.to_string(),
             });
         }
@@ -524,6 +529,10 @@ mod tests {
         );
         let mut cfg = Config::default();
         cfg.validation.max_abs_amount = f64::NAN;
+        assert!(cfg.validate().is_err());
+        cfg.validation.max_abs_amount = 1e12;
+        assert!(cfg.validate().is_ok());
+        cfg.validation.max_abs_amount = 1.0000001e12;
         assert!(cfg.validate().is_err());
     }
 }

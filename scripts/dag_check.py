@@ -119,7 +119,7 @@ def load_dag_module():
 
     bag = DagBag(dag_folder=DAG_FILE, include_examples=False)
     assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag("churnclv_nightly")
+    dag = bag.dags["churnclv_nightly"]  # get_dag would look in the metadata database
     spec = importlib.util.spec_from_file_location("churnclv_dag", DAG_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -479,10 +479,7 @@ mod tests {
             c.apply_map("colour=x"),
             Err(ConfigError::UnknownColumn(_))
         ));
-        assert!(matches!(
-            c.apply_map("=x"),
-            Err(ConfigError::MapSyntax(_))
-        ));
+        assert!(matches!(c.apply_map("=x"), Err(ConfigError::MapSyntax(_))));
     }
 
     #[test]

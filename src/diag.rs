@@ -109,6 +109,9 @@ mod tests {
         };
         let line = error_line(&e);
         assert_eq!(line.lines().count(), 1, "{line}");
-        assert!(line.starts_with("dir\\nname/e.parquet: cannot read: "), "{line}");
+        assert!(
+            line.starts_with("dir\\nname/e.parquet: cannot read: "),
+            "{line}"
+        );
     }
 }

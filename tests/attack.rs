@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use arrow_array::types::Float64Type;
+use arrow_array::Array;
 use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Date64Array, Float64Array, Int64Array, RecordBatch,
     StringArray, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
@@ -85,7 +85,11 @@ fn refused(dir: &Path, args: &[&str], expect: Expect) {
             "{args:?}: {line}"
         ),
     }
-    assert_eq!(snapshot(&out), before, "{args:?}: nothing published or left behind");
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "{args:?}: nothing published or left behind"
+    );
 }
 
 fn good_columns() -> Vec<(&'static str, ArrayRef)> {
@@ -152,7 +156,12 @@ fn truncated_random_and_mislabelled_files() {
         ("footer-scrambled", scrambled_footer, corrupt, false),
         ("random-bytes", noise, not_parquet, true),
         ("random-between-magics", framed, corrupt, false),
-        ("data-pages-scrambled", scrambled_pages, ": row group 0: ", false),
+        (
+            "data-pages-scrambled",
+            scrambled_pages,
+            ": row group 0: ",
+            false,
+        ),
     ];
     for (name, bytes, message, exact) in cases {
         let f = d.join(format!("{name}.parquet"));
@@ -251,7 +260,12 @@ fn wrong_column_types_name_column_type_and_expectation() {
             "Float64",
             text_or_int,
         ),
-        ("channel", Arc::new(Int64Array::from(vec![1, 2])), "Int64", text),
+        (
+            "channel",
+            Arc::new(Int64Array::from(vec![1, 2])),
+            "Int64",
+            text,
+        ),
         (
             "category",
             Arc::new(BooleanArray::from(vec![true, false])),
@@ -281,7 +295,15 @@ fn wrong_column_types_name_column_type_and_expectation() {
 fn base(dir: &Path) -> PathBuf {
     let events = dir.join("events");
     bin()
-        .args(["generate", "--quiet", "--customers", "400", "--seed", "21", "--out"])
+        .args([
+            "generate",
+            "--quiet",
+            "--customers",
+            "400",
+            "--seed",
+            "21",
+            "--out",
+        ])
         .arg(events.join("base.parquet"))
         .assert()
         .success();
@@ -303,8 +325,14 @@ fn read(path: &Path) -> Vec<RecordBatch> {
 fn rejects(part: &Path) -> Vec<(Option<String>, String)> {
     let mut rows = Vec::new();
     for b in read(&part.join("rejects.parquet")) {
-        let id = b.column_by_name("customer_id").expect("id").as_string::<i32>();
-        let reason = b.column_by_name("reason").expect("reason").as_string::<i32>();
+        let id = b
+            .column_by_name("customer_id")
+            .expect("id")
+            .as_string::<i32>();
+        let reason = b
+            .column_by_name("reason")
+            .expect("reason")
+            .as_string::<i32>();
         for i in 0..b.num_rows() {
             rows.push((
                 (!id.is_null(i)).then(|| id.value(i).to_string()),
@@ -363,7 +391,9 @@ fn extreme_amounts_are_rejected_rows_and_the_limit_is_bounded() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = base(dir.path());
     let t = ts("2025-06-01", 0);
-    let ids = ["big", "neg-big", "max", "min", "over-1e9", "tiny", "zero", "neg-zero"];
+    let ids = [
+        "big", "neg-big", "max", "min", "over-1e9", "tiny", "zero", "neg-zero",
+    ];
     let amounts = [
         1e308,
         -1e308,
@@ -440,23 +470,71 @@ fn timestamps_at_the_edges_of_their_unit() {
     };
     // Out of range: the extremes of every unit (i64::MIN µs is left to the ignored test
     // below), the last µs before 1900 and the first of 2200.
-    one("s", "max", Arc::new(TimestampSecondArray::from(vec![i64::MAX / 1000])));
-    one("s", "min", Arc::new(TimestampSecondArray::from(vec![i64::MIN / 1000])));
-    one("ms", "max", Arc::new(TimestampMillisecondArray::from(vec![i64::MAX])));
-    one("ms", "min", Arc::new(TimestampMillisecondArray::from(vec![i64::MIN])));
-    one("us", "max", Arc::new(TimestampMicrosecondArray::from(vec![i64::MAX])));
-    one("us", "min+1", Arc::new(TimestampMicrosecondArray::from(vec![i64::MIN + 1])));
-    one("ns", "max", Arc::new(TimestampNanosecondArray::from(vec![i64::MAX])));
-    one("ns", "min", Arc::new(TimestampNanosecondArray::from(vec![i64::MIN])));
+    one(
+        "s",
+        "max",
+        Arc::new(TimestampSecondArray::from(vec![i64::MAX / 1000])),
+    );
+    one(
+        "s",
+        "min",
+        Arc::new(TimestampSecondArray::from(vec![i64::MIN / 1000])),
+    );
+    one(
+        "ms",
+        "max",
+        Arc::new(TimestampMillisecondArray::from(vec![i64::MAX])),
+    );
+    one(
+        "ms",
+        "min",
+        Arc::new(TimestampMillisecondArray::from(vec![i64::MIN])),
+    );
+    one(
+        "us",
+        "max",
+        Arc::new(TimestampMicrosecondArray::from(vec![i64::MAX])),
+    );
+    one(
+        "us",
+        "min+1",
+        Arc::new(TimestampMicrosecondArray::from(vec![i64::MIN + 1])),
+    );
+    one(
+        "ns",
+        "max",
+        Arc::new(TimestampNanosecondArray::from(vec![i64::MAX])),
+    );
+    one(
+        "ns",
+        "min",
+        Arc::new(TimestampNanosecondArray::from(vec![i64::MIN])),
+    );
     one("d32", "max", Arc::new(Date32Array::from(vec![i32::MAX])));
     one("d32", "min", Arc::new(Date32Array::from(vec![i32::MIN])));
     one("d64", "max", Arc::new(Date64Array::from(vec![i64::MAX])));
     one("d64", "min", Arc::new(Date64Array::from(vec![i64::MIN])));
-    one("us", "pre-1900", Arc::new(TimestampMicrosecondArray::from(vec![us_1900 - 1])));
-    one("us", "2200", Arc::new(TimestampMicrosecondArray::from(vec![us_2200])));
+    one(
+        "us",
+        "pre-1900",
+        Arc::new(TimestampMicrosecondArray::from(vec![us_1900 - 1])),
+    );
+    one(
+        "us",
+        "2200",
+        Arc::new(TimestampMicrosecondArray::from(vec![us_2200])),
+    );
     // In range: 1900-01-01 exactly (used), the last µs before 2200 (valid, after as-of).
-    one("us", "1900", Arc::new(TimestampMicrosecondArray::from(vec![us_1900])));
-    one("us", "last", Arc::new(TimestampMicrosecondArray::from(vec![us_2200 - 1])));
+    one(
+        "us",
+        "1900",
+        Arc::new(TimestampMicrosecondArray::from(vec![us_1900])),
+    );
+    one(
+        "us",
+        "last",
+        Arc::new(TimestampMicrosecondArray::from(vec![us_2200 - 1])),
+    );
     one(
         "ns",
         "tz",
@@ -475,13 +553,25 @@ fn timestamps_at_the_edges_of_their_unit() {
         .map(|(id, _)| id.unwrap_or_default())
         .collect();
     assert_eq!(got.len(), 14);
-    for id in ["s-max", "ms-min", "us-min+1", "ns-max", "d32-min", "d64-max", "us-pre-1900", "us-2200"] {
+    for id in [
+        "s-max",
+        "ms-min",
+        "us-min+1",
+        "ns-max",
+        "d32-min",
+        "d64-max",
+        "us-pre-1900",
+        "us-2200",
+    ] {
         assert!(got.contains(&id.to_string()), "{id}: {got:?}");
     }
     // The two valid early rows are scored customers.
     let mut ids = Vec::new();
     for b in read(&part.join("scores.parquet")) {
-        let c = b.column_by_name("customer_id").expect("id").as_string::<i32>();
+        let c = b
+            .column_by_name("customer_id")
+            .expect("id")
+            .as_string::<i32>();
         ids.extend((0..b.num_rows()).map(|i| c.value(i).to_string()));
     }
     assert!(ids.contains(&"us-1900".to_string()) && ids.contains(&"ns-tz".to_string()));
@@ -567,7 +657,10 @@ fn null_blank_and_control_character_ids() {
     write(
         &events.join("ids.parquet"),
         vec![
-            ("customer_id", Arc::new(StringArray::from(ids.clone())) as ArrayRef),
+            (
+                "customer_id",
+                Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+            ),
             (
                 "event_time",
                 Arc::new(TimestampMicrosecondArray::from(vec![t; n])),
@@ -596,7 +689,10 @@ fn null_blank_and_control_character_ids() {
     );
     let mut scored = Vec::new();
     for b in read(&part.join("scores.parquet")) {
-        let c = b.column_by_name("customer_id").expect("id").as_string::<i32>();
+        let c = b
+            .column_by_name("customer_id")
+            .expect("id")
+            .as_string::<i32>();
         scored.extend((0..b.num_rows()).map(|i| c.value(i).to_string()));
     }
     for id in ids[4..].iter().flatten() {

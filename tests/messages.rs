@@ -40,7 +40,15 @@ fn small(dir: &Path) -> PathBuf {
 fn history(dir: &Path) -> PathBuf {
     let events = dir.join("history.parquet");
     bin()
-        .args(["generate", "--quiet", "--customers", "400", "--seed", "21", "--out"])
+        .args([
+            "generate",
+            "--quiet",
+            "--customers",
+            "400",
+            "--seed",
+            "21",
+            "--out",
+        ])
         .arg(&events)
         .assert()
         .success();
@@ -147,7 +155,9 @@ fn with_json_logs_every_line_is_json_the_final_error_too() {
     // Text logs keep clap's own multi-line usage text (for people), exit 2.
     let o = churnclv(&["run", "--events", &missing]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.starts_with("error: the following required arguments were not provided:"));
+    assert!(o
+        .stderr
+        .starts_with("error: the following required arguments were not provided:"));
     // --help is not an error.
     let o = churnclv(&["--log-format", "json", "run", "--help"]);
     assert_eq!(o.code, 0);
@@ -280,7 +290,9 @@ fn a_path_with_a_newline_stays_on_one_line() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
     assert!(
-        o.stderr.contains(&format!("wrote {shown}/e.parquet and {shown}/e.truth.parquet")),
+        o.stderr.contains(&format!(
+            "wrote {shown}/e.parquet and {shown}/e.truth.parquet"
+        )),
         "{}",
         o.stderr
     );
@@ -357,7 +369,11 @@ fn exit_codes_agree_across_subcommands() {
         // Missing input.
         let mut a = vec![*cmd, "--events", &missing];
         a.extend(rest);
-        refused(&a, &format!("{missing}: no such file or directory"), Some(&out));
+        refused(
+            &a,
+            &format!("{missing}: no such file or directory"),
+            Some(&out),
+        );
         // A config value out of range.
         let mut a = vec![*cmd, "--events", &events, "--config", &bad_config];
         a.extend(rest);
@@ -390,7 +406,10 @@ fn exit_codes_agree_across_subcommands() {
     ] {
         let rest = &commands.iter().find(|(c, _)| *c == cmd).expect("cmd").1;
         let mut a = vec![cmd, "--events", &events, flag, "2025-02-30"];
-        a.extend(rest.iter().filter(|r| **r != "2025-06-01" && **r != "--cutoff"));
+        a.extend(
+            rest.iter()
+                .filter(|r| **r != "2025-06-01" && **r != "--cutoff"),
+        );
         refused(
             &a,
             &format!("{flag}: invalid date '2025-02-30': expected YYYY-MM-DD"),
@@ -411,7 +430,15 @@ fn exit_codes_agree_across_subcommands() {
     );
     for args in [
         vec!["run", "--events", &events, "--out", &under_file],
-        vec!["score", "--model", &model, "--events", &events, "--out", &under_file],
+        vec![
+            "score",
+            "--model",
+            &model,
+            "--events",
+            &events,
+            "--out",
+            &under_file,
+        ],
     ] {
         refused(
             &args,
@@ -420,7 +447,13 @@ fn exit_codes_agree_across_subcommands() {
         );
     }
     refused(
-        &["features", "--events", &events, "--out", &format!("{under_file}/f.parquet")],
+        &[
+            "features",
+            "--events",
+            &events,
+            "--out",
+            &format!("{under_file}/f.parquet"),
+        ],
         &format!(
             "--out {under_file}/f.parquet: {} is not a folder",
             plain.display()
@@ -439,7 +472,9 @@ fn exit_codes_agree_across_subcommands() {
     let plain_s = plain.display().to_string();
     for args in [
         vec!["run", "--events", &events, "--out", &plain_s],
-        vec!["score", "--model", &model, "--events", &events, "--out", &plain_s],
+        vec![
+            "score", "--model", &model, "--events", &events, "--out", &plain_s,
+        ],
     ] {
         refused(
             &args,
@@ -447,6 +482,23 @@ fn exit_codes_agree_across_subcommands() {
             None,
         );
     }
+    // --save-model under a regular file: refused before the run, not after publishing.
+    refused(
+        &[
+            "run",
+            "--events",
+            &events,
+            "--out",
+            &out_s,
+            "--save-model",
+            &under_file,
+        ],
+        &format!(
+            "--save-model {under_file}: {} is not a folder",
+            plain.display()
+        ),
+        Some(&out),
+    );
     assert_eq!(std::fs::read(&plain).expect("plain"), b"x", "untouched");
     assert_eq!(listing(&out), Vec::<String>::new(), "nothing written");
     // generate: a usage error of its own.
@@ -495,14 +547,37 @@ fn a_column_with_two_roles_is_refused_and_an_optional_role_can_be_switched_off()
     );
     // Switching the other role off resolves it.
     let o = churnclv(&[
-        "features", "--quiet", "--events", &events, "--out", &f, "--as-of", "2024-03-01",
-        "--map", "order_id=event_id", "--map", "event_id=",
+        "features",
+        "--quiet",
+        "--events",
+        &events,
+        "--out",
+        &f,
+        "--as-of",
+        "2024-03-01",
+        "--map",
+        "order_id=event_id",
+        "--map",
+        "event_id=",
     ]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stdout.starts_with("2 customers, features before 2024-03-01"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .starts_with("2 customers, features before 2024-03-01"),
+        "{}",
+        o.stdout
+    );
     // A required role cannot be switched off.
     refused(
-        &["features", "--events", &events, "--out", &f, "--map", "customer_id="],
+        &[
+            "features",
+            "--events",
+            &events,
+            "--out",
+            &f,
+            "--map",
+            "customer_id=",
+        ],
         "column mapping: the required column customer_id cannot be switched off (mapped to '')",
         None,
     );

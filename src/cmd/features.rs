@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use churnclv::features::features_schema;
-use churnclv::io::{open_inputs, target};
 use churnclv::io::output::write_parquet_stream;
+use churnclv::io::{open_inputs, target};
 use churnclv::labels::date_us;
 
 use super::{features_parquet_options, FEATURE_SLICE};

@@ -31,7 +31,10 @@ pub fn fail(err: &anyhow::Error, format: LogFormat) -> ExitCode {
 /// `--log-format json`, clap's own text otherwise.
 pub fn usage(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !wants_json()
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || !wants_json()
     {
         // Prints to stdout (help, version) or stderr (errors) and exits 0 or 2.
         err.exit();

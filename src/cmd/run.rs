@@ -87,6 +87,9 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     config.run.horizon = format!("{horizon}d");
     let types = config.validate()?;
     target::check_folder("--out", &args.out)?;
+    if let Some(models) = &args.save_model {
+        target::check_folder("--save-model", models)?;
+    }
     if let Some(x) = args.min_auc {
         if !(0.0..=1.0).contains(&x) {
             return Err(UsageError(format!("--min-auc must be between 0 and 1, got {x}")).into());

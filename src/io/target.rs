@@ -187,7 +187,10 @@ mod tests {
             .err();
         assert_eq!(
             e,
-            Some(format!("--out {}: cannot create folder", file.join("x").display()))
+            Some(format!(
+                "--out {}: cannot create folder",
+                file.join("x").display()
+            ))
         );
         let _ = fs::remove_dir_all(&d);
     }

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{EventKind, EventTypeMap};
+use crate::models::value::{DAYS_PER_MONTH_RANGE, MONTHLY_DISCOUNT_RANGE};
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ pub enum ConfigError {
     UnknownColumn(String),
     #[error("[event_types] '{raw}' maps to unknown event type '{target}'")]
     UnknownEventType { raw: String, target: String },
-    #[error("invalid horizon '{0}': expected days like 90d, weeks like 13w, or a plain number of days (1 to 3650)")]
+    #[error("invalid horizon '{0}': expected days like 90d, weeks like 13w, or a plain number of days ({min} to {max})", min = HORIZON_DAYS.start(), max = HORIZON_DAYS.end())]
     Horizon(String),
     #[error("invalid date '{0}': expected YYYY-MM-DD")]
     Date(String),
@@ -370,12 +371,12 @@ impl Config {
             (
                 "btyd.monthly_discount",
                 b.monthly_discount,
-                (0.0..1.0).contains(&b.monthly_discount),
+                MONTHLY_DISCOUNT_RANGE.contains(&b.monthly_discount),
             ),
             (
                 "btyd.days_per_month",
                 b.days_per_month,
-                b.days_per_month > 0.0,
+                DAYS_PER_MONTH_RANGE.contains(&b.days_per_month),
             ),
         ] {
             if !(v.is_finite() && ok) {
@@ -411,6 +412,10 @@ impl Config {
     }
 }
 
+/// The horizons accepted, in days: by `--horizon` / `run.horizon` and in a model file's
+/// `horizon_days`.
+pub const HORIZON_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
 /// Parses a horizon: `90d`, `13w`, or `90` (days). Returns days.
 pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
     let t = text.trim().to_ascii_lowercase();
@@ -425,7 +430,7 @@ pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
         .parse::<u32>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .filter(|d| (1..=3650).contains(d))
+        .filter(|d| HORIZON_DAYS.contains(d))
         .ok_or_else(|| ConfigError::Horizon(text.to_string()))
 }
 
@@ -438,6 +443,22 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discounting_ranges_are_the_model_files() {
+        for (toml, ok) in [
+            ("days_per_month = 30.4375", true),
+            ("days_per_month = 1.0", true),
+            ("days_per_month = 0.5", false),
+            ("days_per_month = 367.0", false),
+            ("monthly_discount = 0.0", true),
+            ("monthly_discount = -0.01", false),
+            ("monthly_discount = 1.0", false),
+        ] {
+            let cfg = Config::from_toml(&format!("[btyd]\n{toml}\n")).expect("toml");
+            assert_eq!(cfg.validate().is_ok(), ok, "{toml}");
+        }
+    }
 
     #[test]
     fn horizons() {

@@ -60,6 +60,58 @@ pub enum ScoreError {
     Model(#[from] ModelError),
     #[error("score table")]
     Arrow(#[from] ArrowError),
+    /// A model output that is not a number in its range: nothing with it is published.
+    #[error("customer {customer:?}: {column} = {value} (expected {expected})")]
+    Unusable {
+        customer: String,
+        column: &'static str,
+        value: f64,
+        expected: &'static str,
+    },
+}
+
+/// Checks one customer's model outputs: every value finite, probabilities in [0, 1]. Models
+/// that passed their checks can still overflow (extreme but finite coefficients or BTYD
+/// parameters); such a score must not reach the warehouse.
+fn check_outputs(customer: &str, churn: f64, v: &ValueScores) -> Result<(), ScoreError> {
+    let probability = |p: f64| (0.0..=1.0).contains(&p);
+    for (column, value, ok, expected) in [
+        (
+            "churn_probability",
+            churn,
+            probability(churn),
+            "a probability in [0, 1]",
+        ),
+        (
+            "p_alive",
+            v.p_alive,
+            probability(v.p_alive),
+            "a probability in [0, 1]",
+        ),
+        (
+            "expected_purchases",
+            v.expected_purchases,
+            v.expected_purchases.is_finite(),
+            "a finite number",
+        ),
+        (
+            "expected_order_value",
+            v.expected_order_value,
+            v.expected_order_value.is_finite(),
+            "a finite number",
+        ),
+        ("clv", v.clv, v.clv.is_finite(), "a finite number"),
+    ] {
+        if !ok {
+            return Err(ScoreError::Unusable {
+                customer: customer.to_string(),
+                column,
+                value,
+                expected,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Size, mean CLV and mean churn probability of one engagement tier.
@@ -169,8 +221,10 @@ pub fn apply_models(
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
     let mut reasons: Vec<[Option<String>; 3]> = vec![[None, None, None]; n];
     for (k, ((&i, p), f)) in buyers.iter().zip(probs).zip(&rows).enumerate() {
+        let v = value.score(f, f64::from(horizon_days));
+        check_outputs(set.customer_ids[i].as_ref(), p, &v)?;
         churn_probability[i] = Some(p);
-        values[i] = Some(value.score(f, f64::from(horizon_days)));
+        values[i] = Some(v);
         let contributions: Vec<f64> = z
             .row(k)
             .iter()

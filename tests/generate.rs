@@ -1,9 +1,11 @@
-//! `churnclv generate`: byte-identical files for a seed, a ground-truth sidecar, checked input.
+//! `churnclv generate`: byte-identical files for a seed, a ground-truth sidecar, checked input,
+//! and a `make run` sample that shows every engagement tier and lifecycle stage.
 
 mod common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
+use churnclv::segment::TIERS;
 use common::bin;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -144,4 +146,84 @@ fn config_file_maps_columns_and_event_types() {
         )),
         "{err}"
     );
+}
+
+/// The `make run` sample (20,000 customers, seed 42, the job with its defaults) shows every
+/// path: all 7 engagement tiers and all 5 lifecycle stages have customers, every generated
+/// customer is scored, and `nurture` holds only first-time buyers and prospects.
+#[test]
+fn the_make_run_sample_fills_every_tier_and_lifecycle_stage() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = dir.path().join("events.parquet");
+    bin()
+        .args(["generate", "--customers", "20000", "--seed", "42", "--out"])
+        .arg(&events)
+        .assert()
+        .success();
+    let out = dir.path().join("out");
+    bin()
+        .args(["run", "--quiet", "--events"])
+        .arg(&events)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    // Default as-of: the day after the last event, the end of the generated period.
+    let f = std::fs::File::open(out.join("as_of=2025-12-31/scores.parquet")).expect("scores");
+    let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
+    let mut stages: BTreeMap<String, usize> = BTreeMap::new();
+    let mut nurture_stages: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rows = 0;
+    for b in ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+    {
+        let b = b.expect("batch");
+        let s = b.schema();
+        let col = |n: &str| b.column(s.index_of(n).expect("column")).as_string::<i32>();
+        let (tier, stage) = (col("engagement_tier"), col("lifecycle_stage"));
+        for i in 0..b.num_rows() {
+            *tiers.entry(tier.value(i).to_string()).or_default() += 1;
+            *stages.entry(stage.value(i).to_string()).or_default() += 1;
+            if tier.value(i) == "nurture" {
+                *nurture_stages
+                    .entry(stage.value(i).to_string())
+                    .or_default() += 1;
+            }
+        }
+        rows += b.num_rows();
+    }
+    assert_eq!(
+        rows, 20_000,
+        "every generated customer has an event, so a score"
+    );
+    let mut expected_tiers: Vec<&str> = TIERS.iter().map(|t| t.0).collect();
+    expected_tiers.sort();
+    assert_eq!(
+        tiers.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected_tiers,
+        "tiers {tiers:?}"
+    );
+    assert_eq!(
+        stages.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["first_time_buyer", "lapsed", "loyal", "prospect", "repeat"],
+        "stages {stages:?}"
+    );
+    assert!(tiers.values().chain(stages.values()).all(|&n| n > 0));
+    // Nurture is first-time buyers and new prospects (374 of 20,000 for this seed): a real
+    // share, not everyone, and nobody from another stage.
+    let nurture = tiers["nurture"];
+    assert!(
+        (200..=1_000).contains(&nurture),
+        "nurture {nurture} of 20,000"
+    );
+    assert!(
+        nurture_stages
+            .keys()
+            .all(|s| s == "first_time_buyer" || s == "prospect"),
+        "nurture by stage {nurture_stages:?}"
+    );
+    assert!(nurture <= stages["first_time_buyer"] + stages["prospect"]);
 }

@@ -29,7 +29,7 @@ use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1, TV};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
 use churnclv::models::value::ValueModel;
-use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow};
+use churnclv::models::{ChurnModel, ChurnParams, SavedModel, TrainingWindow, FORMAT_VERSION};
 use churnclv::report::{render, Ranking, ReportData};
 use churnclv::score::{apply_models, model_version, scores_schema, Kpis, TierStats};
 
@@ -317,6 +317,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let page = report(&metrics, &evaluation, &btyd_eval, &model)?;
     write_bytes(&staging.path("report.html"), page.as_bytes())?;
     let model_file = SavedModel {
+        format_version: FORMAT_VERSION,
         crate_version: env!("CARGO_PKG_VERSION").to_string(),
         run_id: plan.run_id.clone(),
         horizon_days: c.horizon_days,

@@ -10,8 +10,8 @@ use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
 use churnclv::io::{open_inputs, target, RunLock, ScanStats, Staging};
 use churnclv::labels::date_us;
-use churnclv::models::SavedModel;
-use churnclv::score::{apply_models, model_version, scores_schema};
+use churnclv::models::{SavedModel, SavedModelError};
+use churnclv::score::{apply_models, model_version, scores_schema, ScoreError};
 
 use super::features_parquet_options;
 use super::progress::Progress;
@@ -89,7 +89,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &cfg.tiers,
         &model_version(&saved.run_id),
         &run_id,
-    )?;
+    )
+    .map_err(|e| match e {
+        // Numbers the model file gave: its fault (exit 2), like any other bad field.
+        ScoreError::Unusable { .. } => SavedModelError::Unusable {
+            path: args.model.display().to_string(),
+            message: e.to_string(),
+        }
+        .into(),
+        e => anyhow::Error::from(e),
+    })?;
     let scores = scored.table;
     progress.stage("publish: writing the partition");
     let staging = Staging::create(&args.out, &format!("as_of={as_of}"), &run_id)?;

@@ -16,6 +16,7 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::features::Features;
+use crate::models::saved::InvalidField;
 
 /// Errors while fitting or applying a model.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +37,13 @@ pub enum ModelError {
     Invalid(String),
     #[error("model expects {expected} features, got {found}")]
     Shape { expected: usize, found: usize },
+    #[error("churn model: unknown feature {0:?}; this build computes {list}", list = FEATURES.join(", "))]
+    UnknownFeature(String),
 }
 
 /// Checked hyperparameters (see `[churn]` in the config docs).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChurnParams {
     pub alpha: f64,
     pub max_iterations: u64,
@@ -51,18 +55,42 @@ pub struct ChurnParams {
     pub balanced: bool,
 }
 
-/// How one raw feature becomes a model input.
+/// How a raw feature value is compressed before standardisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transform {
+    /// sign(x)·ln(1 + |x|).
+    #[serde(rename = "signed_log1p")]
+    SignedLog1p,
+}
+
+impl Transform {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Transform::SignedLog1p => signed_log1p(v),
+        }
+    }
+}
+
+/// How one raw feature becomes a model input: `(transform(x) − mean) / std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeatureScaling {
+    /// One of [`FEATURES`]: the raw column is found by this name, not by position.
     pub name: String,
-    /// `signed_log1p`: sign(x)·ln(1 + |x|), then `(v − mean) / std`.
-    pub transform: String,
+    pub transform: Transform,
     pub mean: f64,
     pub std: f64,
 }
 
-/// A fitted churn model. `score(z) = sigmoid(intercept + Σ coefficients·z)` = P(churn).
+/// The smallest spread a fitted scaling keeps: a column whose transformed values spread less
+/// is constant, and is given std 1 (it then carries no weight). A model file with a smaller
+/// std was not written by a fit.
+pub const MIN_STD: f64 = 1e-12;
+
+/// A fitted churn model. `score(z) = sigmoid(intercept + Σ coefficients·z)` = P(churn);
+/// `coefficients[i]` belongs to `features[i]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChurnModel {
     pub features: Vec<FeatureScaling>,
     pub coefficients: Vec<f64>,
@@ -94,6 +122,12 @@ pub const FEATURES: [&str; 17] = [
     "n_email_opens",
     "refund_ratio",
 ];
+
+/// The raw column of a feature name in [`FEATURES`] order (`None` for a name this build does not
+/// compute).
+pub fn feature_column(name: &str) -> Option<usize> {
+    FEATURES.iter().position(|f| *f == name)
+}
 
 /// The raw feature row of one customer (who has purchased: recency is defined).
 pub fn raw_row(r: &Features) -> [f64; 17] {
@@ -145,11 +179,15 @@ pub fn fit_scaling(x: &Array2<f64>) -> Result<(Vec<FeatureScaling>, Array2<f64>)
         let col = z.column(j);
         let mean = col.sum() / n;
         let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        let std = if var.sqrt() > MIN_STD {
+            var.sqrt()
+        } else {
+            1.0
+        };
         z.column_mut(j).mapv_inplace(|v| (v - mean) / std);
         features.push(FeatureScaling {
             name: name.to_string(),
-            transform: "signed_log1p".into(),
+            transform: Transform::SignedLog1p,
             mean,
             std,
         });
@@ -160,20 +198,27 @@ pub fn fit_scaling(x: &Array2<f64>) -> Result<(Vec<FeatureScaling>, Array2<f64>)
     Ok((features, z))
 }
 
-/// Applies a learnt scaling to raw rows.
+/// Applies a learnt scaling to raw rows (columns in [`FEATURES`] order). Column `j` of the result
+/// is `features[j]`, read from the raw column of that *name*: a model whose features are listed
+/// in another order is applied correctly.
 pub fn apply_scaling(
     features: &[FeatureScaling],
     x: &Array2<f64>,
 ) -> Result<Array2<f64>, ModelError> {
-    if x.ncols() != features.len() {
+    if x.ncols() != FEATURES.len() {
         return Err(ModelError::Shape {
-            expected: features.len(),
+            expected: FEATURES.len(),
             found: x.ncols(),
         });
     }
-    let mut z = x.mapv(signed_log1p);
+    let mut z = Array2::zeros((x.nrows(), features.len()));
     for (j, f) in features.iter().enumerate() {
-        z.column_mut(j).mapv_inplace(|v| (v - f.mean) / f.std);
+        let col =
+            feature_column(&f.name).ok_or_else(|| ModelError::UnknownFeature(f.name.clone()))?;
+        let (transform, mean, std) = (f.transform, f.mean, f.std);
+        ndarray::Zip::from(z.column_mut(j))
+            .and(x.column(col))
+            .for_each(|z, &v| *z = (transform.apply(v) - mean) / std);
     }
     Ok(z)
 }
@@ -265,15 +310,113 @@ impl ChurnModel {
         })
     }
 
-    /// Standardised inputs of raw rows, as the model sees them.
+    /// Standardised inputs of raw rows ([`FEATURES`] order), as the model sees them: column `i`
+    /// is `features[i]`.
     pub fn standardise(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
-        if x.ncols() != self.features.len() || self.coefficients.len() != self.features.len() {
+        if self.coefficients.len() != self.features.len() {
             return Err(ModelError::Shape {
                 expected: self.features.len(),
-                found: x.ncols(),
+                found: self.coefficients.len(),
             });
         }
         apply_scaling(&self.features, x)
+    }
+
+    /// Checks every field used to score; the first bad one comes back with its JSON path
+    /// relative to the model (`features[3].std`). The features must be exactly the ones this
+    /// build computes ([`FEATURES`]), each once, in any order.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let mut seen = [None::<usize>; FEATURES.len()];
+        for (i, f) in self.features.iter().enumerate() {
+            let at = |field: &str| format!("features[{i}].{field}");
+            let Some(col) = feature_column(&f.name) else {
+                return Err(InvalidField::new(
+                    at("name"),
+                    format!(
+                        "must be a feature this build computes ({})",
+                        FEATURES.join(", ")
+                    ),
+                    format_args!("{:?}", f.name),
+                ));
+            };
+            if let Some(first) = seen[col] {
+                return Err(InvalidField::new(
+                    at("name"),
+                    format!("must be listed once (also features[{first}].name)"),
+                    format_args!("{:?}", f.name),
+                ));
+            }
+            seen[col] = Some(i);
+            if !f.mean.is_finite() {
+                return Err(InvalidField::new(at("mean"), "must be finite", f.mean));
+            }
+            if !(f.std.is_finite() && f.std >= MIN_STD) {
+                return Err(InvalidField::new(
+                    at("std"),
+                    format!(
+                        "must be finite and >= {MIN_STD:e} (a fit gives a constant feature std 1)"
+                    ),
+                    f.std,
+                ));
+            }
+        }
+        if let Some(missing) = seen.iter().position(Option::is_none) {
+            return Err(InvalidField::new(
+                "features",
+                format!(
+                    "must list all {} features this build computes; {:?} is missing",
+                    FEATURES.len(),
+                    FEATURES[missing]
+                ),
+                format_args!("{} features", self.features.len()),
+            ));
+        }
+        if self.coefficients.len() != self.features.len() {
+            return Err(InvalidField::new(
+                "coefficients",
+                format!("must hold one value per feature ({})", self.features.len()),
+                format_args!("{} values", self.coefficients.len()),
+            ));
+        }
+        if let Some((i, c)) = self
+            .coefficients
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !c.is_finite())
+        {
+            return Err(InvalidField::new(
+                format!("coefficients[{i}]"),
+                "must be finite",
+                c,
+            ));
+        }
+        if !self.intercept.is_finite() {
+            return Err(InvalidField::new(
+                "intercept",
+                "must be finite",
+                self.intercept,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The same model with its features (and their coefficients) in [`FEATURES`] order. Scores
+    /// do not depend on the order (features are matched by name), but floating-point sums do
+    /// to the last bit, and churn reasons break ties by position: in one order, a model whose
+    /// features were listed differently scores exactly the same. Call after [`validate`].
+    ///
+    /// [`validate`]: ChurnModel::validate
+    pub fn in_feature_order(self) -> ChurnModel {
+        let mut terms: Vec<(FeatureScaling, f64)> =
+            self.features.into_iter().zip(self.coefficients).collect();
+        // Stable: unknown names (refused by `validate`) would keep their order at the end.
+        terms.sort_by_key(|(f, _)| feature_column(&f.name).unwrap_or(usize::MAX));
+        let (features, coefficients) = terms.into_iter().unzip();
+        ChurnModel {
+            features,
+            coefficients,
+            ..self
+        }
     }
 
     /// P(churn) for each raw row.
@@ -399,6 +542,50 @@ mod tests {
     fn mean(it: impl Iterator<Item = f64>) -> f64 {
         let (s, n) = it.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
         s / n as f64
+    }
+
+    #[test]
+    fn scaling_reads_raw_columns_by_feature_name() {
+        let (x, y) = synthetic(500, 0.3);
+        let m = ChurnModel::fit(params(), &x, &y, "test").unwrap_or_else(|e| panic!("{e}"));
+        let z = m.standardise(&x).unwrap_or_else(|e| panic!("{e}"));
+        // The same model with its terms listed backwards.
+        let mut reversed = m.clone();
+        reversed.features.reverse();
+        reversed.coefficients.reverse();
+        let zr = reversed.standardise(&x).unwrap_or_else(|e| panic!("{e}"));
+        let n = FEATURES.len();
+        for (j, name) in FEATURES.iter().enumerate() {
+            assert_eq!(zr.column(n - 1 - j), z.column(j), "{name}");
+        }
+        // Same probabilities up to the order of the sum; in feature order, exactly the same.
+        let p = m.predict(&x).unwrap_or_default();
+        let pr = reversed.predict(&x).unwrap_or_default();
+        assert_eq!(p.len(), 500);
+        assert!(p.iter().zip(&pr).all(|(a, b)| (a - b).abs() < 1e-12));
+        let back = reversed.in_feature_order();
+        assert_eq!(back, m);
+        assert_eq!(back.predict(&x).unwrap_or_default(), p);
+    }
+
+    #[test]
+    fn unknown_feature_is_an_error_not_a_position() {
+        let (x, y) = synthetic(200, 0.3);
+        let mut m = ChurnModel::fit(params(), &x, &y, "test").unwrap_or_else(|e| panic!("{e}"));
+        m.features[2].name = "lifetime_value".into();
+        let err = m
+            .predict(&x)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("churn model: unknown feature \"lifetime_value\"; this build computes recency_days, "),
+            "{err}"
+        );
+        assert_eq!(
+            m.validate().map_err(|e| e.field),
+            Err("features[2].name".to_string())
+        );
     }
 
     #[test]

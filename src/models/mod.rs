@@ -9,4 +9,4 @@ pub mod spend;
 pub mod value;
 
 pub use churn::{ChurnModel, ChurnParams, ModelError};
-pub use saved::{SavedModel, SavedModelError, TrainingWindow};
+pub use saved::{InvalidField, SavedModel, SavedModelError, TrainingWindow, FORMAT_VERSION};

@@ -3,6 +3,7 @@
 //! per-customer outputs of the score table — P(alive), expected purchases and order value, and
 //! discounted CLV over the horizon. Time is in days throughout.
 
+use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use crate::models::btyd::{
     fit_gamma_gamma, fit_transactions, BtydError, Customer, FitOptions, FittedTransactions,
     GammaGamma, ModelKind, Summary,
 };
+use crate::models::saved::InvalidField;
 
 /// A customer first seen on the day before the cutoff has `T = 0`; the models need `T > 0`,
 /// so such rows are scored with this tiny age (they then behave as brand-new customers) and
@@ -22,6 +24,15 @@ const MIN_T_DAYS: f64 = 1e-6;
 /// Fewer repeat buyers than this and the Gamma-Gamma model is not fitted: expected order
 /// values fall back to each customer's own mean.
 const MIN_SPEND_CUSTOMERS: usize = 20;
+
+/// Monthly discount rates accepted (config `btyd.monthly_discount` and model files): [0, 1).
+/// A negative rate inflates CLV without bound; 100% a month and more is not a discount rate.
+pub const MONTHLY_DISCOUNT_RANGE: Range<f64> = 0.0..1.0;
+
+/// Days per month accepted (config `btyd.days_per_month` and model files): [1, 366]. CLV sums
+/// the horizon month by month, so the floor also bounds that loop (a "month" of 1e-300 days
+/// would never end); 366 is the longest value that still reads as a period of the calendar.
+pub const DAYS_PER_MONTH_RANGE: RangeInclusive<f64> = 1.0..=366.0;
 
 /// The model kind named in config (`bgnbd`, `mbgnbd`, `pnbd`).
 pub fn model_kind(name: &str) -> Option<ModelKind> {
@@ -61,10 +72,13 @@ pub fn fit_options(cfg: &BtydConfig) -> FitOptions {
 
 /// The fitted value models. Saved as they are in `model.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ValueModel {
     pub transactions: FittedTransactions,
     /// `None` when there were too few repeat buyers or the fit was unusable (see
-    /// `spend_note`).
+    /// `spend_note`). Required in a model file (`null` when absent): serde would read a missing
+    /// (or misspelt) key as `None` and silently score with customers' own order values.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub spend: Option<GammaGamma>,
     pub spend_note: Option<String>,
     pub monthly_discount: f64,
@@ -98,7 +112,7 @@ impl ValueModel {
             (None, Some(format!("{} repeat buyers with spend (< {MIN_SPEND_CUSTOMERS}): customer mean order value used", x.len())))
         } else {
             match fit_gamma_gamma(&x, &spend, &options) {
-                Ok(gg) if gg.q > 1.0 => (Some(gg), None),
+                Ok(gg) if gg.has_finite_mean() => (Some(gg), None),
                 Ok(gg) => (None, Some(format!("Gamma-Gamma q = {:.4} <= 1 (infinite mean spend): customer mean order value used", gg.q))),
                 Err(e) => (None, Some(format!("Gamma-Gamma not used: {e}"))),
             }
@@ -110,6 +124,65 @@ impl ValueModel {
             monthly_discount: cfg.monthly_discount,
             days_per_month: cfg.days_per_month,
         })
+    }
+
+    /// Checks every field used to score; the first bad one comes back with its JSON path
+    /// relative to the value model (`transactions.params.r`).
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let t = &self.transactions;
+        if let Some((name, v)) = t.params.out_of_domain() {
+            return Err(InvalidField::new(
+                format!("transactions.params.{name}"),
+                "must be finite and > 0",
+                v,
+            ));
+        }
+        // The remaining check: parameters named as the model kind expects.
+        t.validate().map_err(|e| {
+            InvalidField::new(
+                "transactions.params",
+                e,
+                format_args!("{}", t.params.names().join(", ")),
+            )
+        })?;
+        if let Some(gg) = &self.spend {
+            if let Some((name, v)) = gg.out_of_domain() {
+                return Err(InvalidField::new(
+                    format!("spend.{name}"),
+                    "must be finite and > 0",
+                    v,
+                ));
+            }
+            if !gg.has_finite_mean() {
+                return Err(InvalidField::new(
+                    "spend.q",
+                    "must be > 1 (with q <= 1 the mean order value is infinite)",
+                    gg.q,
+                ));
+            }
+        }
+        if !MONTHLY_DISCOUNT_RANGE.contains(&self.monthly_discount) {
+            return Err(InvalidField::new(
+                "monthly_discount",
+                format!(
+                    "must be in [{}, {}) like btyd.monthly_discount",
+                    MONTHLY_DISCOUNT_RANGE.start, MONTHLY_DISCOUNT_RANGE.end
+                ),
+                self.monthly_discount,
+            ));
+        }
+        if !DAYS_PER_MONTH_RANGE.contains(&self.days_per_month) {
+            return Err(InvalidField::new(
+                "days_per_month",
+                format!(
+                    "must be in [{}, {}] like btyd.days_per_month",
+                    DAYS_PER_MONTH_RANGE.start(),
+                    DAYS_PER_MONTH_RANGE.end()
+                ),
+                self.days_per_month,
+            ));
+        }
+        Ok(())
     }
 
     /// Expected order value of a buyer.

@@ -27,10 +27,11 @@ use statrs::function::gamma::{digamma, ln_gamma};
 
 use super::optim::{self, Budget};
 use super::transactions::minimize;
-use super::{BtydError, FitOptions};
+use super::{param_in_domain, BtydError, FitOptions};
 
 /// Gamma-Gamma parameters (serialised as `p, q, gamma`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GammaGammaParams {
     pub p: f64,
     pub q: f64,
@@ -39,6 +40,7 @@ pub struct GammaGammaParams {
 
 /// A fitted Gamma-Gamma spend model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,
@@ -71,9 +73,22 @@ impl GammaGamma {
         })
     }
 
+    /// Whether the mean order value exists (`q > 1`); without it expected order values are
+    /// infinite and the model is not used for CLV.
+    pub fn has_finite_mean(&self) -> bool {
+        self.q > 1.0
+    }
+
+    /// The first parameter outside its domain ([`param_in_domain`]): its name and value.
+    pub fn out_of_domain(&self) -> Option<(&'static str, f64)> {
+        [("p", self.p), ("q", self.q), ("gamma", self.gamma)]
+            .into_iter()
+            .find(|(_, v)| !param_in_domain(*v))
+    }
+
     /// Population mean order value `pγ/(q − 1)`; +∞ when `q ≤ 1` (the mean does not exist).
     pub fn population_mean(&self) -> f64 {
-        if self.q > 1.0 {
+        if self.has_finite_mean() {
             self.p * self.gamma / (self.q - 1.0)
         } else {
             f64::INFINITY
@@ -101,7 +116,7 @@ impl GammaGamma {
 }
 
 fn check(p: &[f64]) -> Result<(), BtydError> {
-    if p.iter().all(|v| v.is_finite() && *v > 0.0) {
+    if p.iter().all(|v| param_in_domain(*v)) {
         Ok(())
     } else {
         Err(BtydError::InvalidParams(format!(

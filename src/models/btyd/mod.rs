@@ -54,6 +54,12 @@ pub const WEEKS_PER_MONTH_LIFETIMES: f64 = 4.345;
 /// Default monthly discount rate for CLV.
 pub const DEFAULT_MONTHLY_DISCOUNT: f64 = 0.01;
 
+/// The domain of every BTYD parameter (r, α, a, b, s, β, p, q, γ): finite and > 0. The one
+/// definition used by the fits, `from_params` and the model-file checks.
+pub fn param_in_domain(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
 /// The time unit of a summary, for choosing `periods_per_month`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimeUnit {

@@ -6,11 +6,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::optim::{self, Budget, Minimum, OptFailure};
-use super::{beta_geo, pareto, BtydError, Customer, FitOptions, ModelKind, Solver, Summary};
+use super::{
+    beta_geo, param_in_domain, pareto, BtydError, Customer, FitOptions, ModelKind, Solver, Summary,
+};
 
 /// BG/NBD and MBG/NBD parameters: purchase rate λ ~ Gamma(r, α) (α in the data's time unit),
 /// drop-out probability p ~ Beta(a, b).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BetaGeoParams {
     pub r: f64,
     pub alpha: f64,
@@ -21,6 +24,7 @@ pub struct BetaGeoParams {
 /// Pareto/NBD parameters: purchase rate λ ~ Gamma(r, α), drop-out rate μ ~ Gamma(s, β)
 /// (α, β in the data's time unit).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParetoParams {
     pub r: f64,
     pub alpha: f64,
@@ -46,6 +50,22 @@ impl TransactionParams {
         }
     }
 
+    /// The field names of [`TransactionParams::values`]: `r, alpha, a, b` or `r, alpha, s, beta`.
+    pub fn names(&self) -> [&'static str; 4] {
+        match self {
+            TransactionParams::BetaGeo(_) => ["r", "alpha", "a", "b"],
+            TransactionParams::Pareto(_) => ["r", "alpha", "s", "beta"],
+        }
+    }
+
+    /// The first parameter outside its domain ([`param_in_domain`]): its name and value.
+    pub fn out_of_domain(&self) -> Option<(&'static str, f64)> {
+        self.names()
+            .into_iter()
+            .zip(self.values())
+            .find(|(_, v)| !param_in_domain(*v))
+    }
+
     /// Names the four numbers for `kind`.
     pub fn from_values(kind: ModelKind, v: [f64; 4]) -> Self {
         let [r, alpha, c, d] = v;
@@ -69,6 +89,7 @@ impl TransactionParams {
 /// A fitted transaction model. Predictions take a [`Customer`] in the time unit of the data the
 /// model was fitted on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FittedTransactions {
     pub kind: ModelKind,
     pub params: TransactionParams,
@@ -163,7 +184,7 @@ impl FittedTransactions {
 }
 
 fn check_params<const N: usize>(p: &[f64; N]) -> Result<(), BtydError> {
-    if p.iter().all(|v| v.is_finite() && *v > 0.0) {
+    if p.iter().all(|v| param_in_domain(*v)) {
         Ok(())
     } else {
         Err(BtydError::InvalidParams(format!(

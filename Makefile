@@ -10,18 +10,22 @@ OUT    ?= out
 
 BENCH_EVENTS := data/bench/events.parquet
 VENV         := .venv
+CHECK_VENV   := .venv-check
 
 ## Build, make the sample data if missing, run the whole job on it, print a summary.
 run: build sample
 	$(BIN) run --events $(SAMPLE) --out $(OUT)
 
-## Every test (unit, integration, CLI), release profile; then a warehouse-style load of a fresh
-## scores.parquet with pyarrow or DuckDB when python3 has one (skipped, saying so, otherwise).
+## Every test (unit, integration, CLI), release profile; then two partitions published into one
+## folder and loaded with DuckDB and pyarrow (hive discovery, types as in docs/schema.md), and
+## the Airflow example's rendered command and retry rules checked — in a pinned venv
+## (scripts/requirements-check.txt, installed into .venv-check). Any failure fails the target.
 ## `failpoints` compiles the fault-injection points of the publish path, which tests/publish.rs
 ## needs (its tests fail, saying so, without it); normal builds leave them out.
-test:
+test: $(CHECK_VENV)/.installed
 	$(CARGO) test --release --features failpoints
-	python3 scripts/load_check.py $(BIN)
+	$(CHECK_VENV)/bin/python scripts/load_check.py $(BIN)
+	$(CHECK_VENV)/bin/python scripts/dag_check.py
 
 build:
 	$(CARGO) build --release
@@ -51,6 +55,13 @@ bench-data: build
 $(VENV)/.installed: bench/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+# Rebuilt from scratch when the pins change, so it holds exactly what the file lists.
+$(CHECK_VENV)/.installed: scripts/requirements-check.txt
+	rm -rf $(CHECK_VENV)
+	python3 -m venv $(CHECK_VENV)
+	$(CHECK_VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements-check.txt
 	touch $@
 
 clean:

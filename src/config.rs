@@ -14,7 +14,7 @@ use crate::models::value::{DAYS_PER_MONTH_RANGE, MONTHLY_DISCOUNT_RANGE};
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read config: {source}")]
+    #[error("{path}: cannot read config")]
     Read {
         path: PathBuf,
         #[source]
@@ -32,6 +32,21 @@ pub enum ConfigError {
     Horizon(String),
     #[error("invalid date '{0}': expected YYYY-MM-DD")]
     Date(String),
+    #[error("column mapping gives input column '{column}' two roles, {first} and {second}; map one of them to another column (an optional role is switched off with --map {second}= or {second} = \"\" under [columns])")]
+    MapCollision {
+        column: String,
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("column mapping: the required column {0} cannot be switched off (mapped to '')")]
+    RequiredUnmapped(&'static str),
+    /// A value of a config key that its own parser refused (the cause says why).
+    #[error("{key}")]
+    Key {
+        key: &'static str,
+        #[source]
+        source: Box<ConfigError>,
+    },
     #[error("{key} must be {expected}, got {value}")]
     Range {
         key: &'static str,
@@ -73,12 +88,13 @@ impl Default for Columns {
 }
 
 impl Columns {
-    /// Sets one mapping from a `--map our=their` flag.
+    /// Sets one mapping from a `--map our=their` flag. An empty `their` (`--map order_id=`)
+    /// switches an optional column off; [`Columns::validate`] refuses it for a required one.
     pub fn apply_map(&mut self, spec: &str) -> Result<(), ConfigError> {
         let (ours, theirs) = spec
             .split_once('=')
             .map(|(a, b)| (a.trim(), b.trim()))
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .filter(|(a, _)| !a.is_empty())
             .ok_or_else(|| ConfigError::MapSyntax(spec.to_string()))?;
         let slot = match ours {
             "customer_id" => &mut self.customer_id,
@@ -93,6 +109,47 @@ impl Columns {
             other => return Err(ConfigError::UnknownColumn(other.to_string())),
         };
         *slot = theirs.to_string();
+        Ok(())
+    }
+
+    /// Every role with the input column it reads, in the documented order; the first three
+    /// are required.
+    pub fn roles(&self) -> [(&'static str, &str); 9] {
+        [
+            ("customer_id", &self.customer_id),
+            ("event_time", &self.event_time),
+            ("event_type", &self.event_type),
+            ("amount", &self.amount),
+            ("order_id", &self.order_id),
+            ("event_id", &self.event_id),
+            ("quantity", &self.quantity),
+            ("channel", &self.channel),
+            ("category", &self.category),
+        ]
+    }
+
+    /// One input column has at most one role, whether the roles were mapped explicitly or one
+    /// keeps its default name (`--map order_id=event_id` while `event_id` reads `event_id` too):
+    /// otherwise an id would silently double as a deduplication key, or an amount column as a
+    /// quantity. Checked without the files, so a contradictory mapping fails before any is
+    /// opened; a switched-off optional role (empty name) collides with nothing.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let roles = self.roles();
+        for (i, (role, column)) in roles.iter().enumerate() {
+            if column.is_empty() {
+                if i < 3 {
+                    return Err(ConfigError::RequiredUnmapped(role));
+                }
+                continue;
+            }
+            if let Some((first, _)) = roles[..i].iter().find(|(_, c)| c == column) {
+                return Err(ConfigError::MapCollision {
+                    column: column.to_string(),
+                    first,
+                    second: role,
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -119,6 +176,9 @@ impl Default for RunConfig {
         }
     }
 }
+
+/// The largest `validation.max_abs_amount` accepted: amounts are summed as i64 micro-units.
+pub const MAX_ABS_AMOUNT_LIMIT: f64 = 1e12;
 
 /// `[validation]`: what counts as a usable row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,12 +295,18 @@ impl Config {
 
     /// Checks every value; returns the event-type map on success.
     pub fn validate(&self) -> Result<EventTypeMap, ConfigError> {
-        parse_horizon(&self.run.horizon)?;
+        self.columns.validate()?;
+        parse_horizon(&self.run.horizon).map_err(|e| ConfigError::Key {
+            key: "run.horizon",
+            source: Box::new(e),
+        })?;
         let v = self.validation.max_abs_amount;
-        if !(v.is_finite() && v > 0.0) {
+        // Money is summed in integer micro-units (i64): one amount above ~9.2e12 would be
+        // clamped silently. 1e12 keeps every accepted amount exact, with room for sums.
+        if !(v.is_finite() && v > 0.0 && v <= MAX_ABS_AMOUNT_LIMIT) {
             return Err(ConfigError::Range {
                 key: "validation.max_abs_amount",
-                expected: "a positive finite number",
+                expected: "a positive number up to 1e12 (money is summed in integer micro-units)",
                 value: v.to_string(),
             });
         }
@@ -287,10 +353,10 @@ impl Config {
         }
         self.tiers
             .validate()
-            .map_err(|message| ConfigError::Range {
-                key: "tiers",
-                expected: "see docs/config.md",
-                value: message,
+            .map_err(|(key, expected, value)| ConfigError::Range {
+                key,
+                expected,
+                value: value.to_string(),
             })?;
         let b = &self.btyd;
         if !["bgnbd", "mbgnbd", "pnbd"].contains(&b.model.as_str()) {
@@ -321,12 +387,17 @@ impl Config {
                 });
             }
         }
-        if b.max_iterations == 0 || b.timeout_seconds == 0 {
-            return Err(ConfigError::Range {
-                key: "btyd.max_iterations / btyd.timeout_seconds",
-                expected: "at least 1",
-                value: "0".into(),
-            });
+        for (key, v) in [
+            ("btyd.max_iterations", b.max_iterations),
+            ("btyd.timeout_seconds", b.timeout_seconds),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Range {
+                    key,
+                    expected: "at least 1",
+                    value: "0".into(),
+                });
+            }
         }
         let mut aliases = BTreeMap::new();
         for (raw, target) in &self.event_types {
@@ -429,6 +500,36 @@ mod tests {
             c.apply_map("colour=x"),
             Err(ConfigError::UnknownColumn(_))
         ));
+        assert!(matches!(c.apply_map("=x"), Err(ConfigError::MapSyntax(_))));
+    }
+
+    #[test]
+    fn one_column_one_role() {
+        let msg = |c: &Columns| c.validate().map_err(|e| e.to_string()).err();
+        let mut c = Columns::default();
+        assert_eq!(msg(&c), None);
+        // Two explicit mappings to one column.
+        c.customer_id = "x".into();
+        c.order_id = "x".into();
+        assert_eq!(
+            msg(&c).as_deref(),
+            Some("column mapping gives input column 'x' two roles, customer_id and order_id; map one of them to another column (an optional role is switched off with --map order_id= or order_id = \"\" under [columns])")
+        );
+        // A mapping onto another role's default name.
+        let mut c = Columns::default();
+        assert!(c.apply_map("order_id=event_id").is_ok());
+        assert!(msg(&c).is_some_and(|m| m.starts_with(
+            "column mapping gives input column 'event_id' two roles, order_id and event_id;"
+        )));
+        // ... resolved by switching the other role off.
+        assert!(c.apply_map("event_id=").is_ok());
+        assert_eq!(msg(&c), None);
+        // A required role cannot be switched off.
+        assert!(c.apply_map("customer_id=").is_ok());
+        assert_eq!(
+            msg(&c).as_deref(),
+            Some("column mapping: the required column customer_id cannot be switched off (mapped to '')")
+        );
     }
 
     #[test]
@@ -446,6 +547,10 @@ mod tests {
         );
         let mut cfg = Config::default();
         cfg.validation.max_abs_amount = f64::NAN;
+        assert!(cfg.validate().is_err());
+        cfg.validation.max_abs_amount = 1e12;
+        assert!(cfg.validate().is_ok());
+        cfg.validation.max_abs_amount = 1.0000001e12;
         assert!(cfg.validate().is_err());
     }
 }

@@ -228,7 +228,7 @@ pub enum GenerateError {
     #[error("invalid parameters for the {what} distribution: {detail}")]
     Distribution { what: &'static str, detail: String },
     /// Arrow rejected a batch.
-    #[error("building Arrow batch: {0}")]
+    #[error("building Arrow batch")]
     Arrow(#[from] ArrowError),
 }
 

@@ -5,10 +5,11 @@
 //! → [`models`] (churn, BTYD, spend) → [`evaluate`] (metrics) → [`score`] (the score table)
 //! and [`segment`] (segments and engagement tiers).
 //! [`generate`] makes synthetic histories with known ground truth; [`config`] is the one
-//! validated configuration struct. The command-line front end lives in `src/cmd/`.
+//! validated configuration struct; [`diag`] puts an error on one line for the operator. The command-line front end lives in `src/cmd/`.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod diag;
 pub mod evaluate;
 pub mod events;
 pub mod features;

@@ -18,21 +18,22 @@ mod cmd;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
+    let cli = match cmd::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return cmd::finish::usage(err),
+    };
     cmd::init_logging(&cli.global);
     if let Err(e) = churnclv::io::interrupt::install() {
         eprintln!("churnclv: error: cannot install the SIGTERM/SIGINT handler: {e}");
         return ExitCode::from(1);
     }
+    let format = cli.global.log_format;
     let result = cmd::dispatch(cli.command);
     // A signal being handled decides the exit code (and says why); wait for it.
     churnclv::io::interrupt::settle();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // One line with the whole cause chain.
-            eprintln!("churnclv: error: {err:#}");
-            ExitCode::from(cmd::exit_code(&err))
-        }
+        // One line with the whole cause chain, as text or JSON.
+        Err(err) => cmd::finish::fail(&err, format),
     }
 }

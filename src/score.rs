@@ -58,7 +58,7 @@ pub fn scores_schema() -> SchemaRef {
 pub enum ScoreError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("score table: {0}")]
+    #[error("score table")]
     Arrow(#[from] ArrowError),
     /// A model output that is not a number in its range: nothing with it is published.
     #[error("customer {customer:?}: {column} = {value} (expected {expected})")]

@@ -38,17 +38,43 @@ impl Default for TierConfig {
 
 impl TierConfig {
     /// Checks the ranges; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        let ok = (0.0..=1.0).contains(&self.vip_top_share)
-            && 0.0 <= self.churn_risk_medium
-            && self.churn_risk_medium <= self.churn_risk_high
-            && self.churn_risk_high <= 1.0
-            && self.cart_window_days >= 0.0
-            && self.new_customer_days >= 0.0;
-        if ok {
-            Ok(())
-        } else {
-            Err("tiers: need 0 <= vip_top_share <= 1, 0 <= churn_risk_medium <= churn_risk_high <= 1, non-negative day windows".into())
+    /// Returns the first offending key, what it must be, and its value.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str, f64)> {
+        let checks = [
+            (
+                "tiers.vip_top_share",
+                "between 0 and 1",
+                self.vip_top_share,
+                (0.0..=1.0).contains(&self.vip_top_share),
+            ),
+            (
+                "tiers.churn_risk_medium",
+                "between 0 and 1",
+                self.churn_risk_medium,
+                (0.0..=1.0).contains(&self.churn_risk_medium),
+            ),
+            (
+                "tiers.churn_risk_high",
+                "between tiers.churn_risk_medium and 1",
+                self.churn_risk_high,
+                (self.churn_risk_medium..=1.0).contains(&self.churn_risk_high),
+            ),
+            (
+                "tiers.cart_window_days",
+                "a finite number >= 0",
+                self.cart_window_days,
+                self.cart_window_days.is_finite() && self.cart_window_days >= 0.0,
+            ),
+            (
+                "tiers.new_customer_days",
+                "a finite number >= 0",
+                self.new_customer_days,
+                self.new_customer_days.is_finite() && self.new_customer_days >= 0.0,
+            ),
+        ];
+        match checks.into_iter().find(|c| !c.3) {
+            Some((key, expected, value, _)) => Err((key, expected, value)),
+            None => Ok(()),
         }
     }
 }

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::bin;
+use common::{bin, snapshot};
 use serde_json::{json, Value};
 
 /// A run's model and what scoring with it unchanged publishes.
@@ -82,24 +81,6 @@ fn score(events: &Path, model: &Path, out: &Path, as_of: &str) -> assert_cmd::as
         .arg("--out")
         .arg(out)
         .assert()
-}
-
-/// Every file and folder under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut all = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                all.insert(p.clone(), None);
-                todo.push(p);
-            } else {
-                all.insert(p.clone(), Some(std::fs::read(&p).expect("read")));
-            }
-        }
-    }
-    all
 }
 
 /// A number no real model holds, replaced in the JSON text by `token` (JSON values cannot be

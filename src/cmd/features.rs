@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use churnclv::features::features_schema;
-use churnclv::io::open_inputs;
 use churnclv::io::output::write_parquet_stream;
+use churnclv::io::{open_inputs, target};
 use churnclv::labels::date_us;
 
 use super::{features_parquet_options, FEATURE_SLICE};
@@ -30,6 +30,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
+    target::check_file("--out", &args.out)?;
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
@@ -42,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         histories.feature_batch(0, lo..hi)
     });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        target::create_folder("--out", &args.out, dir)?;
     }
     let rows = write_parquet_stream(
         &args.out,

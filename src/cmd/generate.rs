@@ -7,6 +7,7 @@ use anyhow::Context;
 use churnclv::config::parse_date;
 use churnclv::generate::{event_schema, generate, truth_schema, GenerateParams};
 use churnclv::io::output::{write_parquet, ParquetOptions};
+use churnclv::io::target;
 
 /// Write synthetic events (purchases, sessions, carts, tickets, emails …) for N customers whose
 /// latent purchase rate, lifetime and spend are known, plus a per-customer ground-truth file.
@@ -41,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         days: args.days,
     };
     params.validate()?;
+    target::check_file("--out", &args.out)?;
     let truth_path = args.truth.clone().unwrap_or_else(|| {
         let name = args
             .out
@@ -50,8 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let stem = name.strip_suffix(".parquet").unwrap_or(&name);
         args.out.with_file_name(format!("{stem}.truth.parquet"))
     });
+    target::check_file("--truth", &truth_path)?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        target::create_folder("--out", &args.out, dir)?;
     }
     let started = Instant::now();
     let generated = generate(&params)?;

@@ -83,7 +83,7 @@ impl Visit for Fields {
 
 /// One log line (without the newline): `ts`, `level`, `stage`, `message`, then the other fields
 /// in the order the event declares them.
-fn json_line(
+pub(super) fn json_line(
     ts: chrono::DateTime<chrono::Utc>,
     level: &Level,
     mut fields: Vec<(&'static str, Value)>,

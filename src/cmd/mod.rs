@@ -15,6 +15,7 @@ use churnclv::labels::date_of_us;
 
 pub mod btyd;
 pub mod features;
+pub mod finish;
 pub mod generate;
 mod jsonlog;
 pub mod progress;
@@ -136,6 +137,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 cause.downcast_ref::<churnclv::io::PublishError>(),
                 Some(churnclv::io::PublishError::NotOurs { .. })
             )
+            || cause.is::<churnclv::io::target::TargetError>()
             || cause.is::<churnclv::models::SavedModelError>()
             || cause.is::<churnclv::generate::GenerateError>()
             || matches!(
@@ -195,10 +197,16 @@ pub fn init_logging(g: &GlobalArgs) {
             .with_writer(std::io::stderr)
             .event_format(jsonlog::JsonLines)
             .try_init(),
+        // Control characters in a message (a path with a newline) are escaped: one line each.
         LogFormat::Text => builder
             .with_writer(progress::stderr)
             .with_ansi(false)
-            .compact()
+            .event_format(finish::OneLine(
+                tracing_subscriber::fmt::format()
+                    .with_ansi(false)
+                    .with_target(false)
+                    .compact(),
+            ))
             .try_init(),
     };
 }
@@ -328,8 +336,11 @@ pub fn output_schemas() -> std::collections::BTreeMap<&'static str, Vec<ColumnDe
 
 /// Parses `--horizon`, falling back to the config's.
 pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
-    let text = flag.unwrap_or(&cfg.run.horizon);
-    parse_horizon(text).context("--horizon")
+    // The error names where the value came from: the flag, or the config key.
+    match flag {
+        Some(text) => parse_horizon(text).context("--horizon"),
+        None => parse_horizon(&cfg.run.horizon).context("run.horizon"),
+    }
 }
 
 // ---- output bookkeeping shared by the subcommands that publish a partition ----

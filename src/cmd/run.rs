@@ -24,7 +24,7 @@ use churnclv::features::features_schema;
 use churnclv::features::Histories;
 use churnclv::io::output::{write_bytes, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats};
+use churnclv::io::{open_inputs, target, InputSet, ReadOptions, RunLock, ScanStats};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1, TV};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
@@ -86,6 +86,10 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     let horizon = horizon_days(args.horizon.as_deref(), &config)?;
     config.run.horizon = format!("{horizon}d");
     let types = config.validate()?;
+    target::check_folder("--out", &args.out)?;
+    if let Some(models) = &args.save_model {
+        target::check_folder("--save-model", models)?;
+    }
     if let Some(x) = args.min_auc {
         if !(0.0..=1.0).contains(&x) {
             return Err(UsageError(format!("--min-auc must be between 0 and 1, got {x}")).into());
@@ -96,12 +100,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     }
     let inputs = open_inputs(&args.input.events, &config.columns)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        UsageError(format!(
-            "--out {}: cannot create folder: {e}",
-            args.out.display()
-        ))
-    })?;
+    target::create_folder("--out", &args.out, &args.out)?;
     let cutoffs = Cutoffs::new(as_of, horizon);
     let read = read_options(&config, types, cutoffs.as_us()[AS_OF]);
     let run_id = run_id(&inputs, &config, &cutoffs);

@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use churnclv::features::features_schema;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, RunLock, ScanStats};
+use churnclv::io::{open_inputs, target, RunLock, ScanStats};
 use churnclv::labels::date_us;
 use churnclv::models::{SavedModel, SavedModelError};
 use churnclv::score::{apply_models, model_version, scores_schema, ScoreError};
@@ -62,10 +61,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let saved = SavedModel::load(&args.model)?;
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
+    target::check_folder("--out", &args.out)?;
     let inputs = open_inputs(&args.input.events, &cfg.columns)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
+    target::create_folder("--out", &args.out, &args.out)?;
     let lock = RunLock::acquire(&args.out)?;
     lock.recover()?;
     let mut progress = Progress::stages(3);

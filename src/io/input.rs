@@ -22,7 +22,7 @@ pub enum InputError {
     NoFiles(PathBuf),
     #[error("{pattern}: invalid glob pattern: {message}")]
     Glob { pattern: String, message: String },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
         #[source]

@@ -1,12 +1,13 @@
-//! The edges of the pipeline: reading and validating events ([`input`], [`read`]), writing
-//! outputs ([`output`]) and publishing them safely ([`publish`]: lock, staging, swap,
-//! recovery; [`interrupt`]: SIGTERM / SIGINT).
+//! The edges of the pipeline: reading and validating events ([`input`], [`read`]), output
+//! paths checked before the work ([`target`]), writing outputs ([`output`]) and publishing them
+//! safely ([`publish`]: lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
 
 pub mod input;
 pub mod interrupt;
 pub mod output;
 pub mod publish;
 pub mod read;
+pub mod target;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{OutputError, ParquetOptions};

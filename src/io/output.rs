@@ -24,19 +24,19 @@ use super::publish::fault;
 /// Errors raised while writing outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: cannot write Parquet: {source}")]
+    #[error("{path}: cannot write Parquet")]
     Parquet {
         path: PathBuf,
         #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("{path}: cannot write JSON: {source}")]
+    #[error("{path}: cannot write JSON")]
     Json {
         path: PathBuf,
         #[source]

@@ -47,7 +47,7 @@ const SUCCESS: &str = "_SUCCESS";
 /// Why a partition could not be staged or published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -79,7 +79,7 @@ pub enum LockError {
         /// The pid the holder wrote into the lock file (`unknown` if it could not be read).
         pid: String,
     },
-    #[error("{path}: cannot open or lock the lock file: {source}")]
+    #[error("{path}: cannot open or lock the lock file")]
     Io {
         path: PathBuf,
         #[source]

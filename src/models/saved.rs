@@ -27,7 +27,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Errors reading a model file.
 #[derive(Debug, thiserror::Error)]
 pub enum SavedModelError {
-    #[error("{path}: cannot read model: {source}")]
+    #[error("{path}: cannot read model")]
     Read {
         path: String,
         #[source]

@@ -49,3 +49,26 @@ pub fn ts(date: &str, hours: i64) -> i64 {
 pub fn bin() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("churnclv").expect("binary")
 }
+
+/// Every file and folder under `dir` (folders with `None`, files with their bytes), except the
+/// output lock `.churnclv.lock`: churnclv's own bookkeeping, created on first use and never
+/// removed (docs/operations.md), so not part of what a refused run may have touched.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut all = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.file_name().is_some_and(|n| n == ".churnclv.lock") {
+                continue;
+            }
+            if p.is_dir() {
+                all.insert(p.clone(), None);
+                todo.push(p);
+            } else {
+                all.insert(p.clone(), Some(std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    all
+}

@@ -276,12 +276,15 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
     if &tail != b"PAR1" {
         return Err(InputError::Truncated(path.to_path_buf()));
     }
-    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-        InputError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
+    // A damaged footer can make the thrift decoder panic: caught like a page (see `guard`).
+    let corrupt = |message: String| InputError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let metadata =
+        super::guard::decode(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+            .map_err(|p| corrupt(p.to_string()))?
+            .map_err(|e| corrupt(e.to_string()))?;
     let sources = resolve(path, metadata.schema(), columns)?;
     let metadata = with_dictionary_text(metadata, &sources);
     let pq = metadata.metadata();

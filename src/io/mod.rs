@@ -1,6 +1,7 @@
 //! The edges of the pipeline: reading and validating events ([`input`], [`read`]) and writing
 //! outputs atomically ([`output`]).
 
+pub mod guard;
 pub mod input;
 pub mod output;
 pub mod read;

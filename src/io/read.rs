@@ -18,11 +18,12 @@ use arrow_array::{
 };
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use super::guard;
 use super::input::{Field, InputError, InputFile, InputSet, Source};
 use crate::events::{EventKind, EventTypeMap};
 
@@ -198,23 +199,62 @@ fn read_error(file: &InputFile, rg: usize, message: String) -> InputError {
     }
 }
 
-/// A batch reader over one row group of `file`, projected to `only` (all needed columns when
-/// `None`), reusing the footer read when the file was opened.
-fn open_row_group(
-    file: &InputFile,
+/// A batch reader over one row group of `file`, projected to `only`, reusing the footer read
+/// when the file was opened. Every call into the decoders runs under [`guard::decode`], so
+/// damaged pages that make parquet-rs panic become an [`InputError::Read`] naming the file and
+/// row group.
+fn open_row_group<'f>(
+    file: &'f InputFile,
     rg: usize,
     only: &[Field],
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, InputError> {
+) -> Result<RowGroup<'f>, InputError> {
     let handle = File::open(&file.path).map_err(|source| InputError::Io {
         path: file.path.clone(),
         source,
     })?;
-    ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-        .with_projection(file.projection(only))
-        .with_row_groups(vec![rg])
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| read_error(file, rg, e.to_string()))
+    let reader = guard::decode(|| {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+            .with_projection(file.projection(only))
+            .with_row_groups(vec![rg])
+            .with_batch_size(BATCH_ROWS)
+            .build()
+    })
+    .map_err(|p| read_error(file, rg, p.to_string()))?
+    .map_err(|e| read_error(file, rg, e.to_string()))?;
+    Ok(RowGroup {
+        reader: Some(reader),
+        path: &file.path,
+        rg,
+    })
+}
+
+/// The record batches of one row group; stops after the first error.
+struct RowGroup<'f> {
+    /// `None` once an error was returned: a decoder that panicked is not called again.
+    reader: Option<ParquetRecordBatchReader>,
+    path: &'f std::path::Path,
+    rg: usize,
+}
+
+impl Iterator for RowGroup<'_> {
+    type Item = Result<RecordBatch, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.reader.as_mut()?;
+        let err = |message: String| InputError::Read {
+            path: self.path.to_path_buf(),
+            row_group: self.rg,
+            message,
+        };
+        let item = match guard::decode(|| reader.next()) {
+            Ok(None) => None,
+            Ok(Some(Ok(batch))) => return Some(Ok(batch)),
+            Ok(Some(Err(e))) => Some(Err(err(e.to_string()))),
+            Err(panic) => Some(Err(err(panic.to_string()))),
+        };
+        self.reader = None;
+        item
+    }
 }
 
 /// The keyed rows of one row group: (row within the row group, key), in row order.
@@ -250,7 +290,7 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputE
     let mut keys = Vec::new();
     let mut row = 0u32;
     for batch in reader {
-        let batch = batch.map_err(|e| rerr(e.to_string()))?;
+        let batch = batch?;
         let (order, event) = (text(&batch, Field::OrderId)?, text(&batch, Field::EventId)?);
         let kind = kind_text(&batch)?;
         let (kinds, kind_keys) = kind.keyed(batch.num_rows(), |k| k);
@@ -834,7 +874,7 @@ where
         // `dups` is sorted: one cursor walks it alongside the rows.
         let mut next_dup = 0usize;
         for batch in reader {
-            let batch = batch.map_err(|e| rerr(e.to_string()))?;
+            let batch = batch?;
             let n = batch.num_rows();
             let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
             let ids = match dict.take() {
@@ -1036,11 +1076,10 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
         .par_iter()
         .map(|&(fi, rg)| {
             let file = &inputs.files[fi];
-            let rerr = |message: String| read_error(file, rg, message);
             let reader = open_row_group(file, rg, &[Field::EventTime])?;
             let mut best: Option<i64> = None;
             for batch in reader {
-                let batch = batch.map_err(|e| rerr(e.to_string()))?;
+                let batch = batch?;
                 let col = batch.column(0);
                 for i in 0..col.len() {
                     if let Some(t) =

@@ -96,6 +96,15 @@ impl Columns {
     }
 }
 
+/// `[input]`: how input files are found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Follow links to folders met while searching the input (`--follow-links`); each real
+    /// folder and file is still read once.
+    pub follow_links: bool,
+}
+
 /// `[run]`: time windows and reproducibility.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -205,6 +214,7 @@ impl Default for BtydConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub columns: Columns,
+    pub input: InputConfig,
     /// Raw event_type value → canonical event type (e.g. `"order" = "purchase"`).
     pub event_types: BTreeMap<String, String>,
     pub run: RunConfig,

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use churnclv::features::features_schema;
-use churnclv::io::open_inputs;
 use churnclv::io::output::write_parquet_stream;
 use churnclv::labels::date_us;
 
@@ -30,7 +29,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
+    let inputs = args.input.open(&cfg)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
     let Scanned {

@@ -87,6 +87,11 @@ pub struct InputArgs {
     /// docs/config.md. Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Follow links to folders met while searching --events (config input.follow_links). Off
+    /// by default: a link such as latest -> 2025-12-30/ would read the same files twice. Each
+    /// real file is read once either way.
+    #[arg(long)]
+    pub follow_links: bool,
 }
 
 impl InputArgs {
@@ -99,7 +104,16 @@ impl InputArgs {
         for m in &self.map {
             cfg.columns.apply_map(m)?;
         }
+        cfg.input.follow_links |= self.follow_links;
         Ok(cfg)
+    }
+
+    /// Finds and opens the input files (`--events`) as the config says.
+    pub fn open(&self, cfg: &Config) -> Result<InputSet, InputError> {
+        let options = churnclv::io::input::DiscoverOptions {
+            follow_links: cfg.input.follow_links,
+        };
+        churnclv::io::input::open_inputs_with(&self.events, &cfg.columns, options)
     }
 }
 
@@ -331,7 +345,10 @@ pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
 
 #[derive(Debug, serde::Serialize)]
 pub struct InputEntry {
+    /// As found from --events.
     path: String,
+    /// Absolute, links resolved: what was read.
+    canonical: String,
     bytes: u64,
     rows: u64,
     row_groups: usize,
@@ -373,6 +390,7 @@ pub fn input_entries(inputs: &InputSet) -> Vec<InputEntry> {
         .iter()
         .map(|f| InputEntry {
             path: f.path.display().to_string(),
+            canonical: f.canonical.display().to_string(),
             bytes: f.bytes,
             rows: f.rows,
             row_groups: f.row_groups,

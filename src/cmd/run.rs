@@ -24,7 +24,7 @@ use churnclv::features::features_schema;
 use churnclv::features::Histories;
 use churnclv::io::output::{write_bytes, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, InputSet, ReadOptions, RunLock, ScanStats, Staging};
+use churnclv::io::{InputSet, ReadOptions, RunLock, ScanStats, Staging};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1, TV};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
@@ -94,7 +94,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     if let Some(d) = &args.as_of {
         parse_date(d).context("--as-of")?; // a bad flag fails before any file is opened
     }
-    let inputs = open_inputs(&args.input.events, &config.columns)?;
+    let inputs = args.input.open(&config)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         UsageError(format!(
@@ -124,8 +124,9 @@ fn run_id(inputs: &InputSet, config: &Config, cutoffs: &Cutoffs) -> String {
     h.update(serde_json::to_string(config).unwrap_or_default());
     h.update(cutoffs.as_of.to_string());
     h.update(cutoffs.horizon_days.to_le_bytes());
+    // Canonical paths: `./x`, `x`, an absolute path or a link to it name the same run.
     for f in &inputs.files {
-        h.update(f.path.display().to_string());
+        h.update(f.canonical.display().to_string());
         h.update(f.bytes.to_le_bytes());
         h.update(f.rows.to_le_bytes());
     }
@@ -351,6 +352,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         as_of: c.as_of,
         cutoffs: c,
         inputs: input_entries(&plan.inputs),
+        inputs_skipped: &plan.inputs.skipped,
         rows: &stats,
         config: &plan.config,
         outputs: files,
@@ -1018,6 +1020,8 @@ struct Manifest<'a> {
     as_of: NaiveDate,
     cutoffs: Cutoffs,
     inputs: Vec<InputEntry>,
+    /// Folder links not followed and second paths to a file already read.
+    inputs_skipped: &'a [churnclv::io::input::Skipped],
     rows: &'a ScanStats,
     config: &'a Config,
     outputs: Vec<OutputFile>,

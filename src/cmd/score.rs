@@ -9,7 +9,7 @@ use serde::Serialize;
 use churnclv::features::features_schema;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, RunLock, ScanStats, Staging};
+use churnclv::io::{RunLock, ScanStats, Staging};
 use churnclv::labels::date_us;
 use churnclv::models::SavedModel;
 use churnclv::score::{apply_models, model_version, scores_schema};
@@ -52,6 +52,8 @@ struct Manifest<'a> {
     model_run_id: &'a str,
     horizon_days: u32,
     inputs: Vec<InputEntry>,
+    /// Folder links not followed and second paths to a file already read.
+    inputs_skipped: &'a [churnclv::io::input::Skipped],
     rows: &'a ScanStats,
     outputs: Vec<OutputFile>,
     schema: std::collections::BTreeMap<&'static str, Vec<ColumnDesc>>,
@@ -62,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let saved = SavedModel::load(&args.model)?;
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
+    let inputs = args.input.open(&cfg)?;
     let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
     let cutoff = date_us(as_of);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
@@ -133,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model_run_id: &saved.run_id,
         horizon_days: saved.horizon_days,
         inputs: input_entries(&inputs),
+        inputs_skipped: &inputs.skipped,
         rows: &stats,
         outputs: output_entries(
             &staging,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use churnclv::config::parse_date;
 use churnclv::io::input::InputError;
-use churnclv::io::{open_inputs, scan};
+use churnclv::io::scan;
 use churnclv::labels::{date_of_us, date_us};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => date_us(parse_date(d).context("--as-of")?),
         None => i64::MAX,
     };
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
+    let inputs = args.input.open(&cfg)?;
     let opts = with_duplicates(&inputs, &read_options(&cfg, types, as_of_us))?;
     // Partitions hold disjoint customers: the count is the sum of their sizes.
     let sets = (0..scan_partitions()).map(|_| FxHashSet::<Box<str>>::default());

@@ -250,3 +250,72 @@ fn campaign_from_env() {
     }
     assert!(failed.is_empty(), "{} failures", failed.len());
 }
+
+/// The smallest inputs found that made parquet-rs 60.1 panic (one or eleven damaged bytes in
+/// a 4- or 64-row file; see docs/upstream/parquet-decoder-panics.md): each is a one-line
+/// exit-2 error naming the file and the row group, for every subcommand that reads events.
+#[test]
+fn decoder_panics_are_exit_2_naming_the_file_and_row_group() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/decoder-panics");
+    let cases = [
+        (
+            "vlq-too-long.parquet",
+            "parquet-60.1.0/src/util/bit_util.rs:1189:13: Num of bytes exceed MAX_VLQ_BYTE_LEN (10)",
+        ),
+        (
+            "bit-chunk-out-of-bounds.parquet",
+            "arrow-buffer-60.1.0/src/util/bit_chunk_iterator.rs:235:9: offset + len out of bounds",
+        ),
+        (
+            "byte-array-divide-by-zero.parquet",
+            "parquet-60.1.0/src/arrow/array_reader/byte_array.rs:391:22: attempt to divide by zero",
+        ),
+        (
+            "dict-decoder-not-set.parquet",
+            "parquet-60.1.0/src/column/reader/decoder.rs:374:18: Decoder for dict should have been set",
+        ),
+        (
+            "negative-column-start.parquet",
+            "parquet-60.1.0/src/file/metadata/mod.rs:1043:9: column start and length should not be negative",
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, at) in cases {
+        let file = fixtures.join(name);
+        let out = dir.path().join("out");
+        for args in [
+            vec!["run", "--out", out.to_str().expect("utf-8")],
+            vec!["validate"],
+            vec!["btyd", "--cutoff", "2025-01-03"],
+        ] {
+            let o = Command::new(assert_cmd::cargo::cargo_bin("churnclv"))
+                .args(["--quiet"])
+                .args(&args[..1])
+                .arg("--events")
+                .arg(&file)
+                .args(&args[1..])
+                .env("RUST_BACKTRACE", "1")
+                .output()
+                .expect("run");
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{name} {args:?}: {stderr}");
+            assert_eq!(
+                stderr.trim_end(),
+                format!(
+                    "churnclv: error: {}: row group 0: corrupt data: the Parquet decoder failed at {at}",
+                    file.display()
+                ),
+                "{name} {args:?}"
+            );
+        }
+        let published: Vec<_> = std::fs::read_dir(&out)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            !published
+                .iter()
+                .any(|n| n.to_string_lossy().starts_with("as_of=")),
+            "{name}: nothing published: {published:?}"
+        );
+    }
+}

@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cutoff_date = parse_date(&args.cutoff).context("--cutoff")?;
     let cutoff = date_us(cutoff_date);
     let inputs = args.input.open(&cfg)?;
-    let scanned = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    let scanned = scan_histories(&inputs, &read_options(&cfg, types, cutoff, true), &[cutoff])?;
     let set = scanned.histories.features(0);
     let buyers: Vec<_> = set.rows.iter().filter(|f| f.has_purchase()).collect();
     if buyers.is_empty() {

@@ -30,11 +30,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
     let inputs = args.input.open(&cfg)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &cfg)?;
     let cutoff = date_us(as_of);
     let Scanned {
         histories, stats, ..
-    } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    } = scan_histories(
+        &inputs,
+        &read_options(&cfg, types, cutoff, args.as_of.is_some()),
+        &[cutoff],
+    )?;
     // Written in slices of customers, so only a slice or two of rows is in memory at a time.
     let slices = (0..histories.len()).step_by(FEATURE_SLICE).map(|lo| {
         let hi = (lo + FEATURE_SLICE).min(histories.len());

@@ -117,15 +117,36 @@ impl InputArgs {
     }
 }
 
-/// Validation settings for a scan.
-pub fn read_options(cfg: &Config, types: EventTypeMap, as_of_us: i64) -> ReadOptions {
+/// Validation settings for a scan with the as-of cutoff `as_of_us` (`as_of_given`: from a
+/// flag, rather than found in the data; see [`churnclv::io::read::future_limit`]).
+pub fn read_options(
+    cfg: &Config,
+    types: EventTypeMap,
+    as_of_us: i64,
+    as_of_given: bool,
+) -> ReadOptions {
     ReadOptions {
         as_of_us,
+        future_us: future_limit_us(cfg, as_of_given.then_some(as_of_us)),
         max_abs_amount: cfg.validation.max_abs_amount,
         event_types: types,
         duplicates: None,
         deduplicate: cfg.validation.deduplicate,
+        max_reject_share: cfg.validation.max_reject_share,
     }
+}
+
+/// The wall clock when the process started its work, read once (µs since the epoch): every
+/// stage judges "future" rows against the same instant.
+fn started_us() -> i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| chrono::Utc::now().timestamp_micros())
+}
+
+/// First `future_event` time for this run (config checked: the duration parses).
+fn future_limit_us(cfg: &Config, as_of_given_us: Option<i64>) -> i64 {
+    let max_future = churnclv::config::parse_max_future(&cfg.validation.max_future).unwrap_or(0);
+    churnclv::io::read::future_limit(started_us(), as_of_given_us, max_future)
 }
 
 /// A usage error found after parsing (exit code 2).
@@ -212,12 +233,17 @@ pub fn init_logging(g: &GlobalArgs) {
     };
 }
 
-/// The as-of date: the flag, or the day after the latest valid event time in the input.
-pub fn resolve_as_of(inputs: &InputSet, flag: Option<&str>) -> anyhow::Result<NaiveDate> {
+/// The as-of date: the flag, or the day after the latest valid event time in the input
+/// (rows too far in the future to be plausible, `future_event`, are ignored).
+pub fn resolve_as_of(
+    inputs: &InputSet,
+    flag: Option<&str>,
+    cfg: &Config,
+) -> anyhow::Result<NaiveDate> {
     if let Some(d) = flag {
         return Ok(parse_date(d).context("--as-of")?);
     }
-    match latest_event_time(inputs)? {
+    match latest_event_time(inputs, future_limit_us(cfg, None))? {
         Some(us) => Ok(date_of_us(us) + chrono::Duration::days(1)),
         None => Err(InputError::NoUsableRows {
             path: inputs.spec.clone(),
@@ -265,6 +291,7 @@ pub fn scan_histories(
         }
         .into());
     }
+    reject_gate(&stats, read)?;
     let histories = Histories::from_parts(scanned.parts);
     tracing::info!(
         stage = "features",
@@ -281,6 +308,13 @@ pub fn scan_histories(
         stats,
         rejects: scanned.rejects,
     })
+}
+
+/// The reject-share gate (`validation.max_reject_share`) as a quality-gate error (exit 3).
+pub fn reject_gate(stats: &ScanStats, read: &ReadOptions) -> Result<(), QualityGate> {
+    stats
+        .check_reject_share(read.max_reject_share)
+        .map_err(|e| QualityGate(format!("{e}; nothing published")))
 }
 
 /// The read options with the input's duplicate rows found (a first, key-columns-only pass;

@@ -95,7 +95,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         parse_date(d).context("--as-of")?; // a bad flag fails before any file is opened
     }
     let inputs = args.input.open(&config)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &config)?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         UsageError(format!(
             "--out {}: cannot create folder: {e}",
@@ -103,7 +103,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         ))
     })?;
     let cutoffs = Cutoffs::new(as_of, horizon);
-    let read = read_options(&config, types, cutoffs.as_us()[AS_OF]);
+    let read = read_options(&config, types, cutoffs.as_us()[AS_OF], args.as_of.is_some());
     let run_id = run_id(&inputs, &config, &cutoffs);
     Ok(Plan {
         inputs,

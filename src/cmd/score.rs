@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
     let inputs = args.input.open(&cfg)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &cfg)?;
     let cutoff = date_us(as_of);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     let _lock = RunLock::acquire(&args.out)?;
@@ -78,7 +78,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         histories,
         stats,
         rejects,
-    } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    } = scan_histories(
+        &inputs,
+        &read_options(&cfg, types, cutoff, args.as_of.is_some()),
+        &[cutoff],
+    )?;
     progress.stage("score: applying the saved model");
     let set = histories.features(0);
     let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);

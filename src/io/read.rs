@@ -59,6 +59,9 @@ pub enum Reason {
     EmptyCustomerId,
     NullEventTime,
     TimeOutOfRange,
+    /// Later than the wall clock (or a later `--as-of`) plus `validation.max_future`: a
+    /// clock or unit error upstream, not data to score.
+    FutureEvent,
     NullEventType,
     NonFiniteAmount,
     AmountOutOfRange,
@@ -76,6 +79,7 @@ impl Reason {
             Reason::EmptyCustomerId => "empty_customer_id",
             Reason::NullEventTime => "null_event_time",
             Reason::TimeOutOfRange => "time_out_of_range",
+            Reason::FutureEvent => "future_event",
             Reason::NullEventType => "null_event_type",
             Reason::NonFiniteAmount => "non_finite_amount",
             Reason::AmountOutOfRange => "amount_out_of_range",
@@ -110,23 +114,31 @@ pub struct Event<'a> {
 pub struct ReadOptions {
     /// Rows at or after this time are counted as `after_as_of` (`i64::MAX`: none).
     pub as_of_us: i64,
+    /// Rows at or after this time are rejected as `future_event` (`i64::MAX`: none); see
+    /// [`future_limit`].
+    pub future_us: i64,
     pub max_abs_amount: f64,
     pub event_types: EventTypeMap,
     /// Rows to reject as `duplicate_key` (from [`duplicate_rows`]); `None`: none.
     pub duplicates: Option<Arc<Duplicates>>,
     /// Whether the caller should look for duplicates (config `validation.deduplicate`).
     pub deduplicate: bool,
+    /// The reject-share gate the caller applies ([`ScanStats::check_reject_share`]; config
+    /// `validation.max_reject_share`).
+    pub max_reject_share: f64,
 }
 
 impl Default for ReadOptions {
-    /// No as-of cutoff, amounts up to 1e9, the standard event vocabulary, no deduplication.
+    /// No as-of cutoff, no future limit, amounts up to 1e9, the standard event vocabulary, no deduplication.
     fn default() -> Self {
         ReadOptions {
             as_of_us: i64::MAX,
+            future_us: i64::MAX,
             max_abs_amount: 1e9,
             event_types: EventTypeMap::default(),
             duplicates: None,
             deduplicate: false,
+            max_reject_share: 1.0,
         }
     }
 }
@@ -337,6 +349,21 @@ fn key128(parts: &[&str]) -> Key {
     [a.finish(), b.finish()]
 }
 
+/// Too large a share of the input was unusable (a quality gate: nothing is published).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{:.1}% of rows rejected ({rejected} of {considered} not after as-of) exceeds validation.max_reject_share {limit}; top reasons: {top}",
+    100.0 * share
+)]
+pub struct TooManyRejects {
+    pub share: f64,
+    pub limit: f64,
+    pub rejected: u64,
+    pub considered: u64,
+    /// The commonest reasons with counts, e.g. `null_customer_id 900, future_event 12`.
+    pub top: String,
+}
+
 /// Row accounting of a scan: every row read is used or rejected.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScanStats {
@@ -380,6 +407,58 @@ impl ScanStats {
         self.min_time_us = opt_min(self.min_time_us, other.min_time_us);
         self.max_time_us = opt_max(self.max_time_us, other.max_time_us);
         self
+    }
+
+    /// Rows rejected as unusable: every reason except `after_as_of` (valid rows merely
+    /// outside the window).
+    pub fn unusable(&self) -> u64 {
+        self.rows_rejected
+            - self
+                .rejected_by_reason
+                .get(&Reason::AfterAsOf)
+                .copied()
+                .unwrap_or(0)
+    }
+
+    /// Share of the rows not merely after as-of that were unusable:
+    /// `unusable / (used + unusable)`; 0 when there are none.
+    pub fn reject_share(&self) -> f64 {
+        let bad = self.unusable();
+        let considered = self.rows_used + bad;
+        if considered == 0 {
+            0.0
+        } else {
+            bad as f64 / considered as f64
+        }
+    }
+
+    /// The reject-share gate: `Err` when [`ScanStats::reject_share`] exceeds `limit`, naming
+    /// the share, the limit and the three commonest reasons.
+    pub fn check_reject_share(&self, limit: f64) -> Result<(), TooManyRejects> {
+        let share = self.reject_share();
+        if share <= limit {
+            return Ok(());
+        }
+        let mut reasons: Vec<(Reason, u64)> = self
+            .rejected_by_reason
+            .iter()
+            .filter(|(r, _)| **r != Reason::AfterAsOf)
+            .map(|(r, n)| (*r, *n))
+            .collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top = reasons
+            .iter()
+            .take(3)
+            .map(|(r, n)| format!("{} {n}", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(TooManyRejects {
+            share,
+            limit,
+            rejected: self.unusable(),
+            considered: self.rows_used + self.unusable(),
+            top,
+        })
     }
 
     /// The rejected counts as one line, e.g. `null_customer_id 3, after_as_of 10`.
@@ -1063,15 +1142,32 @@ fn same_array(a: &StringArray, b: &StringArray) -> bool {
         && a.values().as_ptr() == b.values().as_ptr()
 }
 
-/// Reads only the time column and returns the latest in-range event time (µs), if any:
-/// the default as-of is the day after it.
-pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
+/// The first implausible event time: rows at or after `max(now, as_of) + max_future` are
+/// rejected as `future_event` (all times in µs; `as_of` only when the user gave it).
+///
+/// The reference is the wall clock when the run started, or a later `--as-of` (scoring as of
+/// a future date is allowed; rows up to it are then plausible). A backfill (`--as-of` in the
+/// past) keeps the wall clock as reference, so its rows after as-of stay valid data, counted
+/// as `after_as_of` and not copied, and never become `future_event`. When the as-of comes
+/// from the data, it is computed with this same limit ([`latest_event_time`]), so a row the
+/// default as-of ignored is never used either.
+pub fn future_limit(now_us: i64, as_of_given_us: Option<i64>, max_future_us: i64) -> i64 {
+    now_us
+        .max(as_of_given_us.unwrap_or(i64::MIN))
+        .saturating_add(max_future_us.max(0))
+}
+
+/// Reads only the time column and returns the latest event time (µs) that is in range and
+/// before `before_us` (rows at or after it are `future_event`), if any: the default as-of is
+/// the day after it, so one row dated years ahead cannot move it.
+pub fn latest_event_time(inputs: &InputSet, before_us: i64) -> Result<Option<i64>, InputError> {
     let tasks: Vec<(usize, usize)> = inputs
         .files
         .iter()
         .enumerate()
         .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
         .collect();
+    let end = before_us.min(MAX_TIME_US);
     tasks
         .par_iter()
         .map(|&(fi, rg)| {
@@ -1082,9 +1178,7 @@ pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
                 let batch = batch?;
                 let col = batch.column(0);
                 for i in 0..col.len() {
-                    if let Some(t) =
-                        time_us(col, i).filter(|t| (MIN_TIME_US..MAX_TIME_US).contains(t))
-                    {
+                    if let Some(t) = time_us(col, i).filter(|t| (MIN_TIME_US..end).contains(t)) {
                         best = opt_max(best, Some(t));
                     }
                 }
@@ -1355,6 +1449,9 @@ impl<'a> Columns<'a> {
         }
         if !(MIN_TIME_US..MAX_TIME_US).contains(&time_us) {
             return Err(Reason::TimeOutOfRange);
+        }
+        if time_us >= opts.future_us {
+            return Err(Reason::FutureEvent);
         }
         let (kind, known) = match &self.kind {
             Text::Dict(keys, _) => {

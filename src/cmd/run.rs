@@ -285,6 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &opts,
     )?;
     outputs.push(("rejects.parquet", n));
+    let final_fit = value_model.fit.clone();
     let metrics = Metrics {
         run_id: plan.run_id.clone(),
         crate_version: env!("CARGO_PKG_VERSION"),
@@ -306,6 +307,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model: &evaluation.value_model,
             baseline: &evaluation.value_baseline,
             btyd: &btyd_eval,
+            btyd_final_fit: &final_fit,
         },
         counts: Counts {
             customers_scored: score_set.rows.len(),
@@ -711,7 +713,10 @@ fn evaluate(
 /// calibration/holdout design).
 #[derive(Debug, Serialize)]
 struct BtydEvaluation {
+    /// The transaction model used (`fit.requested` unless a fallback was needed).
     model: String,
+    /// How the calibration models were fitted: requested / used model, failed attempts.
+    fit: churnclv::models::value::ValueFit,
     calibration_end: NaiveDate,
     holdout_until: NaiveDate,
     customers: usize,
@@ -778,7 +783,8 @@ fn evaluate_btyd(
         .collect();
     let buys_again: Vec<bool> = l.churned.iter().map(|c| !c).collect();
     Ok(BtydEvaluation {
-        model: config.btyd.model.clone(),
+        model: model.fit.used.clone(),
+        fit: model.fit.clone(),
         calibration_end: c.t1,
         holdout_until: c.as_of,
         customers: rows.len(),
@@ -1001,6 +1007,8 @@ struct ValueMetrics<'a> {
     model: &'a ValueScoresMetrics,
     baseline: &'a ValueScoresMetrics,
     btyd: &'a BtydEvaluation,
+    /// How the BTYD models used for scoring (history before as-of) were fitted.
+    btyd_final_fit: &'a churnclv::models::value::ValueFit,
 }
 
 #[derive(Serialize)]

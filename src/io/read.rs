@@ -1590,8 +1590,15 @@ impl RejectBuilder {
             Some(a) => self.customer_id.append_option(render(a, i)),
             None => self.customer_id.append_option(cols.customer.get(i)),
         }
-        self.event_time
-            .append_option(cols.time.and_then(|a| render(a, i)));
+        // A time zone given by name ("UTC", "Europe/Paris") cannot be rendered without the
+        // time-zone database arrow leaves out: such values are written as the UTC instant.
+        self.event_time.append_option(cols.time.and_then(|a| {
+            render(a, i).or_else(|| {
+                time_us(a, i)
+                    .and_then(chrono::DateTime::from_timestamp_micros)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+            })
+        }));
         self.event_type.append_option(cols.kind.get(i));
         self.amount
             .append_option(cols.amount_raw.and_then(|a| render(a, i)));

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::BtydConfig;
 use crate::features::Features;
 use crate::models::btyd::{
-    fit_gamma_gamma, fit_transactions, BtydError, Customer, FitOptions, FittedTransactions,
-    GammaGamma, ModelKind, Summary,
+    fallback_penalizer, fit_gamma_gamma, fit_transactions, BtydError, Customer, FitOptions,
+    FittedTransactions, GammaGamma, ModelKind, Summary,
 };
 
 /// A customer first seen on the day before the cutoff has `T = 0`; the models need `T > 0`,
@@ -22,6 +22,42 @@ const MIN_T_DAYS: f64 = 1e-6;
 /// Fewer repeat buyers than this and the Gamma-Gamma model is not fitted: expected order
 /// values fall back to each customer's own mean.
 const MIN_SPEND_CUSTOMERS: usize = 20;
+
+/// The config name of a model kind (`bgnbd`, `mbgnbd`, `pnbd`).
+pub fn model_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::BgNbd => "bgnbd",
+        ModelKind::MbgNbd => "mbgnbd",
+        ModelKind::ParetoNbd => "pnbd",
+    }
+}
+
+/// The order in which transaction models are tried after the requested one failed even with
+/// a small penalty: the BG/NBD pair first (fast closed forms; MBG/NBD also lets customers drop
+/// out right after their first purchase, which often fixes the BG/NBD ridge), Pareto/NBD last
+/// (its hypergeometric likelihood is slow where the fit struggles).
+const FALLBACK_ORDER: [ModelKind; 3] = [ModelKind::BgNbd, ModelKind::MbgNbd, ModelKind::ParetoNbd];
+
+/// How the value models were fitted: what config asked for, what was used, and why
+/// (in metrics.json and model.json).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValueFit {
+    /// Transaction model asked for (`btyd.model`).
+    pub requested: String,
+    /// Transaction model used.
+    pub used: String,
+    /// Penalizer of the fit used (`btyd.penalizer`, or the fallback refit's).
+    pub penalizer: f64,
+    /// Fits that failed before the one used, in order: `model (penalizer p): error`.
+    pub failed_attempts: Vec<String>,
+    /// Set when the optimiser stopped flat to rounding above the strict gradient tolerance
+    /// (accepted as converged, see `FitOptions::flat_tolerance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convergence_note: Option<String>,
+    /// Spend model used: `gamma_gamma`, or `customer_mean` (each customer's own mean order
+    /// value; `spend_note` of the value model says why).
+    pub spend: String,
+}
 
 /// The model kind named in config (`bgnbd`, `mbgnbd`, `pnbd`).
 pub fn model_kind(name: &str) -> Option<ModelKind> {
@@ -69,6 +105,9 @@ pub struct ValueModel {
     pub spend_note: Option<String>,
     pub monthly_discount: f64,
     pub days_per_month: f64,
+    /// How the models were fitted (fallbacks); absent in models saved before it existed.
+    #[serde(default)]
+    pub fit: ValueFit,
 }
 
 /// Per-customer outputs.
@@ -82,8 +121,15 @@ pub struct ValueScores {
 
 impl ValueModel {
     /// Fits both models on the buyers among `rows` (customers with a purchase).
+    ///
+    /// One bad model never stops the run: when the requested transaction model does not fit
+    /// (no convergence, time limit, non-finite likelihood), it is refitted with a small
+    /// penalty ([`fallback_penalizer`]), then the other models are tried in
+    /// [`FALLBACK_ORDER`] with that penalty; each failure is logged at warn and recorded in
+    /// [`ValueFit`]. Input errors (no customers, invalid rows or options) are returned as they
+    /// are. The Gamma-Gamma spend model falls back to each customer's mean order value.
     pub fn fit(rows: &[&Features], cfg: &BtydConfig) -> Result<ValueModel, BtydError> {
-        let kind = model_kind(&cfg.model)
+        let requested = model_kind(&cfg.model)
             .ok_or_else(|| BtydError::InvalidOptions(format!("unknown model {}", cfg.model)))?;
         let options = fit_options(cfg);
         let customers: Vec<Customer> = rows
@@ -92,7 +138,69 @@ impl ValueModel {
             .map(|f| summary_row(f))
             .collect();
         let summary = Summary::from_rows(&customers)?;
-        let transactions = fit_transactions(kind, &summary, &options)?;
+        // The requested model as configured, then refitted with a small penalty (ten times
+        // the configured one if that was not small already), then the others, penalised.
+        let penalised = |kind| {
+            let small = fallback_penalizer(kind, &summary);
+            if cfg.penalizer > 0.0 {
+                (10.0 * cfg.penalizer).max(small)
+            } else {
+                small
+            }
+        };
+        let mut attempts = vec![
+            (requested, cfg.penalizer),
+            (requested, penalised(requested)),
+        ];
+        for kind in FALLBACK_ORDER.into_iter().filter(|k| *k != requested) {
+            attempts.push((kind, penalised(kind)));
+        }
+        let mut failed: Vec<String> = Vec::new();
+        let mut fitted = None;
+        for (kind, penalizer) in attempts {
+            let options = FitOptions {
+                penalizer,
+                ..options
+            };
+            match fit_transactions(kind, &summary, &options) {
+                Ok(t) => {
+                    fitted = Some((kind, penalizer, t));
+                    break;
+                }
+                Err(e) if e.is_input_error() => return Err(e),
+                Err(e) => {
+                    let what = format!("{} (penalizer {penalizer:e}): {e}", model_name(kind));
+                    tracing::warn!(
+                        stage = "evaluate",
+                        "BTYD fit failed, trying the next: {what}"
+                    );
+                    failed.push(what);
+                }
+            }
+        }
+        let Some((kind, penalizer, transactions)) = fitted else {
+            return Err(BtydError::AllFailed {
+                attempts: failed.join("; "),
+            });
+        };
+        if !failed.is_empty() {
+            tracing::warn!(
+                stage = "evaluate",
+                "BTYD: using {} (penalizer {penalizer:e}) instead of {} after {} failed fit(s)",
+                model_name(kind),
+                cfg.model,
+                failed.len()
+            );
+        }
+        let convergence_note = (transactions.grad_norm > options.grad_tolerance).then(|| {
+            format!(
+                "{} stopped flat to rounding at gradient norm {:.3e} after {} iterations (accepted: at most {:e})",
+                model_name(kind),
+                transactions.grad_norm,
+                transactions.iterations,
+                options.flat_tolerance
+            )
+        });
         let (x, spend) = spend_inputs(rows);
         let (spend, spend_note) = if x.len() < MIN_SPEND_CUSTOMERS {
             (None, Some(format!("{} repeat buyers with spend (< {MIN_SPEND_CUSTOMERS}): customer mean order value used", x.len())))
@@ -100,8 +208,28 @@ impl ValueModel {
             match fit_gamma_gamma(&x, &spend, &options) {
                 Ok(gg) if gg.q > 1.0 => (Some(gg), None),
                 Ok(gg) => (None, Some(format!("Gamma-Gamma q = {:.4} <= 1 (infinite mean spend): customer mean order value used", gg.q))),
-                Err(e) => (None, Some(format!("Gamma-Gamma not used: {e}"))),
+                Err(e) if e.is_input_error() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        stage = "evaluate",
+                        "Gamma-Gamma fit failed, customer mean order value used: {e}"
+                    );
+                    (None, Some(format!("Gamma-Gamma not used: {e}")))
+                }
             }
+        };
+        let fit = ValueFit {
+            requested: cfg.model.clone(),
+            used: model_name(kind).to_string(),
+            penalizer,
+            failed_attempts: failed,
+            convergence_note,
+            spend: if spend.is_some() {
+                "gamma_gamma"
+            } else {
+                "customer_mean"
+            }
+            .to_string(),
         };
         Ok(ValueModel {
             transactions,
@@ -109,6 +237,7 @@ impl ValueModel {
             spend_note,
             monthly_discount: cfg.monthly_discount,
             days_per_month: cfg.days_per_month,
+            fit,
         })
     }
 

@@ -251,6 +251,7 @@ pub fn fit_gamma_gamma(
     let budget = Budget {
         max_iterations: options.max_iterations,
         grad_tolerance: options.grad_tolerance,
+        flat_tolerance: options.flat_tolerance,
         started: Instant::now(),
         timeout: options.timeout,
     };

@@ -169,7 +169,7 @@ impl ValueModel {
                 }
                 Err(e) if e.is_input_error() => return Err(e),
                 Err(e) => {
-                    let what = format!("{} (penalizer {penalizer:e}): {e}", model_name(kind));
+                    let what = format!("{} (penalizer {penalizer:.3e}): {e}", model_name(kind));
                     tracing::warn!(
                         stage = "evaluate",
                         "BTYD fit failed, trying the next: {what}"
@@ -186,9 +186,10 @@ impl ValueModel {
         if !failed.is_empty() {
             tracing::warn!(
                 stage = "evaluate",
-                "BTYD: using {} (penalizer {penalizer:e}) instead of {} after {} failed fit(s)",
+                "BTYD: using {} with penalizer {penalizer:.3e} (requested {} with penalizer {}) after {} failed fit(s)",
                 model_name(kind),
                 cfg.model,
+                cfg.penalizer,
                 failed.len()
             );
         }

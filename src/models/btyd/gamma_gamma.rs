@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use statrs::function::gamma::{digamma, ln_gamma};
 
 use super::optim::{self, Budget};
-use super::transactions::minimize;
+use super::transactions::{minimize, ridge};
 use super::{BtydError, FitOptions};
 
 /// Gamma-Gamma parameters (serialised as `p, q, gamma`).
@@ -311,6 +311,9 @@ pub fn fit_gamma_gamma(
         }),
         _ => None,
     });
+    if min.grad_norm > options.grad_tolerance && std_errors.is_none() {
+        return Err(ridge("Gamma-Gamma", &min));
+    }
     Ok(GammaGamma {
         p: p[0],
         q: p[1],

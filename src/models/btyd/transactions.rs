@@ -297,6 +297,20 @@ where
     })
 }
 
+/// A stop flat to rounding where the Hessian is not positive definite: not an optimum but the
+/// flat end of a ridge (parameters running off to infinity), where the likelihood is nearly
+/// constant and the predictions of the special functions break down (a BG/NBD fit with
+/// `a, b ~ 1e5` predicted 0 purchases for every customer). A failure, so a penalised refit
+/// follows.
+pub(crate) fn ridge(model: &'static str, min: &Minimum) -> BtydError {
+    BtydError::NotConverged {
+        model,
+        iterations: min.iterations,
+        grad_norm: min.grad_norm,
+        reason: "flat to rounding on a ridge (Hessian not positive definite): no interior optimum",
+    }
+}
+
 /// Fits `kind` to `summary` by penalised maximum likelihood.
 pub fn fit_transactions(
     kind: ModelKind,
@@ -336,6 +350,9 @@ pub fn fit_transactions(
     let std_errors = optim::std_errors(objective(kind, summary, options.penalizer, 1.0), &min.x)
         .and_then(|se| <[f64; 4]>::try_from(se).ok())
         .map(|se| TransactionParams::from_values(kind, se));
+    if min.grad_norm > options.grad_tolerance && std_errors.is_none() {
+        return Err(ridge(model, &min));
+    }
     Ok(FittedTransactions {
         kind,
         params: TransactionParams::from_values(kind, p),

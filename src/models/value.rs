@@ -38,6 +38,20 @@ pub fn model_name(kind: ModelKind) -> &'static str {
 /// (its hypergeometric likelihood is slow where the fit struggles).
 const FALLBACK_ORDER: [ModelKind; 3] = [ModelKind::BgNbd, ModelKind::MbgNbd, ModelKind::ParetoNbd];
 
+/// The (model, penalizer) fits tried in turn: the requested model as configured, then
+/// refitted with `penalised(model)`, then the other models of [`FALLBACK_ORDER`], penalised.
+fn fit_attempts(
+    requested: ModelKind,
+    configured: f64,
+    penalised: impl Fn(ModelKind) -> f64,
+) -> Vec<(ModelKind, f64)> {
+    let mut attempts = vec![(requested, configured), (requested, penalised(requested))];
+    for kind in FALLBACK_ORDER.into_iter().filter(|k| *k != requested) {
+        attempts.push((kind, penalised(kind)));
+    }
+    attempts
+}
+
 /// How the value models were fitted: what config asked for, what was used, and why
 /// (in metrics.json and model.json).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -148,13 +162,7 @@ impl ValueModel {
                 small
             }
         };
-        let mut attempts = vec![
-            (requested, cfg.penalizer),
-            (requested, penalised(requested)),
-        ];
-        for kind in FALLBACK_ORDER.into_iter().filter(|k| *k != requested) {
-            attempts.push((kind, penalised(kind)));
-        }
+        let attempts = fit_attempts(requested, cfg.penalizer, penalised);
         let mut failed: Vec<String> = Vec::new();
         let mut fitted = None;
         for (kind, penalizer) in attempts {
@@ -280,5 +288,37 @@ impl ValueModel {
             expected_order_value: value,
             clv: clv * value,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallbacks_refit_penalised_then_try_the_other_models() {
+        let small = |k: ModelKind| match k {
+            ModelKind::BgNbd => 1e-8,
+            ModelKind::MbgNbd => 2e-8,
+            ModelKind::ParetoNbd => 3e-8,
+        };
+        assert_eq!(
+            fit_attempts(ModelKind::BgNbd, 0.0, small),
+            [
+                (ModelKind::BgNbd, 0.0),
+                (ModelKind::BgNbd, 1e-8),
+                (ModelKind::MbgNbd, 2e-8),
+                (ModelKind::ParetoNbd, 3e-8)
+            ]
+        );
+        assert_eq!(
+            fit_attempts(ModelKind::ParetoNbd, 0.001, small),
+            [
+                (ModelKind::ParetoNbd, 0.001),
+                (ModelKind::ParetoNbd, 3e-8),
+                (ModelKind::BgNbd, 1e-8),
+                (ModelKind::MbgNbd, 2e-8)
+            ]
+        );
     }
 }

@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn a_panic_becomes_an_error_with_its_message_and_location() {
         let r: Result<(), _> = decode(|| panic!("bad page {}", 7));
-        let e = r.err().expect("caught");
+        let e = r.expect_err("caught");
         assert_eq!(e.message, "bad page 7");
         let at = e.location.clone().unwrap_or_default();
         assert!(at.starts_with("src/io/guard.rs:"), "{at}");

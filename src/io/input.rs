@@ -239,16 +239,6 @@ pub fn open_inputs_with(
     })
 }
 
-/// Lists the Parquet files named by `spec` (directory links not followed); see
-/// [`discover_with`].
-pub fn discover(spec: &str) -> Result<Vec<PathBuf>, InputError> {
-    Ok(discover_with(spec, DiscoverOptions::default())?
-        .0
-        .into_iter()
-        .map(|f| f.path)
-        .collect())
-}
-
 /// Lists the Parquet files named by `spec`: a file, a directory searched recursively for
 /// `*.parquet`, or a glob (`*`, `?`, `[…]` within a name, `**` for any number of folders; a
 /// folder it matches is searched recursively). Names that start with `.` or `_` are skipped

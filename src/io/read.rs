@@ -1632,3 +1632,44 @@ fn render(array: &ArrayRef, i: usize) -> Option<String> {
         .ok()
         .map(|f| f.value(i).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_future_limit_follows_the_later_of_clock_and_given_as_of() {
+        let (now, day) = (100 * DAY_US, DAY_US);
+        // Wall clock only (default as-of, or a backfill).
+        assert_eq!(future_limit(now, None, day), 101 * DAY_US);
+        assert_eq!(future_limit(now, Some(40 * DAY_US), day), 101 * DAY_US);
+        // A later --as-of moves the limit with it.
+        assert_eq!(future_limit(now, Some(200 * DAY_US), day), 201 * DAY_US);
+        // No overflow at the ends; a negative tolerance counts as none.
+        assert_eq!(future_limit(i64::MAX - 1, None, day), i64::MAX);
+        assert_eq!(future_limit(now, None, -day), now);
+    }
+
+    #[test]
+    fn the_reject_share_leaves_out_rows_after_as_of() {
+        let mut s = ScanStats {
+            rows_read: 1000,
+            rows_used: 600,
+            rows_rejected: 400,
+            ..ScanStats::default()
+        };
+        s.rejected_by_reason.insert(Reason::AfterAsOf, 300);
+        s.rejected_by_reason.insert(Reason::NullCustomerId, 60);
+        s.rejected_by_reason.insert(Reason::FutureEvent, 30);
+        s.rejected_by_reason.insert(Reason::DuplicateKey, 10);
+        assert_eq!(s.unusable(), 100);
+        assert_eq!(s.reject_share(), 100.0 / 700.0);
+        assert_eq!(s.check_reject_share(0.15), Ok(()));
+        let e = s.check_reject_share(0.1).expect_err("over the limit");
+        assert_eq!(
+            e.to_string(),
+            "14.3% of rows rejected (100 of 700 not after as-of) exceeds validation.max_reject_share 0.1; top reasons: null_customer_id 60, future_event 30, duplicate_key 10"
+        );
+        assert_eq!(ScanStats::default().reject_share(), 0.0);
+    }
+}

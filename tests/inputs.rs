@@ -300,3 +300,23 @@ fn the_run_id_does_not_depend_on_how_the_path_is_spelled() {
     assert!(file_ids.iter().all(|id| *id == file_ids[0]), "{file_ids:?}");
     assert_ne!(file_ids[0], first);
 }
+
+#[test]
+fn a_folder_of_links_only_says_what_was_not_followed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (events, a, b) = dated(dir.path());
+    let view = dir.path().join("view");
+    std::fs::create_dir_all(&view).expect("view");
+    symlink(events.join("2025-12-29"), view.join("2025-12-29")).expect("link");
+    symlink(events.join("2025-12-30"), view.join("2025-12-30")).expect("link");
+    let out = dir.path().join("out");
+    let r = run(dir.path(), "view", &out, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.lines().last(),
+        Some("churnclv: error: view: no Parquet files found (looked for *.parquet, recursively; links to folders not followed: view/2025-12-29, view/2025-12-30; use --follow-links to read them)")
+    );
+    let r = run(dir.path(), "view", &out, &["--follow-links"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.manifest["rows"]["rows_read"], a + b);
+}

@@ -20,6 +20,8 @@ pub enum InputError {
     Missing(PathBuf),
     #[error("{0}: no Parquet files found (looked for *.parquet, recursively)")]
     NoFiles(PathBuf),
+    #[error("{path}: no Parquet files found (looked for *.parquet, recursively; links to folders not followed: {links}; use --follow-links to read them)")]
+    OnlyLinks { path: PathBuf, links: String },
     #[error("{pattern}: invalid glob pattern: {message}")]
     Glob { pattern: String, message: String },
     #[error("{path}: cannot read: {source}")]
@@ -315,7 +317,18 @@ pub fn discover_with(
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     skipped.dedup();
     if kept.is_empty() {
-        return Err(InputError::NoFiles(path.to_path_buf()));
+        let links: Vec<String> = skipped
+            .iter()
+            .map(|s| s.path.display().to_string())
+            .collect();
+        return Err(if links.is_empty() {
+            InputError::NoFiles(path.to_path_buf())
+        } else {
+            InputError::OnlyLinks {
+                path: path.to_path_buf(),
+                links: links.join(", "),
+            }
+        });
     }
     Ok((kept, skipped))
 }

@@ -6,7 +6,7 @@ BIN    := target/release/churnclv
 SAMPLE := data/sample/events.parquet
 OUT    ?= out
 
-.PHONY: run test build sample cdnow bench bench-data clean
+.PHONY: run test build sample cdnow bench bench-data clean fuzz
 
 BENCH_EVENTS := data/bench/events.parquet
 VENV         := .venv
@@ -29,6 +29,17 @@ test: $(CHECK_VENV)/.installed
 
 build:
 	$(CARGO) build --release
+
+## Random damage, long campaign: FUZZ_CASES (default 3000) mutations of a valid 200-customer
+## file from seed SEED (default 1), `churnclv run` on each; prints counts by exit code, keeps
+## failing inputs (exit code other than 0/2/3, or a panic) in FUZZ_KEEP (target/fuzz-failures).
+## The suite runs 300 of them (tests/fuzz.rs).
+FUZZ_CASES ?= 3000
+SEED       ?= 1
+FUZZ_KEEP  ?= target/fuzz-failures
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) SEED=$(SEED) FUZZ_KEEP=$(abspath $(FUZZ_KEEP)) \
+		$(CARGO) test --release --test fuzz campaign_from_env -- --ignored --nocapture
 
 ## Deterministic synthetic sample: 20,000 customers over two years (seed 42).
 sample: build

@@ -30,6 +30,8 @@ pub enum ConfigError {
     UnknownEventType { raw: String, target: String },
     #[error("invalid horizon '{0}': expected days like 90d, weeks like 13w, or a plain number of days ({min} to {max})", min = HORIZON_DAYS.start(), max = HORIZON_DAYS.end())]
     Horizon(String),
+    #[error("invalid validation.max_future '{0}': expected hours like 12h, days like 1d, weeks like 1w, or a plain number of days (0 to 3650 days)")]
+    MaxFuture(String),
     #[error("invalid date '{0}': expected YYYY-MM-DD")]
     Date(String),
     #[error("column mapping gives input column '{column}' two roles, {first} and {second}; map one of them to another column (an optional role is switched off with --map {second}= or {second} = \"\" under [columns])")]
@@ -154,6 +156,15 @@ impl Columns {
     }
 }
 
+/// `[input]`: how input files are found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Follow links to folders met while searching the input (`--follow-links`); each real
+    /// folder and file is still read once.
+    pub follow_links: bool,
+}
+
 /// `[run]`: time windows and reproducibility.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +200,13 @@ pub struct ValidationConfig {
     /// Reject later rows with the key of an earlier one (`duplicate_key`); costs a first pass
     /// over the key columns when the input has `order_id` or `event_id`.
     pub deduplicate: bool,
+    /// Rows later than the wall clock at the run's start (or a later `--as-of`) plus this are
+    /// rejected as `future_event`: "1d", "12h", "2w" or a number of days (0 to 3650 days).
+    pub max_future: String,
+    /// A run whose share of unusable rows (every reject reason except `after_as_of`, over the
+    /// rows not merely after as-of) exceeds this stops with exit 3 and publishes nothing
+    /// (0 to 1; 1 = never).
+    pub max_reject_share: f64,
 }
 
 impl Default for ValidationConfig {
@@ -196,6 +214,10 @@ impl Default for ValidationConfig {
         ValidationConfig {
             max_abs_amount: 1e9,
             deduplicate: true,
+            max_future: "1d".into(),
+            // Healthy feeds measured 0% (docs/config.md); a broken column or unit rejects
+            // most rows, one bad source of several a third or more.
+            max_reject_share: 0.2,
         }
     }
 }
@@ -266,6 +288,7 @@ impl Default for BtydConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub columns: Columns,
+    pub input: InputConfig,
     /// Raw event_type value → canonical event type (e.g. `"order" = "purchase"`).
     pub event_types: BTreeMap<String, String>,
     pub run: RunConfig,
@@ -308,6 +331,15 @@ impl Config {
                 key: "validation.max_abs_amount",
                 expected: "a positive number up to 1e12 (money is summed in integer micro-units)",
                 value: v.to_string(),
+            });
+        }
+        parse_max_future(&self.validation.max_future)?;
+        let share = self.validation.max_reject_share;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(ConfigError::Range {
+                key: "validation.max_reject_share",
+                expected: "a share between 0 and 1",
+                value: share.to_string(),
             });
         }
         let a = self.churn.alpha;
@@ -434,6 +466,28 @@ pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
         .ok_or_else(|| ConfigError::Horizon(text.to_string()))
 }
 
+/// Parses `validation.max_future`: `12h`, `1d`, `1w` or a number of days. Returns µs.
+pub fn parse_max_future(text: &str) -> Result<i64, ConfigError> {
+    const HOUR_US: i64 = 3_600_000_000;
+    let t = text.trim().to_ascii_lowercase();
+    let (num, hours) = if let Some(n) = t.strip_suffix('h') {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('d') {
+        (n, 24)
+    } else if let Some(n) = t.strip_suffix('w') {
+        (n, 24 * 7)
+    } else {
+        (t.as_str(), 24)
+    };
+    num.trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(hours))
+        .filter(|h| (0..=3650 * 24).contains(h))
+        .map(|h| h * HOUR_US)
+        .ok_or_else(|| ConfigError::MaxFuture(text.to_string()))
+}
+
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
@@ -470,6 +524,31 @@ mod tests {
             Some("invalid horizon '3m': expected days like 90d, weeks like 13w, or a plain number of days (1 to 3650)")
         );
         assert!(parse_horizon("0d").is_err());
+    }
+
+    #[test]
+    fn max_future_durations() {
+        let h = 3_600_000_000;
+        assert_eq!(parse_max_future("1d").ok(), Some(24 * h));
+        assert_eq!(parse_max_future("12h").ok(), Some(12 * h));
+        assert_eq!(parse_max_future("2w").ok(), Some(14 * 24 * h));
+        assert_eq!(parse_max_future("0").ok(), Some(0));
+        assert_eq!(
+            parse_max_future("1 day").map_err(|e| e.to_string()).err().as_deref(),
+            Some("invalid validation.max_future '1 day': expected hours like 12h, days like 1d, weeks like 1w, or a plain number of days (0 to 3650 days)")
+        );
+        assert!(parse_max_future("-1d").is_err());
+        assert!(parse_max_future("3651d").is_err());
+        let mut cfg = Config::default();
+        cfg.validation.max_reject_share = 1.5;
+        assert_eq!(
+            cfg.validate()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+                .err()
+                .as_deref(),
+            Some("validation.max_reject_share must be a share between 0 and 1, got 1.5")
+        );
     }
 
     #[test]

@@ -702,3 +702,71 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Convergence: flat stops, ridges, penalised refits
+
+#[test]
+fn a_stop_flat_to_rounding_at_an_optimum_is_converged() {
+    let s = cdnow_summary();
+    let strict = fit_transactions(ModelKind::BgNbd, &s, &options()).expect("BG/NBD fit");
+    // A gradient tolerance no fit can reach: the optimiser ends where rounding hides any
+    // further decrease.
+    let unreachable = FitOptions {
+        grad_tolerance: 1e-300,
+        ..options()
+    };
+    let flat = fit_transactions(ModelKind::BgNbd, &s, &unreachable).expect("accepted");
+    assert!(
+        flat.grad_norm > 1e-300 && flat.grad_norm <= unreachable.flat_tolerance,
+        "{}",
+        flat.grad_norm
+    );
+    for (got, want) in fitted_values(&flat).iter().zip(fitted_values(&strict)) {
+        assert!(rel(*got, want) < 1e-6, "{got} vs {want}");
+    }
+    assert!(flat.std_errors.is_some());
+    // Without the flat tolerance, the same stop is an error, as before.
+    let refused = FitOptions {
+        flat_tolerance: 0.0,
+        ..unreachable
+    };
+    match fit_transactions(ModelKind::BgNbd, &s, &refused) {
+        Err(BtydError::NotConverged { reason, .. }) => assert_eq!(
+            reason,
+            "line search found no decrease (objective flat to rounding)"
+        ),
+        other => panic!("expected NotConverged, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_ridge_is_a_failure_and_a_small_penalty_fits() {
+    // Every customer has (almost) the same drop-out probability: the BG/NBD likelihood keeps
+    // rising as a, b → ∞ with a/(a+b) fixed, so there is no interior optimum.
+    let rows = simulate_bg_nbd(300, [0.7, 50.0, 5e4, 9.5e5], 3);
+    let s = Summary::from_rows(&rows).expect("valid");
+    match fit_transactions(ModelKind::BgNbd, &s, &options()) {
+        Err(BtydError::NotConverged { reason, .. }) => assert_eq!(
+            reason,
+            "flat to rounding on a ridge (Hessian not positive definite): no interior optimum"
+        ),
+        other => panic!("expected the ridge, got {other:?}"),
+    }
+    let penalizer = churnclv::models::btyd::fallback_penalizer(ModelKind::BgNbd, &s);
+    assert!(penalizer > 0.0 && penalizer < 1e-6, "{penalizer}");
+    let m = fit_transactions(
+        ModelKind::BgNbd,
+        &s,
+        &FitOptions {
+            penalizer,
+            ..options()
+        },
+    )
+    .expect("penalised fit");
+    assert!(m.grad_norm <= options().grad_tolerance);
+    assert!(m.std_errors.is_some());
+    // Predictions are sane: the cohort's expected purchases over a year are positive.
+    let total: f64 = rows.iter().map(|c| m.expected_purchases(c, 365.0)).sum();
+    assert!(total > 1.0, "{total}");
+}

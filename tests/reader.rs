@@ -13,7 +13,7 @@ use arrow_array::{
     TimestampSecondArray, UInt16Array,
 };
 use churnclv::config::Columns;
-use churnclv::events::{EventKind, EventTypeMap};
+use churnclv::events::EventKind;
 use churnclv::io::{open_inputs, scan, ReadOptions, Reason};
 use common::{ts, write, write_rg};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -24,9 +24,7 @@ fn opts(as_of_us: i64) -> ReadOptions {
     ReadOptions {
         as_of_us,
         max_abs_amount: 1e9,
-        event_types: EventTypeMap::default(),
-        duplicates: None,
-        deduplicate: false,
+        ..ReadOptions::default()
     }
 }
 

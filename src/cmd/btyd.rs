@@ -7,7 +7,6 @@ use clap::ValueEnum;
 use serde_json::json;
 
 use churnclv::config::parse_date;
-use churnclv::io::open_inputs;
 use churnclv::labels::date_us;
 use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, Summary};
 use churnclv::models::value::{fit_options, model_kind, spend_inputs, summary_row};
@@ -66,8 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let types = cfg.validate()?;
     let cutoff_date = parse_date(&args.cutoff).context("--cutoff")?;
     let cutoff = date_us(cutoff_date);
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
-    let scanned = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    let inputs = args.input.open(&cfg)?;
+    let scanned = scan_histories(&inputs, &read_options(&cfg, types, cutoff, true), &[cutoff])?;
     let set = scanned.histories.features(0);
     let buyers: Vec<_> = set.rows.iter().filter(|f| f.has_purchase()).collect();
     if buyers.is_empty() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use churnclv::features::features_schema;
 use churnclv::io::output::write_parquet_stream;
-use churnclv::io::{open_inputs, target};
+use churnclv::io::target;
 use churnclv::labels::date_us;
 
 use super::{features_parquet_options, FEATURE_SLICE};
@@ -31,12 +31,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
     target::check_file("--out", &args.out)?;
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let inputs = args.input.open(&cfg)?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &cfg)?;
     let cutoff = date_us(as_of);
     let Scanned {
         histories, stats, ..
-    } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    } = scan_histories(
+        &inputs,
+        &read_options(&cfg, types, cutoff, args.as_of.is_some()),
+        &[cutoff],
+    )?;
     // Written in slices of customers, so only a slice or two of rows is in memory at a time.
     let slices = (0..histories.len()).step_by(FEATURE_SLICE).map(|lo| {
         let hi = (lo + FEATURE_SLICE).min(histories.len());

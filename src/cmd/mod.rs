@@ -89,6 +89,11 @@ pub struct InputArgs {
     /// docs/config.md. Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Follow links to folders met while searching --events (config input.follow_links). Off
+    /// by default: a link such as latest -> 2025-12-30/ would read the same files twice. Each
+    /// real file is read once either way.
+    #[arg(long)]
+    pub follow_links: bool,
 }
 
 impl InputArgs {
@@ -101,19 +106,49 @@ impl InputArgs {
         for m in &self.map {
             cfg.columns.apply_map(m)?;
         }
+        cfg.input.follow_links |= self.follow_links;
         Ok(cfg)
+    }
+
+    /// Finds and opens the input files (`--events`) as the config says.
+    pub fn open(&self, cfg: &Config) -> Result<InputSet, InputError> {
+        let options = churnclv::io::input::DiscoverOptions {
+            follow_links: cfg.input.follow_links,
+        };
+        churnclv::io::input::open_inputs_with(&self.events, &cfg.columns, options)
     }
 }
 
-/// Validation settings for a scan.
-pub fn read_options(cfg: &Config, types: EventTypeMap, as_of_us: i64) -> ReadOptions {
+/// Validation settings for a scan with the as-of cutoff `as_of_us` (`as_of_given`: from a
+/// flag, rather than found in the data; see [`churnclv::io::read::future_limit`]).
+pub fn read_options(
+    cfg: &Config,
+    types: EventTypeMap,
+    as_of_us: i64,
+    as_of_given: bool,
+) -> ReadOptions {
     ReadOptions {
         as_of_us,
+        future_us: future_limit_us(cfg, as_of_given.then_some(as_of_us)),
         max_abs_amount: cfg.validation.max_abs_amount,
         event_types: types,
         duplicates: None,
         deduplicate: cfg.validation.deduplicate,
+        max_reject_share: cfg.validation.max_reject_share,
     }
+}
+
+/// The wall clock when the process started its work, read once (µs since the epoch): every
+/// stage judges "future" rows against the same instant.
+fn started_us() -> i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| chrono::Utc::now().timestamp_micros())
+}
+
+/// First `future_event` time for this run (config checked: the duration parses).
+fn future_limit_us(cfg: &Config, as_of_given_us: Option<i64>) -> i64 {
+    let max_future = churnclv::config::parse_max_future(&cfg.validation.max_future).unwrap_or(0);
+    churnclv::io::read::future_limit(started_us(), as_of_given_us, max_future)
 }
 
 /// A usage error found after parsing (exit code 2).
@@ -211,12 +246,17 @@ pub fn init_logging(g: &GlobalArgs) {
     };
 }
 
-/// The as-of date: the flag, or the day after the latest valid event time in the input.
-pub fn resolve_as_of(inputs: &InputSet, flag: Option<&str>) -> anyhow::Result<NaiveDate> {
+/// The as-of date: the flag, or the day after the latest valid event time in the input
+/// (rows too far in the future to be plausible, `future_event`, are ignored).
+pub fn resolve_as_of(
+    inputs: &InputSet,
+    flag: Option<&str>,
+    cfg: &Config,
+) -> anyhow::Result<NaiveDate> {
     if let Some(d) = flag {
         return Ok(parse_date(d).context("--as-of")?);
     }
-    match latest_event_time(inputs)? {
+    match latest_event_time(inputs, future_limit_us(cfg, None))? {
         Some(us) => Ok(date_of_us(us) + chrono::Duration::days(1)),
         None => Err(InputError::NoUsableRows {
             path: inputs.spec.clone(),
@@ -264,6 +304,7 @@ pub fn scan_histories(
         }
         .into());
     }
+    reject_gate(&stats, read)?;
     let histories = Histories::from_parts(scanned.parts);
     tracing::info!(
         stage = "features",
@@ -280,6 +321,13 @@ pub fn scan_histories(
         stats,
         rejects: scanned.rejects,
     })
+}
+
+/// The reject-share gate (`validation.max_reject_share`) as a quality-gate error (exit 3).
+pub fn reject_gate(stats: &ScanStats, read: &ReadOptions) -> Result<(), QualityGate> {
+    stats
+        .check_reject_share(read.max_reject_share)
+        .map_err(|e| QualityGate(format!("{e}; nothing published")))
 }
 
 /// The read options with the input's duplicate rows found (a first, key-columns-only pass;
@@ -347,7 +395,10 @@ pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
 
 #[derive(Debug, serde::Serialize)]
 pub struct InputEntry {
+    /// As found from --events.
     path: String,
+    /// Absolute, links resolved: what was read.
+    canonical: String,
     bytes: u64,
     rows: u64,
     row_groups: usize,
@@ -389,6 +440,7 @@ pub fn input_entries(inputs: &InputSet) -> Vec<InputEntry> {
         .iter()
         .map(|f| InputEntry {
             path: f.path.display().to_string(),
+            canonical: f.canonical.display().to_string(),
             bytes: f.bytes,
             rows: f.rows,
             row_groups: f.row_groups,

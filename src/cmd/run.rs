@@ -24,7 +24,7 @@ use churnclv::features::features_schema;
 use churnclv::features::Histories;
 use churnclv::io::output::{write_bytes, write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, target, InputSet, ReadOptions, RunLock, ScanStats};
+use churnclv::io::{target, InputSet, ReadOptions, RunLock, ScanStats};
 use churnclv::labels::{labels, Cutoffs, AS_OF, T0, T1, TV};
 use churnclv::models::churn::{raw_matrix, FEATURES};
 use churnclv::models::spend::SpendModel;
@@ -98,11 +98,11 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     if let Some(d) = &args.as_of {
         parse_date(d).context("--as-of")?; // a bad flag fails before any file is opened
     }
-    let inputs = open_inputs(&args.input.events, &config.columns)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let inputs = args.input.open(&config)?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &config)?;
     target::create_folder("--out", &args.out, &args.out)?;
     let cutoffs = Cutoffs::new(as_of, horizon);
-    let read = read_options(&config, types, cutoffs.as_us()[AS_OF]);
+    let read = read_options(&config, types, cutoffs.as_us()[AS_OF], args.as_of.is_some());
     let run_id = run_id(&inputs, &config, &cutoffs);
     Ok(Plan {
         inputs,
@@ -123,8 +123,9 @@ fn run_id(inputs: &InputSet, config: &Config, cutoffs: &Cutoffs) -> String {
     h.update(serde_json::to_string(config).unwrap_or_default());
     h.update(cutoffs.as_of.to_string());
     h.update(cutoffs.horizon_days.to_le_bytes());
+    // Canonical paths: `./x`, `x`, an absolute path or a link to it name the same run.
     for f in &inputs.files {
-        h.update(f.path.display().to_string());
+        h.update(f.canonical.display().to_string());
         h.update(f.bytes.to_le_bytes());
         h.update(f.rows.to_le_bytes());
     }
@@ -281,6 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &opts,
     )?;
     outputs.push(("rejects.parquet", n));
+    let final_fit = value_model.fit.clone();
     let metrics = Metrics {
         run_id: plan.run_id.clone(),
         crate_version: env!("CARGO_PKG_VERSION"),
@@ -302,6 +304,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model: &evaluation.value_model,
             baseline: &evaluation.value_baseline,
             btyd: &btyd_eval,
+            btyd_final_fit: &final_fit,
         },
         counts: Counts {
             customers_scored: score_set.rows.len(),
@@ -349,6 +352,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         as_of: c.as_of,
         cutoffs: c,
         inputs: input_entries(&plan.inputs),
+        inputs_skipped: &plan.inputs.skipped,
         rows: &stats,
         config: &plan.config,
         outputs: files,
@@ -707,7 +711,10 @@ fn evaluate(
 /// calibration/holdout design).
 #[derive(Debug, Serialize)]
 struct BtydEvaluation {
+    /// The transaction model used (`fit.requested` unless a fallback was needed).
     model: String,
+    /// How the calibration models were fitted: requested / used model, failed attempts.
+    fit: churnclv::models::value::ValueFit,
     calibration_end: NaiveDate,
     holdout_until: NaiveDate,
     customers: usize,
@@ -774,7 +781,8 @@ fn evaluate_btyd(
         .collect();
     let buys_again: Vec<bool> = l.churned.iter().map(|c| !c).collect();
     Ok(BtydEvaluation {
-        model: config.btyd.model.clone(),
+        model: model.fit.used.clone(),
+        fit: model.fit.clone(),
         calibration_end: c.t1,
         holdout_until: c.as_of,
         customers: rows.len(),
@@ -997,6 +1005,8 @@ struct ValueMetrics<'a> {
     model: &'a ValueScoresMetrics,
     baseline: &'a ValueScoresMetrics,
     btyd: &'a BtydEvaluation,
+    /// How the BTYD models used for scoring (history before as-of) were fitted.
+    btyd_final_fit: &'a churnclv::models::value::ValueFit,
 }
 
 #[derive(Serialize)]
@@ -1016,6 +1026,8 @@ struct Manifest<'a> {
     as_of: NaiveDate,
     cutoffs: Cutoffs,
     inputs: Vec<InputEntry>,
+    /// Folder links not followed and second paths to a file already read.
+    inputs_skipped: &'a [churnclv::io::input::Skipped],
     rows: &'a ScanStats,
     config: &'a Config,
     outputs: Vec<OutputFile>,

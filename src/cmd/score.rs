@@ -8,7 +8,7 @@ use serde::Serialize;
 use churnclv::features::features_schema;
 use churnclv::io::output::{write_json, write_parquet_direct, ParquetOptions};
 use churnclv::io::read::rejects_schema;
-use churnclv::io::{open_inputs, target, RunLock, ScanStats};
+use churnclv::io::{target, RunLock, ScanStats};
 use churnclv::labels::date_us;
 use churnclv::models::{SavedModel, SavedModelError};
 use churnclv::score::{apply_models, model_version, scores_schema, ScoreError};
@@ -51,6 +51,8 @@ struct Manifest<'a> {
     model_run_id: &'a str,
     horizon_days: u32,
     inputs: Vec<InputEntry>,
+    /// Folder links not followed and second paths to a file already read.
+    inputs_skipped: &'a [churnclv::io::input::Skipped],
     rows: &'a ScanStats,
     outputs: Vec<OutputFile>,
     schema: std::collections::BTreeMap<&'static str, Vec<ColumnDesc>>,
@@ -62,8 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.input.config()?;
     let types = cfg.validate()?;
     target::check_folder("--out", &args.out)?;
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref())?;
+    let inputs = args.input.open(&cfg)?;
+    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &cfg)?;
     let cutoff = date_us(as_of);
     target::create_folder("--out", &args.out, &args.out)?;
     let lock = RunLock::acquire(&args.out)?;
@@ -74,7 +76,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         histories,
         stats,
         rejects,
-    } = scan_histories(&inputs, &read_options(&cfg, types, cutoff), &[cutoff])?;
+    } = scan_histories(
+        &inputs,
+        &read_options(&cfg, types, cutoff, args.as_of.is_some()),
+        &[cutoff],
+    )?;
     progress.stage("score: applying the saved model");
     let set = histories.features(0);
     let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
@@ -140,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model_run_id: &saved.run_id,
         horizon_days: saved.horizon_days,
         inputs: input_entries(&inputs),
+        inputs_skipped: &inputs.skipped,
         rows: &stats,
         outputs: output_entries(
             &staging,

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use churnclv::config::parse_date;
 use churnclv::io::input::InputError;
-use churnclv::io::{open_inputs, scan};
+use churnclv::io::scan;
 use churnclv::labels::{date_of_us, date_us};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
 
-use super::{input_entries, read_options, scan_partitions, with_duplicates, InputArgs, InputEntry};
+use super::{
+    input_entries, read_options, reject_gate, scan_partitions, with_duplicates, InputArgs,
+    InputEntry,
+};
 
 /// Read every row of the input, validate it, and print what was found: files, rows read, used
 /// and rejected by reason, customers, time range, event-type counts (unknown types listed).
@@ -34,6 +37,9 @@ struct Summary {
     rows_used: u64,
     rows_rejected: u64,
     rejected_by_reason: BTreeMap<String, u64>,
+    /// Unusable rows over the rows not merely after as-of (the `validation.max_reject_share`
+    /// gate).
+    reject_share: f64,
     customers: usize,
     first_event: Option<String>,
     last_event: Option<String>,
@@ -48,8 +54,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => date_us(parse_date(d).context("--as-of")?),
         None => i64::MAX,
     };
-    let inputs = open_inputs(&args.input.events, &cfg.columns)?;
-    let opts = with_duplicates(&inputs, &read_options(&cfg, types, as_of_us))?;
+    let inputs = args.input.open(&cfg)?;
+    let opts = with_duplicates(
+        &inputs,
+        &read_options(&cfg, types, as_of_us, args.as_of.is_some()),
+    )?;
     // Partitions hold disjoint customers: the count is the sum of their sizes.
     let sets = (0..scan_partitions()).map(|_| FxHashSet::<Box<str>>::default());
     let result = scan(&inputs, &opts, sets.collect(), |set, batch| {
@@ -76,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(r, n)| (r.as_str().to_string(), *n))
             .collect(),
+        reject_share: stats.reject_share(),
         customers: result.parts.iter().map(|s| s.len()).sum(),
         first_event: stats.min_time_us.map(fmt_time),
         last_event: stats.max_time_us.map(fmt_time),
@@ -99,6 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         .into());
     }
+    reject_gate(stats, &opts)?;
     Ok(())
 }
 
@@ -116,6 +127,10 @@ fn print_text(s: &Summary) {
     for (r, n) in &s.rejected_by_reason {
         println!("  {r}: {n}");
     }
+    println!(
+        "unusable:   {:.2}% of rows not after as-of",
+        100.0 * s.reject_share
+    );
     println!("customers:  {}", s.customers);
     println!(
         "time range: {} .. {}",

@@ -2,6 +2,7 @@
 //! paths checked before the work ([`target`]), writing outputs ([`output`]) and publishing them
 //! safely ([`publish`]: lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
 
+pub mod guard;
 pub mod input;
 pub mod interrupt;
 pub mod output;

@@ -18,11 +18,12 @@ use arrow_array::{
 };
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use super::guard;
 use super::input::{Field, InputError, InputFile, InputSet, Source};
 use crate::events::{EventKind, EventTypeMap};
 
@@ -58,6 +59,9 @@ pub enum Reason {
     EmptyCustomerId,
     NullEventTime,
     TimeOutOfRange,
+    /// Later than the wall clock (or a later `--as-of`) plus `validation.max_future`: a
+    /// clock or unit error upstream, not data to score.
+    FutureEvent,
     NullEventType,
     NonFiniteAmount,
     AmountOutOfRange,
@@ -75,6 +79,7 @@ impl Reason {
             Reason::EmptyCustomerId => "empty_customer_id",
             Reason::NullEventTime => "null_event_time",
             Reason::TimeOutOfRange => "time_out_of_range",
+            Reason::FutureEvent => "future_event",
             Reason::NullEventType => "null_event_type",
             Reason::NonFiniteAmount => "non_finite_amount",
             Reason::AmountOutOfRange => "amount_out_of_range",
@@ -109,23 +114,31 @@ pub struct Event<'a> {
 pub struct ReadOptions {
     /// Rows at or after this time are counted as `after_as_of` (`i64::MAX`: none).
     pub as_of_us: i64,
+    /// Rows at or after this time are rejected as `future_event` (`i64::MAX`: none); see
+    /// [`future_limit`].
+    pub future_us: i64,
     pub max_abs_amount: f64,
     pub event_types: EventTypeMap,
     /// Rows to reject as `duplicate_key` (from [`duplicate_rows`]); `None`: none.
     pub duplicates: Option<Arc<Duplicates>>,
     /// Whether the caller should look for duplicates (config `validation.deduplicate`).
     pub deduplicate: bool,
+    /// The reject-share gate the caller applies ([`ScanStats::check_reject_share`]; config
+    /// `validation.max_reject_share`).
+    pub max_reject_share: f64,
 }
 
 impl Default for ReadOptions {
-    /// No as-of cutoff, amounts up to 1e9, the standard event vocabulary, no deduplication.
+    /// No as-of cutoff, no future limit, amounts up to 1e9, the standard event vocabulary, no deduplication.
     fn default() -> Self {
         ReadOptions {
             as_of_us: i64::MAX,
+            future_us: i64::MAX,
             max_abs_amount: 1e9,
             event_types: EventTypeMap::default(),
             duplicates: None,
             deduplicate: false,
+            max_reject_share: 1.0,
         }
     }
 }
@@ -198,23 +211,62 @@ fn read_error(file: &InputFile, rg: usize, message: String) -> InputError {
     }
 }
 
-/// A batch reader over one row group of `file`, projected to `only` (all needed columns when
-/// `None`), reusing the footer read when the file was opened.
-fn open_row_group(
-    file: &InputFile,
+/// A batch reader over one row group of `file`, projected to `only`, reusing the footer read
+/// when the file was opened. Every call into the decoders runs under [`guard::decode`], so
+/// damaged pages that make parquet-rs panic become an [`InputError::Read`] naming the file and
+/// row group.
+fn open_row_group<'f>(
+    file: &'f InputFile,
     rg: usize,
     only: &[Field],
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, InputError> {
+) -> Result<RowGroup<'f>, InputError> {
     let handle = File::open(&file.path).map_err(|source| InputError::Io {
         path: file.path.clone(),
         source,
     })?;
-    ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
-        .with_projection(file.projection(only))
-        .with_row_groups(vec![rg])
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| read_error(file, rg, e.to_string()))
+    let reader = guard::decode(|| {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+            .with_projection(file.projection(only))
+            .with_row_groups(vec![rg])
+            .with_batch_size(BATCH_ROWS)
+            .build()
+    })
+    .map_err(|p| read_error(file, rg, p.to_string()))?
+    .map_err(|e| read_error(file, rg, e.to_string()))?;
+    Ok(RowGroup {
+        reader: Some(reader),
+        path: &file.path,
+        rg,
+    })
+}
+
+/// The record batches of one row group; stops after the first error.
+struct RowGroup<'f> {
+    /// `None` once an error was returned: a decoder that panicked is not called again.
+    reader: Option<ParquetRecordBatchReader>,
+    path: &'f std::path::Path,
+    rg: usize,
+}
+
+impl Iterator for RowGroup<'_> {
+    type Item = Result<RecordBatch, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.reader.as_mut()?;
+        let err = |message: String| InputError::Read {
+            path: self.path.to_path_buf(),
+            row_group: self.rg,
+            message,
+        };
+        let item = match guard::decode(|| reader.next()) {
+            Ok(None) => None,
+            Ok(Some(Ok(batch))) => return Some(Ok(batch)),
+            Ok(Some(Err(e))) => Some(Err(err(e.to_string()))),
+            Err(panic) => Some(Err(err(panic.to_string()))),
+        };
+        self.reader = None;
+        item
+    }
 }
 
 /// The keyed rows of one row group: (row within the row group, key), in row order.
@@ -250,7 +302,7 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputE
     let mut keys = Vec::new();
     let mut row = 0u32;
     for batch in reader {
-        let batch = batch.map_err(|e| rerr(e.to_string()))?;
+        let batch = batch?;
         let (order, event) = (text(&batch, Field::OrderId)?, text(&batch, Field::EventId)?);
         let kind = kind_text(&batch)?;
         let (kinds, kind_keys) = kind.keyed(batch.num_rows(), |k| k);
@@ -297,6 +349,21 @@ fn key128(parts: &[&str]) -> Key {
     [a.finish(), b.finish()]
 }
 
+/// Too large a share of the input was unusable (a quality gate: nothing is published).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{:.1}% of rows rejected ({rejected} of {considered} not after as-of) exceeds validation.max_reject_share {limit}; top reasons: {top}",
+    100.0 * share
+)]
+pub struct TooManyRejects {
+    pub share: f64,
+    pub limit: f64,
+    pub rejected: u64,
+    pub considered: u64,
+    /// The commonest reasons with counts, e.g. `null_customer_id 900, future_event 12`.
+    pub top: String,
+}
+
 /// Row accounting of a scan: every row read is used or rejected.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScanStats {
@@ -340,6 +407,58 @@ impl ScanStats {
         self.min_time_us = opt_min(self.min_time_us, other.min_time_us);
         self.max_time_us = opt_max(self.max_time_us, other.max_time_us);
         self
+    }
+
+    /// Rows rejected as unusable: every reason except `after_as_of` (valid rows merely
+    /// outside the window).
+    pub fn unusable(&self) -> u64 {
+        self.rows_rejected
+            - self
+                .rejected_by_reason
+                .get(&Reason::AfterAsOf)
+                .copied()
+                .unwrap_or(0)
+    }
+
+    /// Share of the rows not merely after as-of that were unusable:
+    /// `unusable / (used + unusable)`; 0 when there are none.
+    pub fn reject_share(&self) -> f64 {
+        let bad = self.unusable();
+        let considered = self.rows_used + bad;
+        if considered == 0 {
+            0.0
+        } else {
+            bad as f64 / considered as f64
+        }
+    }
+
+    /// The reject-share gate: `Err` when [`ScanStats::reject_share`] exceeds `limit`, naming
+    /// the share, the limit and the three commonest reasons.
+    pub fn check_reject_share(&self, limit: f64) -> Result<(), TooManyRejects> {
+        let share = self.reject_share();
+        if share <= limit {
+            return Ok(());
+        }
+        let mut reasons: Vec<(Reason, u64)> = self
+            .rejected_by_reason
+            .iter()
+            .filter(|(r, _)| **r != Reason::AfterAsOf)
+            .map(|(r, n)| (*r, *n))
+            .collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top = reasons
+            .iter()
+            .take(3)
+            .map(|(r, n)| format!("{} {n}", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(TooManyRejects {
+            share,
+            limit,
+            rejected: self.unusable(),
+            considered: self.rows_used + self.unusable(),
+            top,
+        })
     }
 
     /// The rejected counts as one line, e.g. `null_customer_id 3, after_as_of 10`.
@@ -834,7 +953,7 @@ where
         // `dups` is sorted: one cursor walks it alongside the rows.
         let mut next_dup = 0usize;
         for batch in reader {
-            let batch = batch.map_err(|e| rerr(e.to_string()))?;
+            let batch = batch?;
             let n = batch.num_rows();
             let cols = Columns::from_batch(file, &batch, opts).map_err(|e| rerr(e.to_string()))?;
             let ids = match dict.take() {
@@ -1023,29 +1142,43 @@ fn same_array(a: &StringArray, b: &StringArray) -> bool {
         && a.values().as_ptr() == b.values().as_ptr()
 }
 
-/// Reads only the time column and returns the latest in-range event time (µs), if any:
-/// the default as-of is the day after it.
-pub fn latest_event_time(inputs: &InputSet) -> Result<Option<i64>, InputError> {
+/// The first implausible event time: rows at or after `max(now, as_of) + max_future` are
+/// rejected as `future_event` (all times in µs; `as_of` only when the user gave it).
+///
+/// The reference is the wall clock when the run started, or a later `--as-of` (scoring as of
+/// a future date is allowed; rows up to it are then plausible). A backfill (`--as-of` in the
+/// past) keeps the wall clock as reference, so its rows after as-of stay valid data, counted
+/// as `after_as_of` and not copied, and never become `future_event`. When the as-of comes
+/// from the data, it is computed with this same limit ([`latest_event_time`]), so a row the
+/// default as-of ignored is never used either.
+pub fn future_limit(now_us: i64, as_of_given_us: Option<i64>, max_future_us: i64) -> i64 {
+    now_us
+        .max(as_of_given_us.unwrap_or(i64::MIN))
+        .saturating_add(max_future_us.max(0))
+}
+
+/// Reads only the time column and returns the latest event time (µs) that is in range and
+/// before `before_us` (rows at or after it are `future_event`), if any: the default as-of is
+/// the day after it, so one row dated years ahead cannot move it.
+pub fn latest_event_time(inputs: &InputSet, before_us: i64) -> Result<Option<i64>, InputError> {
     let tasks: Vec<(usize, usize)> = inputs
         .files
         .iter()
         .enumerate()
         .flat_map(|(fi, f)| (0..f.row_groups).map(move |rg| (fi, rg)))
         .collect();
+    let end = before_us.min(MAX_TIME_US);
     tasks
         .par_iter()
         .map(|&(fi, rg)| {
             let file = &inputs.files[fi];
-            let rerr = |message: String| read_error(file, rg, message);
             let reader = open_row_group(file, rg, &[Field::EventTime])?;
             let mut best: Option<i64> = None;
             for batch in reader {
-                let batch = batch.map_err(|e| rerr(e.to_string()))?;
+                let batch = batch?;
                 let col = batch.column(0);
                 for i in 0..col.len() {
-                    if let Some(t) =
-                        time_us(col, i).filter(|t| (MIN_TIME_US..MAX_TIME_US).contains(t))
-                    {
+                    if let Some(t) = time_us(col, i).filter(|t| (MIN_TIME_US..end).contains(t)) {
                         best = opt_max(best, Some(t));
                     }
                 }
@@ -1317,6 +1450,9 @@ impl<'a> Columns<'a> {
         if !(MIN_TIME_US..MAX_TIME_US).contains(&time_us) {
             return Err(Reason::TimeOutOfRange);
         }
+        if time_us >= opts.future_us {
+            return Err(Reason::FutureEvent);
+        }
         let (kind, known) = match &self.kind {
             Text::Dict(keys, _) => {
                 if keys.is_null(i) {
@@ -1372,7 +1508,12 @@ fn times_us(col: &ArrayRef) -> Vec<i64> {
         f: impl Fn(T::Native) -> Option<i64>,
     ) -> Vec<i64> {
         let a = col.as_primitive::<T>();
-        let values = a.values().iter().map(|&v| f(v).unwrap_or(BAD_TIME));
+        // A real time that converts to the null sentinel (i64::MIN µs, far before 1900) is out
+        // of range, not null.
+        let values = a
+            .values()
+            .iter()
+            .map(|&v| f(v).filter(|&t| t != NULL_TIME).unwrap_or(BAD_TIME));
         match a.nulls() {
             None => values.collect(),
             Some(nulls) => values
@@ -1454,8 +1595,15 @@ impl RejectBuilder {
             Some(a) => self.customer_id.append_option(render(a, i)),
             None => self.customer_id.append_option(cols.customer.get(i)),
         }
-        self.event_time
-            .append_option(cols.time.and_then(|a| render(a, i)));
+        // A time zone given by name ("UTC", "Europe/Paris") cannot be rendered without the
+        // time-zone database arrow leaves out: such values are written as the UTC instant.
+        self.event_time.append_option(cols.time.and_then(|a| {
+            render(a, i).or_else(|| {
+                time_us(a, i)
+                    .and_then(chrono::DateTime::from_timestamp_micros)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+            })
+        }));
         self.event_type.append_option(cols.kind.get(i));
         self.amount
             .append_option(cols.amount_raw.and_then(|a| render(a, i)));
@@ -1488,4 +1636,45 @@ fn render(array: &ArrayRef, i: usize) -> Option<String> {
     ArrayFormatter::try_new(array.as_ref(), &opts)
         .ok()
         .map(|f| f.value(i).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_future_limit_follows_the_later_of_clock_and_given_as_of() {
+        let (now, day) = (100 * DAY_US, DAY_US);
+        // Wall clock only (default as-of, or a backfill).
+        assert_eq!(future_limit(now, None, day), 101 * DAY_US);
+        assert_eq!(future_limit(now, Some(40 * DAY_US), day), 101 * DAY_US);
+        // A later --as-of moves the limit with it.
+        assert_eq!(future_limit(now, Some(200 * DAY_US), day), 201 * DAY_US);
+        // No overflow at the ends; a negative tolerance counts as none.
+        assert_eq!(future_limit(i64::MAX - 1, None, day), i64::MAX);
+        assert_eq!(future_limit(now, None, -day), now);
+    }
+
+    #[test]
+    fn the_reject_share_leaves_out_rows_after_as_of() {
+        let mut s = ScanStats {
+            rows_read: 1000,
+            rows_used: 600,
+            rows_rejected: 400,
+            ..ScanStats::default()
+        };
+        s.rejected_by_reason.insert(Reason::AfterAsOf, 300);
+        s.rejected_by_reason.insert(Reason::NullCustomerId, 60);
+        s.rejected_by_reason.insert(Reason::FutureEvent, 30);
+        s.rejected_by_reason.insert(Reason::DuplicateKey, 10);
+        assert_eq!(s.unusable(), 100);
+        assert_eq!(s.reject_share(), 100.0 / 700.0);
+        assert_eq!(s.check_reject_share(0.15), Ok(()));
+        let e = s.check_reject_share(0.1).expect_err("over the limit");
+        assert_eq!(
+            e.to_string(),
+            "14.3% of rows rejected (100 of 700 not after as-of) exceeds validation.max_reject_share 0.1; top reasons: null_customer_id 60, future_event 30, duplicate_key 10"
+        );
+        assert_eq!(ScanStats::default().reject_share(), 0.0);
+    }
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::BtydConfig;
 use crate::features::Features;
 use crate::models::btyd::{
-    fit_gamma_gamma, fit_transactions, BtydError, Customer, FitOptions, FittedTransactions,
-    GammaGamma, ModelKind, Summary,
+    fallback_penalizer, fit_gamma_gamma, fit_transactions, BtydError, Customer, FitOptions,
+    FittedTransactions, GammaGamma, ModelKind, Summary,
 };
 use crate::models::saved::InvalidField;
 
@@ -33,6 +33,57 @@ pub const MONTHLY_DISCOUNT_RANGE: Range<f64> = 0.0..1.0;
 /// the horizon month by month, so the floor also bounds that loop (a "month" of 1e-300 days
 /// would never end); 366 is the longest value that still reads as a period of the calendar.
 pub const DAYS_PER_MONTH_RANGE: RangeInclusive<f64> = 1.0..=366.0;
+
+/// The config name of a model kind (`bgnbd`, `mbgnbd`, `pnbd`).
+pub fn model_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::BgNbd => "bgnbd",
+        ModelKind::MbgNbd => "mbgnbd",
+        ModelKind::ParetoNbd => "pnbd",
+    }
+}
+
+/// The order in which transaction models are tried after the requested one failed even with
+/// a small penalty: the BG/NBD pair first (fast closed forms; MBG/NBD also lets customers drop
+/// out right after their first purchase, which often fixes the BG/NBD ridge), Pareto/NBD last
+/// (its hypergeometric likelihood is slow where the fit struggles).
+const FALLBACK_ORDER: [ModelKind; 3] = [ModelKind::BgNbd, ModelKind::MbgNbd, ModelKind::ParetoNbd];
+
+/// The (model, penalizer) fits tried in turn: the requested model as configured, then
+/// refitted with `penalised(model)`, then the other models of [`FALLBACK_ORDER`], penalised.
+fn fit_attempts(
+    requested: ModelKind,
+    configured: f64,
+    penalised: impl Fn(ModelKind) -> f64,
+) -> Vec<(ModelKind, f64)> {
+    let mut attempts = vec![(requested, configured), (requested, penalised(requested))];
+    for kind in FALLBACK_ORDER.into_iter().filter(|k| *k != requested) {
+        attempts.push((kind, penalised(kind)));
+    }
+    attempts
+}
+
+/// How the value models were fitted: what config asked for, what was used, and why
+/// (in metrics.json and model.json).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueFit {
+    /// Transaction model asked for (`btyd.model`).
+    pub requested: String,
+    /// Transaction model used.
+    pub used: String,
+    /// Penalizer of the fit used (`btyd.penalizer`, or the fallback refit's).
+    pub penalizer: f64,
+    /// Fits that failed before the one used, in order: `model (penalizer p): error`.
+    pub failed_attempts: Vec<String>,
+    /// Set when the optimiser stopped flat to rounding above the strict gradient tolerance
+    /// (accepted as converged, see `FitOptions::flat_tolerance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convergence_note: Option<String>,
+    /// Spend model used: `gamma_gamma`, or `customer_mean` (each customer's own mean order
+    /// value; `spend_note` of the value model says why).
+    pub spend: String,
+}
 
 /// The model kind named in config (`bgnbd`, `mbgnbd`, `pnbd`).
 pub fn model_kind(name: &str) -> Option<ModelKind> {
@@ -83,6 +134,8 @@ pub struct ValueModel {
     pub spend_note: Option<String>,
     pub monthly_discount: f64,
     pub days_per_month: f64,
+    /// How the models were fitted (fallbacks): diagnostic, not used to score.
+    pub fit: ValueFit,
 }
 
 /// Per-customer outputs.
@@ -96,8 +149,15 @@ pub struct ValueScores {
 
 impl ValueModel {
     /// Fits both models on the buyers among `rows` (customers with a purchase).
+    ///
+    /// One bad model never stops the run: when the requested transaction model does not fit
+    /// (no convergence, time limit, non-finite likelihood), it is refitted with a small
+    /// penalty ([`fallback_penalizer`]), then the other models are tried in
+    /// [`FALLBACK_ORDER`] with that penalty; each failure is logged at warn and recorded in
+    /// [`ValueFit`]. Input errors (no customers, invalid rows or options) are returned as they
+    /// are. The Gamma-Gamma spend model falls back to each customer's mean order value.
     pub fn fit(rows: &[&Features], cfg: &BtydConfig) -> Result<ValueModel, BtydError> {
-        let kind = model_kind(&cfg.model)
+        let requested = model_kind(&cfg.model)
             .ok_or_else(|| BtydError::InvalidOptions(format!("unknown model {}", cfg.model)))?;
         let options = fit_options(cfg);
         let customers: Vec<Customer> = rows
@@ -106,7 +166,64 @@ impl ValueModel {
             .map(|f| summary_row(f))
             .collect();
         let summary = Summary::from_rows(&customers)?;
-        let transactions = fit_transactions(kind, &summary, &options)?;
+        // The requested model as configured, then refitted with a small penalty (ten times
+        // the configured one if that was not small already), then the others, penalised.
+        let penalised = |kind| {
+            let small = fallback_penalizer(kind, &summary);
+            if cfg.penalizer > 0.0 {
+                (10.0 * cfg.penalizer).max(small)
+            } else {
+                small
+            }
+        };
+        let attempts = fit_attempts(requested, cfg.penalizer, penalised);
+        let mut failed: Vec<String> = Vec::new();
+        let mut fitted = None;
+        for (kind, penalizer) in attempts {
+            let options = FitOptions {
+                penalizer,
+                ..options
+            };
+            match fit_transactions(kind, &summary, &options) {
+                Ok(t) => {
+                    fitted = Some((kind, penalizer, t));
+                    break;
+                }
+                Err(e) if e.is_input_error() => return Err(e),
+                Err(e) => {
+                    let what = format!("{} (penalizer {penalizer:.3e}): {e}", model_name(kind));
+                    tracing::warn!(
+                        stage = "evaluate",
+                        "BTYD fit failed, trying the next: {what}"
+                    );
+                    failed.push(what);
+                }
+            }
+        }
+        let Some((kind, penalizer, transactions)) = fitted else {
+            return Err(BtydError::AllFailed {
+                attempts: failed.join("; "),
+            });
+        };
+        if !failed.is_empty() {
+            tracing::warn!(
+                stage = "evaluate",
+                "BTYD: using {} with penalizer {penalizer:.3e} (requested {} with penalizer {}) after {} failed fit(s)",
+                model_name(kind),
+                cfg.model,
+                cfg.penalizer,
+                failed.len()
+            );
+        }
+        let convergence_note = (transactions.grad_norm > options.grad_tolerance).then(|| {
+            format!(
+                "{} stopped flat to rounding at gradient norm {:.3e} after {} iterations (accepted: at most {:e})",
+                model_name(kind),
+                transactions.grad_norm,
+                transactions.iterations,
+                options.flat_tolerance
+            )
+        });
         let (x, spend) = spend_inputs(rows);
         let (spend, spend_note) = if x.len() < MIN_SPEND_CUSTOMERS {
             (None, Some(format!("{} repeat buyers with spend (< {MIN_SPEND_CUSTOMERS}): customer mean order value used", x.len())))
@@ -114,8 +231,28 @@ impl ValueModel {
             match fit_gamma_gamma(&x, &spend, &options) {
                 Ok(gg) if gg.has_finite_mean() => (Some(gg), None),
                 Ok(gg) => (None, Some(format!("Gamma-Gamma q = {:.4} <= 1 (infinite mean spend): customer mean order value used", gg.q))),
-                Err(e) => (None, Some(format!("Gamma-Gamma not used: {e}"))),
+                Err(e) if e.is_input_error() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        stage = "evaluate",
+                        "Gamma-Gamma fit failed, customer mean order value used: {e}"
+                    );
+                    (None, Some(format!("Gamma-Gamma not used: {e}")))
+                }
             }
+        };
+        let fit = ValueFit {
+            requested: cfg.model.clone(),
+            used: model_name(kind).to_string(),
+            penalizer,
+            failed_attempts: failed,
+            convergence_note,
+            spend: if spend.is_some() {
+                "gamma_gamma"
+            } else {
+                "customer_mean"
+            }
+            .to_string(),
         };
         Ok(ValueModel {
             transactions,
@@ -123,6 +260,7 @@ impl ValueModel {
             spend_note,
             monthly_discount: cfg.monthly_discount,
             days_per_month: cfg.days_per_month,
+            fit,
         })
     }
 
@@ -223,5 +361,37 @@ impl ValueModel {
             expected_order_value: value,
             clv: clv * value,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallbacks_refit_penalised_then_try_the_other_models() {
+        let small = |k: ModelKind| match k {
+            ModelKind::BgNbd => 1e-8,
+            ModelKind::MbgNbd => 2e-8,
+            ModelKind::ParetoNbd => 3e-8,
+        };
+        assert_eq!(
+            fit_attempts(ModelKind::BgNbd, 0.0, small),
+            [
+                (ModelKind::BgNbd, 0.0),
+                (ModelKind::BgNbd, 1e-8),
+                (ModelKind::MbgNbd, 2e-8),
+                (ModelKind::ParetoNbd, 3e-8)
+            ]
+        );
+        assert_eq!(
+            fit_attempts(ModelKind::ParetoNbd, 0.001, small),
+            [
+                (ModelKind::ParetoNbd, 0.001),
+                (ModelKind::ParetoNbd, 3e-8),
+                (ModelKind::BgNbd, 1e-8),
+                (ModelKind::MbgNbd, 2e-8)
+            ]
+        );
     }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use statrs::function::gamma::{digamma, ln_gamma};
 
 use super::optim::{self, Budget};
-use super::transactions::minimize;
+use super::transactions::{minimize, ridge};
 use super::{param_in_domain, BtydError, FitOptions};
 
 /// Gamma-Gamma parameters (serialised as `p, q, gamma`).
@@ -266,6 +266,7 @@ pub fn fit_gamma_gamma(
     let budget = Budget {
         max_iterations: options.max_iterations,
         grad_tolerance: options.grad_tolerance,
+        flat_tolerance: options.flat_tolerance,
         started: Instant::now(),
         timeout: options.timeout,
     };
@@ -325,6 +326,9 @@ pub fn fit_gamma_gamma(
         }),
         _ => None,
     });
+    if min.grad_norm > options.grad_tolerance && std_errors.is_none() {
+        return Err(ridge("Gamma-Gamma", &min));
+    }
     Ok(GammaGamma {
         p: p[0],
         q: p[1],

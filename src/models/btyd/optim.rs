@@ -39,6 +39,9 @@ pub(crate) enum OptFailure {
 pub(crate) struct Budget {
     pub max_iterations: u64,
     pub grad_tolerance: f64,
+    /// A stop with no decrease left (flat to rounding) counts as converged when the gradient
+    /// norm is at most this (see [`super::FitOptions::flat_tolerance`]).
+    pub flat_tolerance: f64,
     pub started: Instant,
     pub timeout: Duration,
 }
@@ -151,6 +154,15 @@ where
             }
             None => {
                 if restarted || history.is_empty() {
+                    if gnorm <= budget.flat_tolerance {
+                        // Nothing left to gain that rounding lets us see, and the slope is
+                        // already negligible: an optimum (or the flat end of a ridge).
+                        return Ok(Minimum {
+                            x,
+                            grad_norm: gnorm,
+                            iterations,
+                        });
+                    }
                     return Err(OptFailure::NotConverged {
                         iterations,
                         grad_norm: gnorm,
@@ -601,6 +613,7 @@ mod tests {
         Budget {
             max_iterations: 500,
             grad_tolerance: 1e-10,
+            flat_tolerance: 1e-4,
             started: Instant::now(),
             timeout: Duration::from_secs(10),
         }

@@ -331,7 +331,9 @@ fn a_missing_mistyped_or_null_column_is_exit_2_naming_it() {
     let ours = dir.path().join("ours.parquet");
     features(&events, AS_OF, false, &ours);
     let score = |table: &Path| {
-        let scored = dir.path().join("scored");
+        // One output folder per table: a refused table must publish nothing of its own.
+        let stem = table.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let scored = dir.path().join("scored").join(stem.unwrap_or_default());
         let output = bin()
             .args(["--quiet", "score", "--as-of", AS_OF, "--model"])
             .arg(&model)

@@ -3,13 +3,17 @@
 //! (see `docs/config.md`), so the embedded default needs nothing but an events path.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::events::{EventKind, EventTypeMap};
+use crate::models::btyd::ModelKind;
 use crate::models::value::{DAYS_PER_MONTH_RANGE, MONTHLY_DISCOUNT_RANGE};
+use crate::time::{self, DAY_US, HOUR_US, WEEK_DAYS};
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +174,7 @@ pub struct InputConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Prediction horizon H, e.g. "90d" or "13w".
-    pub horizon: String,
+    pub horizon: Horizon,
     /// Seed for everything random (customer splits).
     pub seed: u64,
     /// Minimum customers in the out-of-time training window before falling back to a
@@ -181,7 +185,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            horizon: "90d".into(),
+            horizon: Horizon::default(),
             seed: 42,
             min_train_customers: 50,
         }
@@ -202,7 +206,7 @@ pub struct ValidationConfig {
     pub deduplicate: bool,
     /// Rows later than the wall clock at the run's start (or a later `--as-of`) plus this are
     /// rejected as `future_event`: "1d", "12h", "2w" or a number of days (0 to 3650 days).
-    pub max_future: String,
+    pub max_future: MaxFuture,
     /// A run whose share of unusable rows (every reject reason except `after_as_of`, over the
     /// rows not merely after as-of) exceeds this stops with exit 3 and publishes nothing
     /// (0 to 1; 1 = never).
@@ -214,7 +218,7 @@ impl Default for ValidationConfig {
         ValidationConfig {
             max_abs_amount: 1e9,
             deduplicate: true,
-            max_future: "1d".into(),
+            max_future: MaxFuture::default(),
             // Healthy feeds measured 0% (docs/config.md); a broken column or unit rejects
             // most rows, one bad source of several a third or more.
             max_reject_share: 0.2,
@@ -236,7 +240,7 @@ pub struct ChurnConfig {
     /// on [as_of − 2H, as_of − H) by log loss); empty = always use `alpha`.
     pub alpha_grid: Vec<f64>,
     /// `none` or `balanced` (minority class replicated, intercept corrected).
-    pub class_weight: String,
+    pub class_weight: ClassWeight,
 }
 
 impl Default for ChurnConfig {
@@ -246,7 +250,7 @@ impl Default for ChurnConfig {
             max_iterations: 200,
             timeout_seconds: 300,
             alpha_grid: vec![0.1, 1.0, 10.0, 100.0, 1000.0],
-            class_weight: "none".into(),
+            class_weight: ClassWeight::None,
         }
     }
 }
@@ -255,8 +259,10 @@ impl Default for ChurnConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BtydConfig {
-    /// Transaction model: `bgnbd`, `mbgnbd` or `pnbd` (Pareto/NBD).
-    pub model: String,
+    /// Transaction model: `bgnbd`, `mbgnbd` or `pnbd` (Pareto/NBD), as [`ModelKind::key`]
+    /// names them.
+    #[serde(with = "model_key")]
+    pub model: ModelKind,
     /// L2 penalty on the parameters (lifetimes' convention; 0 = plain maximum likelihood).
     pub penalizer: f64,
     /// Monthly discount rate of the CLV.
@@ -272,10 +278,10 @@ pub struct BtydConfig {
 impl Default for BtydConfig {
     fn default() -> Self {
         BtydConfig {
-            model: "bgnbd".into(),
+            model: ModelKind::BgNbd,
             penalizer: 0.0,
             monthly_discount: 0.01,
-            days_per_month: 30.4375,
+            days_per_month: time::DAYS_PER_MONTH,
             max_iterations: 500,
             timeout_seconds: 120,
         }
@@ -305,24 +311,48 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
+        Config::parse(&text).map_err(|refusal| match refusal {
+            Refusal::Value(e) => e,
+            Refusal::Toml(message) => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
         })
     }
 
     /// Parses TOML text; the error is a one-line message.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().replace('\n', " ").trim().to_string())
+        Config::parse(text).map_err(|refusal| match refusal {
+            Refusal::Value(e) => crate::diag::error_chain(&e),
+            Refusal::Toml(message) => message,
+        })
+    }
+
+    /// Parses TOML text. The choice values ([`refused_choice`]) are parsed here, once; one that its
+    /// parser refuses comes back as that parser's error, which names the key and the value
+    /// like any out-of-range setting (`churn.class_weight must be none or balanced, got
+    /// heavy`) rather than as a TOML message about the file.
+    fn parse(text: &str) -> Result<Config, Refusal> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            // Serde carries only the text of an error: the typed one is found again by
+            // running the key's parser on the value the file holds (a string, or the error
+            // is about the type and stays a TOML message).
+            let key = e.path().to_string();
+            let refused = text.parse::<toml::Table>().ok().and_then(|table| {
+                let (section, name) = key.split_once('.')?;
+                let value = table.get(section)?.get(name)?.as_str()?;
+                refused_choice(&key, value)
+            });
+            match refused {
+                Some(err) => Refusal::Value(err),
+                None => Refusal::Toml(e.inner().message().replace('\n', " ").trim().to_string()),
+            }
+        })
     }
 
     /// Checks every value; returns the event-type map on success.
     pub fn validate(&self) -> Result<EventTypeMap, ConfigError> {
         self.columns.validate()?;
-        parse_horizon(&self.run.horizon).map_err(|e| ConfigError::Key {
-            key: "run.horizon",
-            source: Box::new(e),
-        })?;
         let v = self.validation.max_abs_amount;
         // Money is summed in integer micro-units (i64): one amount above ~9.2e12 would be
         // clamped silently. 1e12 keeps every accepted amount exact, with room for sums.
@@ -333,7 +363,6 @@ impl Config {
                 value: v.to_string(),
             });
         }
-        parse_max_future(&self.validation.max_future)?;
         let share = self.validation.max_reject_share;
         if !(0.0..=1.0).contains(&share) {
             return Err(ConfigError::Range {
@@ -362,13 +391,6 @@ impl Config {
                 value: a.to_string(),
             });
         }
-        if !["none", "balanced"].contains(&self.churn.class_weight.as_str()) {
-            return Err(ConfigError::Range {
-                key: "churn.class_weight",
-                expected: "none or balanced",
-                value: self.churn.class_weight.clone(),
-            });
-        }
         if self.churn.max_iterations == 0 {
             return Err(ConfigError::Range {
                 key: "churn.max_iterations",
@@ -391,13 +413,6 @@ impl Config {
                 value: value.to_string(),
             })?;
         let b = &self.btyd;
-        if !["bgnbd", "mbgnbd", "pnbd"].contains(&b.model.as_str()) {
-            return Err(ConfigError::Range {
-                key: "btyd.model",
-                expected: "one of bgnbd, mbgnbd, pnbd",
-                value: b.model.clone(),
-            });
-        }
         for (key, v, ok) in [
             ("btyd.penalizer", b.penalizer, b.penalizer >= 0.0),
             (
@@ -444,54 +459,242 @@ impl Config {
     }
 }
 
+/// Why a config text was refused.
+enum Refusal {
+    /// A choice value its own parser refused: the error names the key and the value.
+    Value(ConfigError),
+    /// Anything else: the TOML message, on one line.
+    Toml(String),
+}
+
+/// The keys whose values are choices, parsed once when the config is read (into
+/// [`Horizon`], [`MaxFuture`], [`ClassWeight`], [`ModelKind`]): the error of the parser of
+/// `key` for the text `value`, if it refuses it.
+fn refused_choice(key: &str, value: &str) -> Option<ConfigError> {
+    match key {
+        "run.horizon" => value.parse::<Horizon>().err().map(|e| ConfigError::Key {
+            key: "run.horizon",
+            source: Box::new(e),
+        }),
+        "validation.max_future" => value.parse::<MaxFuture>().err(),
+        "churn.class_weight" => value.parse::<ClassWeight>().err(),
+        "btyd.model" => model_key::parse(value).err(),
+        _ => None,
+    }
+}
+
 /// The horizons accepted, in days: by `--horizon` / `run.horizon` and in a model file's
 /// `horizon_days`.
 pub const HORIZON_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
+/// The longest `validation.max_future`, in days.
+const MAX_FUTURE_DAYS: i64 = 3650;
+
+/// The prediction horizon H (`run.horizon`, `--horizon`): `90d`, `13w`, or a plain number of
+/// days, parsed once. It serialises back to the text it was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Horizon {
+    text: String,
+    days: u32,
+}
+
+impl Horizon {
+    /// H in days.
+    pub fn days(&self) -> u32 {
+        self.days
+    }
+
+    /// A horizon of `days` days, written `{days}d`.
+    pub fn from_days(days: u32) -> Result<Horizon, ConfigError> {
+        format!("{days}d").parse()
+    }
+}
+
+impl Default for Horizon {
+    fn default() -> Self {
+        Horizon {
+            text: "90d".into(),
+            days: 90,
+        }
+    }
+}
+
+impl FromStr for Horizon {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Horizon, ConfigError> {
+        time::parse_span(text, &[('d', 1), ('w', WEEK_DAYS)], 1)
+            .and_then(|d| u32::try_from(d).ok())
+            .filter(|d| HORIZON_DAYS.contains(d))
+            .map(|days| Horizon {
+                text: text.to_string(),
+                days,
+            })
+            .ok_or_else(|| ConfigError::Horizon(text.to_string()))
+    }
+}
+
+impl TryFrom<String> for Horizon {
+    type Error = ConfigError;
+
+    fn try_from(text: String) -> Result<Horizon, ConfigError> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for Horizon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Horizon {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// How far past the wall clock (or a later `--as-of`) an event may be dated
+/// (`validation.max_future`): `12h`, `1d`, `1w` or a plain number of days, 0 to 3650 days,
+/// parsed once. It serialises back to the text it was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct MaxFuture {
+    text: String,
+    us: i64,
+}
+
+impl MaxFuture {
+    /// The tolerance in µs.
+    pub fn us(&self) -> i64 {
+        self.us
+    }
+}
+
+impl Default for MaxFuture {
+    fn default() -> Self {
+        MaxFuture {
+            text: "1d".into(),
+            us: DAY_US,
+        }
+    }
+}
+
+impl FromStr for MaxFuture {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<MaxFuture, ConfigError> {
+        let units = [('h', HOUR_US), ('d', DAY_US), ('w', WEEK_DAYS * DAY_US)];
+        time::parse_span(text, &units, DAY_US)
+            .filter(|us| (0..=MAX_FUTURE_DAYS * DAY_US).contains(us))
+            .map(|us| MaxFuture {
+                text: text.to_string(),
+                us,
+            })
+            .ok_or_else(|| ConfigError::MaxFuture(text.to_string()))
+    }
+}
+
+impl TryFrom<String> for MaxFuture {
+    type Error = ConfigError;
+
+    fn try_from(text: String) -> Result<MaxFuture, ConfigError> {
+        text.parse()
+    }
+}
+
+impl Serialize for MaxFuture {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// `churn.class_weight`: how the churn fit weighs the two classes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ClassWeight {
+    /// Every customer counts once.
+    #[default]
+    None,
+    /// The minority class replicated to balance the classes, the intercept corrected.
+    Balanced,
+}
+
+impl ClassWeight {
+    /// Its name in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClassWeight::None => "none",
+            ClassWeight::Balanced => "balanced",
+        }
+    }
+}
+
+impl FromStr for ClassWeight {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<ClassWeight, ConfigError> {
+        [ClassWeight::None, ClassWeight::Balanced]
+            .into_iter()
+            .find(|w| w.as_str() == text)
+            .ok_or_else(|| ConfigError::Range {
+                key: "churn.class_weight",
+                expected: "none or balanced",
+                value: text.to_string(),
+            })
+    }
+}
+
+impl TryFrom<String> for ClassWeight {
+    type Error = ConfigError;
+
+    fn try_from(text: String) -> Result<ClassWeight, ConfigError> {
+        text.parse()
+    }
+}
+
+impl Serialize for ClassWeight {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// `btyd.model` as config writes it: [`ModelKind::key`] (`bgnbd`, `mbgnbd`, `pnbd`). The
+/// model files keep the kind's own serde names, so the config's are kept apart here.
+mod model_key {
+    use super::*;
+
+    pub fn parse(text: &str) -> Result<ModelKind, ConfigError> {
+        ModelKind::from_key(text).ok_or_else(|| ConfigError::Range {
+            key: "btyd.model",
+            expected: "one of bgnbd, mbgnbd, pnbd",
+            value: text.to_string(),
+        })
+    }
+
+    pub fn serialize<S: Serializer>(kind: &ModelKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.key())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ModelKind, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses a horizon: `90d`, `13w`, or `90` (days). Returns days.
 pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
-    let t = text.trim().to_ascii_lowercase();
-    let (num, mult) = if let Some(n) = t.strip_suffix('d') {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('w') {
-        (n, 7)
-    } else {
-        (t.as_str(), 1)
-    };
-    num.trim()
-        .parse::<u32>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|d| HORIZON_DAYS.contains(d))
-        .ok_or_else(|| ConfigError::Horizon(text.to_string()))
+    text.parse::<Horizon>().map(|h| h.days())
 }
 
 /// Parses `validation.max_future`: `12h`, `1d`, `1w` or a number of days. Returns µs.
 pub fn parse_max_future(text: &str) -> Result<i64, ConfigError> {
-    const HOUR_US: i64 = 3_600_000_000;
-    let t = text.trim().to_ascii_lowercase();
-    let (num, hours) = if let Some(n) = t.strip_suffix('h') {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('d') {
-        (n, 24)
-    } else if let Some(n) = t.strip_suffix('w') {
-        (n, 24 * 7)
-    } else {
-        (t.as_str(), 24)
-    };
-    num.trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(hours))
-        .filter(|h| (0..=3650 * 24).contains(h))
-        .map(|h| h * HOUR_US)
-        .ok_or_else(|| ConfigError::MaxFuture(text.to_string()))
+    text.parse::<MaxFuture>().map(|m| m.us())
 }
 
-/// Parses `YYYY-MM-DD`.
+/// Parses `YYYY-MM-DD` (a flag's date; the caller names the flag).
 pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| ConfigError::Date(text.to_string()))
+    time::parse_date(text).ok_or_else(|| ConfigError::Date(text.to_string()))
 }
 
 #[cfg(test)]
@@ -558,7 +761,7 @@ mod tests {
                 .map_err(|e| e.to_string());
         let cfg = cfg.unwrap_or_default();
         assert_eq!(cfg.columns.customer_id, "user_id");
-        assert_eq!(cfg.run.horizon, "30d");
+        assert_eq!(cfg.run.horizon.to_string(), "30d");
         assert_eq!(cfg.columns.event_time, "event_time");
         let err = Config::from_toml("[run]\nhorizn = \"30d\"\n")
             .err()

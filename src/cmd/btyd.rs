@@ -8,8 +8,8 @@ use serde_json::json;
 
 use churnclv::config::parse_date;
 use churnclv::labels::date_us;
-use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, Summary};
-use churnclv::models::value::{fit_options, model_kind, spend_inputs, summary_row};
+use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, ModelKind, Summary};
+use churnclv::models::value::{fit_options, spend_inputs, summary_row};
 
 use super::{read_options, scan_histories, InputArgs, UsageError};
 
@@ -102,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Model::Mbgnbd => "mbgnbd",
                 _ => "pnbd",
             };
-            let kind = model_kind(name).context("model")?;
+            let kind = ModelKind::from_key(name).context("model")?;
             let rows: Vec<_> = buyers
                 .iter()
                 .filter(|f| f.t_days > 0.0)

@@ -27,12 +27,8 @@ use super::guard;
 use super::input::{Field, InputError, InputFile, InputSet, Source};
 use crate::events::{EventKind, EventTypeMap};
 
-/// Microseconds per day.
-pub const DAY_US: i64 = 86_400_000_000;
-/// Earliest accepted event time: 1900-01-01T00:00:00Z.
-pub const MIN_TIME_US: i64 = -25_567 * DAY_US;
-/// First rejected event time: 2200-01-01T00:00:00Z.
-pub const MAX_TIME_US: i64 = 84_006 * DAY_US;
+pub use crate::time::DAY_US;
+use crate::time::{MAX_TIME_US, MIN_TIME_US};
 
 const BATCH_ROWS: usize = 64 * 1024;
 

@@ -171,6 +171,43 @@ impl FittedTransactions {
         }
     }
 
+    /// Expected purchases in `(T, T + horizon]`, and the same purchases discounted month by
+    /// month: month `m` is `((m−1)·M, m·M]` after `T` (`M` = `periods_per_month`, in the data's
+    /// time unit), the last one cut at the horizon, and its expected purchases are discounted at
+    /// its end by `(1 + d)^m`:
+    /// `Σ_m (E[X(min(m·M, H))] − E[X((m−1)·M)]) / (1 + d)^m`.
+    /// Times an expected order value this is the CLV, by the convention of
+    /// `lifetimes.GammaGammaFitter.customer_lifetime_value` (which counts whole months: a
+    /// horizon of `months · M`). The one CLV loop: the score table and the lifetimes
+    /// comparison both use it.
+    pub fn discounted_purchases(
+        &self,
+        c: &Customer,
+        horizon: f64,
+        periods_per_month: f64,
+        monthly_discount: f64,
+    ) -> DiscountedPurchases {
+        let mut discounted = 0.0;
+        let mut previous = 0.0;
+        let mut discount = 1.0;
+        let mut m = 1u32;
+        loop {
+            let end = (f64::from(m) * periods_per_month).min(horizon);
+            let cumulative = self.expected_purchases(c, end);
+            discount /= 1.0 + monthly_discount;
+            discounted += (cumulative - previous) * discount;
+            previous = cumulative;
+            if end >= horizon {
+                break;
+            }
+            m += 1;
+        }
+        DiscountedPurchases {
+            expected: previous,
+            discounted,
+        }
+    }
+
     /// Expected number of repeat purchases in `(0, t]` for a customer who made a first purchase
     /// at time 0 (the unconditional `E[X(t)]`).
     pub fn expected_purchases_new(&self, t: f64) -> f64 {
@@ -181,6 +218,15 @@ impl FittedTransactions {
             ModelKind::ParetoNbd => pareto::expected_purchases_new(&p, t),
         }
     }
+}
+
+/// What [`FittedTransactions::discounted_purchases`] returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiscountedPurchases {
+    /// Expected purchases over the horizon.
+    pub expected: f64,
+    /// The same, each month's discounted at the month's end.
+    pub discounted: f64,
 }
 
 fn check_params<const N: usize>(p: &[f64; N]) -> Result<(), BtydError> {

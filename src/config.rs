@@ -755,6 +755,70 @@ mod tests {
     }
 
     #[test]
+    fn choices_are_typed_once_and_written_back_as_read() {
+        let cfg = Config::from_toml(
+            "[run]\nhorizon = \"13w\"\n[validation]\nmax_future = \"12h\"\n\
+             [churn]\nclass_weight = \"balanced\"\n[btyd]\nmodel = \"pnbd\"\n",
+        )
+        .expect("toml");
+        assert_eq!(cfg.run.horizon.days(), 91);
+        assert_eq!(cfg.validation.max_future.us(), 12 * HOUR_US);
+        assert_eq!(cfg.churn.class_weight, ClassWeight::Balanced);
+        assert_eq!(cfg.btyd.model, ModelKind::ParetoNbd);
+        // The manifest's config (and the run id) show the values as written.
+        let json = serde_json::to_value(&cfg).expect("json");
+        assert_eq!(json["run"]["horizon"], "13w");
+        assert_eq!(json["validation"]["max_future"], "12h");
+        assert_eq!(json["churn"]["class_weight"], "balanced");
+        assert_eq!(json["btyd"]["model"], "pnbd");
+        let defaults = serde_json::to_value(Config::default()).expect("json");
+        assert_eq!(defaults["run"]["horizon"], "90d");
+        assert_eq!(defaults["validation"]["max_future"], "1d");
+        assert_eq!(defaults["churn"]["class_weight"], "none");
+        assert_eq!(defaults["btyd"]["model"], "bgnbd");
+        assert_eq!(
+            Horizon::from_days(91)
+                .map(|h| h.to_string())
+                .ok()
+                .as_deref(),
+            Some("91d")
+        );
+        // A refused choice names its key and value; a value of the wrong type stays a TOML
+        // message; the first problem in the file is the one reported.
+        for (text, message) in [
+            (
+                "[btyd]\nmodel = \"bgnbdd\"\n",
+                "btyd.model must be one of bgnbd, mbgnbd, pnbd, got bgnbdd",
+            ),
+            (
+                "[run]\nhorizon = \"3m\"\n",
+                "run.horizon: invalid horizon '3m': expected days like 90d, weeks like 13w, or a plain number of days (1 to 3650)",
+            ),
+            (
+                "[run]\nhorizon = 90\n",
+                "invalid type: integer `90`, expected a string",
+            ),
+            (
+                "[churn]\nclass_weight = \"heavy\"\n[runn]\nseed = 1\n",
+                "churn.class_weight must be none or balanced, got heavy",
+            ),
+        ] {
+            assert_eq!(Config::from_toml(text).err().as_deref(), Some(message));
+        }
+        let file =
+            std::env::temp_dir().join(format!("churnclv-config-{}.toml", std::process::id()));
+        std::fs::write(&file, "[validation]\nmax_future = \"soon\"\n").expect("write");
+        let err = Config::from_file(&file)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(
+            err.err().as_deref(),
+            Some("invalid validation.max_future 'soon': expected hours like 12h, days like 1d, weeks like 1w, or a plain number of days (0 to 3650 days)")
+        );
+    }
+
+    #[test]
     fn toml_round_trip_and_unknown_keys() {
         let cfg =
             Config::from_toml("[columns]\ncustomer_id = \"user_id\"\n[run]\nhorizon = \"30d\"\n")

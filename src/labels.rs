@@ -91,9 +91,9 @@ pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Event;
     use crate::events::EventKind;
     use crate::features::histories_from_events;
-    use crate::io::Event;
     use crate::time::DAY_US;
 
     #[test]

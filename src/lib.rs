@@ -10,6 +10,7 @@
 //! `src/cmd/`.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
 pub mod diag;
 pub mod evaluate;

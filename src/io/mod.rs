@@ -1,7 +1,9 @@
-//! The edges of the pipeline: reading and validating events ([`input`], [`read`]), output
-//! paths checked before the work ([`target`]), writing outputs ([`output`]) and publishing them
-//! safely ([`publish`]: lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
+//! The edges of the pipeline: finding, opening, reading and validating events ([`discover`],
+//! [`input`], [`read`]; decoder panics caught by [`guard`]), output paths checked before the
+//! work ([`target`]), writing outputs ([`output`]) and publishing them safely ([`publish`]:
+//! lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
 
+pub mod discover;
 pub mod guard;
 pub mod input;
 pub mod interrupt;

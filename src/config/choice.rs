@@ -264,16 +264,6 @@ mod tests {
         );
         assert!(parse_max_future("-1d").is_err());
         assert!(parse_max_future("3651d").is_err());
-        let mut cfg = Config::default();
-        cfg.validation.max_reject_share = 1.5;
-        assert_eq!(
-            cfg.validate()
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-                .err()
-                .as_deref(),
-            Some("validation.max_reject_share must be a share between 0 and 1, got 1.5")
-        );
     }
 
     #[test]

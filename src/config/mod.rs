@@ -551,18 +551,25 @@ mod tests {
         );
     }
 
+    /// Why `validate` refuses `cfg`, if it does.
+    fn refusal(cfg: &Config) -> Option<String> {
+        cfg.validate().err().map(|e| e.to_string())
+    }
+
     #[test]
     fn validation_rejects_bad_values() {
         let mut cfg = Config::default();
         assert!(cfg.validate().is_ok());
         cfg.event_types.insert("order".into(), "buy".into());
         assert_eq!(
-            cfg.validate()
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-                .err()
-                .as_deref(),
+            refusal(&cfg).as_deref(),
             Some("[event_types] 'order' maps to unknown event type 'buy'")
+        );
+        let mut cfg = Config::default();
+        cfg.validation.max_reject_share = 1.5;
+        assert_eq!(
+            refusal(&cfg).as_deref(),
+            Some("validation.max_reject_share must be a share between 0 and 1, got 1.5")
         );
         let mut cfg = Config::default();
         cfg.validation.max_abs_amount = f64::NAN;

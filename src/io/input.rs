@@ -92,6 +92,11 @@ impl Field {
         }
     }
 
+    /// A deduplication key column (`order_id`, `event_id`): read by the duplicate pass only.
+    pub fn is_key(self) -> bool {
+        matches!(self, Field::OrderId | Field::EventId)
+    }
+
     fn required(self) -> bool {
         matches!(
             self,
@@ -112,7 +117,8 @@ impl Field {
         }
     }
 
-    const ALL: [Field; 8] = [
+    /// Every logical column.
+    pub const ALL: [Field; 8] = [
         Field::CustomerId,
         Field::EventTime,
         Field::EventType,

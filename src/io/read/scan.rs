@@ -19,17 +19,6 @@ use crate::events::EventKind;
 use crate::io::input::{Field, InputError, InputFile, InputSet};
 use crate::time::{MAX_TIME_US, MIN_TIME_US};
 
-/// The columns the main scan validates and hands on (the key columns order_id / event_id are
-/// read only by the duplicate pass).
-const SCANNED: [Field; 6] = [
-    Field::CustomerId,
-    Field::EventTime,
-    Field::EventType,
-    Field::Amount,
-    Field::Channel,
-    Field::Category,
-];
-
 /// Result of a scan: the accumulators (one per customer partition), the counts, and the
 /// rejected rows in input order.
 #[derive(Debug)]
@@ -136,7 +125,9 @@ where
         dups: &[u32],
     ) -> Result<(), InputError> {
         let rerr = |message: String| read_error(file, rg, message);
-        let reader = open_row_group(file, rg, &SCANNED)?;
+        // Every column but the key columns, which only the duplicate pass reads.
+        let scanned: Vec<Field> = Field::ALL.into_iter().filter(|f| !f.is_key()).collect();
+        let reader = open_row_group(file, rg, &scanned)?;
         let first_row = file.row_group_offsets.get(rg).copied().unwrap_or(0);
         let mut row = first_row;
         let name = file.path.display().to_string();

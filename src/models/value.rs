@@ -306,9 +306,7 @@ impl ValueModel {
     /// Expected order value of a buyer.
     pub fn expected_order_value(&self, f: &Features) -> f64 {
         match &self.spend {
-            Some(gg) => {
-                gg.expected_order_value(f.frequency as f64, f.repeat_spend_mean.unwrap_or(0.0))
-            }
+            Some(gg) => gg.expected_spend(f.frequency as f64, f.repeat_spend_mean.unwrap_or(0.0)),
             None => f.avg_order_value.unwrap_or(0.0),
         }
     }

@@ -107,11 +107,11 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputE
             .iter()
             .map(|k| k.trim().to_ascii_lowercase())
             .collect();
-        for i in 0..batch.num_rows() {
+        for (i, &kind_key) in kind_keys.iter().enumerate() {
             let key = match (get(&event, i), get(&order, i)) {
                 (Some(e), _) => Some(key128(&["e", e])),
                 (None, Some(o)) => {
-                    let k = kinds.get(kind_keys[i] as usize).map_or("", String::as_str);
+                    let k = kinds.get(kind_key as usize).map_or("", String::as_str);
                     Some(key128(&["o", k, o]))
                 }
                 _ => None,

@@ -97,12 +97,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
         }
         model => {
-            let name = match model {
-                Model::Bgnbd => "bgnbd",
-                Model::Mbgnbd => "mbgnbd",
-                _ => "pnbd",
+            let kind = match model {
+                Model::Bgnbd => ModelKind::BgNbd,
+                Model::Mbgnbd => ModelKind::MbgNbd,
+                _ => ModelKind::ParetoNbd,
             };
-            let kind = ModelKind::from_key(name).context("model")?;
+            let name = kind.key();
             let rows: Vec<_> = buyers
                 .iter()
                 .filter(|f| f.t_days > 0.0)

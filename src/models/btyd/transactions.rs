@@ -431,3 +431,33 @@ pub fn fit_transactions(
         penalizer: options.penalizer,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one CLV loop: whole months reproduce lifetimes' month sum, and a horizon that ends
+    /// inside a month cuts that month there, discounted as a whole month.
+    #[test]
+    fn discounted_purchases_cut_the_last_month_at_the_horizon() {
+        let m = FittedTransactions::from_params(ModelKind::BgNbd, [0.24, 4.4, 0.79, 2.4])
+            .expect("params");
+        let c = Customer::new(2.0, 30.0, 38.0);
+        let e = |t: f64| m.expected_purchases(&c, t);
+        let (month, d) = (4.345, 0.01);
+        let whole = m.discounted_purchases(&c, 3.0 * month, month, d);
+        let sum: f64 = (1..=3)
+            .map(|k| (e(f64::from(k) * month) - e(f64::from(k - 1) * month)) / 1.01f64.powi(k))
+            .sum();
+        assert!((whole.discounted - sum).abs() < 1e-12, "{whole:?} vs {sum}");
+        assert_eq!(whole.expected, e(3.0 * month));
+        let cut = m.discounted_purchases(&c, 1.5 * month, month, d);
+        let want = e(month) / 1.01 + (e(1.5 * month) - e(month)) / (1.01 * 1.01);
+        assert!((cut.discounted - want).abs() < 1e-12, "{cut:?} vs {want}");
+        assert_eq!(cut.expected, e(1.5 * month));
+        // No discount: every expected purchase counts once.
+        let flat = m.discounted_purchases(&c, 2.5 * month, month, 0.0);
+        assert!((flat.discounted - flat.expected).abs() < 1e-12);
+        assert!(flat.expected > 0.0);
+    }
+}

@@ -32,4 +32,4 @@ pub use validate::{future_limit, ReadOptions, Reason};
 pub use crate::batch::{
     partition_of, value_code, Codes, Event, EventBatch, EventBatches, IdDictionary, Ids, IdsKey,
 };
-pub use crate::time::DAY_US;
+pub use crate::time::{DAY_US, MAX_TIME_US, MIN_TIME_US};

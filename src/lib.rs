@@ -5,9 +5,12 @@
 //! → [`models`] (churn, BTYD, spend) → [`evaluate`] (metrics) → [`score`] (the score table)
 //! and [`segment`] (segments and engagement tiers).
 //! [`generate`] makes synthetic histories with known ground truth; [`config`] is the one
-//! validated configuration struct; [`diag`] puts an error on one line for the operator. The command-line front end lives in `src/cmd/`.
+//! validated configuration struct; [`time`] owns the time units and date conversions;
+//! [`diag`] puts an error on one line for the operator. The command-line front end lives in
+//! `src/cmd/`.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
 pub mod diag;
 pub mod evaluate;
@@ -20,6 +23,7 @@ pub mod models;
 pub mod report;
 pub mod score;
 pub mod segment;
+pub mod time;
 
 pub use config::{Config, ConfigError};
 pub use events::EventKind;

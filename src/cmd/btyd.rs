@@ -8,8 +8,8 @@ use serde_json::json;
 
 use churnclv::config::parse_date;
 use churnclv::labels::date_us;
-use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, Summary};
-use churnclv::models::value::{fit_options, model_kind, spend_inputs, summary_row};
+use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, ModelKind, Summary};
+use churnclv::models::value::{fit_options, spend_inputs, summary_row};
 
 use super::{read_options, scan_histories, InputArgs, UsageError};
 
@@ -97,12 +97,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
         }
         model => {
-            let name = match model {
-                Model::Bgnbd => "bgnbd",
-                Model::Mbgnbd => "mbgnbd",
-                _ => "pnbd",
+            let kind = match model {
+                Model::Bgnbd => ModelKind::BgNbd,
+                Model::Mbgnbd => ModelKind::MbgNbd,
+                _ => ModelKind::ParetoNbd,
             };
-            let kind = model_kind(name).context("model")?;
+            let name = kind.key();
             let rows: Vec<_> = buyers
                 .iter()
                 .filter(|f| f.t_days > 0.0)

@@ -147,7 +147,7 @@ fn started_us() -> i64 {
 
 /// First `future_event` time for this run (config checked: the duration parses).
 fn future_limit_us(cfg: &Config, as_of_given_us: Option<i64>) -> i64 {
-    let max_future = churnclv::config::parse_max_future(&cfg.validation.max_future).unwrap_or(0);
+    let max_future = cfg.validation.max_future.us();
     churnclv::io::read::future_limit(started_us(), as_of_given_us, max_future)
 }
 
@@ -384,10 +384,10 @@ pub fn output_schemas() -> std::collections::BTreeMap<&'static str, Vec<ColumnDe
 
 /// Parses `--horizon`, falling back to the config's.
 pub fn horizon_days(flag: Option<&str>, cfg: &Config) -> anyhow::Result<u32> {
-    // The error names where the value came from: the flag, or the config key.
+    // A bad flag is named; the config's horizon was checked when the config was read.
     match flag {
         Some(text) => parse_horizon(text).context("--horizon"),
-        None => parse_horizon(&cfg.run.horizon).context("run.horizon"),
+        None => Ok(cfg.run.horizon.days()),
     }
 }
 

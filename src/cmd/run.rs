@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use churnclv::config::{parse_date, Config};
+use churnclv::config::{parse_date, ClassWeight, Config, Horizon};
 use churnclv::evaluate::{
     brier, calibration, decile_table, lift_capture, log_loss, mae, normalized_gini, pr_auc, rmse,
     roc_auc, spearman, CalibrationBin, Decile,
@@ -84,7 +84,7 @@ struct Plan {
 fn plan(args: &Args) -> anyhow::Result<Plan> {
     let mut config = args.input.config()?;
     let horizon = horizon_days(args.horizon.as_deref(), &config)?;
-    config.run.horizon = format!("{horizon}d");
+    config.run.horizon = Horizon::from_days(horizon)?;
     let types = config.validate()?;
     target::check_folder("--out", &args.out)?;
     if let Some(models) = &args.save_model {
@@ -174,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         alpha: plan.config.churn.alpha,
         max_iterations: plan.config.churn.max_iterations,
         timeout_seconds: plan.config.churn.timeout_seconds,
-        balanced: plan.config.churn.class_weight == "balanced",
+        balanced: plan.config.churn.class_weight == ClassWeight::Balanced,
     };
     let selection = choose_alpha(&histories, &c, &plan.config, params);
     let params = ChurnParams {

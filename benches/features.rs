@@ -5,9 +5,10 @@
 
 use std::hint::black_box;
 
+use churnclv::batch::{Event, EventBatches};
 use churnclv::events::EventKind;
 use churnclv::features::{Histories, HistoryAcc};
-use churnclv::io::{Event, EventBatches, DAY_US};
+use churnclv::time::DAY_US;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const EVENTS: usize = 200_000;

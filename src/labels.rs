@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::events::EventKind;
 use crate::features::{FeatureSet, Histories};
-use crate::io::DAY_US;
+/// The date conversions (defined in [`crate::time`]), also at the path the command-line
+/// front end and the score table import them from.
+pub use crate::time::{date_of_us, date_us, days_since_epoch};
 
 /// The cutoffs of a run, as dates (midnight UTC). `tv = as_of − 3H` is the extra earlier
 /// cutoff used to choose the churn model's L2 strength by time-ordered validation (fit at `tv`,
@@ -21,23 +23,6 @@ pub struct Cutoffs {
     pub t1: NaiveDate,
     pub as_of: NaiveDate,
     pub horizon_days: u32,
-}
-
-/// µs since the epoch of a date's midnight UTC.
-pub fn date_us(d: NaiveDate) -> i64 {
-    i64::from(days_since_epoch(d)) * DAY_US
-}
-
-/// Days since 1970-01-01.
-pub fn days_since_epoch(d: NaiveDate) -> i32 {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    (d - epoch).num_days() as i32
-}
-
-/// The date of a µs timestamp (UTC).
-pub fn date_of_us(us: i64) -> NaiveDate {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    epoch + Duration::days(us.div_euclid(DAY_US))
 }
 
 impl Cutoffs {
@@ -112,9 +97,10 @@ pub fn window_labels(histories: &Histories, set: &FeatureSet, from: usize, until
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Event;
     use crate::events::EventKind;
     use crate::features::histories_from_events;
-    use crate::io::Event;
+    use crate::time::DAY_US;
 
     #[test]
     fn cutoffs_are_horizon_apart() {
@@ -127,11 +113,6 @@ mod tests {
         assert_eq!(
             c.t0,
             NaiveDate::from_ymd_opt(1997, 1, 1).unwrap_or_default()
-        );
-        assert_eq!(date_of_us(date_us(d)), d);
-        assert_eq!(
-            days_since_epoch(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap_or_default()),
-            1
         );
     }
 

@@ -8,11 +8,14 @@
 //! windows) → [`models`] (churn, BTYD, spend; the saved model) → [`evaluate`] (metrics) and
 //! [`segment`] (segments and engagement tiers); [`report`] draws the page.
 //! [`generate`] makes synthetic histories with known ground truth; [`config`] is the one
-//! validated configuration struct; [`error`] the one error type, carrying its exit code;
+//! validated configuration struct; [`time`] owns the time units and date conversions;
+//! [`batch`] is what the reader hands the accumulators; [`error`] the one error type,
+//! carrying its exit code;
 //! [`diag`] puts an error on one line for the operator. The command-line front end
 //! (`src/cmd/`) only turns arguments into a plan, calls the stages and prints.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
 pub mod diag;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod plan;
 pub mod report;
 pub mod segment;
 pub mod stages;
+pub mod time;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, Result};

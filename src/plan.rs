@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use chrono::{Duration, NaiveDate};
 use sha2::{Digest, Sha256};
 
-use crate::config::{parse_date, parse_horizon, parse_max_future, Config};
+use crate::config::{parse_date, parse_horizon, Config, Horizon};
 use crate::error::{Context, Error, Result};
 use crate::events::EventTypeMap;
 use crate::features::table::{Expect, FeatureFile, FeatureTable};
@@ -164,9 +164,10 @@ impl Plan {
         // The error names where the value came from: the flag, or the config key.
         let horizon_days = match &req.horizon {
             Some(text) => parse_horizon(text).context("--horizon")?,
-            None => parse_horizon(&config.run.horizon).context("run.horizon")?,
+            // The config's horizon was checked when the config was read.
+            None => config.run.horizon.days(),
         };
-        config.run.horizon = format!("{horizon_days}d");
+        config.run.horizon = Horizon::from_days(horizon_days)?;
         let types = config.validate()?;
         // 3. Flags and output paths.
         for out in &req.outputs {
@@ -220,7 +221,7 @@ impl Plan {
         let mut horizon_days = horizon_days;
         if let Inputs::Training(t) = &inputs {
             horizon_days = t.validate.label_horizon_days().unwrap_or(horizon_days);
-            config.run.horizon = format!("{horizon_days}d");
+            config.run.horizon = Horizon::from_days(horizon_days)?;
         }
         // 5. As-of.
         let as_of = match (&inputs, as_of_flag) {
@@ -327,8 +328,7 @@ fn started_us() -> i64 {
 
 /// First `future_event` time for this run (config checked: the duration parses).
 fn future_limit_us(cfg: &Config, as_of_given_us: Option<i64>) -> i64 {
-    let max_future = parse_max_future(&cfg.validation.max_future).unwrap_or(0);
-    future_limit(started_us(), as_of_given_us, max_future)
+    future_limit(started_us(), as_of_given_us, cfg.validation.max_future.us())
 }
 
 /// The default as-of: the day after the latest valid event time in the input (rows too far

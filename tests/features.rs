@@ -5,11 +5,12 @@ mod common;
 
 use std::path::Path;
 
+use churnclv::batch::{value_code, Event};
 use churnclv::config::Columns;
 use churnclv::events::EventKind;
 use churnclv::features::{histories_from_events, Features, Histories, HistoryAcc};
-use churnclv::io::read::value_code;
-use churnclv::io::{open_inputs, scan, Event, ReadOptions, DAY_US};
+use churnclv::io::{open_inputs, scan, ReadOptions};
+use churnclv::time::DAY_US;
 use proptest::prelude::*;
 
 const HOUR: i64 = 3_600_000_000;

@@ -10,8 +10,9 @@ use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use churnclv::config::Columns;
 use churnclv::evaluate::roc_auc;
 use churnclv::features::{Histories, HistoryAcc};
-use churnclv::io::{open_inputs, scan, ReadOptions, DAY_US};
+use churnclv::io::{open_inputs, scan, ReadOptions};
 use churnclv::labels::labels;
+use churnclv::time::DAY_US;
 use common::{bin, ts};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

@@ -48,7 +48,7 @@ fn read_all(spec: &str, columns: &Columns, as_of_us: i64) -> Read {
     // Every customer's rows are in exactly one part.
     for (p, part) in s.parts.iter().enumerate() {
         for r in part {
-            assert_eq!(churnclv::io::partition_of(&r.0, 4), p, "{}", r.0);
+            assert_eq!(churnclv::batch::partition_of(&r.0, 4), p, "{}", r.0);
         }
     }
     let mut acc: Vec<Row> = s.parts.into_iter().flatten().collect();

@@ -24,9 +24,9 @@ pub mod table;
 use ids::IdTable;
 pub use table::{features_schema, labelled_schema, FeatureTable, WindowLabels};
 
+use crate::batch::{value_code, Event, EventBatch, EventBatches, IdsKey};
 use crate::events::EventKind;
-use crate::io::read::value_code;
-use crate::io::{Event, EventBatch, EventBatches, IdsKey, DAY_US};
+use crate::time::DAY_US;
 
 /// Money is summed in integer micro-units: exact and order-independent. An i64 holds
 /// 9.2e12 currency units per customer and segment; sums saturate rather than wrap.

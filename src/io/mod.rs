@@ -1,7 +1,9 @@
-//! The edges of the pipeline: reading and validating events ([`input`], [`read`]), output
-//! paths checked before the work ([`target`]), writing outputs ([`output`]) and publishing them
-//! safely ([`publish`]: lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
+//! The edges of the pipeline: finding, opening, reading and validating events ([`discover`],
+//! [`input`], [`read`]; decoder panics caught by [`guard`]), output paths checked before the
+//! work ([`target`]), writing outputs ([`output`]) and publishing them safely ([`publish`]:
+//! lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
 
+pub mod discover;
 pub mod guard;
 pub mod input;
 pub mod interrupt;
@@ -13,7 +15,8 @@ pub mod target;
 pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{OutputError, ParquetOptions};
 pub use publish::{LockError, PublishError, RunLock, Staging};
-pub use read::{
-    partition_of, scan, Codes, Event, EventBatch, EventBatches, Ids, IdsKey, ReadOptions, Reason,
-    Scan, ScanStats, DAY_US,
-};
+pub use read::{scan, ReadOptions, Reason, Scan, ScanStats};
+// The contract with the accumulators and the time units, at the paths callers used before
+// they had modules of their own (`crate::batch`, `crate::time`).
+pub use crate::batch::{partition_of, Codes, Event, EventBatch, EventBatches, Ids, IdsKey};
+pub use crate::time::DAY_US;

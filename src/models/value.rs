@@ -34,15 +34,6 @@ pub const MONTHLY_DISCOUNT_RANGE: Range<f64> = 0.0..1.0;
 /// would never end); 366 is the longest value that still reads as a period of the calendar.
 pub const DAYS_PER_MONTH_RANGE: RangeInclusive<f64> = 1.0..=366.0;
 
-/// The config name of a model kind (`bgnbd`, `mbgnbd`, `pnbd`).
-pub fn model_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::BgNbd => "bgnbd",
-        ModelKind::MbgNbd => "mbgnbd",
-        ModelKind::ParetoNbd => "pnbd",
-    }
-}
-
 /// The order in which transaction models are tried after the requested one failed even with
 /// a small penalty: the BG/NBD pair first (fast closed forms; MBG/NBD also lets customers drop
 /// out right after their first purchase, which often fixes the BG/NBD ridge), Pareto/NBD last
@@ -83,16 +74,6 @@ pub struct ValueFit {
     /// Spend model used: `gamma_gamma`, or `customer_mean` (each customer's own mean order
     /// value; `spend_note` of the value model says why).
     pub spend: String,
-}
-
-/// The model kind named in config (`bgnbd`, `mbgnbd`, `pnbd`).
-pub fn model_kind(name: &str) -> Option<ModelKind> {
-    match name {
-        "bgnbd" => Some(ModelKind::BgNbd),
-        "mbgnbd" => Some(ModelKind::MbgNbd),
-        "pnbd" => Some(ModelKind::ParetoNbd),
-        _ => None,
-    }
 }
 
 /// The BTYD summary of one buyer, in days.
@@ -157,8 +138,7 @@ impl ValueModel {
     /// [`ValueFit`]. Input errors (no customers, invalid rows or options) are returned as they
     /// are. The Gamma-Gamma spend model falls back to each customer's mean order value.
     pub fn fit(rows: &[&Features], cfg: &BtydConfig) -> Result<ValueModel, BtydError> {
-        let requested = model_kind(&cfg.model)
-            .ok_or_else(|| BtydError::InvalidOptions(format!("unknown model {}", cfg.model)))?;
+        let requested = cfg.model;
         let options = fit_options(cfg);
         let customers: Vec<Customer> = rows
             .iter()
@@ -191,7 +171,7 @@ impl ValueModel {
                 }
                 Err(e) if e.is_input_error() => return Err(e),
                 Err(e) => {
-                    let what = format!("{} (penalizer {penalizer:.3e}): {e}", model_name(kind));
+                    let what = format!("{} (penalizer {penalizer:.3e}): {e}", kind.key());
                     tracing::warn!(
                         stage = "evaluate",
                         "BTYD fit failed, trying the next: {what}"
@@ -209,8 +189,8 @@ impl ValueModel {
             tracing::warn!(
                 stage = "evaluate",
                 "BTYD: using {} with penalizer {penalizer:.3e} (requested {} with penalizer {}) after {} failed fit(s)",
-                model_name(kind),
-                cfg.model,
+                kind.key(),
+                cfg.model.key(),
                 cfg.penalizer,
                 failed.len()
             );
@@ -218,7 +198,7 @@ impl ValueModel {
         let convergence_note = (transactions.grad_norm > options.grad_tolerance).then(|| {
             format!(
                 "{} stopped flat to rounding at gradient norm {:.3e} after {} iterations (accepted: at most {:e})",
-                model_name(kind),
+                kind.key(),
                 transactions.grad_norm,
                 transactions.iterations,
                 options.flat_tolerance
@@ -242,8 +222,8 @@ impl ValueModel {
             }
         };
         let fit = ValueFit {
-            requested: cfg.model.clone(),
-            used: model_name(kind).to_string(),
+            requested: cfg.model.key().to_string(),
+            used: kind.key().to_string(),
             penalizer,
             failed_attempts: failed,
             convergence_note,
@@ -326,40 +306,25 @@ impl ValueModel {
     /// Expected order value of a buyer.
     pub fn expected_order_value(&self, f: &Features) -> f64 {
         match &self.spend {
-            Some(gg) => {
-                gg.expected_order_value(f.frequency as f64, f.repeat_spend_mean.unwrap_or(0.0))
-            }
+            Some(gg) => gg.expected_spend(f.frequency as f64, f.repeat_spend_mean.unwrap_or(0.0)),
             None => f.avg_order_value.unwrap_or(0.0),
         }
     }
 
-    /// Outputs for one buyer over `horizon_days`. CLV discounts each month's expected purchases
-    /// at the month's end, the last month cut at the horizon:
-    /// `Σ_m (E[X(min(m·M, H))] − E[X((m−1)·M)]) · value / (1 + d)^m`, `M` = days per month.
+    /// Outputs for one buyer over `horizon_days`: the CLV is the expected order value times
+    /// the discounted expected purchases ([`FittedTransactions::discounted_purchases`], months
+    /// of `days_per_month` days, the last cut at the horizon).
     pub fn score(&self, f: &Features, horizon_days: f64) -> ValueScores {
         let c = summary_row(f);
         let t = &self.transactions;
         let value = self.expected_order_value(f);
-        let mut clv = 0.0;
-        let mut previous = 0.0;
-        let mut discount = 1.0;
-        let mut m = 1u32;
-        loop {
-            let end = (f64::from(m) * self.days_per_month).min(horizon_days);
-            let cumulative = t.expected_purchases(&c, end);
-            discount /= 1.0 + self.monthly_discount;
-            clv += (cumulative - previous) * discount;
-            previous = cumulative;
-            if end >= horizon_days {
-                break;
-            }
-            m += 1;
-        }
+        let purchases =
+            t.discounted_purchases(&c, horizon_days, self.days_per_month, self.monthly_discount);
         ValueScores {
             p_alive: t.p_alive(&c),
-            expected_purchases: previous,
+            expected_purchases: purchases.expected,
             expected_order_value: value,
-            clv: clv * value,
+            clv: purchases.discounted * value,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use rayon::prelude::*;
 
-use crate::config::Config;
+use crate::config::{ClassWeight, Config};
 use crate::error::{Context, Error, Result};
 use crate::evaluate::{log_loss, mae};
 use crate::features::{FeatureTable, Features, WindowLabels};
@@ -104,7 +104,7 @@ pub fn train(
         alpha: config.churn.alpha,
         max_iterations: config.churn.max_iterations,
         timeout_seconds: config.churn.timeout_seconds,
-        balanced: config.churn.class_weight == "balanced",
+        balanced: config.churn.class_weight == ClassWeight::Balanced,
     };
     let selection = {
         let (tune, train) = (tables.get(At::Tune)?, tables.get(At::Train)?);

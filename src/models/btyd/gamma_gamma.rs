@@ -108,11 +108,6 @@ impl GammaGamma {
         }
         self.p * (self.gamma + x * mean_spend) / denom
     }
-
-    /// Same as [`GammaGamma::expected_spend`] (the name used by the score table).
-    pub fn expected_order_value(&self, x: f64, mean_spend: f64) -> f64 {
-        self.expected_spend(x, mean_spend)
-    }
 }
 
 fn check(p: &[f64]) -> Result<(), BtydError> {

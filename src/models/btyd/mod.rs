@@ -16,9 +16,10 @@
 //! # Units and conventions
 //! The models are unit-free: `t_x`, `T`, horizons and the scale parameters α, β are all in the
 //! unit of the data. The pipeline uses **days**; the CDNOW reference figures are in weeks.
-//! Monthly quantities (CLV) take an explicit `periods_per_month`: [`DAYS_PER_MONTH`]
-//! (= 365.25/12 = 30.4375) for days, [`WEEKS_PER_MONTH_LIFETIMES`] (4.345, the constant the
-//! Python `lifetimes` package uses) to reproduce its numbers; see [`TimeUnit`].
+//! Monthly quantities (CLV, [`FittedTransactions::discounted_purchases`]) take an explicit
+//! `periods_per_month`: `btyd.days_per_month` for days (default
+//! [`crate::time::DAYS_PER_MONTH`] = 365.25/12 = 30.4375), [`WEEKS_PER_MONTH_LIFETIMES`]
+//! (4.345, the constant the Python `lifetimes` package uses) to reproduce its numbers.
 //!
 //! # Fitting
 //! Identical `(x, t_x, T)` rows are collapsed into weights ([`Summary`]). The objective is the
@@ -44,37 +45,17 @@ use serde::{Deserialize, Serialize};
 pub use gamma_gamma::{fit_gamma_gamma, gamma_gamma_log_likelihood, GammaGamma, GammaGammaParams};
 pub use transactions::{
     fallback_penalizer, fit_transactions, transaction_log_likelihood, BetaGeoParams,
-    FittedTransactions, ParetoParams, TransactionParams,
+    DiscountedPurchases, FittedTransactions, ParetoParams, TransactionParams,
 };
 
-/// 365.25 / 12: days per month used for CLV when the data are in days.
-pub const DAYS_PER_MONTH: f64 = 30.4375;
-/// Weeks per month in the `lifetimes` CLV code (its `freq="W"` factor), for comparisons.
+/// Weeks per month in the `lifetimes` CLV code (its `freq="W"` factor): the months of
+/// [`FittedTransactions::discounted_purchases`] that reproduce its CLV on data in weeks.
 pub const WEEKS_PER_MONTH_LIFETIMES: f64 = 4.345;
-/// Default monthly discount rate for CLV.
-pub const DEFAULT_MONTHLY_DISCOUNT: f64 = 0.01;
 
 /// The domain of every BTYD parameter (r, α, a, b, s, β, p, q, γ): finite and > 0. The one
 /// definition used by the fits, `from_params` and the model-file checks.
 pub fn param_in_domain(v: f64) -> bool {
     v.is_finite() && v > 0.0
-}
-
-/// The time unit of a summary, for choosing `periods_per_month`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TimeUnit {
-    Days,
-    Weeks,
-}
-
-impl TimeUnit {
-    /// [`DAYS_PER_MONTH`] for days, [`WEEKS_PER_MONTH_LIFETIMES`] for weeks.
-    pub fn periods_per_month(self) -> f64 {
-        match self {
-            TimeUnit::Days => DAYS_PER_MONTH,
-            TimeUnit::Weeks => WEEKS_PER_MONTH_LIFETIMES,
-        }
-    }
 }
 
 /// One customer's summary, in any time unit (the same for every row and horizon).
@@ -208,6 +189,24 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Every kind.
+    pub const ALL: [ModelKind; 3] = [ModelKind::BgNbd, ModelKind::MbgNbd, ModelKind::ParetoNbd];
+
+    /// Its name in config and on the command line (`btyd.model`, `btyd --model`), and in
+    /// the `fit` record of metrics.json and model.json: `bgnbd`, `mbgnbd`, `pnbd`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ModelKind::BgNbd => "bgnbd",
+            ModelKind::MbgNbd => "mbgnbd",
+            ModelKind::ParetoNbd => "pnbd",
+        }
+    }
+
+    /// The kind of a [`ModelKind::key`].
+    pub fn from_key(key: &str) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|k| k.key() == key)
+    }
+
     /// Name used in messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -362,33 +361,4 @@ impl BtydError {
             BtydError::Empty | BtydError::InvalidCustomer { .. } | BtydError::InvalidOptions(_)
         )
     }
-}
-
-/// Customer lifetime value over `months` months:
-/// `Σ_{m=1..months} E[purchases in month m] · E[order value] / (1 + d)^m`,
-/// where month `m` is the interval `((m−1)·ppm, m·ppm]` after `T` (`ppm` =
-/// `periods_per_month`, in the unit of the data) and the order value is the Gamma-Gamma
-/// conditional mean. This is the convention of `lifetimes.GammaGammaFitter
-/// .customer_lifetime_value` (discounting each month's purchases at the month's end).
-/// `mean_spend` is the customer's mean repeat-order value (ignored when `x = 0`).
-pub fn clv(
-    trans: &FittedTransactions,
-    gg: &GammaGamma,
-    c: &Customer,
-    mean_spend: f64,
-    months: u32,
-    periods_per_month: f64,
-    monthly_discount: f64,
-) -> f64 {
-    let value = gg.expected_spend(c.x, mean_spend);
-    let mut total = 0.0;
-    let mut previous = 0.0;
-    let mut discount = 1.0;
-    for m in 1..=months {
-        let cumulative = trans.expected_purchases(c, f64::from(m) * periods_per_month);
-        discount /= 1.0 + monthly_discount;
-        total += (cumulative - previous) * discount;
-        previous = cumulative;
-    }
-    value * total
 }

@@ -171,6 +171,43 @@ impl FittedTransactions {
         }
     }
 
+    /// Expected purchases in `(T, T + horizon]`, and the same purchases discounted month by
+    /// month: month `m` is `((m−1)·M, m·M]` after `T` (`M` = `periods_per_month`, in the data's
+    /// time unit), the last one cut at the horizon, and its expected purchases are discounted at
+    /// its end by `(1 + d)^m`:
+    /// `Σ_m (E[X(min(m·M, H))] − E[X((m−1)·M)]) / (1 + d)^m`.
+    /// Times an expected order value this is the CLV, by the convention of
+    /// `lifetimes.GammaGammaFitter.customer_lifetime_value` (which counts whole months: a
+    /// horizon of `months · M`). The one CLV loop: the score table and the lifetimes
+    /// comparison both use it.
+    pub fn discounted_purchases(
+        &self,
+        c: &Customer,
+        horizon: f64,
+        periods_per_month: f64,
+        monthly_discount: f64,
+    ) -> DiscountedPurchases {
+        let mut discounted = 0.0;
+        let mut previous = 0.0;
+        let mut discount = 1.0;
+        let mut m = 1u32;
+        loop {
+            let end = (f64::from(m) * periods_per_month).min(horizon);
+            let cumulative = self.expected_purchases(c, end);
+            discount /= 1.0 + monthly_discount;
+            discounted += (cumulative - previous) * discount;
+            previous = cumulative;
+            if end >= horizon {
+                break;
+            }
+            m += 1;
+        }
+        DiscountedPurchases {
+            expected: previous,
+            discounted,
+        }
+    }
+
     /// Expected number of repeat purchases in `(0, t]` for a customer who made a first purchase
     /// at time 0 (the unconditional `E[X(t)]`).
     pub fn expected_purchases_new(&self, t: f64) -> f64 {
@@ -181,6 +218,15 @@ impl FittedTransactions {
             ModelKind::ParetoNbd => pareto::expected_purchases_new(&p, t),
         }
     }
+}
+
+/// What [`FittedTransactions::discounted_purchases`] returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiscountedPurchases {
+    /// Expected purchases over the horizon.
+    pub expected: f64,
+    /// The same, each month's discounted at the month's end.
+    pub discounted: f64,
 }
 
 fn check_params<const N: usize>(p: &[f64; N]) -> Result<(), BtydError> {
@@ -384,4 +430,34 @@ pub fn fit_transactions(
         customers: summary.customers(),
         penalizer: options.penalizer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one CLV loop: whole months reproduce lifetimes' month sum, and a horizon that ends
+    /// inside a month cuts that month there, discounted as a whole month.
+    #[test]
+    fn discounted_purchases_cut_the_last_month_at_the_horizon() {
+        let m = FittedTransactions::from_params(ModelKind::BgNbd, [0.24, 4.4, 0.79, 2.4])
+            .expect("params");
+        let c = Customer::new(2.0, 30.0, 38.0);
+        let e = |t: f64| m.expected_purchases(&c, t);
+        let (month, d) = (4.345, 0.01);
+        let whole = m.discounted_purchases(&c, 3.0 * month, month, d);
+        let sum: f64 = (1..=3)
+            .map(|k| (e(f64::from(k) * month) - e(f64::from(k - 1) * month)) / 1.01f64.powi(k))
+            .sum();
+        assert!((whole.discounted - sum).abs() < 1e-12, "{whole:?} vs {sum}");
+        assert_eq!(whole.expected, e(3.0 * month));
+        let cut = m.discounted_purchases(&c, 1.5 * month, month, d);
+        let want = e(month) / 1.01 + (e(1.5 * month) - e(month)) / (1.01 * 1.01);
+        assert!((cut.discounted - want).abs() < 1e-12, "{cut:?} vs {want}");
+        assert_eq!(cut.expected, e(1.5 * month));
+        // No discount: every expected purchase counts once.
+        let flat = m.discounted_purchases(&c, 2.5 * month, month, 0.0);
+        assert!((flat.discounted - flat.expected).abs() < 1e-12);
+        assert!(flat.expected > 0.0);
+    }
 }

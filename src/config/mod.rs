@@ -5,11 +5,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{EventKind, EventTypeMap};
+use crate::models::btyd::ModelKind;
 use crate::models::value::{DAYS_PER_MONTH_RANGE, MONTHLY_DISCOUNT_RANGE};
+use crate::time;
+
+mod choice;
+
+use choice::{model_key, refused_choice};
+pub use choice::{
+    parse_date, parse_horizon, parse_max_future, ClassWeight, Horizon, MaxFuture, HORIZON_DAYS,
+};
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +178,7 @@ pub struct InputConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Prediction horizon H, e.g. "90d" or "13w".
-    pub horizon: String,
+    pub horizon: Horizon,
     /// Seed for everything random (customer splits).
     pub seed: u64,
     /// Minimum customers in the out-of-time training window before falling back to a
@@ -181,7 +189,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            horizon: "90d".into(),
+            horizon: Horizon::default(),
             seed: 42,
             min_train_customers: 50,
         }
@@ -202,7 +210,7 @@ pub struct ValidationConfig {
     pub deduplicate: bool,
     /// Rows later than the wall clock at the run's start (or a later `--as-of`) plus this are
     /// rejected as `future_event`: "1d", "12h", "2w" or a number of days (0 to 3650 days).
-    pub max_future: String,
+    pub max_future: MaxFuture,
     /// A run whose share of unusable rows (every reject reason except `after_as_of`, over the
     /// rows not merely after as-of) exceeds this stops with exit 3 and publishes nothing
     /// (0 to 1; 1 = never).
@@ -214,7 +222,7 @@ impl Default for ValidationConfig {
         ValidationConfig {
             max_abs_amount: 1e9,
             deduplicate: true,
-            max_future: "1d".into(),
+            max_future: MaxFuture::default(),
             // Healthy feeds measured 0% (docs/config.md); a broken column or unit rejects
             // most rows, one bad source of several a third or more.
             max_reject_share: 0.2,
@@ -236,7 +244,7 @@ pub struct ChurnConfig {
     /// on [as_of − 2H, as_of − H) by log loss); empty = always use `alpha`.
     pub alpha_grid: Vec<f64>,
     /// `none` or `balanced` (minority class replicated, intercept corrected).
-    pub class_weight: String,
+    pub class_weight: ClassWeight,
 }
 
 impl Default for ChurnConfig {
@@ -246,7 +254,7 @@ impl Default for ChurnConfig {
             max_iterations: 200,
             timeout_seconds: 300,
             alpha_grid: vec![0.1, 1.0, 10.0, 100.0, 1000.0],
-            class_weight: "none".into(),
+            class_weight: ClassWeight::None,
         }
     }
 }
@@ -255,8 +263,10 @@ impl Default for ChurnConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BtydConfig {
-    /// Transaction model: `bgnbd`, `mbgnbd` or `pnbd` (Pareto/NBD).
-    pub model: String,
+    /// Transaction model: `bgnbd`, `mbgnbd` or `pnbd` (Pareto/NBD), as [`ModelKind::key`]
+    /// names them.
+    #[serde(with = "model_key")]
+    pub model: ModelKind,
     /// L2 penalty on the parameters (lifetimes' convention; 0 = plain maximum likelihood).
     pub penalizer: f64,
     /// Monthly discount rate of the CLV.
@@ -272,10 +282,10 @@ pub struct BtydConfig {
 impl Default for BtydConfig {
     fn default() -> Self {
         BtydConfig {
-            model: "bgnbd".into(),
+            model: ModelKind::BgNbd,
             penalizer: 0.0,
             monthly_discount: 0.01,
-            days_per_month: 30.4375,
+            days_per_month: time::DAYS_PER_MONTH,
             max_iterations: 500,
             timeout_seconds: 120,
         }
@@ -305,24 +315,48 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
+        Config::parse(&text).map_err(|refusal| match refusal {
+            Refusal::Value(e) => e,
+            Refusal::Toml(message) => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
         })
     }
 
     /// Parses TOML text; the error is a one-line message.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().replace('\n', " ").trim().to_string())
+        Config::parse(text).map_err(|refusal| match refusal {
+            Refusal::Value(e) => crate::diag::error_chain(&e),
+            Refusal::Toml(message) => message,
+        })
+    }
+
+    /// Parses TOML text. The choice values ([`refused_choice`]) are parsed here, once; one that its
+    /// parser refuses comes back as that parser's error, which names the key and the value
+    /// like any out-of-range setting (`churn.class_weight must be none or balanced, got
+    /// heavy`) rather than as a TOML message about the file.
+    fn parse(text: &str) -> Result<Config, Refusal> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            // Serde carries only the text of an error: the typed one is found again by
+            // running the key's parser on the value the file holds (a string, or the error
+            // is about the type and stays a TOML message).
+            let key = e.path().to_string();
+            let refused = text.parse::<toml::Table>().ok().and_then(|table| {
+                let (section, name) = key.split_once('.')?;
+                let value = table.get(section)?.get(name)?.as_str()?;
+                refused_choice(&key, value)
+            });
+            match refused {
+                Some(err) => Refusal::Value(err),
+                None => Refusal::Toml(e.inner().message().replace('\n', " ").trim().to_string()),
+            }
+        })
     }
 
     /// Checks every value; returns the event-type map on success.
     pub fn validate(&self) -> Result<EventTypeMap, ConfigError> {
         self.columns.validate()?;
-        parse_horizon(&self.run.horizon).map_err(|e| ConfigError::Key {
-            key: "run.horizon",
-            source: Box::new(e),
-        })?;
         let v = self.validation.max_abs_amount;
         // Money is summed in integer micro-units (i64): one amount above ~9.2e12 would be
         // clamped silently. 1e12 keeps every accepted amount exact, with room for sums.
@@ -333,7 +367,6 @@ impl Config {
                 value: v.to_string(),
             });
         }
-        parse_max_future(&self.validation.max_future)?;
         let share = self.validation.max_reject_share;
         if !(0.0..=1.0).contains(&share) {
             return Err(ConfigError::Range {
@@ -362,13 +395,6 @@ impl Config {
                 value: a.to_string(),
             });
         }
-        if !["none", "balanced"].contains(&self.churn.class_weight.as_str()) {
-            return Err(ConfigError::Range {
-                key: "churn.class_weight",
-                expected: "none or balanced",
-                value: self.churn.class_weight.clone(),
-            });
-        }
         if self.churn.max_iterations == 0 {
             return Err(ConfigError::Range {
                 key: "churn.max_iterations",
@@ -391,13 +417,6 @@ impl Config {
                 value: value.to_string(),
             })?;
         let b = &self.btyd;
-        if !["bgnbd", "mbgnbd", "pnbd"].contains(&b.model.as_str()) {
-            return Err(ConfigError::Range {
-                key: "btyd.model",
-                expected: "one of bgnbd, mbgnbd, pnbd",
-                value: b.model.clone(),
-            });
-        }
         for (key, v, ok) in [
             ("btyd.penalizer", b.penalizer, b.penalizer >= 0.0),
             (
@@ -444,54 +463,12 @@ impl Config {
     }
 }
 
-/// The horizons accepted, in days: by `--horizon` / `run.horizon` and in a model file's
-/// `horizon_days`.
-pub const HORIZON_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
-
-/// Parses a horizon: `90d`, `13w`, or `90` (days). Returns days.
-pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
-    let t = text.trim().to_ascii_lowercase();
-    let (num, mult) = if let Some(n) = t.strip_suffix('d') {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('w') {
-        (n, 7)
-    } else {
-        (t.as_str(), 1)
-    };
-    num.trim()
-        .parse::<u32>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|d| HORIZON_DAYS.contains(d))
-        .ok_or_else(|| ConfigError::Horizon(text.to_string()))
-}
-
-/// Parses `validation.max_future`: `12h`, `1d`, `1w` or a number of days. Returns µs.
-pub fn parse_max_future(text: &str) -> Result<i64, ConfigError> {
-    const HOUR_US: i64 = 3_600_000_000;
-    let t = text.trim().to_ascii_lowercase();
-    let (num, hours) = if let Some(n) = t.strip_suffix('h') {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('d') {
-        (n, 24)
-    } else if let Some(n) = t.strip_suffix('w') {
-        (n, 24 * 7)
-    } else {
-        (t.as_str(), 24)
-    };
-    num.trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(hours))
-        .filter(|h| (0..=3650 * 24).contains(h))
-        .map(|h| h * HOUR_US)
-        .ok_or_else(|| ConfigError::MaxFuture(text.to_string()))
-}
-
-/// Parses `YYYY-MM-DD`.
-pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| ConfigError::Date(text.to_string()))
+/// Why a config text was refused.
+enum Refusal {
+    /// A choice value its own parser refused: the error names the key and the value.
+    Value(ConfigError),
+    /// Anything else: the TOML message, on one line.
+    Toml(String),
 }
 
 #[cfg(test)]
@@ -515,50 +492,13 @@ mod tests {
     }
 
     #[test]
-    fn horizons() {
-        assert_eq!(parse_horizon("90d").ok(), Some(90));
-        assert_eq!(parse_horizon("13w").ok(), Some(91));
-        assert_eq!(parse_horizon("273").ok(), Some(273));
-        assert_eq!(
-            parse_horizon("3m").map_err(|e| e.to_string()).err().as_deref(),
-            Some("invalid horizon '3m': expected days like 90d, weeks like 13w, or a plain number of days (1 to 3650)")
-        );
-        assert!(parse_horizon("0d").is_err());
-    }
-
-    #[test]
-    fn max_future_durations() {
-        let h = 3_600_000_000;
-        assert_eq!(parse_max_future("1d").ok(), Some(24 * h));
-        assert_eq!(parse_max_future("12h").ok(), Some(12 * h));
-        assert_eq!(parse_max_future("2w").ok(), Some(14 * 24 * h));
-        assert_eq!(parse_max_future("0").ok(), Some(0));
-        assert_eq!(
-            parse_max_future("1 day").map_err(|e| e.to_string()).err().as_deref(),
-            Some("invalid validation.max_future '1 day': expected hours like 12h, days like 1d, weeks like 1w, or a plain number of days (0 to 3650 days)")
-        );
-        assert!(parse_max_future("-1d").is_err());
-        assert!(parse_max_future("3651d").is_err());
-        let mut cfg = Config::default();
-        cfg.validation.max_reject_share = 1.5;
-        assert_eq!(
-            cfg.validate()
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-                .err()
-                .as_deref(),
-            Some("validation.max_reject_share must be a share between 0 and 1, got 1.5")
-        );
-    }
-
-    #[test]
     fn toml_round_trip_and_unknown_keys() {
         let cfg =
             Config::from_toml("[columns]\ncustomer_id = \"user_id\"\n[run]\nhorizon = \"30d\"\n")
                 .map_err(|e| e.to_string());
         let cfg = cfg.unwrap_or_default();
         assert_eq!(cfg.columns.customer_id, "user_id");
-        assert_eq!(cfg.run.horizon, "30d");
+        assert_eq!(cfg.run.horizon.to_string(), "30d");
         assert_eq!(cfg.columns.event_time, "event_time");
         let err = Config::from_toml("[run]\nhorizn = \"30d\"\n")
             .err()
@@ -611,18 +551,25 @@ mod tests {
         );
     }
 
+    /// Why `validate` refuses `cfg`, if it does.
+    fn refusal(cfg: &Config) -> Option<String> {
+        cfg.validate().err().map(|e| e.to_string())
+    }
+
     #[test]
     fn validation_rejects_bad_values() {
         let mut cfg = Config::default();
         assert!(cfg.validate().is_ok());
         cfg.event_types.insert("order".into(), "buy".into());
         assert_eq!(
-            cfg.validate()
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-                .err()
-                .as_deref(),
+            refusal(&cfg).as_deref(),
             Some("[event_types] 'order' maps to unknown event type 'buy'")
+        );
+        let mut cfg = Config::default();
+        cfg.validation.max_reject_share = 1.5;
+        assert_eq!(
+            refusal(&cfg).as_deref(),
+            Some("validation.max_reject_share must be a share between 0 and 1, got 1.5")
         );
         let mut cfg = Config::default();
         cfg.validation.max_abs_amount = f64::NAN;

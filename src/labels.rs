@@ -67,19 +67,25 @@ pub struct Labels {
 
 /// Labels of `set` (built at cutoff `k`) from window `k + 1` of `histories`.
 pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
+    window_labels(histories, set, k, k + 1)
+}
+
+/// Labels of `set` from the window `[c_from, c_until)` of `histories` (cutoff indices; an
+/// index past the last cutoff stands for "no end", where no event is kept).
+pub fn window_labels(histories: &Histories, set: &FeatureSet, from: usize, until: usize) -> Labels {
     let mut churned = Vec::with_capacity(set.rows.len());
     let mut spend = Vec::with_capacity(set.rows.len());
     let mut purchase_days = Vec::with_capacity(set.rows.len());
-    let (from, until) = (
-        histories.cutoffs[k],
-        histories.cutoffs.get(k + 1).copied().unwrap_or(i64::MAX),
+    let (from_us, until_us) = (
+        histories.cutoffs[from],
+        histories.cutoffs.get(until).copied().unwrap_or(i64::MAX),
     );
     for &i in &set.index {
         let h = histories.customer(i);
-        let w = h.window(k);
-        churned.push(w.is_none_or(|s| s.count(EventKind::Purchase) == 0));
-        spend.push(w.map_or(0.0, |s| s.net_spend()));
-        purchase_days.push(h.purchase_days_between(from, until));
+        let w = h.between(from, until);
+        churned.push(w.count(EventKind::Purchase) == 0);
+        spend.push(w.net_spend());
+        purchase_days.push(h.purchase_days_between(from_us, until_us));
     }
     Labels {
         churned,

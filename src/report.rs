@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 
 use crate::evaluate::{CalibrationBin, Decile};
-use crate::score::TierStats;
+use crate::stages::score::TierStats;
 
 /// Errors drawing the report.
 #[derive(Debug, thiserror::Error)]

@@ -1,17 +1,15 @@
-//! `churnclv btyd`: fit one BTYD model on the customers' history before a cutoff and print it.
+//! `churnclv btyd`: fit one BTYD model on the customers' history before a cutoff and print it
+//! — the plan, one scan (`churnclv::stages::features`), `churnclv::stages::btyd::fit`.
 
-use std::time::Instant;
-
-use anyhow::Context;
 use clap::ValueEnum;
-use serde_json::json;
 
-use churnclv::config::parse_date;
 use churnclv::labels::date_us;
-use churnclv::models::btyd::{fit_gamma_gamma, fit_transactions, FitOptions, ModelKind, Summary};
-use churnclv::models::value::{fit_options, spend_inputs, summary_row};
+use churnclv::models::btyd::ModelKind;
+use churnclv::plan::Plan;
+use churnclv::stages::btyd::{fit, Fit, TimeUnit};
+use churnclv::stages::features::{scan, TableSpec};
 
-use super::{read_options, scan_histories, InputArgs, UsageError};
+use super::InputArgs;
 
 /// Fit a "buy till you die" model on the purchase history before --cutoff and print JSON:
 /// `model`, `params` (named as in the papers: r, alpha, a, b / r, alpha, s, beta / p, q, gamma),
@@ -57,80 +55,36 @@ pub enum Unit {
     Week,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut cfg = args.input.config()?;
-    if let Some(p) = args.penalizer {
-        cfg.btyd.penalizer = p;
-    }
-    let types = cfg.validate()?;
-    let cutoff_date = parse_date(&args.cutoff).context("--cutoff")?;
-    let cutoff = date_us(cutoff_date);
-    let inputs = args.input.open(&cfg)?;
-    let scanned = scan_histories(&inputs, &read_options(&cfg, types, cutoff, true), &[cutoff])?;
-    let set = scanned.histories.features(0);
-    let buyers: Vec<_> = set.rows.iter().filter(|f| f.has_purchase()).collect();
-    if buyers.is_empty() {
-        return Err(UsageError(format!(
-            "{}: no customer bought before {cutoff_date}",
-            inputs.spec
-        ))
-        .into());
-    }
-    let scale = match args.time_unit {
-        Unit::Day => 1.0,
-        Unit::Week => 7.0,
+pub fn run(args: Args) -> churnclv::Result<()> {
+    let plan = Plan::build(&churnclv::plan::Request {
+        as_of: Some((args.cutoff, "--cutoff")),
+        penalizer: args.penalizer,
+        ..args.input.request()
+    })?;
+    let cutoff = plan.as_of()?;
+    let spec = TableSpec {
+        cutoff,
+        label_horizon_days: None,
     };
-    let options: FitOptions = fit_options(&cfg.btyd);
-    let started = Instant::now();
-    let out = match args.model {
-        Model::Gg => {
-            let (x, m) = spend_inputs(&buyers);
-            let gg = fit_gamma_gamma(&x, &m, &options).context("Gamma-Gamma fit")?;
-            json!({
-                "model": "gg",
-                "params": {"p": gg.p, "q": gg.q, "gamma": gg.gamma},
-                "std_errors": gg.std_errors,
-                "log_likelihood": gg.log_likelihood,
-                "customers": gg.customers,
-                "iterations": gg.iterations,
-                "fit_seconds": started.elapsed().as_secs_f64(),
-            })
-        }
-        model => {
-            let kind = match model {
-                Model::Bgnbd => ModelKind::BgNbd,
-                Model::Mbgnbd => ModelKind::MbgNbd,
-                _ => ModelKind::ParetoNbd,
-            };
-            let name = kind.key();
-            let rows: Vec<_> = buyers
-                .iter()
-                .filter(|f| f.t_days > 0.0)
-                .map(|f| {
-                    let c = summary_row(f);
-                    churnclv::models::btyd::Customer::new(c.x, c.t_x / scale, c.t / scale)
-                })
-                .collect();
-            let summary = Summary::from_rows(&rows).context("customer summaries")?;
-            let fit = fit_transactions(kind, &summary, &options)
-                .with_context(|| format!("{kind} fit"))?;
-            json!({
-                "model": name,
-                "params": fit.params,
-                "std_errors": fit.std_errors,
-                "log_likelihood": fit.log_likelihood,
-                "customers": fit.customers,
-                "iterations": fit.iterations,
-                "fit_seconds": started.elapsed().as_secs_f64(),
-            })
-        }
+    let scanned = scan(plan.events()?, &plan.read_options(date_us(cutoff)), &[spec])?;
+    let model = match args.model {
+        Model::Bgnbd => Fit::Transactions(ModelKind::BgNbd, "bgnbd"),
+        Model::Mbgnbd => Fit::Transactions(ModelKind::MbgNbd, "mbgnbd"),
+        Model::Pnbd => Fit::Transactions(ModelKind::ParetoNbd, "pnbd"),
+        Model::Gg => Fit::GammaGamma,
     };
-    let mut out = out;
-    out["time_unit"] = json!(match args.time_unit {
-        Unit::Day => "day",
-        Unit::Week => "week",
-    });
-    out["cutoff"] = json!(cutoff_date.to_string());
+    let unit = match args.time_unit {
+        Unit::Day => TimeUnit {
+            name: "day",
+            days: 1.0,
+        },
+        Unit::Week => TimeUnit {
+            name: "week",
+            days: 7.0,
+        },
+    };
+    let table = scanned.table(0);
+    let out = fit(&table, &args.input.events, model, unit, &plan.config.btyd)?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

@@ -1,19 +1,22 @@
-//! `churnclv features`: the feature table at one cutoff, on its own.
+//! `churnclv features`: the feature table at one cutoff, on its own — the plan, one scan
+//! (`churnclv::stages::features`), the table written.
 
 use std::path::PathBuf;
 
-use churnclv::features::features_schema;
-use churnclv::io::output::write_parquet_stream;
-use churnclv::io::target;
+use chrono::Duration;
 use churnclv::labels::date_us;
+use churnclv::plan::{Output, OutputKind, Plan};
+use churnclv::stages::features::{scan, TableSpec};
 
-use super::{features_parquet_options, FEATURE_SLICE};
-use super::{read_options, resolve_as_of, scan_histories, InputArgs, Scanned};
+use super::InputArgs;
 
 /// Build the per-customer feature table (RFM, BTYD summary, behaviour; see docs/features.md)
 /// from events strictly before --as-of and write it as one Parquet file, with the cutoff in
 /// its key-value metadata (`churnclv.cutoff`). One row per customer with any event before the
-/// cutoff, sorted by customer_id. Events on or after the cutoff are counted, not used.
+/// cutoff, sorted by customer_id. Events on or after the cutoff are counted, not used — except,
+/// with --label-horizon H, those of the label window [as_of, as_of + H), which give the label
+/// columns (`churned`, `window_purchase_days`, `window_net_spend`, and
+/// `prior_window_net_spend` of [as_of − H, as_of)) that `churnclv train` needs.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -22,43 +25,43 @@ pub struct Args {
     /// day after the last event.
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
+    /// Add the label columns of the window [as_of, as_of + H) after the cutoff (90d, 13w or a
+    /// number of days; metadata churnclv.label_horizon_days). Needs --as-of.
+    #[arg(long, value_name = "H", requires = "as_of")]
+    pub label_horizon: Option<String>,
     /// Parquet file to write (replaced atomically).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = args.input.config()?;
-    let types = cfg.validate()?;
-    target::check_file("--out", &args.out)?;
-    let inputs = args.input.open(&cfg)?;
-    let as_of = resolve_as_of(&inputs, args.as_of.as_deref(), &cfg)?;
-    let cutoff = date_us(as_of);
-    let Scanned {
-        histories, stats, ..
-    } = scan_histories(
-        &inputs,
-        &read_options(&cfg, types, cutoff, args.as_of.is_some()),
-        &[cutoff],
-    )?;
-    // Written in slices of customers, so only a slice or two of rows is in memory at a time.
-    let slices = (0..histories.len()).step_by(FEATURE_SLICE).map(|lo| {
-        let hi = (lo + FEATURE_SLICE).min(histories.len());
-        histories.feature_batch(0, lo..hi)
-    });
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        target::create_folder("--out", &args.out, dir)?;
-    }
-    let rows = write_parquet_stream(
-        &args.out,
-        features_schema(),
-        slices,
-        &features_parquet_options(as_of),
-    )?;
+pub fn run(args: Args) -> churnclv::Result<()> {
+    let plan = Plan::build(&churnclv::plan::Request {
+        as_of: args.as_of.map(|d| (d, "--as-of")),
+        as_of_from_data: true,
+        label_horizon: args.label_horizon,
+        outputs: vec![Output {
+            flag: "--out",
+            path: args.out.clone(),
+            kind: OutputKind::File,
+        }],
+        ..args.input.request()
+    })?;
+    let spec = TableSpec {
+        cutoff: plan.as_of()?,
+        label_horizon_days: plan.label_horizon_days,
+    };
+    let end = spec.cutoff + Duration::days(i64::from(spec.label_horizon_days.unwrap_or(0)));
+    let scanned = scan(plan.events()?, &plan.read_options(date_us(end)), &[spec])?;
+    let rows = scanned.write_table(0, "--out", &args.out)?;
+    let stats = &scanned.stats;
+    let labels = match spec.label_horizon_days {
+        Some(_) => format!(", labels [{}, {end})", spec.cutoff),
+        None => String::new(),
+    };
     println!(
-        "{} customers, features before {} -> {} ({} rows read, {} used, {} rejected: {})",
+        "{} customers, features before {}{labels} -> {} ({} rows read, {} used, {} rejected: {})",
         rows,
-        as_of,
+        spec.cutoff,
         args.out.display(),
         stats.rows_read,
         stats.rows_used,

@@ -16,12 +16,13 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::{exit_code, jsonlog, LogFormat};
+use super::{jsonlog, LogFormat};
 
-/// Prints the final error line of `err` in the log format and returns its exit code.
-pub fn fail(err: &anyhow::Error, format: LogFormat) -> ExitCode {
-    let code = exit_code(err);
-    let message = error_chain(err.as_ref());
+/// Prints the final error line of `err` in the log format and returns its exit code (which
+/// the error carries: see `churnclv::error`).
+pub fn fail(err: &churnclv::Error, format: LogFormat) -> ExitCode {
+    let code = err.exit_code();
+    let message = error_chain(err);
     emit(format, &message, code);
     ExitCode::from(code)
 }

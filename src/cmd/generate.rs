@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use churnclv::config::parse_date;
+use churnclv::error::Context;
 use churnclv::generate::{event_schema, generate, truth_schema, GenerateParams};
 use churnclv::io::output::{write_parquet, ParquetOptions};
 use churnclv::io::target;
@@ -34,7 +34,7 @@ pub struct Args {
     pub days: u32,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args) -> churnclv::Result<()> {
     let params = GenerateParams {
         customers: args.customers,
         seed: args.seed,

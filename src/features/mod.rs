@@ -16,13 +16,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 mod ids;
+pub mod table;
 use ids::IdTable;
+pub use table::{features_schema, labelled_schema, FeatureTable, WindowLabels};
 
 use crate::batch::{value_code, Event, EventBatch, EventBatches, IdsKey};
 use crate::events::EventKind;
@@ -304,6 +304,16 @@ impl<'a> CustomerHistory<'a> {
         self.cells.get(k + 1).map(|c| &c.seg)
     }
 
+    /// The aggregate of the window `[c_from, c_until)`: segments `from + 1 ..= until` (empty
+    /// when `until` is past the last cutoff's segment, where no event is kept).
+    pub fn between(&self, from: usize, until: usize) -> Segment {
+        let mut s = Segment::default();
+        for cell in self.cells.iter().take(until + 1).skip(from + 1) {
+            s.add(&cell.seg);
+        }
+        s
+    }
+
     /// Distinct values of a text column seen before cutoff `k`.
     fn distinct_before(&self, field: CodeField, k: usize) -> u64 {
         let bits = self.cells[..=k]
@@ -449,8 +459,8 @@ impl<'a> CustomerHistory<'a> {
 }
 
 /// All features of one customer at one cutoff (events strictly before it). Definitions in
-/// `docs/features.md`; the column of the same name in `features.parquet`.
-#[derive(Debug, Clone, PartialEq)]
+/// `docs/features.md`; the column of the same name in a feature table (`table::COLUMNS`).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Features {
     pub n_events: u64,
     pub n_purchases: u64,
@@ -500,76 +510,6 @@ impl Features {
     pub fn has_purchase(&self) -> bool {
         self.n_purchases > 0
     }
-}
-
-/// How a column reads its value off [`Features`].
-#[derive(Clone, Copy)]
-enum Getter {
-    Count(fn(&Features) -> u64),
-    Real(fn(&Features) -> f64),
-    Maybe(fn(&Features) -> Option<f64>),
-}
-
-/// The columns of `features.parquet` after `customer_id`, in order: one list drives the
-/// schema and the table.
-const COLUMNS: [(&str, Getter); 38] = [
-    ("n_events", Getter::Count(|f| f.n_events)),
-    ("n_purchases", Getter::Count(|f| f.n_purchases)),
-    ("purchase_days", Getter::Count(|f| f.purchase_days)),
-    ("frequency", Getter::Count(|f| f.frequency)),
-    ("recency_days", Getter::Maybe(|f| f.recency_days)),
-    ("t_x_days", Getter::Real(|f| f.t_x_days)),
-    ("T_days", Getter::Real(|f| f.t_days)),
-    ("monetary_total", Getter::Real(|f| f.monetary_total)),
-    ("avg_order_value", Getter::Maybe(|f| f.avg_order_value)),
-    ("max_order_value", Getter::Maybe(|f| f.max_order_value)),
-    ("repeat_spend_mean", Getter::Maybe(|f| f.repeat_spend_mean)),
-    ("tenure_days", Getter::Real(|f| f.tenure_days)),
-    ("active_days", Getter::Count(|f| f.active_days)),
-    ("n_page_views", Getter::Count(|f| f.n_page_views)),
-    ("n_sessions", Getter::Count(|f| f.n_sessions)),
-    ("n_add_to_cart", Getter::Count(|f| f.n_add_to_cart)),
-    ("cart_abandonments", Getter::Count(|f| f.cart_abandonments)),
-    (
-        "days_since_cart_abandonment",
-        Getter::Maybe(|f| f.days_since_cart_abandonment),
-    ),
-    ("n_checkout_starts", Getter::Count(|f| f.n_checkout_starts)),
-    ("n_support_tickets", Getter::Count(|f| f.n_support_tickets)),
-    ("n_email_opens", Getter::Count(|f| f.n_email_opens)),
-    ("n_email_clicks", Getter::Count(|f| f.n_email_clicks)),
-    ("n_sms_clicks", Getter::Count(|f| f.n_sms_clicks)),
-    ("n_reviews", Getter::Count(|f| f.n_reviews)),
-    ("n_referrals", Getter::Count(|f| f.n_referrals)),
-    ("n_community_posts", Getter::Count(|f| f.n_community_posts)),
-    ("n_refunds", Getter::Count(|f| f.n_refunds)),
-    ("refund_amount", Getter::Real(|f| f.refund_amount)),
-    ("refund_ratio", Getter::Real(|f| f.refund_ratio)),
-    ("n_categories", Getter::Count(|f| f.n_categories)),
-    ("n_channels", Getter::Count(|f| f.n_channels)),
-    (
-        "days_since_last_event",
-        Getter::Real(|f| f.days_since_last_event),
-    ),
-    ("ipt_mean_days", Getter::Maybe(|f| f.ipt_mean_days)),
-    ("ipt_std_days", Getter::Maybe(|f| f.ipt_std_days)),
-    ("events_7d", Getter::Count(|f| f.events_7d)),
-    ("events_30d", Getter::Count(|f| f.events_30d)),
-    ("events_90d", Getter::Count(|f| f.events_90d)),
-    ("trend_30d", Getter::Real(|f| f.trend_30d)),
-];
-
-/// Schema of `features.parquet`.
-pub fn features_schema() -> SchemaRef {
-    let mut fields = vec![Field::new("customer_id", DataType::Utf8, false)];
-    for (name, g) in COLUMNS {
-        fields.push(match g {
-            Getter::Count(_) => Field::new(name, DataType::Int64, false),
-            Getter::Real(_) => Field::new(name, DataType::Float64, false),
-            Getter::Maybe(_) => Field::new(name, DataType::Float64, true),
-        });
-    }
-    Arc::new(Schema::new(fields))
 }
 
 /// Slot of a customer id not resolved yet.
@@ -903,24 +843,6 @@ impl FeatureSet {
             index: keep.iter().map(|&i| self.index[i]).collect(),
         }
     }
-
-    /// The table written as `features.parquet`.
-    pub fn to_record_batch(&self) -> Result<RecordBatch, ArrowError> {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(
-            self.customer_ids.iter().map(|s| s.as_ref()),
-        ))];
-        for (_, g) in COLUMNS {
-            let rows = self.rows.iter();
-            columns.push(match g {
-                Getter::Count(f) => {
-                    Arc::new(Int64Array::from_iter_values(rows.map(|r| f(r) as i64)))
-                }
-                Getter::Real(f) => Arc::new(Float64Array::from_iter_values(rows.map(f))),
-                Getter::Maybe(f) => Arc::new(Float64Array::from_iter(rows.map(f))),
-            });
-        }
-        RecordBatch::try_new(features_schema(), columns)
-    }
 }
 
 impl Histories {
@@ -957,36 +879,28 @@ impl Histories {
 
     /// Features at cutoff `k` for customers `range` (in id order) with an event before it.
     pub fn features_of(&self, k: usize, range: std::ops::Range<usize>) -> FeatureSet {
+        self.features_where(k, range, |_| true)
+    }
+
+    /// [`Histories::features_of`] for the customers who had bought before the cutoff (the
+    /// models' population), without building the others' rows.
+    pub fn buyers_of(&self, k: usize, range: std::ops::Range<usize>) -> FeatureSet {
+        self.features_where(k, range, Features::has_purchase)
+    }
+
+    fn features_where(
+        &self,
+        k: usize,
+        range: std::ops::Range<usize>,
+        keep: impl Fn(&Features) -> bool + Sync,
+    ) -> FeatureSet {
         let cutoff_us = self.cutoffs[k];
         let rows: Vec<(usize, Features)> = range
             .into_par_iter()
             .filter_map(|i| self.customer(i).features(k, cutoff_us).map(|r| (i, r)))
+            .filter(|(_, r)| keep(r))
             .collect();
         self.feature_set(cutoff_us, rows)
-    }
-
-    /// The `features.parquet` rows at cutoff `k` of customers `range` (in id order): the
-    /// range is cut into chunks computed in parallel.
-    pub fn feature_batch(
-        &self,
-        k: usize,
-        range: std::ops::Range<usize>,
-    ) -> Result<RecordBatch, ArrowError> {
-        const CHUNK: usize = 2048;
-        let cutoff_us = self.cutoffs[k];
-        let chunks = range
-            .clone()
-            .step_by(CHUNK)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|lo| {
-                let rows = (lo..(lo + CHUNK).min(range.end))
-                    .filter_map(|i| self.customer(i).features(k, cutoff_us).map(|r| (i, r)))
-                    .collect();
-                self.feature_set(cutoff_us, rows).to_record_batch()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        arrow_select::concat::concat_batches(&features_schema(), &chunks)
     }
 
     fn feature_set(&self, cutoff_us: i64, rows: Vec<(usize, Features)>) -> FeatureSet {

@@ -1,20 +1,22 @@
-//! The score table (SPEC §6): one row per customer with any event before as-of — the RFM
-//! summary, churn probability and risk band, BTYD outputs and CLV decile, RFM segment,
-//! lifecycle stage, engagement tier and next best action, and the churn reasons.
+//! The score stage: fitted (or saved) models + the feature table at as-of → the score table
+//! (SPEC §6): one row per customer with any event before as-of — the RFM summary, churn
+//! probability and risk band, BTYD outputs and CLV decile, RFM segment, lifecycle stage,
+//! engagement tier and next best action, and the churn reasons — with the tier summary and
+//! KPIs.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
-use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::features::{FeatureSet, Features};
+use crate::features::{FeatureTable, Features};
 use crate::labels::days_since_epoch;
 use crate::models::churn::raw_matrix;
 use crate::models::value::{ValueModel, ValueScores};
-use crate::models::{ChurnModel, ModelError};
+use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
 use crate::segment::{
     assign_tiers, churn_reasons, churn_risk, deciles, lifecycle_stage, quintiles, rfm_segment,
     TierConfig, TierInput, TIERS,
@@ -142,7 +144,7 @@ pub struct Kpis {
 }
 
 fn kpis(
-    set: &FeatureSet,
+    set: &FeatureTable,
     members: &[usize],
     stages: &[&'static str],
     churn: &[Option<f64>],
@@ -196,13 +198,11 @@ pub fn model_version(model_run_id: &str) -> String {
     format!("churnclv-{}+{model_run_id}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Applies the fitted models to a feature set (churn probability, reasons and BTYD outputs for
-/// customers who have bought — the models' population — `None` for the others), then the
-/// segments and tiers.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_models(
-    set: &FeatureSet,
-    as_of: NaiveDate,
+/// Applies the fitted models to the feature table at as-of (churn probability, reasons and
+/// BTYD outputs for customers who have bought — the models' population — `None` for the
+/// others), then the segments and tiers. `as_of` is the table's cutoff.
+pub fn score(
+    set: &FeatureTable,
     churn: &ChurnModel,
     value: &ValueModel,
     horizon_days: u32,
@@ -210,6 +210,7 @@ pub fn apply_models(
     model_version: &str,
     run_id: &str,
 ) -> Result<Scored, ScoreError> {
+    let as_of = set.cutoff;
     let n = set.rows.len();
     let buyers: Vec<usize> = (0..n).filter(|&i| set.rows[i].has_purchase()).collect();
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
@@ -368,5 +369,33 @@ pub fn apply_models(
         kpis: run_kpis,
         kpis_by_tier,
         with_probability: buyers.len(),
+    })
+}
+
+/// Scores with a model read from `path` (`churnclv score`): numbers the file gave that make
+/// unusable scores are the file's fault (exit 2), like any other bad field of it.
+pub fn score_saved(
+    set: &FeatureTable,
+    saved: &SavedModel,
+    path: &Path,
+    tiers: &TierConfig,
+    run_id: &str,
+) -> Result<Scored, crate::Error> {
+    score(
+        set,
+        &saved.churn,
+        &saved.value,
+        saved.horizon_days,
+        tiers,
+        &model_version(&saved.run_id),
+        run_id,
+    )
+    .map_err(|e| match e {
+        ScoreError::Unusable { .. } => SavedModelError::Unusable {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+        .into(),
+        e => e.into(),
     })
 }

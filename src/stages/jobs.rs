@@ -1,0 +1,298 @@
+//! The subcommands that chain stages, on a checked [`Plan`]: [`run`], the nightly job —
+//! exactly features → train → score → publish in one process (one scan gives the tables at
+//! `tv`, `t0`, `t1`, labelled, and as-of; `tests/chain.rs` shows that the same stages run
+//! apart, from files, give the same scores) — [`score`] (a saved model on a feature table or
+//! on events, published) and [`train`] (from feature-table files).
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::features::FeatureTable;
+use crate::io::RunLock;
+use crate::labels::{date_us, Cutoffs};
+use crate::plan::{Inputs, Plan};
+use crate::stages::features::{self, TableSpec};
+use crate::stages::metrics::Counts;
+use crate::stages::publish::{self, Partition, Provenance};
+use crate::stages::score::{model_version, score as score_table, score_saved};
+use crate::stages::summary::{console_summary, report_page, training_summary};
+use crate::stages::train::{self, At, Tables};
+
+/// Where `run` publishes.
+#[derive(Debug, Clone)]
+pub struct Destination<'a> {
+    /// `--out DIR`: the output root (created by the plan).
+    pub out: &'a Path,
+    /// `--save-model MODELS`: a copy of model.json as `MODELS/<run_id>/model.json`.
+    pub save_model: Option<&'a Path>,
+}
+
+/// What a published run reports.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The published partition.
+    pub target: PathBuf,
+    pub run_id: String,
+    /// The console summary, ready to print.
+    pub summary: String,
+}
+
+/// `run`'s training tables, built from the scan when training asks for each (the scan's
+/// tables in the order of [`tables`]) with the buyers only, so no more than two are held at
+/// a time and no row training does not read is built.
+struct OnDemand<'a>(&'a features::Scanned);
+
+impl train::TrainingTables for OnDemand<'_> {
+    fn get(&self, at: At) -> Result<Option<Cow<'_, FeatureTable>>> {
+        let i = match at {
+            At::Tune => 0,
+            At::Train => 1,
+            At::Validate => 2,
+            At::Latest => 3,
+        };
+        Ok(Some(Cow::Owned(self.0.buyers_table(i))))
+    }
+}
+
+/// The tables `run` builds from its scan: `tv`, `t0`, `t1` labelled with the window after
+/// each, and as-of.
+pub fn tables(c: &Cutoffs) -> [TableSpec; 4] {
+    let labelled = |cutoff| TableSpec {
+        cutoff,
+        label_horizon_days: Some(c.horizon_days),
+    };
+    [
+        labelled(c.tv),
+        labelled(c.t0),
+        labelled(c.t1),
+        TableSpec {
+            cutoff: c.as_of,
+            label_horizon_days: None,
+        },
+    ]
+}
+
+/// Runs the job. `stage` is told when each stage starts (a progress bar); `started` is when
+/// the process started its work (the summary's "took").
+pub fn run(
+    plan: &Plan,
+    to: &Destination<'_>,
+    stage: &mut dyn FnMut(&'static str),
+    started: Instant,
+) -> Result<Outcome> {
+    let c = plan.cutoffs()?;
+    let run_id = plan.run_id()?;
+    let inputs = plan.events()?;
+    let lock = RunLock::acquire(to.out)?;
+    lock.recover()?;
+    tracing::info!(
+        stage = "plan",
+        run_id = %run_id,
+        files = inputs.files.len(),
+        rows = inputs.rows(),
+        as_of = %c.as_of,
+        horizon_days = c.horizon_days,
+        "t0 {} / t1 {} / as_of {}",
+        c.t0,
+        c.t1,
+        c.as_of
+    );
+
+    stage("features: reading events");
+    let specs = tables(&c);
+    let scanned = features::scan(inputs, &plan.read_options(date_us(c.as_of)), &specs)?;
+    stage("train: fitting and evaluating out of time");
+    let trained = train::train(&OnDemand(&scanned), c, &plan.config, plan.min_auc)?;
+    let latest = scanned.table(3);
+    let (stats, rejects) = (scanned.stats, scanned.rejects);
+    drop(scanned.histories);
+
+    stage("score: scoring as of the cutoff");
+    let t = Instant::now();
+    let scored = score_table(
+        &latest,
+        &trained.churn,
+        &trained.value,
+        c.horizon_days,
+        &plan.config.tiers,
+        &model_version(&run_id),
+        &run_id,
+    )?;
+    tracing::info!(
+        stage = "score",
+        customers = latest.len(),
+        with_probability = scored.with_probability,
+        duration_ms = t.elapsed().as_millis() as u64,
+        "scored"
+    );
+
+    stage("publish: writing the partition");
+    let t = Instant::now();
+    let counts = Counts {
+        customers_scored: latest.len(),
+        customers_with_churn_probability: scored.with_probability,
+        rows_read: stats.rows_read,
+        rows_used: stats.rows_used,
+        rows_rejected: stats.rows_rejected,
+    };
+    let metrics = trained.metrics(&run_id, Some((&scored, counts)));
+    let page = report_page(&trained, &scored, &counts, &run_id)?;
+    let model = trained.saved_model(&run_id, &metrics)?;
+    let target = publish::publish(
+        &lock,
+        c.as_of,
+        Provenance {
+            command: "run",
+            run_id: &run_id,
+            cutoffs: Some(c),
+            model: None,
+            inputs: plan.input_entries(),
+            inputs_skipped: &inputs.skipped,
+            rows: Some(&stats),
+            config: Some(&plan.config),
+        },
+        Partition {
+            scores: &scored.table,
+            features: &latest,
+            rejects: Some(&rejects),
+            metrics: Some(&metrics),
+            report: Some(&page),
+            model: &model,
+        },
+    )?;
+    if let Some(dir) = to.save_model {
+        publish::save_model_copy(&target, dir, &run_id)?;
+    }
+    tracing::info!(
+        stage = "publish",
+        duration_ms = t.elapsed().as_millis() as u64,
+        "published {}",
+        target.display()
+    );
+    let summary = console_summary(
+        &target,
+        &run_id,
+        &stats,
+        &trained,
+        &scored,
+        &counts,
+        started.elapsed(),
+    );
+    Ok(Outcome {
+        target,
+        run_id,
+        summary,
+    })
+}
+
+/// `score`: the saved model of the plan on its feature table, or on the events as of the
+/// plan's date, published as `DIR/as_of=D/` beside the model it used.
+pub fn score(
+    plan: &Plan,
+    out: &Path,
+    model_path: &Path,
+    stage: &mut dyn FnMut(&'static str),
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let saved = plan
+        .model
+        .as_ref()
+        .ok_or_else(|| Error::Internal("score without a model".into()))?;
+    let as_of = plan.as_of()?;
+    let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
+    let lock = RunLock::acquire(out)?;
+    lock.recover()?;
+    let scanned = match &plan.inputs {
+        Inputs::Events(inputs) => {
+            stage("features: reading events");
+            let spec = TableSpec {
+                cutoff: as_of,
+                label_horizon_days: None,
+            };
+            let read = plan.read_options(date_us(as_of));
+            Some((inputs, features::scan(inputs, &read, &[spec])?))
+        }
+        _ => None,
+    };
+    let built;
+    let table = match (&plan.inputs, &scanned) {
+        (Inputs::Table(table, _), _) => table,
+        (_, Some((_, s))) => {
+            built = s.table(0);
+            &built
+        }
+        _ => return Err(Error::Internal("score without a table or events".into())),
+    };
+    let from_events = scanned.as_ref().map(|(inputs, s)| (*inputs, s));
+    stage("score: applying the saved model");
+    let scored = score_saved(table, saved, model_path, &plan.config.tiers, &run_id)?;
+    stage("publish: writing the partition");
+    let target = publish::publish(
+        &lock,
+        as_of,
+        Provenance {
+            command: "score",
+            run_id: &run_id,
+            cutoffs: None,
+            model: Some((model_path.display().to_string(), &saved.run_id)),
+            inputs: plan.input_entries(),
+            inputs_skipped: from_events.map_or(&[], |(i, _)| &i.skipped),
+            rows: from_events.map(|(_, s)| &s.stats),
+            config: None,
+        },
+        Partition {
+            scores: &scored.table,
+            features: table,
+            rejects: from_events.map(|(_, s)| s.rejects.as_slice()),
+            metrics: None,
+            report: None,
+            model: saved,
+        },
+    )?;
+    tracing::info!(
+        stage = "publish",
+        duration_ms = started.elapsed().as_millis() as u64,
+        "published {}",
+        target.display()
+    );
+    let summary = format!(
+        "published {} ({} customers scored with model {} of run {})\n",
+        target.display(),
+        table.len(),
+        model_path.display(),
+        saved.run_id
+    );
+    Ok(Outcome {
+        target,
+        run_id,
+        summary,
+    })
+}
+
+/// `train`: the plan's feature tables → `MODEL_DIR/model.json` and `metrics.json` (the
+/// training sections: no tiers, KPIs or counts, which come from scoring and a scan).
+pub fn train(plan: &Plan, out: &Path) -> Result<Outcome> {
+    let Inputs::Training(t) = &plan.inputs else {
+        return Err(Error::Internal("train without training tables".into()));
+    };
+    let run_id = plan.run_id()?;
+    let tables = Tables {
+        tune: t.tune.as_ref(),
+        train: t.train.as_ref(),
+        validate: &t.validate,
+        latest: &t.latest,
+    };
+    let trained = train::train(&tables, plan.cutoffs()?, &plan.config, plan.min_auc)?;
+    let metrics = trained.metrics(&run_id, None);
+    let model = trained.saved_model(&run_id, &metrics)?;
+    let target = publish::write_model_dir(out, &metrics, &model)?;
+    tracing::info!(stage = "publish", "wrote {}", target.display());
+    let summary = training_summary(&target, &run_id, &trained);
+    Ok(Outcome {
+        target,
+        run_id,
+        summary,
+    })
+}

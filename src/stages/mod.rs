@@ -1,0 +1,37 @@
+//! The job as a library of stages, each a plain function over typed inputs, each runnable on
+//! its own from files (the subcommand of the same name), `run` being all four in one process:
+//!
+//! ```text
+//!  events (Parquet)           plan::Plan: config + --map checked, inputs opened, as-of and
+//!        │                    windows resolved, output paths checked, run id
+//!        ▼
+//!  features::scan ─────────── one scan, every cutoff ─► rejects (RecordBatch)
+//!        │ FeatureTable per cutoff            churnclv features --label-horizon H
+//!        │ (labels of [c, c+H) on request) ─► F_c.parquet (features/table.rs: the contract)
+//!        ▼
+//!  train::train ───────────── tables at tv, t0, t1 (labelled) and as-of:
+//!        │ Trained            L2 choice (tv→t0), out-of-time evaluation (t0→t1) or the
+//!        │                    customer split, baselines, spend model, BTYD evaluation,
+//!        │                    final refits     churnclv train ─► model.json, metrics.json
+//!        ▼
+//!  score::score ───────────── fitted (or saved) models + the as-of table ─► Scored
+//!        │                    (scores, segments, tiers, KPIs)
+//!        │                                     churnclv score --features F --model M
+//!        ▼
+//!  publish::publish ───────── one partition writer, one Manifest type, through
+//!                             io::publish's lock, staging and one-step swap
+//! ```
+//!
+//! [`metrics`] holds the metrics.json types, [`summary`] the report page data and the console
+//! summary, [`validate`] and [`btyd`] the two diagnostic subcommands' work. Every stage returns
+//! [`crate::Error`], whose variants carry their exit code.
+
+pub mod btyd;
+pub mod features;
+pub mod metrics;
+pub mod publish;
+pub mod jobs;
+pub mod score;
+pub mod summary;
+pub mod train;
+pub mod validate;

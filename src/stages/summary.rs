@@ -1,0 +1,275 @@
+//! What a run says about itself, built in the library (the binary only prints it): the data
+//! of `report.html` (drawn by [`crate::report`]) and the console summary of `run`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::io::ScanStats;
+use crate::models::churn::FEATURES;
+use crate::report::{render, Ranking, ReportData};
+use crate::stages::metrics::Counts;
+use crate::stages::score::{Scored, TierStats};
+use crate::stages::train::Trained;
+
+/// The run's report page: the out-of-time evaluation of `trained`, the tiers and KPIs of
+/// `scored`, the counts.
+pub fn report_page(trained: &Trained, scored: &Scored, counts: &Counts, run_id: &str) -> Result<String> {
+    let (e, b, churn) = (&trained.evaluation, &trained.btyd, &trained.churn);
+    let c = &trained.cutoffs;
+    let (p, recency, churned) = &e.eval_scores;
+    let f = |v: f64| format!("{v:.4}");
+    let summary = vec![
+        ("as of".to_string(), c.as_of.to_string()),
+        ("horizon".to_string(), format!("{} days", c.horizon_days)),
+        ("run id".to_string(), run_id.to_string()),
+        (
+            "evaluation".to_string(),
+            format!(
+                "{} (train cutoff {}, evaluated on {} customers, labels [{}, {}))",
+                e.scheme, e.train_cutoff, e.eval_customers, e.eval_cutoff, e.eval_labels_until
+            ),
+        ),
+        (
+            "churn ROC-AUC: model / recency baseline / BTYD".to_string(),
+            format!(
+                "{} / {} / {}",
+                f(e.model.roc_auc),
+                f(e.baseline.roc_auc),
+                f(b.churn.roc_auc)
+            ),
+        ),
+        (
+            "churn PR-AUC: model / recency baseline".to_string(),
+            format!("{} / {}", f(e.model.pr_auc), f(e.baseline.pr_auc)),
+        ),
+        (
+            "lift at top decile: model / recency baseline".to_string(),
+            format!(
+                "{:.2} / {:.2}",
+                e.model.lift_top_decile, e.baseline.lift_top_decile
+            ),
+        ),
+        (
+            "log loss / Brier".to_string(),
+            format!(
+                "{} / {}",
+                e.model.log_loss.map_or("-".into(), f),
+                e.model.brier.map_or("-".into(), f)
+            ),
+        ),
+        (
+            "BTYD holdout purchases: predicted / actual (MAE)".to_string(),
+            format!(
+                "{:.0} / {} ({:.3})",
+                b.predicted_total_purchases, b.actual_total_purchases, b.holdout_purchases_mae
+            ),
+        ),
+        (
+            "value Gini: spend model / last-window baseline / BTYD".to_string(),
+            format!(
+                "{} / {} / {}",
+                f(e.value_model.gini),
+                f(e.value_baseline.gini),
+                f(b.spend.gini)
+            ),
+        ),
+        (
+            "customers scored".to_string(),
+            counts.customers_scored.to_string(),
+        ),
+        (
+            "rows read / used / rejected".to_string(),
+            format!(
+                "{} / {} / {}",
+                counts.rows_read, counts.rows_used, counts.rows_rejected
+            ),
+        ),
+    ];
+    let tiers: Vec<(&str, &TierStats)> = crate::segment::TIERS
+        .iter()
+        .filter_map(|(name, _)| scored.tiers.get(name).map(|t| (*name, t)))
+        .collect();
+    let k = &scored.kpis;
+    let mut kpis = vec![
+        ("customers".to_string(), k.customers.to_string()),
+        (
+            "repeat purchase rate".to_string(),
+            pct(k.repeat_purchase_rate),
+        ),
+        (
+            "average order value".to_string(),
+            fixed(k.average_order_value, 2),
+        ),
+        (
+            "cart abandonment rate".to_string(),
+            pct(k.cart_abandonment_rate),
+        ),
+        (
+            "observed churn rate, last window".to_string(),
+            pct(Some(e.eval_churn_rate)),
+        ),
+        (
+            "predicted churn rate, next window".to_string(),
+            pct(k.predicted_churn_rate),
+        ),
+        (
+            "total / mean predicted CLV".to_string(),
+            format!(
+                "{:.0} / {}",
+                k.total_clv,
+                fixed(k.mean_clv, 2)
+            ),
+        ),
+    ];
+    for (stage, n) in &k.customers_by_lifecycle_stage {
+        kpis.push((format!("customers: {stage}"), n.to_string()));
+    }
+    let data = ReportData {
+        kpis,
+        title: format!("churnclv run as of {}", c.as_of),
+        summary,
+        rankings: vec![
+            Ranking {
+                name: "logistic model",
+                scores: p,
+                churned,
+            },
+            Ranking {
+                name: "recency baseline",
+                scores: recency,
+                churned,
+            },
+        ],
+        calibration: e.model.calibration.as_deref().unwrap_or(&[]),
+        value_deciles: vec![
+            ("spend model", &e.value_model.deciles),
+            ("BTYD", &b.spend.deciles),
+        ],
+        coefficients: churn
+            .features
+            .iter()
+            .zip(&churn.coefficients)
+            .map(|(f, c)| (f.name.clone(), *c))
+            .collect(),
+        tiers,
+    };
+    Ok(render(&data)?)
+}
+
+/// What `run` prints when it has published: where, the windows, rows, the headline metrics,
+/// KPIs and tiers (`took`: the time since the process started its work).
+pub fn console_summary(
+    target: &Path,
+    run_id: &str,
+    stats: &ScanStats,
+    trained: &Trained,
+    scored: &Scored,
+    counts: &Counts,
+    took: Duration,
+) -> String {
+    let (e, k) = (&trained.evaluation, &scored.kpis);
+    let mut out = vec![format!("published {}", target.display())];
+    out.extend(window_lines(run_id, trained));
+    out.extend([
+        format!(
+            "  rows              {} read, {} used, {} rejected ({})",
+            stats.rows_read,
+            stats.rows_used,
+            stats.rows_rejected,
+            stats.reasons_line()
+        ),
+        format!(
+            "  customers scored  {} ({} with a churn probability)",
+            counts.customers_scored, counts.customers_with_churn_probability
+        ),
+    ]);
+    out.extend(metric_lines(trained));
+    out.extend([
+        format!(
+            "  KPIs              repeat rate {}, AOV {}, cart abandonment {}, churn last window {:.1}% / predicted next {}, CLV total {:.0}",
+            pct(k.repeat_purchase_rate),
+            fixed(k.average_order_value, 2),
+            pct(k.cart_abandonment_rate),
+            100.0 * e.eval_churn_rate,
+            pct(k.predicted_churn_rate),
+            k.total_clv
+        ),
+        "  engagement tiers  (customers, mean CLV, mean churn probability)".to_string(),
+    ]);
+    for (name, _) in crate::segment::TIERS {
+        let Some(t) = scored.tiers.get(name) else {
+            continue;
+        };
+        out.push(format!(
+            "    {name:<20} {:>8}  {:>10}  {:>6}",
+            t.customers,
+            fixed(t.mean_clv, 2),
+            fixed(t.mean_churn_probability, 3)
+        ));
+    }
+    out.push(format!("  model features    {}", FEATURES.join(", ")));
+    out.push(format!("  took              {:.1} s", took.as_secs_f64()));
+    lines(out)
+}
+
+/// What `train` prints when it has written the model: where, the windows and the headline
+/// metrics.
+pub fn training_summary(model: &Path, run_id: &str, trained: &Trained) -> String {
+    let mut out = vec![format!("wrote {} and metrics.json", model.display())];
+    out.extend(window_lines(run_id, trained));
+    out.extend(metric_lines(trained));
+    out.push(format!("  model features    {}", FEATURES.join(", ")));
+    lines(out)
+}
+
+/// The run id and the windows.
+fn window_lines(run_id: &str, trained: &Trained) -> [String; 2] {
+    let (e, c) = (&trained.evaluation, &trained.cutoffs);
+    [
+        format!("  run id            {run_id}"),
+        format!(
+            "  windows           train features < {}, labels [{}, {}); scored as of {} for {} days",
+            e.train_cutoff, e.train_cutoff, e.train_labels_until, c.as_of, c.horizon_days
+        ),
+    ]
+}
+
+/// The out-of-time churn and BTYD headline.
+fn metric_lines(trained: &Trained) -> [String; 2] {
+    let (e, b) = (&trained.evaluation, &trained.btyd);
+    [
+        format!(
+            "  churn ROC-AUC     {:.4} {} (recency baseline {:.4}) on {} customers",
+            e.model.roc_auc,
+            e.scheme.replace('_', "-"),
+            e.baseline.roc_auc,
+            e.eval_customers
+        ),
+        format!(
+            "  BTYD ({}) holdout {:.0} purchases predicted vs {} actual, MAE {:.3}, buy-again AUC {:.4}",
+            b.model,
+            b.predicted_total_purchases,
+            b.actual_total_purchases,
+            b.holdout_purchases_mae,
+            b.buy_again_roc_auc
+        ),
+    ]
+}
+
+/// Lines joined, each ending in a newline.
+fn lines(out: Vec<String>) -> String {
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+/// A share as a percentage with one decimal, `-` when undefined.
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// A number with `digits` decimals, `-` when undefined.
+fn fixed(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+}

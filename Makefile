@@ -39,7 +39,7 @@ SEED       ?= 1
 FUZZ_KEEP  ?= target/fuzz-failures
 fuzz:
 	FUZZ_CASES=$(FUZZ_CASES) SEED=$(SEED) FUZZ_KEEP=$(abspath $(FUZZ_KEEP)) \
-		$(CARGO) test --release --test fuzz campaign_from_env -- --ignored --nocapture
+		$(CARGO) test --release --test integration fuzz::campaign_from_env -- --ignored --nocapture
 
 ## Deterministic synthetic sample: 20,000 customers over two years (seed 42).
 sample: build

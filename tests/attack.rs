@@ -11,7 +11,7 @@
 //! event_time as text, NaN / ±inf / 5e12 amounts, null ids, churn.alpha, btyd.model, a missing
 //! or unparseable config file) are not repeated here.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Bad input: one line on stderr naming the file and the column or problem, exit code 2, and
 //! an existing output partition left exactly as it was.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The real CDNOW cohort through the whole job (data/cdnow, copied from the shared reference
 //! data; see data/README.md).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

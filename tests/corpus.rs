@@ -2,7 +2,7 @@
 //! run publishes nothing. Cases that are data-quality problems rather than errors (null ids,
 //! NaN amounts, unknown types, mixed time units) succeed with their rows counted.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

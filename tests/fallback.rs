@@ -2,7 +2,7 @@
 //! penalty, then the next model is tried; each step is a warning in the log and is recorded in
 //! metrics.json and model.json.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The feature set: every column by hand, BTYD triple against CDNOW, no leakage, and the same
 //! result for any number of threads.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! `future_event` (counted, copied to rejects.parquet, ignored by the default as-of), and a run
 //! whose share of unusable rows exceeds `validation.max_reject_share` stops with exit 3.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `churnclv generate`: byte-identical files for a seed, a ground-truth sidecar, checked input,
 //! and a `make run` sample that shows every engagement tier and lifecycle stage.
 
-mod common;
+use crate::common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;

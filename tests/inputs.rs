@@ -2,7 +2,7 @@
 //! paths counts once, every file read is in the manifest, and the run id does not depend on
 //! how the input path is spelled.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! next run repairs what it left. (Kills at each named publish step, and recovery's rules, are
 //! in tests/publish.rs.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

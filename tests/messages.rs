@@ -2,7 +2,7 @@
 //! same exit code for the same kind of mistake in every subcommand, control characters in
 //! paths escaped, and an input column given two roles refused before any file is read.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! for the same date untouched. Features are matched by name: a model listing them in another
 //! order scores exactly the same.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

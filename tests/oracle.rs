@@ -1,7 +1,7 @@
 //! On generated data the churn model comes within 0.05 ROC-AUC of an oracle that knows every
 //! customer's true purchase rate and death time (from the ground-truth sidecar).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -4,8 +4,6 @@
 //! The fault-injection tests need the binary built with `--features failpoints` (`make test`
 //! does); without it they fail on their first case, saying so.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

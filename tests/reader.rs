@@ -1,6 +1,6 @@
 //! The event reader: accepted column types, validation and rejects, discovery of files.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! `churnclv run` end to end on a hand-made history whose features and labels are known.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

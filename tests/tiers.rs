@@ -1,6 +1,6 @@
 //! Engagement tiers on generated data with a known ground truth.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -149,7 +149,12 @@ pub struct Partition<'a> {
 
 /// Writes the partition `as_of=D` into a staging folder and publishes it (`_SUCCESS` last,
 /// swapped into place in one step). Returns its final path.
-pub fn publish(lock: &RunLock, as_of: NaiveDate, from: Provenance<'_>, files: Partition<'_>) -> Result<PathBuf> {
+pub fn publish(
+    lock: &RunLock,
+    as_of: NaiveDate,
+    from: Provenance<'_>,
+    files: Partition<'_>,
+) -> Result<PathBuf> {
     let staging = lock.stage(&format!("as_of={as_of}"), from.run_id)?;
     let plain = ParquetOptions::default();
     let mut written: Vec<(&'static str, u64)> = Vec::new();

@@ -9,9 +9,7 @@ use serde::Serialize;
 
 use crate::events::EventKind;
 use crate::features::{FeatureSet, Histories};
-/// The date conversions (defined in [`crate::time`]), also at the path the command-line
-/// front end and the score table import them from.
-pub use crate::time::{date_of_us, date_us, days_since_epoch};
+use crate::time::date_us;
 
 /// The cutoffs of a run, as dates (midnight UTC). `tv = as_of − 3H` is the extra earlier
 /// cutoff used to choose the churn model's L2 strength by time-ordered validation (fit at `tv`,

@@ -23,16 +23,18 @@ use std::path::{Path, PathBuf};
 use chrono::{Duration, NaiveDate};
 use sha2::{Digest, Sha256};
 
-use crate::config::{parse_date, parse_horizon, Config, Horizon};
+use crate::config::{parse_date, Config, Horizon};
 use crate::error::{Context, Error, Result};
 use crate::events::EventTypeMap;
 use crate::features::table::{Expect, FeatureFile, FeatureTable};
-use crate::io::input::{open_inputs_with, DiscoverOptions};
+use crate::io::discover::DiscoverOptions;
+use crate::io::input::open_inputs_with;
 use crate::io::read::{future_limit, latest_event_time};
 use crate::io::{target, InputError, InputSet, ReadOptions};
-use crate::labels::{date_of_us, Cutoffs};
+use crate::labels::Cutoffs;
 use crate::models::SavedModel;
 use crate::stages::publish::InputEntry;
+use crate::time::date_of_us;
 
 /// What the user typed; nothing checked yet.
 #[derive(Debug, Clone, Default)]
@@ -163,7 +165,7 @@ impl Plan {
         }
         // The error names where the value came from: the flag, or the config key.
         let horizon_days = match &req.horizon {
-            Some(text) => parse_horizon(text).context("--horizon")?,
+            Some(text) => text.parse::<Horizon>().context("--horizon")?.days(),
             // The config's horizon was checked when the config was read.
             None => config.run.horizon.days(),
         };
@@ -186,7 +188,7 @@ impl Plan {
             }
         }
         let label_horizon_days = match &req.label_horizon {
-            Some(text) => Some(parse_horizon(text).context("--label-horizon")?),
+            Some(text) => Some(text.parse::<Horizon>().context("--label-horizon")?.days()),
             None => None,
         };
         let as_of_flag = match &req.as_of {

@@ -185,7 +185,7 @@ fn btyd_triple_matches_cdnow_summary() {
     )
     .expect("open");
     let cutoff =
-        churnclv::labels::date_us(chrono::NaiveDate::from_ymd_opt(1997, 10, 1).expect("date"));
+        churnclv::time::date_us(chrono::NaiveDate::from_ymd_opt(1997, 10, 1).expect("date"));
     let opts = ReadOptions {
         as_of_us: i64::MAX,
         ..ReadOptions::default()

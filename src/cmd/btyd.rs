@@ -3,11 +3,11 @@
 
 use clap::ValueEnum;
 
-use churnclv::labels::date_us;
 use churnclv::models::btyd::ModelKind;
 use churnclv::plan::Plan;
 use churnclv::stages::btyd::{fit, Fit, TimeUnit};
 use churnclv::stages::features::{scan, TableSpec};
+use churnclv::time::date_us;
 
 use super::InputArgs;
 

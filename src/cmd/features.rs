@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use chrono::Duration;
-use churnclv::labels::date_us;
 use churnclv::plan::{Output, OutputKind, Plan};
 use churnclv::stages::features::{scan, TableSpec};
+use churnclv::time::date_us;
 
 use super::InputArgs;
 

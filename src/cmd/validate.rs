@@ -1,9 +1,9 @@
 //! `churnclv validate`: check an event input without training anything — the plan, then
 //! `churnclv::stages::validate`, then its summary as text or JSON.
 
-use churnclv::labels::date_us;
 use churnclv::plan::Plan;
 use churnclv::stages::validate::validate;
+use churnclv::time::date_us;
 
 use super::InputArgs;
 

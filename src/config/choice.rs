@@ -219,16 +219,6 @@ pub(super) mod model_key {
     }
 }
 
-/// Parses a horizon: `90d`, `13w`, or `90` (days). Returns days.
-pub fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
-    text.parse::<Horizon>().map(|h| h.days())
-}
-
-/// Parses `validation.max_future`: `12h`, `1d`, `1w` or a number of days. Returns µs.
-pub fn parse_max_future(text: &str) -> Result<i64, ConfigError> {
-    text.parse::<MaxFuture>().map(|m| m.us())
-}
-
 /// Parses `YYYY-MM-DD` (a flag's date; the caller names the flag).
 pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
     time::parse_date(text).ok_or_else(|| ConfigError::Date(text.to_string()))
@@ -237,6 +227,14 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_horizon(text: &str) -> Result<u32, ConfigError> {
+        text.parse::<Horizon>().map(|h| h.days())
+    }
+
+    fn parse_max_future(text: &str) -> Result<i64, ConfigError> {
+        text.parse::<MaxFuture>().map(|m| m.us())
+    }
     use crate::config::Config;
 
     #[test]

@@ -15,9 +15,7 @@ use crate::time;
 mod choice;
 
 use choice::{model_key, refused_choice};
-pub use choice::{
-    parse_date, parse_horizon, parse_max_future, ClassWeight, Horizon, MaxFuture, HORIZON_DAYS,
-};
+pub use choice::{parse_date, ClassWeight, Horizon, MaxFuture, HORIZON_DAYS};
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use arrow_schema::{DataType, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::ProjectionMask;
 
-pub use super::discover::{discover_with, DiscoverOptions, Found, Skipped};
+use super::discover::{discover_with, DiscoverOptions, Skipped};
 use crate::config::Columns;
 
 /// Problems with the input itself (exit code 2). Every message names the file and the column.

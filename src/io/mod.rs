@@ -16,7 +16,3 @@ pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{OutputError, ParquetOptions};
 pub use publish::{LockError, PublishError, RunLock, Staging};
 pub use read::{scan, ReadOptions, Reason, Scan, ScanStats};
-// The contract with the accumulators and the time units, at the paths callers used before
-// they had modules of their own (`crate::batch`, `crate::time`).
-pub use crate::batch::{partition_of, Codes, Event, EventBatch, EventBatches, Ids, IdsKey};
-pub use crate::time::DAY_US;

@@ -21,7 +21,8 @@ use crate::features::table::FEATURE_SLICE;
 use crate::features::{FeatureSet, FeatureTable, Histories, HistoryAcc, WindowLabels};
 use crate::io::output::write_parquet_stream;
 use crate::io::{scan as scan_rows, target, InputError, InputSet, ReadOptions, ScanStats};
-use crate::labels::{date_of_us, date_us, window_labels};
+use crate::labels::window_labels;
+use crate::time::{date_of_us, date_us};
 
 /// One table to build: its cutoff, and the label horizon when it is labelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

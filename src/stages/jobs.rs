@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::features::FeatureTable;
 use crate::io::RunLock;
-use crate::labels::{date_us, Cutoffs};
+use crate::labels::Cutoffs;
 use crate::plan::{Inputs, Plan};
 use crate::stages::features::{self, TableSpec};
 use crate::stages::metrics::Counts;
@@ -19,6 +19,7 @@ use crate::stages::publish::{self, Partition, Provenance};
 use crate::stages::score::{model_version, score as score_table, score_saved};
 use crate::stages::summary::{console_summary, report_page, training_summary};
 use crate::stages::train::{self, At, Tables};
+use crate::time::date_us;
 
 /// Where `run` publishes.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Context, Result};
 use crate::features::FeatureTable;
-use crate::io::input::Skipped;
+use crate::io::discover::Skipped;
 use crate::io::output::{file_digest, write_bytes, write_json, write_parquet_direct};
 use crate::io::read::rejects_schema;
 use crate::io::{InputSet, ParquetOptions, RunLock, ScanStats, Staging};

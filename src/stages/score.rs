@@ -13,7 +13,6 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use serde::Serialize;
 
 use crate::features::{FeatureTable, Features};
-use crate::labels::days_since_epoch;
 use crate::models::churn::raw_matrix;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
@@ -21,6 +20,7 @@ use crate::segment::{
     assign_tiers, churn_reasons, churn_risk, deciles, lifecycle_stage, quintiles, rfm_segment,
     TierConfig, TierInput, TIERS,
 };
+use crate::time::days_since_epoch;
 
 /// Schema of `scores.parquet` (the warehouse contract, documented in docs/schema.md).
 pub fn scores_schema() -> SchemaRef {

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::io::{scan, InputError, InputSet, ReadOptions};
-use crate::labels::date_of_us;
 use crate::stages::features::{reject_gate, scan_partitions, with_duplicates};
 use crate::stages::publish::InputEntry;
+use crate::time::date_of_us;
 
 /// What `validate` prints (as text or JSON).
 #[derive(Debug, Serialize)]

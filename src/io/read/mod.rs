@@ -26,10 +26,3 @@ pub use rejects::rejects_schema;
 pub use scan::{latest_event_time, scan, Scan};
 pub use stats::{ScanStats, TooManyRejects};
 pub use validate::{future_limit, ReadOptions, Reason};
-
-// The contract with the accumulators and the time units, at the paths callers used before
-// they had modules of their own.
-pub use crate::batch::{
-    partition_of, value_code, Codes, Event, EventBatch, EventBatches, IdDictionary, Ids, IdsKey,
-};
-pub use crate::time::{DAY_US, MAX_TIME_US, MIN_TIME_US};

@@ -20,7 +20,6 @@
 //! of the population mean `pγ/(q − 1)` and the customer's own mean.
 
 use rayon::prelude::*;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::{digamma, ln_gamma};
@@ -258,13 +257,7 @@ pub fn fit_gamma_gamma(
     options: &FitOptions,
 ) -> Result<GammaGamma, BtydError> {
     options.validate()?;
-    let budget = Budget {
-        max_iterations: options.max_iterations,
-        grad_tolerance: options.grad_tolerance,
-        flat_tolerance: options.flat_tolerance,
-        started: Instant::now(),
-        timeout: options.timeout,
-    };
+    let budget = Budget::starting_now(options);
     let data = collect(x, mean_spend)?;
     let penalizer = options.penalizer;
     let objective = |divisor: f64| {

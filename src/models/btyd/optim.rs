@@ -47,6 +47,17 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// The budget of one fit, its wall clock starting now.
+    pub fn starting_now(options: &super::FitOptions) -> Budget {
+        Budget {
+            max_iterations: options.max_iterations,
+            grad_tolerance: options.grad_tolerance,
+            flat_tolerance: options.flat_tolerance,
+            started: Instant::now(),
+            timeout: options.timeout,
+        }
+    }
+
     fn expired(&self) -> bool {
         self.started.elapsed() > self.timeout
     }

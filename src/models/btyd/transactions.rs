@@ -1,8 +1,6 @@
 //! Fitting the transaction models (BG/NBD, MBG/NBD, Pareto/NBD) and the fitted, serialisable
 //! model with its per-customer predictions.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
 use super::optim::{self, Budget, Minimum, OptFailure};
@@ -385,13 +383,7 @@ pub fn fit_transactions(
     options: &FitOptions,
 ) -> Result<FittedTransactions, BtydError> {
     options.validate()?;
-    let budget = Budget {
-        max_iterations: options.max_iterations,
-        grad_tolerance: options.grad_tolerance,
-        flat_tolerance: options.flat_tolerance,
-        started: Instant::now(),
-        timeout: options.timeout,
-    };
+    let budget = Budget::starting_now(options);
     let model = kind.name();
     let w = summary.total_weight();
     let x0 = start(kind, summary);

@@ -1,4 +1,4 @@
-//! The event vocabulary of the data contract (SPEC §2) and how raw `event_type` values map to it.
+//! The event vocabulary (listed in docs/config.md, `[events]`) and how raw `event_type` values map to it.
 
 use std::collections::BTreeMap;
 use std::fmt;

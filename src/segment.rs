@@ -1,4 +1,4 @@
-//! Segments and engagement tiers (SPEC §6–7): r/f/m quintile scores, the named RFM segment,
+//! Segments and engagement tiers (the columns and tier rules are in docs/schema.md): r/f/m quintile scores, the named RFM segment,
 //! lifecycle stage, churn-risk band, CLV decile, churn reasons, and exactly one engagement tier
 //! with its next best action per customer. Pure functions over the scored rows; thresholds
 //! come from config `[tiers]`.

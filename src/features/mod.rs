@@ -1,6 +1,8 @@
-//! Per-customer features, built by accumulators in one pass over the events (SPEC §4).
+//! Per-customer features, built by accumulators in one pass over the events (docs/features.md
+//! defines each column).
 //!
-//! The cutoffs of a run (SPEC §3: `t0 = as_of − 2H`, `t1 = as_of − H`, `as_of`) split time into
+//! The cutoffs of a scan (for `run`, docs/design.md: `tv = as_of − 3H`, `t0 = as_of − 2H`,
+//! `t1 = as_of − H`, `as_of`, and `tv − H` for the prior window) split time into
 //! segments; each customer keeps a small aggregate per segment plus a few sorted lists (purchase
 //! and cart-add times, active days, first sighting of each category and channel). Features at
 //! cutoff `k` only look at what lies before it, and the label window `[c_k, c_k+1)` is segment

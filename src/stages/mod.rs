@@ -7,7 +7,7 @@
 //!        ▼
 //!  features::scan ─────────── one scan, every cutoff ─► rejects (RecordBatch)
 //!        │ FeatureTable per cutoff            churnclv features --label-horizon H
-//!        │ (labels of [c, c+H) on request) ─► F_c.parquet (features/table.rs: the contract)
+//!        │ (labels of [c, c+H) on request) ─► F_c.parquet (features/table/: the contract)
 //!        ▼
 //!  train::train ───────────── tables at tv, t0, t1 (labelled) and as-of:
 //!        │ Trained            L2 choice (tv→t0), out-of-time evaluation (t0→t1) or the

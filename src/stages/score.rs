@@ -1,5 +1,5 @@
 //! The score stage: fitted (or saved) models + the feature table at as-of → the score table
-//! (SPEC §6): one row per customer with any event before as-of — the RFM summary, churn
+//! (columns in docs/schema.md): one row per customer with any event before as-of — the RFM summary, churn
 //! probability and risk band, BTYD outputs and CLV decile, RFM segment, lifecycle stage,
 //! engagement tier and next best action, and the churn reasons — with the tier summary and
 //! KPIs.

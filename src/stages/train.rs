@@ -1,8 +1,8 @@
 //! The train stage: labelled feature tables → fitted models and their out-of-time metrics. No
-//! events are needed: everything comes from the tables (features/table.rs), which `run`
+//! events are needed: everything comes from the tables (features/table/), which `run`
 //! builds from its one scan and `churnclv train` reads from files.
 //!
-//! With scoring date `as_of` and horizon `H` (SPEC §3): the churn model's L2 strength is chosen
+//! With scoring date `as_of` and horizon `H` (windows drawn in docs/design.md): the churn model's L2 strength is chosen
 //! by fitting at `tv = as_of − 3H` and validating on `t0` (labels `[t0, t1)`); the model is
 //! then fitted at `t0` and evaluated out of time at `t1` against the recency baseline, beside
 //! the supervised spend model and the "next H = last H" baseline; BTYD is fitted before `t1`

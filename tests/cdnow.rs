@@ -1,10 +1,14 @@
-//! The real CDNOW cohort through the whole job (data/cdnow, copied from the shared reference
-//! data; see data/README.md).
+//! The real CDNOW cohort through the job's stages and the diagnostic subcommands (data/cdnow,
+//! copied from the shared reference data; see data/README.md).
 
 use crate::common;
 
 use std::path::Path;
 
+use churnclv::plan::{Plan, Request, Source};
+use churnclv::stages::train::{self, Tables};
+use churnclv::stages::{features, jobs};
+use churnclv::time::date_us;
 use common::bin;
 
 fn data(name: &str) -> String {
@@ -15,31 +19,34 @@ fn data(name: &str) -> String {
         .to_string()
 }
 
+/// The job's stages called directly (no subprocess, nothing published: the numbers are the
+/// point): the plan, one scan for the four tables, training on them.
 #[test]
 fn full_cohort_with_the_literature_split() {
-    let dir = tempfile::tempdir().expect("tmp");
-    bin()
-        .args([
-            "run",
-            "--quiet",
-            "--as-of",
-            "1998-07-01",
-            "--horizon",
-            "273d",
-            "--events",
-        ])
-        .arg(data("cdnow_events.parquet"))
-        .arg("--out")
-        .arg(dir.path())
-        .assert()
-        .success();
-    let part = dir.path().join("as_of=1998-07-01");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(part.join("metrics.json")).expect("metrics"))
-            .expect("json");
-    assert_eq!(m["counts"]["rows_read"], 69_659);
-    assert_eq!(m["counts"]["rows_rejected"], 0);
-    assert_eq!(m["counts"]["customers_scored"], 23_570);
+    let plan = Plan::build(&Request {
+        source: Source::Events(data("cdnow_events.parquet")),
+        as_of: Some(("1998-07-01".into(), "--as-of")),
+        as_of_from_data: true,
+        horizon: Some("273d".into()),
+        ..Request::default()
+    })
+    .expect("plan");
+    let c = plan.cutoffs().expect("cutoffs");
+    let read = plan.read_options(date_us(c.as_of));
+    let scanned = features::scan(plan.events().expect("events"), &read, &jobs::tables(&c))
+        .expect("scan");
+    assert_eq!(scanned.stats.rows_read, 69_659);
+    assert_eq!(scanned.stats.rows_rejected, 0);
+    assert_eq!(scanned.table(3).len(), 23_570);
+    let [tv, t0, t1, latest] = [0, 1, 2, 3].map(|i| scanned.buyers_table(i));
+    let tables = Tables {
+        tune: Some(&tv),
+        train: Some(&t0),
+        validate: &t1,
+        latest: &latest,
+    };
+    let trained = train::train(&tables, c, &plan.config, None).expect("train");
+    let m = serde_json::to_value(trained.metrics("cdnow", None)).expect("metrics");
     // Everyone first bought in 1997-Q1, so nobody is in the population at t0 = 1997-01-01:
     // the evaluation falls back to a customer split of the calibration window.
     assert_eq!(m["evaluation"]["scheme"], "customer_split");

@@ -5,10 +5,6 @@ use crate::common;
 
 use std::path::Path;
 
-use churnclv::plan::{Plan, Request, Source};
-use churnclv::stages::train::{self, Tables};
-use churnclv::stages::{features, jobs};
-use churnclv::time::date_us;
 use common::bin;
 
 fn data(name: &str) -> String {
@@ -20,33 +16,18 @@ fn data(name: &str) -> String {
 }
 
 /// The job's stages called directly (no subprocess, nothing published: the numbers are the
-/// point): the plan, one scan for the four tables, training on them.
+/// point).
 #[test]
 fn full_cohort_with_the_literature_split() {
-    let plan = Plan::build(&Request {
-        source: Source::Events(data("cdnow_events.parquet")),
-        as_of: Some(("1998-07-01".into(), "--as-of")),
-        as_of_from_data: true,
-        horizon: Some("273d".into()),
-        ..Request::default()
-    })
-    .expect("plan");
-    let c = plan.cutoffs().expect("cutoffs");
-    let read = plan.read_options(date_us(c.as_of));
-    let scanned = features::scan(plan.events().expect("events"), &read, &jobs::tables(&c))
-        .expect("scan");
-    assert_eq!(scanned.stats.rows_read, 69_659);
-    assert_eq!(scanned.stats.rows_rejected, 0);
-    assert_eq!(scanned.table(3).len(), 23_570);
-    let [tv, t0, t1, latest] = [0, 1, 2, 3].map(|i| scanned.buyers_table(i));
-    let tables = Tables {
-        tune: Some(&tv),
-        train: Some(&t0),
-        validate: &t1,
-        latest: &latest,
-    };
-    let trained = train::train(&tables, c, &plan.config, None).expect("train");
-    let m = serde_json::to_value(trained.metrics("cdnow", None)).expect("metrics");
+    let job = common::in_process(
+        Path::new(&data("cdnow_events.parquet")),
+        "1998-07-01",
+        "273d",
+    );
+    assert_eq!(job.stats.rows_read, 69_659);
+    assert_eq!(job.stats.rows_rejected, 0);
+    assert_eq!(job.customers, 23_570);
+    let m = serde_json::to_value(job.trained.metrics("cdnow", None)).expect("metrics");
     // Everyone first bought in 1997-Q1, so nobody is in the population at t0 = 1997-01-01:
     // the evaluation falls back to a customer split of the calibration window.
     assert_eq!(m["evaluation"]["scheme"], "customer_split");

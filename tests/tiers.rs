@@ -29,15 +29,10 @@ fn dead_customers_are_won_back_not_rewarded_and_vips_are_the_top_clv() {
         .arg(&events)
         .assert()
         .success();
-    let out = dir.path().join("out");
-    bin()
-        .args(["run", "--quiet", "--as-of", "2025-12-31", "--events"])
-        .arg(&events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let scores = read(&out.join("as_of=2025-12-31/scores.parquet"));
+    // The stages in this process: the tiers are the point, not the command line.
+    let scores = [common::in_process(&events, "2025-12-31", "90d")
+        .scored
+        .table];
     let truth = read(&dir.path().join("events.truth.parquet"));
 
     let as_of = common::ts("2025-12-31", 0);

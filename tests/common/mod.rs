@@ -72,3 +72,57 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8
     }
     all
 }
+
+/// The job's stages in this process, up to the score table — what `run` computes before it
+/// publishes — for tests whose point is the numbers, not the command line.
+pub struct InProcess {
+    pub stats: churnclv::io::ScanStats,
+    /// Customers with any event before as-of.
+    pub customers: usize,
+    pub trained: churnclv::stages::train::Trained,
+    pub scored: churnclv::stages::score::Scored,
+}
+
+/// Plan, one scan for the four tables, training and scoring, as `run --events EVENTS --as-of
+/// AS_OF --horizon HORIZON` does with the default config.
+pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
+    use churnclv::plan::{Plan, Request, Source};
+    use churnclv::stages::{features, jobs, score, train};
+    let plan = Plan::build(&Request {
+        source: Source::Events(events.display().to_string()),
+        as_of: Some((as_of.into(), "--as-of")),
+        as_of_from_data: true,
+        horizon: Some(horizon.into()),
+        ..Request::default()
+    })
+    .expect("plan");
+    let c = plan.cutoffs().expect("cutoffs");
+    let read = plan.read_options(churnclv::time::date_us(c.as_of));
+    let scanned =
+        features::scan(plan.events().expect("events"), &read, &jobs::tables(&c)).expect("scan");
+    let [tv, t0, t1, buyers] = [0, 1, 2, 3].map(|i| scanned.buyers_table(i));
+    let tables = train::Tables {
+        tune: Some(&tv),
+        train: Some(&t0),
+        validate: &t1,
+        latest: &buyers,
+    };
+    let trained = train::train(&tables, c, &plan.config, None).expect("train");
+    let latest = scanned.table(3);
+    let scored = score::score(
+        &latest,
+        &trained.churn,
+        &trained.value,
+        c.horizon_days,
+        &plan.config.tiers,
+        &score::model_version("test"),
+        "test",
+    )
+    .expect("score");
+    InProcess {
+        stats: scanned.stats,
+        customers: latest.len(),
+        trained,
+        scored,
+    }
+}

@@ -107,7 +107,9 @@ impl Error {
                 _ => 1,
             },
             Error::Btyd(e) => match e {
-                BtydError::Empty | BtydError::InvalidCustomer { .. } | BtydError::InvalidOptions(_) => 2,
+                BtydError::Empty
+                | BtydError::InvalidCustomer { .. }
+                | BtydError::InvalidOptions(_) => 2,
                 _ => 1,
             },
             Error::Model(e) => match e {
@@ -164,7 +166,10 @@ mod tests {
         let e = e.err().map(|e| (e.exit_code(), error_line(&e)));
         assert_eq!(
             e,
-            Some((2, "--as-of: invalid date 'x': expected YYYY-MM-DD".to_string()))
+            Some((
+                2,
+                "--as-of: invalid date 'x': expected YYYY-MM-DD".to_string()
+            ))
         );
         let gate = Error::QualityGate("churn ROC-AUC 0.5 is below --min-auc 0.9".into());
         assert_eq!(gate.exit_code(), 3);
@@ -172,13 +177,13 @@ mod tests {
         assert_eq!(nested.err().map(|e| e.exit_code()), Some(3));
         assert_eq!(Error::Internal("x".into()).exit_code(), 1);
         assert_eq!(
-            Error::from(PublishError::NotOurs {
-                path: "d".into()
-            })
-            .exit_code(),
+            Error::from(PublishError::NotOurs { path: "d".into() }).exit_code(),
             2
         );
         assert_eq!(Error::from(BtydError::Empty).exit_code(), 2);
-        assert_eq!(Error::from(BtydError::InvalidParams("p".into())).exit_code(), 1);
+        assert_eq!(
+            Error::from(BtydError::InvalidParams("p".into())).exit_code(),
+            1
+        );
     }
 }

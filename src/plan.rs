@@ -228,9 +228,7 @@ impl Plan {
             (Inputs::Table(t, _), _) => Some(t.cutoff),
             (Inputs::Training(t), _) => Some(t.latest.cutoff),
             (_, Some((d, _))) => Some(d),
-            (Inputs::Events(set), None) if req.as_of_from_data => {
-                Some(latest_as_of(set, &config)?)
-            }
+            (Inputs::Events(set), None) if req.as_of_from_data => Some(latest_as_of(set, &config)?),
             _ => None,
         };
         // 6. Output folders.
@@ -413,11 +411,16 @@ fn read_training(
         .map(|p| read("--tune", p, 3))
         .transpose()?;
     // In the order of the tables' dates.
-    let files = [tune.as_ref(), train.as_ref(), Some(&validate), Some(&latest)]
-        .into_iter()
-        .flatten()
-        .map(|(_, entry)| entry.clone())
-        .collect();
+    let files = [
+        tune.as_ref(),
+        train.as_ref(),
+        Some(&validate),
+        Some(&latest),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(_, entry)| entry.clone())
+    .collect();
     Ok(Training {
         tune: tune.map(|t| t.0),
         train: train.map(|t| t.0),

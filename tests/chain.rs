@@ -140,9 +140,7 @@ fn the_stages_run_apart_from_files_give_the_run_scores() {
     let train_id = model["run_id"].as_str().expect("run_id").to_string();
     let run_id = strings(&ran, "run_id")[0].clone();
     let re_id = |s: &str| {
-        s.len() == 21
-            && s.starts_with("20251201-")
-            && s[9..].chars().all(|c| c.is_ascii_hexdigit())
+        s.len() == 21 && s.starts_with("20251201-") && s[9..].chars().all(|c| c.is_ascii_hexdigit())
     };
     assert!(re_id(&run_id) && re_id(&train_id), "{run_id} {train_id}");
     assert!(strings(&chained, "run_id")
@@ -159,7 +157,13 @@ fn the_stages_run_apart_from_files_give_the_run_scores() {
     // The fitted models and the training metrics are the run's; the as-of table is the run's
     // features.parquet byte for byte.
     let run_model = json(&run_dir.join("model.json"));
-    for key in ["churn", "value", "trained_on", "horizon_days", "scores_as_of"] {
+    for key in [
+        "churn",
+        "value",
+        "trained_on",
+        "horizon_days",
+        "scores_as_of",
+    ] {
         assert_eq!(model[key], run_model[key], "model.json {key}");
     }
     let (m, rm) = (
@@ -408,7 +412,11 @@ fn a_missing_mistyped_or_null_column_is_exit_2_naming_it() {
         foreign(&ours, &path, edit);
         let (code, stderr, published) = score(&path);
         let want = format!("churnclv: error: --features {}: {message}", path.display());
-        assert_eq!((code, stderr.as_str(), published), (Some(2), want.as_str(), false), "{name}");
+        assert_eq!(
+            (code, stderr.as_str(), published),
+            (Some(2), want.as_str(), false),
+            "{name}"
+        );
     }
 
     // A labelled table must have its label columns: train names the first one missing.
@@ -481,7 +489,14 @@ fn label_columns_are_the_windows_around_the_cutoff() {
     );
     let out = dir.path().join("t.parquet");
     bin()
-        .args(["--quiet", "features", "--as-of", "2025-10-01", "--label-horizon", "45"])
+        .args([
+            "--quiet",
+            "features",
+            "--as-of",
+            "2025-10-01",
+            "--label-horizon",
+            "45",
+        ])
         .arg("--events")
         .arg(&path)
         .arg("--out")
@@ -519,7 +534,11 @@ fn label_columns_are_the_windows_around_the_cutoff() {
         .key_value_metadata()
         .cloned()
         .unwrap_or_default();
-    let get = |k: &str| meta.iter().find(|kv| kv.key == k).and_then(|kv| kv.value.clone());
+    let get = |k: &str| {
+        meta.iter()
+            .find(|kv| kv.key == k)
+            .and_then(|kv| kv.value.clone())
+    };
     assert_eq!(get("churnclv.cutoff").as_deref(), Some("2025-10-01"));
     assert_eq!(get("churnclv.label_horizon_days").as_deref(), Some("45"));
     let schema = t.schema();

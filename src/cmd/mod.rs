@@ -192,4 +192,3 @@ pub fn init_logging(g: &GlobalArgs) {
             .try_init(),
     };
 }
-

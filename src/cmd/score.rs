@@ -19,7 +19,12 @@ use super::ReadingArgs;
 pub struct Args {
     /// Events: a Parquet file, a directory of *.parquet (searched recursively; hive-style
     /// key=value/ folders allowed), or a glob such as 'events/*.parquet'.
-    #[arg(long, value_name = "PATH", required_unless_present = "features", conflicts_with = "features")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "features",
+        conflicts_with = "features"
+    )]
     pub events: Option<String>,
     /// A feature table to score instead of events (the columns of docs/features.md; label
     /// columns, if any, are ignored). Its cutoff is the as-of date: from its

@@ -216,4 +216,3 @@ pub struct Counts {
     pub rows_used: u64,
     pub rows_rejected: u64,
 }
-

@@ -28,9 +28,9 @@
 
 pub mod btyd;
 pub mod features;
+pub mod jobs;
 pub mod metrics;
 pub mod publish;
-pub mod jobs;
 pub mod score;
 pub mod summary;
 pub mod train;

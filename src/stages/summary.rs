@@ -14,7 +14,12 @@ use crate::stages::train::Trained;
 
 /// The run's report page: the out-of-time evaluation of `trained`, the tiers and KPIs of
 /// `scored`, the counts.
-pub fn report_page(trained: &Trained, scored: &Scored, counts: &Counts, run_id: &str) -> Result<String> {
+pub fn report_page(
+    trained: &Trained,
+    scored: &Scored,
+    counts: &Counts,
+    run_id: &str,
+) -> Result<String> {
     let (e, b, churn) = (&trained.evaluation, &trained.btyd, &trained.churn);
     let c = &trained.cutoffs;
     let (p, recency, churned) = &e.eval_scores;
@@ -115,11 +120,7 @@ pub fn report_page(trained: &Trained, scored: &Scored, counts: &Counts, run_id: 
         ),
         (
             "total / mean predicted CLV".to_string(),
-            format!(
-                "{:.0} / {}",
-                k.total_clv,
-                fixed(k.mean_clv, 2)
-            ),
+            format!("{:.0} / {}", k.total_clv, fixed(k.mean_clv, 2)),
         ),
     ];
     for (stage, n) in &k.customers_by_lifecycle_stage {

@@ -26,8 +26,8 @@ use crate::labels::Cutoffs;
 use crate::models::churn::raw_matrix;
 use crate::models::spend::SpendModel;
 use crate::models::value::ValueModel;
-use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
 use crate::models::FORMAT_VERSION;
+use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
 use crate::stages::metrics::{
     auc_or_nan, AlphaSelection, BtydEvaluation, ChurnMetrics, ChurnScores, Counts, Evaluation,
     KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
@@ -118,11 +118,19 @@ pub fn train(
     };
     let validate = tables.get(At::Validate)?;
     let Some(eval) = population(validate.as_deref(), "validate")? else {
-        return Err(Error::Internal("training without a validation table".into()));
+        return Err(Error::Internal(
+            "training without a validation table".into(),
+        ));
     };
     let mut evaluation = {
         let train = tables.get(At::Train)?;
-        evaluate(population(train.as_deref(), "train")?.as_ref(), &eval, c, config, params)?
+        evaluate(
+            population(train.as_deref(), "train")?.as_ref(),
+            &eval,
+            c,
+            config,
+            params,
+        )?
     };
     evaluation.alpha_selection = Some(selection);
     tracing::info!(
@@ -169,11 +177,7 @@ pub fn train(
     let Some(latest) = tables.get(At::Latest)? else {
         return Err(Error::Internal("training without an as-of table".into()));
     };
-    let buyers: Vec<&Features> = latest
-        .rows
-        .iter()
-        .filter(|f| f.has_purchase())
-        .collect();
+    let buyers: Vec<&Features> = latest.rows.iter().filter(|f| f.has_purchase()).collect();
     let value =
         ValueModel::fit(&buyers, &config.btyd).context("BTYD model (history before as-of)")?;
     Ok(Trained {
@@ -188,7 +192,11 @@ pub fn train(
 impl Trained {
     /// `metrics.json`: the training sections, and with `scored` (the as-of table scored with
     /// these models, and the counts) the tiers, KPIs and counts.
-    pub fn metrics<'a>(&'a self, run_id: &str, scored: Option<(&'a Scored, Counts)>) -> Metrics<'a> {
+    pub fn metrics<'a>(
+        &'a self,
+        run_id: &str,
+        scored: Option<(&'a Scored, Counts)>,
+    ) -> Metrics<'a> {
         let e = &self.evaluation;
         Metrics {
             run_id: run_id.to_string(),
@@ -265,7 +273,10 @@ fn population<'a>(table: Option<&'a FeatureTable>, role: &str) -> Result<Option<
         .collect();
     Ok(Some(Population {
         rows: keep.iter().map(|&i| &table.rows[i]).collect(),
-        ids: keep.iter().map(|&i| table.customer_ids[i].as_ref()).collect(),
+        ids: keep
+            .iter()
+            .map(|&i| table.customer_ids[i].as_ref())
+            .collect(),
         labels: labels.select(&keep),
     }))
 }

@@ -64,7 +64,9 @@ pub enum FeatureTableError {
         found: DataType,
         expected: &'static str,
     },
-    #[error("{flag} {path}: column '{column}', row {row}: null, and the column does not allow nulls")]
+    #[error(
+        "{flag} {path}: column '{column}', row {row}: null, and the column does not allow nulls"
+    )]
     Null {
         flag: &'static str,
         path: PathBuf,
@@ -433,7 +435,8 @@ impl Collected {
         let ids = column("customer_id", Want::Text)?;
         let ids = ids.as_string::<i32>();
         let start = self.rows.len();
-        self.ids.extend(ids.iter().map(|s| Box::from(s.unwrap_or(""))));
+        self.ids
+            .extend(ids.iter().map(|s| Box::from(s.unwrap_or(""))));
         self.rows.resize(start + n, Features::default());
         let rows = &mut self.rows[start..];
         for ((name, c), (_, want)) in COLUMNS.iter().zip(&wanted[1..]) {
@@ -445,7 +448,10 @@ impl Collected {
                 }
                 Column::Real(_, set) => {
                     let a = column(name, *want)?;
-                    for (r, &v) in rows.iter_mut().zip(a.as_primitive::<Float64Type>().values()) {
+                    for (r, &v) in rows
+                        .iter_mut()
+                        .zip(a.as_primitive::<Float64Type>().values())
+                    {
                         set(r, v);
                     }
                 }

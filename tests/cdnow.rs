@@ -33,7 +33,7 @@ fn full_cohort_with_the_literature_split() {
         .arg(dir.path())
         .assert()
         .success();
-    let part = dir.path().join("as_of=1998-07-01");
+    let part = common::run_dir(dir.path(), "1998-07-01");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(part.join("metrics.json")).expect("metrics"))
             .expect("json");

@@ -37,7 +37,7 @@ fn dead_customers_are_won_back_not_rewarded_and_vips_are_the_top_clv() {
         .arg(&out)
         .assert()
         .success();
-    let scores = read(&out.join("as_of=2025-12-31/scores.parquet"));
+    let scores = read(&common::table_file(&out, "scores", "2025-12-31"));
     let truth = read(&dir.path().join("events.truth.parquet"));
 
     let as_of = common::ts("2025-12-31", 0);

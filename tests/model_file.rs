@@ -42,7 +42,7 @@ fn fixture() -> &'static Fixture {
             .arg(&out)
             .assert()
             .success();
-        let model_path = std::fs::read_dir(&out)
+        let model_path = std::fs::read_dir(out.join("runs"))
             .expect("run output")
             .filter_map(|e| e.ok())
             .map(|e| e.path().join("model.json"))

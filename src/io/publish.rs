@@ -225,8 +225,7 @@ impl RunLock {
     /// Creates the staging folder `DIR/<table>/.tmp-<run_id>/` for a partition that will
     /// become `DIR/<table>/<partition>`, with churnclv's marker written first (and the table
     /// folder, if it is new). Fails at once (before any heavy writing) if the table folder is
-    /// not a folder, or `DIR/<table>/<partition>` exists and is not churnclv's. Only the run
-    /// partition ([`RUNS`]) gets `_SUCCESS` when it is published.
+    /// not a folder, or `DIR/<table>/<partition>` exists and is not churnclv's.
     pub fn stage(
         &self,
         table: &str,
@@ -286,7 +285,6 @@ impl RunLock {
             dir,
             target,
             partition: partition.to_string(),
-            commit_marker: table == RUNS,
             published: false,
             _lock: self,
         };
@@ -324,8 +322,6 @@ pub struct Staging<'lock> {
     target: PathBuf,
     /// `<table>/<partition>`, for messages.
     partition: String,
-    /// Whether `_SUCCESS` is written into it before it is put in place (the run partition).
-    commit_marker: bool,
     /// Set once the new partition is in place: from then on, whatever is at `dir` is the
     /// partition it replaced.
     published: bool,
@@ -343,22 +339,12 @@ impl Staging<'_> {
         &self.target
     }
 
-    /// Writes `_SUCCESS` (run partition only), then puts the folder in place: renamed when the
-    /// partition is new, swapped in one step with the existing one otherwise (two renames
+    /// Puts the folder in place: renamed when the partition is new, swapped in one step with the existing one otherwise (two renames
     /// where the filesystem cannot swap). `may_stop`: whether a SIGTERM/SIGINT that has
     /// arrived still stops it (not once an earlier partition of the run is in place). Errors
     /// after the new partition is in place (removing the old one, syncing the folder) are
     /// logged warnings, not failures: the next run tidies up.
     fn publish_locked(&mut self, may_stop: bool) -> Result<PathBuf, PublishError> {
-        if may_stop {
-            self.check_stop()?;
-        }
-        if self.commit_marker {
-            write_synced(&self.dir.join(SUCCESS), b"")
-                .and_then(|()| sync_dir(&self.dir))
-                .map_err(io_err(&self.dir))?;
-            fault("publish-after-success").map_err(io_err(&self.dir))?;
-        }
         // The last moment to stop: the next step changes what readers see.
         if may_stop {
             self.check_stop()?;
@@ -465,8 +451,8 @@ impl Staging<'_> {
     }
 }
 
-/// Publishes a run: its table partitions in the order given, then the run partition (with
-/// `_SUCCESS`) last, as one critical section with the signal handler — a SIGTERM/SIGINT
+/// Publishes a run: writes `_SUCCESS` into the run partition's staging folder, then puts its
+/// table partitions in place in the order given, then the run partition last, as one critical section with the signal handler — a SIGTERM/SIGINT
 /// arriving before the first swap stops the publish (the previous run stays as it was), one
 /// arriving later waits for the end.
 ///
@@ -498,6 +484,13 @@ fn publish_all(
     obsolete: &[PathBuf],
     run: &mut Staging<'_>,
 ) -> Result<PathBuf, PublishError> {
+    run.check_stop()?;
+    // The run partition is complete before anything readers see changes.
+    write_synced(&run.dir.join(SUCCESS), b"")
+        .and_then(|()| sync_dir(&run.dir))
+        .map_err(io_err(&run.dir))?;
+    fault("publish-after-success").map_err(io_err(&run.dir))?;
+    // The last moment to stop with the previous run untouched.
     run.check_stop()?;
     let previous = run.target.join(SUCCESS);
     let retracted = retract(&run.target).map_err(io_err(&previous))?;

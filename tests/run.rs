@@ -407,11 +407,31 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(rows["rejected_by_reason"]["non_finite_amount"], 1);
     for o in man["outputs"].as_array().expect("outputs") {
         let name = o["file"].as_str().expect("file");
-        let bytes = std::fs::read(part.join(name)).expect("output");
+        // Paths relative to DIR.
+        let bytes = std::fs::read(out.join(name)).expect("output");
         assert_eq!(o["bytes"].as_u64(), Some(bytes.len() as u64), "{name}");
         assert_eq!(o["sha256"].as_str().map(str::len), Some(64));
     }
-    let (_, rejects) = read_parquet(&part.join("rejects.parquet"));
+    let listed: Vec<&str> = man["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .map(|o| o["file"].as_str().expect("file"))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "scores/as_of=2024-02-05/scores.parquet",
+            "features/as_of=2024-02-05/features.parquet",
+            "rejects/as_of=2024-02-05/rejects.parquet",
+            "runs/as_of=2024-02-05/metrics.json",
+            "runs/as_of=2024-02-05/model.json",
+            "runs/as_of=2024-02-05/report.html",
+        ]
+    );
+    let tables: Vec<&String> = man["schema"].as_object().expect("schema").keys().collect();
+    assert_eq!(tables, ["features", "rejects", "scores"]);
+    let (_, rejects) = read_parquet(&common::table_file(&out, "rejects", "2024-02-05"));
     assert_eq!(rejects.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     let reasons: Vec<&str> = (0..2)
         .map(|i| rejects[0].column(2).as_string::<i32>().value(i))

@@ -884,22 +884,35 @@ fn recovery_removes_only_folders_churnclv_can_prove_it_made() {
             "restored scores/as_of=2024-01-01 from scores/.old.as_of=2024-01-01: an interrupted run had moved it aside",
         ]
     );
-    assert!(out.join("as_of=2024-01-01/_SUCCESS").is_file());
-    assert!(out.join("as_of=2023-12-01/manifest.json").is_file());
+    assert!(out.join("scores/as_of=2024-01-01/_SUCCESS").is_file());
+    assert!(out.join("scores/as_of=2023-12-01/manifest.json").is_file());
     assert!(out
         .join("scores/as_of=2024-04-01/.churnclv-partition")
         .is_file());
     assert_eq!(snapshot(out), foreign);
-    let mut left: Vec<String> = std::fs::read_dir(out)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+    let ls = |dir: &Path| {
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        left
+    };
+    let top: Vec<String> = ls(out)
+        .into_iter()
         .filter(|n| !FOREIGN.contains(&n.as_str()))
         .collect();
-    left.sort();
+    assert_eq!(
+        top,
+        [".churnclv.lock", "features", "rejects", "runs", "scores"]
+    );
+    let left: Vec<String> = ls(&out.join("scores"))
+        .into_iter()
+        .filter(|n| !FOREIGN.contains(&format!("scores/{n}").as_str()))
+        .collect();
     assert_eq!(
         left,
         [
-            ".churnclv.lock",
             ".old.as_of=2023-11-01",
             ".tmp-empty",
             ".tmp-link-to-a-partition",

@@ -399,7 +399,12 @@ impl Staging<'_> {
     /// old partition as `.old.<partition>` (marked), which the next run puts back.
     fn replace_in_two_renames(&mut self, why: std::io::Error) -> Result<(), PublishError> {
         let parent = self.target.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let aside = parent.join(format!("{ASIDE_PREFIX}{}", self.partition));
+        let name = self
+            .target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let aside = parent.join(format!("{ASIDE_PREFIX}{name}"));
         tracing::warn!(
             stage = "publish",
             "{}: this filesystem cannot swap two folders in one step ({why}); replacing the partition with two renames instead: it is absent for a moment, and kept as {} until the new one is in place",

@@ -33,7 +33,9 @@ DUCKDB_TYPES = {"Utf8": "VARCHAR", "Date32": "DATE", "Float64": "DOUBLE", "Int64
 # How to mount one table folder as one dataset. These are the reads docs/operations.md gives
 # ("Loading the tables"): the folder's `as_of=` value is a date, not text; `as_of` is in the
 # path only (no file column of that name).
-DUCKDB_READ = ("read_parquet('{dir}/{table}/*/*.parquet', hive_partitioning = true, "
+# DuckDB's `*` also matches names starting with a dot (a staging folder a killed run left):
+# `as_of=*` matches partitions only.
+DUCKDB_READ = ("read_parquet('{dir}/{table}/as_of=*/*.parquet', hive_partitioning = true, "
                "hive_types = {{'as_of': DATE}})")
 PYARROW_PARTITIONING = ds.partitioning(pa.schema([("as_of", pa.date32())]), flavor="hive")
 

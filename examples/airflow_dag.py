@@ -22,13 +22,14 @@ from airflow import DAG
 from airflow.decorators import task
 from airflow.exceptions import AirflowException, AirflowFailException
 
-OUT = "/data/scores"
+OUT = "/data/churnclv"
 AS_OF = "{{ data_interval_end | ds }}"
 COMMAND = (
     "churnclv --log-format json run --events /data/events/ --out " + OUT + " "
     "--as-of " + AS_OF + " --config /etc/churnclv/churnclv.toml --min-auc 0.70"
 )
-SUCCESS_FILE = OUT + "/as_of=" + AS_OF + "/_SUCCESS"
+# The run's commit marker: written last, once every table partition of the run is in place.
+SUCCESS_FILE = OUT + "/runs/as_of=" + AS_OF + "/_SUCCESS"
 
 # Exit codes that no retry can fix: fail the task without retrying.
 NO_RETRY = {

@@ -3,7 +3,7 @@
 1. Its command renders `--as-of` to the END of the data interval: for the run of 2026-11-30
    02:30 UTC (Airflow 2's cron interval [2026-11-29 02:30, 2026-11-30 02:30), or Airflow 3's
    trigger interval [2026-11-30 02:30, 2026-11-30 02:30]) it must say `--as-of 2026-11-30`,
-   and the partition check must look in as_of=2026-11-30.
+   and the partition check must look at runs/as_of=2026-11-30/_SUCCESS.
 2. Its exit-code rules: 2 and 3 fail without retry (AirflowFailException), 1, other codes and
    signals are retried (AirflowException), 0 succeeds — run for real with child processes
    that exit so.
@@ -159,7 +159,7 @@ def main():
         expect(f"--as-of {WANT_AS_OF} " in command,
                f"{interval[0]}: rendered command {command!r} lacks --as-of {WANT_AS_OF}")
         (success,) = render(module, "check_partition", interval)
-        expect(success == f"/data/scores/as_of={WANT_AS_OF}/_SUCCESS",
+        expect(success == f"/data/churnclv/runs/as_of={WANT_AS_OF}/_SUCCESS",
                f"{interval[0]}: partition check looks at {success!r}")
 
     # Exit codes → retry or not, with real child processes.

@@ -1,14 +1,15 @@
-"""`make test`, warehouse step: publish two as-of partitions into one output folder and load
-them the way a warehouse does — DuckDB and pyarrow, hive partition discovery over DIR — then
+"""`make test`, warehouse step: publish two as-of runs into one output folder and mount each
+table folder (`DIR/scores`, `DIR/features`, `DIR/rejects`) the way a warehouse does — one
+hive-partitioned dataset per table, `as_of` from the path, in DuckDB and in pyarrow — then
 check every column's name, order, type and nullability against the tables of docs/schema.md
 and docs/features.md (parsed here, so the docs and this check cannot drift apart), and the
-rows per partition against each partition's manifest.json.
+rows per as_of against each run's manifest.json (`DIR/runs/as_of=D/`, read only once that
+run's `_SUCCESS` is there, as a loader waits for it).
 
 Run by `make test` with the pinned venv of scripts/requirements-check.txt; exits non-zero on
 any failure (every failure is listed). Usage: load_check.py BINARY
 """
 import datetime as dt
-import glob
 import json
 import os
 import re
@@ -29,18 +30,21 @@ TABLES = ["scores", "features", "rejects"]
 PYARROW_TYPES = {"Utf8": "string", "Date32": "date32[day]", "Float64": "double", "Int64": "int64"}
 DUCKDB_TYPES = {"Utf8": "VARCHAR", "Date32": "DATE", "Float64": "DOUBLE", "Int64": "BIGINT"}
 
-# How to read every partition of one table. These are the settings docs/operations.md gives
-# ("Loading a partition"): the folder's `as_of=` value is a date, not text.
-DUCKDB_READ = ("read_parquet('{dir}/as_of=*/{table}.parquet', hive_partitioning = true, "
+# How to mount one table folder as one dataset. These are the reads docs/operations.md gives
+# ("Loading the tables"): the folder's `as_of=` value is a date, not text; `as_of` is in the
+# path only (no file column of that name).
+# DuckDB's `*` also matches names starting with a dot (a staging folder a killed run left):
+# `as_of=*` matches partitions only.
+DUCKDB_READ = ("read_parquet('{dir}/{table}/as_of=*/*.parquet', hive_partitioning = true, "
                "hive_types = {{'as_of': DATE}})")
 PYARROW_PARTITIONING = ds.partitioning(pa.schema([("as_of", pa.date32())]), flavor="hive")
 
 
 def pyarrow_read(out_dir, table):
-    """The documented pyarrow read: the table's files, hive partitions typed explicitly."""
-    files = sorted(glob.glob(os.path.join(out_dir, "as_of=*", f"{table}.parquet")))
-    dataset = ds.dataset(files, format="parquet", partitioning=PYARROW_PARTITIONING,
-                         partition_base_dir=out_dir)
+    """The documented pyarrow read: the table folder itself, hive partitions typed as dates
+    (pyarrow skips the `.`/`_`-prefixed entries: markers, staging folders)."""
+    dataset = ds.dataset(os.path.join(out_dir, table), format="parquet",
+                         partitioning=PYARROW_PARTITIONING)
     return dataset.to_table()
 
 
@@ -111,10 +115,11 @@ def publish(binary, work):
     for as_of in AS_OFS:
         subprocess.run([binary, "--quiet", "run", "--events", events, "--out", out,
                         "--as-of", as_of], check=True, stdout=subprocess.DEVNULL)
-    # What a killed run can leave behind: a staging folder. The documented reads skip it.
-    os.makedirs(os.path.join(out, ".tmp-killed"))
+    # What a killed run can leave behind: a staging folder in each table folder, with half a
+    # file. The documented reads skip it (its name starts with a dot).
     for table in TABLES:
-        with open(os.path.join(out, ".tmp-killed", f"{table}.parquet"), "wb") as f:
+        os.makedirs(os.path.join(out, table, ".tmp-killed"))
+        with open(os.path.join(out, table, ".tmp-killed", f"{table}.parquet"), "wb") as f:
             f.write(b"PAR1 half a file")
     return out, bad
 
@@ -129,23 +134,34 @@ def check(binary):
 
     with tempfile.TemporaryDirectory() as work:
         out, bad = publish(binary, work)
-        manifests = {a: json.load(open(os.path.join(out, f"as_of={a}", "manifest.json")))
+        # A loader waits for the run's commit marker, then trusts its manifest.
+        for a in AS_OFS:
+            expect(os.path.isfile(os.path.join(out, "runs", f"as_of={a}", "_SUCCESS")),
+                   f"runs/as_of={a}/_SUCCESS missing")
+        expect(sorted(e for e in os.listdir(out) if not e.startswith(".")) ==
+               sorted(TABLES + ["runs"]), f"DIR holds {sorted(os.listdir(out))}")
+        manifests = {a: json.load(open(os.path.join(out, "runs", f"as_of={a}",
+                                                    "manifest.json")))
                      for a in AS_OFS}
         summary = []
         con = duckdb.connect()
         for table in TABLES:
             doc = contract[table]
             names = [n for n, _, _ in doc]
-            # Files without an as_of column get it from the folder, as the last column.
-            loaded_names = names if "as_of" in names else names + ["as_of"]
+            # `as_of` is in the path only: no file has the column; the readers add it from
+            # the folder, as the last column.
+            expect("as_of" not in names, f"{table}: docs list as_of as a file column")
+            loaded_names = names + ["as_of"]
             want_rows = {a: next(o["rows"] for o in manifests[a]["outputs"]
-                                 if o["file"] == f"{table}.parquet") for a in AS_OFS}
+                                 if o["file"] == f"{table}/as_of={a}/{table}.parquet")
+                         for a in AS_OFS}
             for a in AS_OFS:
                 schema = [(c["name"], c["type"], c["nullable"])
-                          for c in manifests[a]["schema"][f"{table}.parquet"]]
+                          for c in manifests[a]["schema"][table]]
                 expect(schema == doc, f"{table}: manifest schema of {a} differs from the docs: "
                                       f"{sorted(set(schema) ^ set(doc))}")
-                file_schema = pq.read_schema(os.path.join(out, f"as_of={a}", f"{table}.parquet"))
+                file_schema = pq.ParquetFile(os.path.join(out, table, f"as_of={a}",
+                                                          f"{table}.parquet")).schema_arrow
                 got = [(f.name, str(f.type), f.nullable) for f in file_schema]
                 want = [(n, PYARROW_TYPES[k], nl) for n, k, nl in doc]
                 expect(got == want, f"{table} ({a}): file schema differs from the docs: "
@@ -158,15 +174,14 @@ def check(binary):
             try:
                 t = pyarrow_read(out, table)
                 got = [(f.name, str(f.type)) for f in t.schema]
-                want = [(n, PYARROW_TYPES[k]) for n, k, _ in doc]
-                if "as_of" not in names:
-                    want.append(("as_of", "date32[day]"))
+                want = [(n, PYARROW_TYPES[k]) for n, k, _ in doc] + [("as_of", "date32[day]")]
                 expect(got == want, f"pyarrow {table}: columns/types {got} != documented {want}")
                 counts = dict(zip(*[c.to_pylist() for c in
                                     t.group_by("as_of").aggregate([("as_of", "count")])
                                     .select(["as_of", "as_of_count"]).columns]))
                 counts = {str(k): v for k, v in counts.items()}
-                expect(counts == {a: n for a, n in want_rows.items() if n},
+                expect(counts == {a: n for a, n in want_rows.items() if n}
+                       and len(counts) == len(AS_OFS),
                        f"pyarrow {table}: rows per as_of {counts} != manifests {want_rows}")
                 for n, _, nullable in doc:
                     if not nullable:
@@ -179,14 +194,13 @@ def check(binary):
             try:
                 rel = con.sql(f"SELECT * FROM {DUCKDB_READ.format(dir=out, table=table)}")
                 got = list(zip(rel.columns, map(str, rel.types)))
-                want = [(n, DUCKDB_TYPES[k]) for n, k, _ in doc]
-                if "as_of" not in names:
-                    want.append(("as_of", "DATE"))
+                want = [(n, DUCKDB_TYPES[k]) for n, k, _ in doc] + [("as_of", "DATE")]
                 expect(got == want, f"duckdb {table}: columns/types {got} != documented {want}")
                 counts = {str(a): n for a, n in con.sql(
                     f"SELECT as_of, count(*) FROM {DUCKDB_READ.format(dir=out, table=table)} "
                     "GROUP BY as_of").fetchall()}
-                expect(counts == {a: n for a, n in want_rows.items() if n},
+                expect(counts == {a: n for a, n in want_rows.items() if n}
+                       and len(counts) == len(AS_OFS),
                        f"duckdb {table}: rows per as_of {counts} != manifests {want_rows}")
                 not_null = [n for n, _, nullable in doc if not nullable]
                 nulls = con.sql("SELECT " + ", ".join(f'count(*) FILTER (WHERE "{n}" IS NULL)'
@@ -209,8 +223,9 @@ def main():
         print(f"load check: FAILED: {f}", file=sys.stderr)
     if failures:
         sys.exit(1)
-    print(f"load check: DuckDB {duckdb.__version__} and pyarrow {pa.__version__} loaded "
-          f"{len(AS_OFS)} partitions with hive discovery as documented: " + "; ".join(summary))
+    print(f"load check: DuckDB {duckdb.__version__} and pyarrow {pa.__version__} mounted each "
+          f"table folder over {len(AS_OFS)} as-of partitions as documented: "
+          + "; ".join(summary))
 
 
 if __name__ == "__main__":

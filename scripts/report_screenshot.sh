@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders a run's report.html in headless Chromium (Debian package `chromium`), checks that the
 # page parses with its five charts, and writes a PNG screenshot.
-#   scripts/report_screenshot.sh out/as_of=YYYY-MM-DD/report.html docs/report.png
+#   scripts/report_screenshot.sh out/runs/as_of=YYYY-MM-DD/report.html docs/report.png
 set -euo pipefail
 page=$(realpath "$1")
 png=${2:-report.png}

@@ -29,13 +29,15 @@ use rand::{Rng, SeedableRng};
 
 const AS_OF: &str = "2024-06-01";
 
-/// An output folder holding a previous good partition for [`AS_OF`].
+/// An output folder holding a previous good run for [`AS_OF`].
 fn previous_output(dir: &Path) -> PathBuf {
     let out = dir.join("out");
-    let part = out.join(format!("as_of={AS_OF}"));
-    std::fs::create_dir_all(&part).expect("mkdir");
-    std::fs::write(part.join("scores.parquet"), b"previous good scores").expect("write");
-    std::fs::write(part.join("_SUCCESS"), b"").expect("write");
+    let scores = common::table(&out, "scores", AS_OF);
+    std::fs::create_dir_all(&scores).expect("mkdir");
+    std::fs::write(scores.join("scores.parquet"), b"previous good scores").expect("write");
+    let run = common::run_dir(&out, AS_OF);
+    std::fs::create_dir_all(&run).expect("mkdir");
+    std::fs::write(run.join("_SUCCESS"), b"").expect("write");
     out
 }
 
@@ -303,9 +305,9 @@ fn read(path: &Path) -> Vec<RecordBatch> {
 }
 
 /// (customer_id, reason) of every row of rejects.parquet.
-fn rejects(part: &Path) -> Vec<(Option<String>, String)> {
+fn rejects(part: &Published) -> Vec<(Option<String>, String)> {
     let mut rows = Vec::new();
-    for b in read(&part.join("rejects.parquet")) {
+    for b in read(&part.file("rejects")) {
         let id = b
             .column_by_name("customer_id")
             .expect("id")
@@ -324,8 +326,21 @@ fn rejects(part: &Path) -> Vec<(Option<String>, String)> {
     rows
 }
 
-/// Runs the job on `events` (expects success) and returns the partition and its manifest.
-fn run_ok(dir: &Path, events: &Path, extra: &[&str]) -> (PathBuf, serde_json::Value) {
+/// A published run: its output folder and as-of.
+struct Published {
+    out: PathBuf,
+    as_of: String,
+}
+
+impl Published {
+    /// The file of a table of the run.
+    fn file(&self, table: &str) -> PathBuf {
+        common::table_file(&self.out, table, &self.as_of)
+    }
+}
+
+/// Runs the job on `events` (expects success) and returns the run and its manifest.
+fn run_ok(dir: &Path, events: &Path, extra: &[&str]) -> (Published, serde_json::Value) {
     let out = dir.join("out");
     let o = bin()
         .args(["run", "--quiet", "--events"])
@@ -341,20 +356,18 @@ fn run_ok(dir: &Path, events: &Path, extra: &[&str]) -> (PathBuf, serde_json::Va
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let part = std::fs::read_dir(&out)
-        .expect("out")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("as_of="))
-        .expect("partition")
-        .path();
-    let m = serde_json::from_slice(&std::fs::read(part.join("manifest.json")).expect("manifest"))
-        .expect("json");
-    (part, m)
+    let runs = common::partitions(&out, "runs");
+    let as_of = runs[0].strip_prefix("as_of=").expect("as_of=").to_string();
+    let m = serde_json::from_slice(
+        &std::fs::read(common::run_dir(&out, &as_of).join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    (Published { out, as_of }, m)
 }
 
 /// Every float of scores.parquet is finite or null.
-fn scores_finite(part: &Path) {
-    for b in read(&part.join("scores.parquet")) {
+fn scores_finite(part: &Published) {
+    for b in read(&part.file("scores")) {
         for (f, c) in b.schema().fields().iter().zip(b.columns()) {
             if let Some(a) = c.as_primitive_opt::<Float64Type>() {
                 assert!(
@@ -549,7 +562,7 @@ fn timestamps_at_the_edges_of_their_unit() {
     }
     // The two valid early rows are scored customers.
     let mut ids = Vec::new();
-    for b in read(&part.join("scores.parquet")) {
+    for b in read(&part.file("scores")) {
         let c = b
             .column_by_name("customer_id")
             .expect("id")
@@ -669,7 +682,7 @@ fn null_blank_and_control_character_ids() {
         ]
     );
     let mut scored = Vec::new();
-    for b in read(&part.join("scores.parquet")) {
+    for b in read(&part.file("scores")) {
         let c = b
             .column_by_name("customer_id")
             .expect("id")

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
 use common::{bin, ts, write};
 
-/// An output folder holding a previous good partition for the as-of date used below.
+/// An output folder holding a previous good run for the as-of date used below.
 fn previous_output(dir: &Path) -> PathBuf {
     let out = dir.join("out");
-    let part = out.join("as_of=2024-06-01");
+    let part = common::table(&out, "scores", "2024-06-01");
     std::fs::create_dir_all(&part).expect("mkdir");
     std::fs::write(part.join("scores.parquet"), b"previous good scores").expect("write");
-    std::fs::write(part.join("_SUCCESS"), b"").expect("write");
+    let run = common::run_dir(&out, "2024-06-01");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    std::fs::write(run.join("_SUCCESS"), b"").expect("write");
     out
 }
 
@@ -38,22 +40,30 @@ fn assert_rejected(dir: &Path, events: &str, message: &str) {
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert_eq!(stderr, format!("churnclv: error: {message}\n"));
-    let part = out.join("as_of=2024-06-01");
     assert_eq!(
-        std::fs::read(part.join("scores.parquet")).expect("kept"),
+        std::fs::read(common::table_file(&out, "scores", "2024-06-01")).expect("kept"),
         b"previous good scores"
     );
     // The lock file stays by design (docs/operations.md); nothing else may be left.
-    let names: Vec<String> = std::fs::read_dir(&out)
+    let mut names: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n != ".churnclv.lock")
         .collect();
-    assert_eq!(
-        names,
-        vec!["as_of=2024-06-01".to_string()],
-        "no temporary folder left"
-    );
+    names.sort();
+    assert_eq!(names, ["runs", "scores"], "no table folder added");
+    for table in names {
+        assert_eq!(
+            common::partitions(&out, &table),
+            ["as_of=2024-06-01"],
+            "no temporary folder left in {table}"
+        );
+        assert_eq!(
+            std::fs::read_dir(out.join(&table)).expect("ls").count(),
+            1,
+            "no temporary folder left in {table}"
+        );
+    }
 }
 
 fn good_columns() -> Vec<(&'static str, ArrayRef)> {

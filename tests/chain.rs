@@ -85,7 +85,7 @@ fn the_stages_run_apart_from_files_give_the_run_scores() {
         .arg(&out)
         .assert()
         .success();
-    let run_dir = out.join(format!("as_of={AS_OF}"));
+    let run_dir = common::run_dir(&out, AS_OF);
 
     // The chain: four tables, train from them alone, score the as-of table.
     let t = |name: &str| dir.path().join(format!("{name}.parquet"));
@@ -119,8 +119,8 @@ fn the_stages_run_apart_from_files_give_the_run_scores() {
         .success();
 
     // Every column but the two that name the runs, value for value.
-    let ran = read(&run_dir.join("scores.parquet"));
-    let chained = read(&scored.join(format!("as_of={AS_OF}")).join("scores.parquet"));
+    let ran = read(&common::table_file(&out, "scores", AS_OF));
+    let chained = read(&common::table_file(&scored, "scores", AS_OF));
     assert_eq!(ran.schema(), chained.schema());
     assert_eq!(ran.num_rows(), chained.num_rows());
     assert!(ran.num_rows() > 2000, "{} rows", ran.num_rows());
@@ -178,7 +178,7 @@ fn the_stages_run_apart_from_files_give_the_run_scores() {
     }
     assert_eq!(
         std::fs::read(t("asof")).expect("features"),
-        std::fs::read(run_dir.join("features.parquet")).expect("features")
+        std::fs::read(common::table_file(&out, "features", AS_OF)).expect("features")
     );
 }
 
@@ -331,7 +331,7 @@ fn a_missing_mistyped_or_null_column_is_exit_2_naming_it() {
         .arg(&out)
         .assert()
         .success();
-    let model = out.join(format!("as_of={AS_OF}")).join("model.json");
+    let model = common::run_dir(&out, AS_OF).join("model.json");
     let ours = dir.path().join("ours.parquet");
     features(&events, AS_OF, false, &ours);
     let score = |table: &Path| {
@@ -348,7 +348,7 @@ fn a_missing_mistyped_or_null_column_is_exit_2_naming_it() {
             .output()
             .expect("run");
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        let published = scored.join(format!("as_of={AS_OF}")).exists();
+        let published = common::published_any(&scored);
         (output.status.code(), stderr, published)
     };
     // Accepted as it is (cutoff from --as-of): the same scores as the run's.

@@ -74,12 +74,7 @@ fn run(dir: &Path, events: &Path, args: &[&str]) -> Outcome {
 }
 
 fn published(o: &Outcome) -> bool {
-    std::fs::read_dir(&o.out)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("as_of="))
-        })
-        .unwrap_or(false)
+    common::published_any(&o.out)
 }
 
 fn failed(o: &Outcome, code: i32, message: &str) {
@@ -95,12 +90,8 @@ fn failed(o: &Outcome, code: i32, message: &str) {
 
 fn rejected(o: &Outcome, reason: &str, n: u64) {
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let part = std::fs::read_dir(&o.out)
-        .expect("out")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("as_of="))
-        .expect("partition")
-        .path();
+    let runs = common::partitions(&o.out, "runs");
+    let part = o.out.join("runs").join(&runs[0]);
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(part.join("manifest.json")).expect("manifest"))
             .expect("json");
@@ -151,7 +142,8 @@ fn unknown_event_types_are_counted_as_other() {
     let o = run(dir.path(), &events, &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(o.out.join("as_of=2025-12-31/manifest.json")).expect("manifest"),
+        &std::fs::read(common::run_dir(&o.out, "2025-12-31").join("manifest.json"))
+            .expect("manifest"),
     )
     .expect("json");
     assert_eq!(m["rows"]["unknown_event_types"]["wishlist_add"], 1);

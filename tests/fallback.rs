@@ -62,7 +62,7 @@ fn a_failed_fit_is_refitted_penalised_logged_and_recorded() {
         "{}",
         warned[1]
     );
-    let part = out.join("as_of=2025-12-31");
+    let part = common::run_dir(&out, "2025-12-31");
     let m = json(&part.join("metrics.json"));
     let btyd = &m["value"]["btyd"];
     let fit = &btyd["fit"];
@@ -131,5 +131,5 @@ fn when_every_model_fails_the_error_lists_each_attempt_in_order() {
     .map(|s| line.find(s).unwrap_or_else(|| panic!("{s} in {line}")))
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{line}");
-    assert!(!out.join("as_of=2025-12-31").exists(), "nothing published");
+    assert!(!common::published_any(&out), "nothing published");
 }

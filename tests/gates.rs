@@ -84,8 +84,8 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 /// (reason, event_time) of every row of rejects.parquet.
-fn rejects(part: &Path) -> Vec<(String, String)> {
-    let f = std::fs::File::open(part.join("rejects.parquet")).expect("rejects");
+fn rejects(file: &Path) -> Vec<(String, String)> {
+    let f = std::fs::File::open(file).expect("rejects");
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
         .expect("parquet")
         .build()
@@ -102,17 +102,9 @@ fn rejects(part: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// The runs published in `out` (`as_of=…` folders of `out/runs`).
 fn partitions(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("as_of="))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    common::partitions(out, "runs")
 }
 
 #[test]
@@ -131,13 +123,13 @@ fn a_row_years_ahead_is_rejected_and_does_not_move_the_default_as_of() {
     let r = churnclv(&["run"], &events, Some(&out));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(partitions(&out), ["as_of=2025-12-31"]);
-    let part = out.join("as_of=2025-12-31");
+    let part = common::run_dir(&out, "2025-12-31");
     let m = json(&part.join("manifest.json"));
     assert_eq!(m["rows"]["rows_read"], rows + 2);
     assert_eq!(m["rows"]["rows_rejected"], 2);
     assert_eq!(m["rows"]["rejected_by_reason"]["future_event"], 2);
     assert_eq!(
-        rejects(&part),
+        rejects(&common::table_file(&out, "rejects", "2025-12-31")),
         [
             (
                 "future_event".to_string(),
@@ -150,8 +142,8 @@ fn a_row_years_ahead_is_rejected_and_does_not_move_the_default_as_of() {
         ]
     );
     // The same features as without the two rows.
-    let a = std::fs::read(clean.join("as_of=2025-12-31/features.parquet")).expect("clean");
-    let b = std::fs::read(part.join("features.parquet")).expect("features");
+    let a = std::fs::read(common::table_file(&clean, "features", "2025-12-31")).expect("clean");
+    let b = std::fs::read(common::table_file(&out, "features", "2025-12-31")).expect("features");
     assert!(a == b, "features.parquet differs");
 }
 
@@ -163,7 +155,7 @@ fn a_backfill_counts_rows_after_as_of_and_rejects_only_implausible_ones() {
     let out = dir.path().join("out");
     let r = churnclv(&["run", "--as-of", "2025-10-01"], &events, Some(&out));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let part = out.join("as_of=2025-10-01");
+    let part = common::run_dir(&out, "2025-10-01");
     let m = json(&part.join("manifest.json"));
     let by = &m["rows"]["rejected_by_reason"];
     assert_eq!(by["future_event"], 1);
@@ -176,7 +168,7 @@ fn a_backfill_counts_rows_after_as_of_and_rejects_only_implausible_ones() {
     );
     // Only the implausible row is copied.
     assert_eq!(
-        rejects(&part),
+        rejects(&common::table_file(&out, "rejects", "2025-10-01")),
         [(
             "future_event".to_string(),
             "2100-01-01T00:00:00Z".to_string()
@@ -259,7 +251,7 @@ fn too_many_unusable_rows_stop_the_run_with_exit_3() {
         let r = churnclv(cmd, &events, Some(&out));
         assert_eq!(r.code, 3, "{cmd:?}: {}", r.stderr);
         assert_eq!(r.stderr.trim_end(), expected, "{cmd:?}");
-        assert!(partitions(&out).is_empty(), "{cmd:?}: nothing published");
+        assert!(!common::published_any(&out), "{cmd:?}: nothing published");
     }
     let r = churnclv(&["validate"], &events, None);
     assert_eq!(r.code, 3, "{}", r.stderr);
@@ -273,7 +265,7 @@ fn too_many_unusable_rows_stop_the_run_with_exit_3() {
         Some(&out),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let m = json(&out.join("as_of=2025-12-31/manifest.json"));
+    let m = json(&common::run_dir(&out, "2025-12-31").join("manifest.json"));
     assert_eq!(m["rows"]["rejected_by_reason"]["null_customer_id"], bad);
     assert_eq!(m["rows"]["rejected_by_reason"]["future_event"], 5);
     assert_eq!(m["config"]["validation"]["max_reject_share"], 0.5);

@@ -170,7 +170,7 @@ fn the_make_run_sample_fills_every_tier_and_lifecycle_stage() {
         .assert()
         .success();
     // Default as-of: the day after the last event, the end of the generated period.
-    let f = std::fs::File::open(out.join("as_of=2025-12-31/scores.parquet")).expect("scores");
+    let f = std::fs::File::open(common::table_file(&out, "scores", "2025-12-31")).expect("scores");
     let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
     let mut stages: BTreeMap<String, usize> = BTreeMap::new();
     let mut nurture_stages: BTreeMap<String, usize> = BTreeMap::new();

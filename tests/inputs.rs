@@ -41,7 +41,7 @@ fn run(cwd: &Path, spec: &str, out: &Path, extra: &[&str]) -> Run {
         .args(extra)
         .output()
         .expect("run");
-    let manifest = std::fs::read(out.join("as_of=2025-12-31/manifest.json"))
+    let manifest = std::fs::read(common::run_dir(&out, "2025-12-31").join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);

@@ -9,40 +9,35 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::bin;
-use sha2::{Digest, Sha256};
 
-/// The partition is complete: `_SUCCESS`, and every output listed in its manifest with the
-/// recorded size and checksum.
-fn assert_complete(part: &Path) {
-    assert!(
-        part.join("_SUCCESS").exists(),
-        "{} has no _SUCCESS",
-        part.display()
+/// The run is complete (`_SUCCESS`, every output listed in its manifest with the recorded
+/// size and checksum), or, killed between two table swaps, uncommitted with each table
+/// partition complete. Returns the run's metrics when it is committed.
+fn assert_complete(out: &Path) -> Option<Vec<u8>> {
+    let run = common::check_run(out, AS_OF);
+    if let Some((files, _)) = &run {
+        assert_eq!(files.len(), 6, "{files:?}");
+    }
+    run.map(|(_, metrics)| metrics)
+}
+
+/// Only the four table folders, each with the one partition (hidden staging folders aside).
+fn visible_ok(out: &Path, context: &str) {
+    assert_eq!(
+        common::visible(out),
+        ["features", "rejects", "runs", "scores"],
+        "{context}"
     );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(part.join("manifest.json")).expect("manifest"))
-            .expect("json");
-    let outputs = manifest["outputs"].as_array().expect("outputs");
-    assert_eq!(outputs.len(), 6);
-    for o in outputs {
-        let bytes = std::fs::read(part.join(o["file"].as_str().expect("file"))).expect("output");
-        let hex: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(o["sha256"].as_str(), Some(hex.as_str()), "{}", o["file"]);
+    for t in ["features", "rejects", "runs", "scores"] {
+        assert_eq!(
+            common::visible(&out.join(t)),
+            [format!("as_of={AS_OF}")],
+            "{context}"
+        );
     }
 }
 
-fn visible(out: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(out)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
-}
+const AS_OF: &str = "2025-12-31";
 
 #[test]
 fn sigkill_at_any_point_leaves_the_previous_partition_or_the_new_one() {
@@ -54,7 +49,6 @@ fn sigkill_at_any_point_leaves_the_previous_partition_or_the_new_one() {
         .assert()
         .success();
     let out = dir.path().join("out");
-    let part = out.join("as_of=2025-12-31");
     let run = |horizon: &str| {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("churnclv"));
         c.args([
@@ -74,9 +68,7 @@ fn sigkill_at_any_point_leaves_the_previous_partition_or_the_new_one() {
         c
     };
     assert!(run("90d").status().expect("run").success());
-    assert_complete(&part);
-    let versions = |p: &Path| std::fs::read(p.join("metrics.json")).expect("metrics");
-    let first = versions(&part);
+    let first = assert_complete(&out).expect("committed");
 
     // Kill reruns (alternating horizons, so old and new differ) at spread-out moments.
     for (k, ms) in [30u64, 120, 250, 400, 550, 700, 850, 1000, 1300]
@@ -89,26 +81,25 @@ fn sigkill_at_any_point_leaves_the_previous_partition_or_the_new_one() {
         std::thread::sleep(Duration::from_millis(ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        assert_eq!(
-            visible(&out),
-            ["as_of=2025-12-31"],
-            "after a kill at {ms} ms"
-        );
-        assert_complete(&part);
+        visible_ok(&out, &format!("after a kill at {ms} ms"));
+        assert_complete(&out);
     }
     // The next run repairs leftovers (staging folders) and publishes normally; the lock file
     // stays (a kernel lock on it is what excludes other runs; the file itself is never removed).
     assert!(run("90d").status().expect("run").success());
-    assert_complete(&part);
+    let last = assert_complete(&out).expect("committed");
     let hidden: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
         .collect();
     assert_eq!(hidden, [".churnclv.lock"], "left over");
-    assert_eq!(
-        versions(&part),
-        first,
-        "the same job gives the same metrics"
-    );
+    for t in ["features", "rejects", "runs", "scores"] {
+        let names: Vec<_> = std::fs::read_dir(out.join(t))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{t}: left over: {names:?}");
+    }
+    assert_eq!(last, first, "the same job gives the same metrics");
 }

@@ -42,7 +42,7 @@ fn fixture() -> &'static Fixture {
             .arg(&out)
             .assert()
             .success();
-        let model_path = std::fs::read_dir(&out)
+        let model_path = std::fs::read_dir(out.join("runs"))
             .expect("run output")
             .filter_map(|e| e.ok())
             .map(|e| e.path().join("model.json"))
@@ -60,7 +60,7 @@ fn fixture() -> &'static Fixture {
         let as_of = model["scores_as_of"].as_str().expect("as of").to_string();
         let scored = dir.path().join("scored");
         score(&events, &model_path, &scored, &as_of).success();
-        let scores = std::fs::read(scored.join(format!("as_of={as_of}/scores.parquet")))
+        let scores = std::fs::read(common::table_file(&scored, "scores", &as_of))
             .expect("scores of the unedited model");
         Fixture {
             _dir: dir,
@@ -104,10 +104,12 @@ fn refused(edit: impl FnOnce(&mut Value), token: Option<&str>, message: &str) {
     let path = dir.path().join("model.json");
     std::fs::write(&path, text).expect("write model");
     let out = dir.path().join("out");
-    let existing = out.join(format!("as_of={}", f.as_of));
+    let existing = common::table(&out, "scores", &f.as_of);
     std::fs::create_dir_all(&existing).expect("existing partition");
     std::fs::write(existing.join("scores.parquet"), b"yesterday's scores").expect("write");
-    std::fs::write(existing.join("_SUCCESS"), b"").expect("write");
+    let run = common::run_dir(&out, &f.as_of);
+    std::fs::create_dir_all(&run).expect("existing run");
+    std::fs::write(run.join("_SUCCESS"), b"").expect("write");
     let before = snapshot(&out);
 
     let assert = score(&f.events, &path, &out, &f.as_of).code(2);
@@ -560,9 +562,9 @@ fn reordered_features_score_identically() {
     std::fs::write(&path, serde_json::to_vec_pretty(&model).expect("json")).expect("write");
     let out = dir.path().join("out");
     score(&f.events, &path, &out, &f.as_of).success();
-    let part = out.join(format!("as_of={}", f.as_of));
+    let part = common::run_dir(&out, &f.as_of);
     assert!(
-        std::fs::read(part.join("scores.parquet")).expect("scores") == f.scores,
+        std::fs::read(common::table_file(&out, "scores", &f.as_of)).expect("scores") == f.scores,
         "scores differ from the model in its original order"
     );
     let published: Value =

@@ -42,7 +42,7 @@ fn churn_auc_is_within_005_of_the_oracle() {
         .assert()
         .success();
     let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("as_of=2025-12-31/metrics.json")).expect("metrics"),
+        &std::fs::read(common::run_dir(&out, "2025-12-31").join("metrics.json")).expect("metrics"),
     )
     .expect("json");
     assert_eq!(m["evaluation"]["scheme"], "out_of_time");

@@ -1,8 +1,12 @@
 //! Publishing under pressure: simultaneous runs on one output folder, recovery that touches
-//! only what churnclv made, a kill or a failure at every publish step, SIGTERM / SIGINT.
+//! only what churnclv made, a kill or a failure at every publish step — including between the
+//! swaps of a run's table partitions, where the as-of must be left without `_SUCCESS` —,
+//! SIGTERM / SIGINT.
 //!
 //! The fault-injection tests need the binary built with `--features failpoints` (`make test`
 //! does); without it they fail on their first case, saying so.
+
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -72,36 +76,25 @@ fn exit_of(status: ExitStatus) -> Exit {
     }
 }
 
-/// The partition is complete: `_SUCCESS`, churnclv's marker, and every output listed in its
-/// manifest with the recorded checksum. Returns its metrics.json (which tells 60d from 90d).
-fn complete(part: &Path) -> Vec<u8> {
-    assert!(
-        part.join("_SUCCESS").is_file(),
-        "{} has no _SUCCESS",
-        part.display()
-    );
-    assert!(
-        part.join(MARKER).is_file(),
-        "{} has no marker",
-        part.display()
-    );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(part.join("manifest.json")).expect("manifest"))
-            .expect("json");
-    let outputs = manifest["outputs"].as_array().expect("outputs");
-    assert_eq!(outputs.len(), 6);
-    for o in outputs {
-        let bytes = std::fs::read(part.join(o["file"].as_str().expect("file"))).expect("output");
-        let hex: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(o["sha256"].as_str(), Some(hex.as_str()), "{}", o["file"]);
-    }
-    std::fs::read(part.join("metrics.json")).expect("metrics")
+/// A committed run as the tests compare it: (path relative to DIR, sha256) of every output
+/// its manifest lists, and its metrics.json (which tells 60d from 90d).
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Run {
+    files: Vec<(String, String)>,
+    metrics: Vec<u8>,
 }
 
-/// Entries of another tool (or of a person) in the output folder, churnclv must never touch.
+/// The run of [`AS_OF`] is committed and complete (`_SUCCESS`, markers, every output of its
+/// manifest with the recorded size and checksum: `common::check_run`).
+fn complete(out: &Path) -> Run {
+    let (files, metrics) = common::check_run(out, AS_OF)
+        .unwrap_or_else(|| panic!("{} has no _SUCCESS", common::run_dir(out, AS_OF).display()));
+    assert_eq!(files.len(), 6, "{files:?}");
+    Run { files, metrics }
+}
+
+/// Entries of another tool (or of a person) in the output folder and in its table folders,
+/// churnclv must never touch.
 fn make_foreign(out: &Path) {
     let w = |rel: &str, text: &str| {
         let p = out.join(rel);
@@ -126,9 +119,24 @@ fn make_foreign(out: &Path) {
         "another tool's partition",
     );
     w("notes.txt", "an operator's notes");
+    // Inside the table folders: another tool's partition, its temporary and replaced folders.
+    w(
+        "scores/as_of=1999-01-01/part-0.parquet",
+        "another tool's partition of the scores table",
+    );
+    w("scores/.tmp-x", "a plain file named like a staging folder");
+    w(
+        "features/.tmp-fake/.churnclv-partition",
+        r#"{"writer":"other","run_id":"x"}"#,
+    );
+    w(
+        "rejects/.old.as_of=2020-01-01/part-0.parquet",
+        "no marker: not ours",
+    );
+    w("runs/README", "an operator's notes");
 }
 
-const FOREIGN: [&str; 7] = [
+const FOREIGN: [&str; 12] = [
     ".tmp-x",
     ".tmp-foreign",
     ".tmp-fake",
@@ -136,7 +144,24 @@ const FOREIGN: [&str; 7] = [
     ".old.x",
     "as_of=1999-01-01",
     "notes.txt",
+    "scores/as_of=1999-01-01",
+    "scores/.tmp-x",
+    "features/.tmp-fake",
+    "rejects/.old.as_of=2020-01-01",
+    "runs/README",
 ];
+
+/// The folders of a run's output: its tables, then the runs.
+const FOLDERS: [&str; 4] = ["scores", "features", "rejects", "runs"];
+
+/// Every folder (`None`) and file under `dir`, with its content.
+fn snapshot_all(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    common::snapshot(dir)
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
+}
 
 /// Every file under the foreign entries with its content.
 fn snapshot(out: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -158,13 +183,29 @@ fn snapshot(out: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     all
 }
 
-/// Entries that are neither foreign, nor the lock file, nor the partition: what churnclv left.
+/// Entries of DIR and of its table folders that are neither foreign, nor the lock file, nor
+/// the table folders, nor the partitions of [`AS_OF`]: what churnclv left.
 fn leftovers(out: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(out)
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| !FOREIGN.contains(&n.as_str()) && n != LOCK && n != PART)
+        .filter(|n| !FOREIGN.contains(&n.as_str()) && n != LOCK && !FOLDERS.contains(&n.as_str()))
         .collect();
+    for folder in FOLDERS {
+        let Ok(entries) = std::fs::read_dir(out.join(folder)) else {
+            continue;
+        };
+        v.extend(
+            entries
+                .map(|e| {
+                    format!(
+                        "{folder}/{}",
+                        e.expect("entry").file_name().to_string_lossy()
+                    )
+                })
+                .filter(|n| !FOREIGN.contains(&n.as_str()) && !n.ends_with(&format!("/{PART}"))),
+        );
+    }
     v.sort();
     v
 }
@@ -180,9 +221,12 @@ fn wait_until(child: &mut Child, what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// The marked staging folders of churnclv runs in the table folders.
 fn staging_dirs(out: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(out)
-        .expect("ls")
+    FOLDERS
+        .iter()
+        .filter_map(|f| std::fs::read_dir(out.join(f)).ok())
+        .flatten()
         .map(|e| e.expect("entry").path())
         .filter(|p| {
             let name = p.file_name().expect("name").to_string_lossy().into_owned();
@@ -195,18 +239,20 @@ fn signal(child: &Child, sig: rustix::process::Signal) {
     rustix::process::kill_process(rustix::process::Pid::from_child(child), sig).expect("kill");
 }
 
-/// What `DIR/as_of=2025-12-31` must hold after a case.
+/// What the output must hold for 2025-12-31 after a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
-    /// The complete previous partition (90d).
+    /// The complete previous run (90d), committed.
     Old,
-    /// The complete new partition (60d).
+    /// The complete new run (60d), committed.
     New,
-    /// Absent, with the complete previous partition kept as `.old.as_of=…` (the two-rename
-    /// fallback killed between its renames; the next run puts it back).
+    /// No `_SUCCESS` for the as-of (a run stopped between its swaps, or none published yet);
+    /// every table partition there is the complete old or the complete new one.
+    Uncommitted,
+    /// Uncommitted, with `scores/as_of=…` absent and its complete previous partition kept as
+    /// `scores/.old.as_of=…` (the two-rename fallback killed between its renames; the next run
+    /// puts it back).
     Aside,
-    /// Absent: there was no partition before.
-    Absent,
 }
 
 struct Case {
@@ -230,8 +276,9 @@ struct Bench {
     _dir: tempfile::TempDir,
     events: PathBuf,
     out: PathBuf,
-    old: Vec<u8>,
-    new: Vec<u8>,
+    /// Empty when there was no previous run.
+    old: Run,
+    new: Run,
 }
 
 /// An output folder with foreign entries and the 90d partition published; the metrics of the
@@ -242,15 +289,15 @@ fn bench(customers: u32, publish_old: bool) -> Bench {
     let reference = dir.path().join("reference");
     let o = job(&events, &reference, "60d", "").output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
-    let new = complete(&reference.join(PART));
+    let new = complete(&reference);
     let out = dir.path().join("out");
     make_foreign(&out);
     let old = if publish_old {
         let o = job(&events, &out, "90d", "").output().expect("run");
         assert!(o.status.success(), "{}", stderr(&o));
-        complete(&out.join(PART))
+        complete(&out)
     } else {
-        Vec::new()
+        Run::default()
     };
     assert_ne!(old, new);
     Bench {
@@ -264,25 +311,56 @@ fn bench(customers: u32, publish_old: bool) -> Bench {
 
 impl Bench {
     fn check(&self, want: Want, context: &str) {
-        let part = self.out.join(PART);
         match want {
             Want::Old => assert!(
-                complete(&part) == self.old,
-                "{context}: not the old partition"
+                complete(&self.out) == self.old,
+                "{context}: not the old run"
             ),
             Want::New => assert!(
-                complete(&part) == self.new,
-                "{context}: not the new partition"
+                complete(&self.out) == self.new,
+                "{context}: not the new run"
             ),
-            Want::Aside => {
-                assert!(!part.exists(), "{context}");
-                let aside = self.out.join(format!(".old.{PART}"));
+            Want::Uncommitted | Want::Aside => {
                 assert!(
-                    complete(&aside) == self.old,
-                    "{context}: aside is not the old one"
+                    common::check_run(&self.out, AS_OF).is_none(),
+                    "{context}: _SUCCESS over a run that is not whole"
                 );
+                // Each table partition is whole: every file the old or the new run has there.
+                for table in common::TABLES {
+                    let part = common::table(&self.out, table, AS_OF);
+                    if want == Want::Aside && table == "scores" {
+                        assert!(!part.exists(), "{context}");
+                        let aside = self.out.join(format!("scores/.old.{PART}"));
+                        assert_eq!(
+                            self.version_of(&aside, "scores"),
+                            "old",
+                            "{context}: aside is not the old one"
+                        );
+                    } else if part.exists() {
+                        self.version_of(&part, table);
+                    }
+                }
             }
-            Want::Absent => assert!(!part.exists(), "{context}"),
+        }
+    }
+
+    /// Which run (`old` or `new`) a table partition's file comes from, by its SHA-256; panics
+    /// if neither.
+    fn version_of(&self, part: &Path, table: &str) -> &'static str {
+        let bytes = std::fs::read(part.join(format!("{table}.parquet"))).expect("table file");
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let rel = format!("{table}/{PART}/{table}.parquet");
+        let has = |r: &Run| r.files.iter().any(|(f, h)| *f == rel && *h == hex);
+        assert!(part.join(MARKER).is_file(), "{}: no marker", part.display());
+        if has(&self.new) {
+            "new"
+        } else if has(&self.old) {
+            "old"
+        } else {
+            panic!("{}: neither the old nor the new partition", part.display())
         }
     }
 
@@ -313,7 +391,7 @@ impl Bench {
                 Exit::Code(0) if !c.fp.is_empty() => assert!(
                     err.contains(&format!(
                         "{} is published, but",
-                        self.out.join(PART).display()
+                        common::table(&self.out, "scores", AS_OF).display()
                     )) || err.contains("cannot swap two folders in one step"),
                     "{ctx}: {err}"
                 ),
@@ -337,17 +415,22 @@ impl Bench {
                 assert_eq!(exit_of(o.status), Exit::Code(1), "{}", stderr(&o));
                 assert!(
                     stderr(&o).contains(&format!(
-                        "restored {PART} from .old.{PART}: an interrupted run had moved it aside"
+                        "restored scores/{PART} from scores/.old.{PART}: an interrupted run had moved it aside"
                     )),
                     "{}",
                     stderr(&o)
                 );
-                self.check(Want::Old, &format!("{ctx}, then recovery"));
+                // The old tables are back, the as-of still uncommitted until a run publishes.
+                self.check(Want::Uncommitted, &format!("{ctx}, then recovery"));
+                assert_eq!(
+                    self.version_of(&common::table(&self.out, "scores", AS_OF), "scores"),
+                    "old"
+                );
                 assert_eq!(leftovers(&self.out), Vec::<String>::new(), "{ctx}");
             }
             // Without a previous partition the next run publishes the new one (then it is
             // removed, so that every case starts from the same state).
-            let first = self.old.is_empty();
+            let first = self.old.files.is_empty();
             let (horizon, then) = if first {
                 ("60d", Want::New)
             } else {
@@ -369,7 +452,9 @@ impl Bench {
                 "{ctx}, next run: foreign entries changed"
             );
             if first {
-                std::fs::remove_dir_all(self.out.join(PART)).expect("reset");
+                for folder in FOLDERS {
+                    std::fs::remove_dir_all(self.out.join(folder).join(PART)).expect("reset");
+                }
             }
         }
     }
@@ -381,6 +466,12 @@ fn after_each_file(action: &str) -> Vec<String> {
     (0..7)
         .map(|n| format!("stage-after-file={n}*off->{action}"))
         .collect()
+}
+
+/// The n-th pass (from 0) of a fault point: each swap step is passed once per partition, in
+/// the order scores, features, rejects, runs (pass 3 is the run partition's).
+fn nth(point: &str, n: usize, action: &str) -> String {
+    format!("{point}={n}*off->{action}")
 }
 
 #[test]
@@ -397,28 +488,69 @@ fn a_kill_at_every_publish_step_leaves_the_old_or_the_new_partition() {
     for fp in after_each_file(kill) {
         cases.push(case(&fp, Killed, Old, false));
     }
-    for (point, want) in [
-        ("publish-after-success", Old),
-        ("publish-before-exchange", Old),
-        ("publish-exchange", Old),
-        ("publish-after-exchange", New),
-        ("publish-before-remove-old", New),
-        ("publish-after-remove-old", New),
+    // `_SUCCESS` is in the staging folder of the run partition: nothing visible changed yet.
+    cases.push(case(
+        &format!("publish-after-success={kill}"),
+        Killed,
+        Old,
+        false,
+    ));
+    // From the removal of the previous `_SUCCESS` until the run partition is in place, the
+    // as-of is uncommitted: each table partition whole (old or new), no `_SUCCESS`.
+    for point in [
+        "publish-after-retract",
+        "publish-before-exchange",
+        "publish-exchange",
+        "publish-after-exchange",
+        "publish-before-remove-old",
+        "publish-after-remove-old",
     ] {
-        cases.push(case(&format!("{point}={kill}"), Killed, want, false));
+        cases.push(case(&format!("{point}={kill}"), Killed, Uncommitted, false));
     }
-    // Halfway through removing the replaced partition: after each of its seven data files,
-    // then after its manifest (the marker, removed last, still proves it is churnclv's).
-    for n in 0..7 {
+    // Between the table swaps (after scores, after features, after rejects), and just
+    // before the run partition's swap.
+    for n in 0..3 {
         cases.push(case(
-            &format!("remove-after-entry={n}*off->{kill}"),
+            &nth("publish-between-tables", n, kill),
             Killed,
-            New,
+            Uncommitted,
+            false,
+        ));
+    }
+    cases.push(case(
+        &nth("publish-before-exchange", 3, kill),
+        Killed,
+        Uncommitted,
+        false,
+    ));
+    // Once the run partition is swapped in, the new run is committed.
+    for point in [
+        "publish-after-exchange",
+        "publish-before-remove-old",
+        "publish-after-remove-old",
+    ] {
+        cases.push(case(&nth(point, 3, kill), Killed, New, false));
+    }
+    // Halfway through removing a replaced partition: after the data file of each replaced
+    // table partition, after each of the three files of the replaced run partition (the
+    // marker, removed last, still proves it is churnclv's).
+    for n in 0..6 {
+        let want = if n < 3 { Uncommitted } else { New };
+        cases.push(case(
+            &nth("remove-after-entry", n, kill),
+            Killed,
+            want,
             false,
         ));
     }
     cases.push(case(
         &format!("remove-before-marker={kill}"),
+        Killed,
+        Uncommitted,
+        false,
+    ));
+    cases.push(case(
+        &nth("remove-before-marker", 3, kill),
         Killed,
         New,
         false,
@@ -432,13 +564,31 @@ fn a_kill_at_every_publish_step_leaves_the_old_or_the_new_partition() {
         false,
     ));
     cases.push(case(
+        &format!(
+            "{fallback};{}",
+            nth("publish-fallback-after-aside", 3, kill)
+        ),
+        Killed,
+        Uncommitted,
+        false,
+    ));
+    cases.push(case(
         &format!("{fallback};publish-fallback-after-rename={kill}"),
+        Killed,
+        Uncommitted,
+        false,
+    ));
+    cases.push(case(
+        &format!(
+            "{fallback};{}",
+            nth("publish-fallback-after-rename", 3, kill)
+        ),
         Killed,
         New,
         false,
     ));
     cases.push(case(
-        &format!("{fallback};remove-after-entry=2*off->{kill}"),
+        &format!("{fallback};{}", nth("remove-after-entry", 4, kill)),
         Killed,
         New,
         false,
@@ -457,6 +607,8 @@ fn a_failure_at_every_publish_step_leaves_the_old_or_the_new_partition() {
         cases.push(case(&fp, Code(1), Old, true));
     }
     cases.push(case("publish-after-success=return", Code(1), Old, true));
+    // A failure before any table is replaced puts the previous `_SUCCESS` back.
+    cases.push(case("publish-after-retract=return", Code(1), Old, true));
     cases.push(case("publish-before-exchange=return", Code(1), Old, true));
     // After the swap the partition is published: a failure is a warning, the next run tidies.
     cases.push(case("publish-after-exchange=return", Code(0), New, true));
@@ -468,10 +620,34 @@ fn a_failure_at_every_publish_step_leaves_the_old_or_the_new_partition() {
     ));
     cases.push(case("remove-after-entry=return", Code(0), New, false));
     cases.push(case("publish-after-remove-old=return", Code(0), New, true));
+    // A failure once a table is replaced: the run stops uncommitted.
+    for n in 0..3 {
+        cases.push(case(
+            &nth("publish-between-tables", n, "return"),
+            Code(1),
+            Uncommitted,
+            true,
+        ));
+    }
+    cases.push(case(
+        &nth("publish-before-exchange", 3, "return"),
+        Code(1),
+        Uncommitted,
+        true,
+    ));
     cases.push(case(
         &format!("{fallback};publish-fallback-after-aside=return"),
         Code(1),
         Old,
+        true,
+    ));
+    cases.push(case(
+        &format!(
+            "{fallback};{}",
+            nth("publish-fallback-after-aside", 3, "return")
+        ),
+        Code(1),
+        Uncommitted,
         true,
     ));
     cases.push(case(
@@ -491,18 +667,43 @@ fn a_kill_or_failure_while_publishing_a_first_partition_leaves_it_absent_or_comp
         case(
             "publish-before-rename=return(kill)",
             Exit::Killed,
-            Absent,
+            Uncommitted,
             false,
         ),
-        case("publish-before-rename=return", Exit::Code(1), Absent, true),
+        case(
+            "publish-before-rename=return",
+            Exit::Code(1),
+            Uncommitted,
+            true,
+        ),
         case(
             "publish-after-rename=return(kill)",
+            Exit::Killed,
+            Uncommitted,
+            false,
+        ),
+        case(
+            &nth("publish-between-tables", 1, "return(kill)"),
+            Exit::Killed,
+            Uncommitted,
+            false,
+        ),
+        case(
+            &nth("publish-after-rename", 3, "return(kill)"),
             Exit::Killed,
             New,
             false,
         ),
         case("publish-after-rename=return", Exit::Code(0), New, true),
     ]);
+    // Nothing of a first run is visible before its first swap.
+    let o = job(&b.events, &b.out, "60d", "publish-before-rename=return")
+        .output()
+        .expect("run");
+    assert_eq!(exit_of(o.status), Exit::Code(1), "{}", stderr(&o));
+    for folder in FOLDERS {
+        assert!(!b.out.join(folder).join(PART).exists(), "{folder}");
+    }
 }
 
 /// The lines of a text log: (timestamp, line) of the first line containing `what`.
@@ -593,7 +794,7 @@ fn of_two_runs_started_together_exactly_one_holds_the_lock_at_a_time() {
             }
             other => panic!("{other:?}, {ctx}"),
         }
-        complete(&out.join(PART));
+        complete(&out);
         assert_eq!(leftovers(&out), Vec::<String>::new(), "{ctx}");
         assert!(lock.is_file(), "the lock file stays");
     }
@@ -614,51 +815,57 @@ fn recovery_removes_only_folders_churnclv_can_prove_it_made() {
             r#"{{"writer":"churnclv","version":"0.1.0","run_id":"{run}","partition":"{part}"}}"#
         )
     };
+    // Each table folder is repaired the same way; these are in `scores/` (and one, of the
+    // one-folder layout, in DIR itself).
+    w(
+        ".tmp-20230101-z/.churnclv-partition",
+        &marker("20230101-z", "as_of=2023-01-01"),
+    );
     // Killed while writing: a staging folder with some files.
     w(
-        ".tmp-20240301-a/.churnclv-partition",
+        "scores/.tmp-20240301-a/.churnclv-partition",
         &marker("20240301-a", "as_of=2024-03-01"),
     );
-    w(".tmp-20240301-a/scores.parquet", "partial");
+    w("scores/.tmp-20240301-a/scores.parquet", "partial");
     // Killed right after a swap: the replaced partition sits at the staging name.
     w(
-        ".tmp-20240401-b/.churnclv-partition",
+        "scores/.tmp-20240401-b/.churnclv-partition",
         &marker("20240401-a", "as_of=2024-04-01"),
     );
-    w(".tmp-20240401-b/_SUCCESS", "");
+    w("scores/.tmp-20240401-b/_SUCCESS", "");
     w(
-        "as_of=2024-04-01/.churnclv-partition",
+        "scores/as_of=2024-04-01/.churnclv-partition",
         &marker("20240401-b", "as_of=2024-04-01"),
     );
     // The fallback killed between its renames: put back.
     w(
-        ".old.as_of=2024-01-01/.churnclv-partition",
+        "scores/.old.as_of=2024-01-01/.churnclv-partition",
         &marker("20240101-a", "as_of=2024-01-01"),
     );
-    w(".old.as_of=2024-01-01/_SUCCESS", "");
+    w("scores/.old.as_of=2024-01-01/_SUCCESS", "");
     // ... killed after them: removed.
     w(
-        ".old.as_of=2024-02-01/.churnclv-partition",
+        "scores/.old.as_of=2024-02-01/.churnclv-partition",
         &marker("20240201-a", "as_of=2024-02-01"),
     );
-    w("as_of=2024-02-01/_SUCCESS", "");
+    w("scores/as_of=2024-02-01/_SUCCESS", "");
     // A partition published before markers existed, moved aside: proved by its manifest.
     w(
-        ".old.as_of=2023-12-01/manifest.json",
+        "scores/.old.as_of=2023-12-01/manifest.json",
         r#"{"run_id":"20231201-x","crate_version":"0.1.0"}"#,
     );
-    w(".old.as_of=2023-12-01/_SUCCESS", "");
+    w("scores/.old.as_of=2023-12-01/_SUCCESS", "");
     // Not churnclv's: left alone.
     make_foreign(out);
-    w(".tmp-nomarker/scores.parquet", "whose?");
-    std::fs::create_dir_all(out.join(".tmp-empty")).expect("mkdir");
+    w("scores/.tmp-nomarker/scores.parquet", "whose?");
+    std::fs::create_dir_all(out.join("scores/.tmp-empty")).expect("mkdir");
     w(
-        ".old.as_of=2023-11-01/manifest.json",
+        "scores/.old.as_of=2023-11-01/manifest.json",
         r#"{"run_id":"someone else's, no crate_version"}"#,
     );
     std::os::unix::fs::symlink(
-        out.join("as_of=2024-04-01"),
-        out.join(".tmp-link-to-a-partition"),
+        out.join("scores/as_of=2024-04-01"),
+        out.join("scores/.tmp-link-to-a-partition"),
     )
     .expect("symlink");
     let foreign = snapshot(out);
@@ -669,27 +876,43 @@ fn recovery_removes_only_folders_churnclv_can_prove_it_made() {
     assert_eq!(
         done,
         [
-            "removed .old.as_of=2024-02-01, the partition an interrupted run had replaced",
-            "removed .tmp-20240301-a, left by an interrupted run (run 20240301-a)",
-            "removed .tmp-20240401-b, left by an interrupted run (run 20240401-a)",
-            "restored as_of=2023-12-01 from .old.as_of=2023-12-01: an interrupted run had moved it aside",
-            "restored as_of=2024-01-01 from .old.as_of=2024-01-01: an interrupted run had moved it aside",
+            "removed .tmp-20230101-z, left by an interrupted run (run 20230101-z)",
+            "removed scores/.old.as_of=2024-02-01, the partition an interrupted run had replaced",
+            "removed scores/.tmp-20240301-a, left by an interrupted run (run 20240301-a)",
+            "removed scores/.tmp-20240401-b, left by an interrupted run (run 20240401-a)",
+            "restored scores/as_of=2023-12-01 from scores/.old.as_of=2023-12-01: an interrupted run had moved it aside",
+            "restored scores/as_of=2024-01-01 from scores/.old.as_of=2024-01-01: an interrupted run had moved it aside",
         ]
     );
-    assert!(out.join("as_of=2024-01-01/_SUCCESS").is_file());
-    assert!(out.join("as_of=2023-12-01/manifest.json").is_file());
-    assert!(out.join("as_of=2024-04-01/.churnclv-partition").is_file());
+    assert!(out.join("scores/as_of=2024-01-01/_SUCCESS").is_file());
+    assert!(out.join("scores/as_of=2023-12-01/manifest.json").is_file());
+    assert!(out
+        .join("scores/as_of=2024-04-01/.churnclv-partition")
+        .is_file());
     assert_eq!(snapshot(out), foreign);
-    let mut left: Vec<String> = std::fs::read_dir(out)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+    let ls = |dir: &Path| {
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        left
+    };
+    let top: Vec<String> = ls(out)
+        .into_iter()
         .filter(|n| !FOREIGN.contains(&n.as_str()))
         .collect();
-    left.sort();
+    assert_eq!(
+        top,
+        [".churnclv.lock", "features", "rejects", "runs", "scores"]
+    );
+    let left: Vec<String> = ls(&out.join("scores"))
+        .into_iter()
+        .filter(|n| !FOREIGN.contains(&format!("scores/{n}").as_str()))
+        .collect();
     assert_eq!(
         left,
         [
-            ".churnclv.lock",
             ".old.as_of=2023-11-01",
             ".tmp-empty",
             ".tmp-link-to-a-partition",
@@ -714,40 +937,77 @@ fn a_run_leaves_foreign_entries_alone_and_never_replaces_a_partition_it_did_not_
     // A plain file named `.tmp-x` used to make every run fail.
     let o = job(&events, &out, "90d", "").output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
-    complete(&out.join(PART));
+    complete(&out);
     assert_eq!(snapshot(&out), foreign);
     assert_eq!(leftovers(&out), Vec::<String>::new());
 
-    // Someone else's folder at the partition's name: exit 2 before any writing, untouched.
-    let theirs = dir.path().join("theirs");
-    std::fs::create_dir_all(theirs.join(PART)).expect("mkdir");
-    std::fs::write(theirs.join(PART).join("data.csv"), "a,b\n").expect("write");
+    // Someone else's folder at a partition's name (of a table, or of the runs): exit 2 before
+    // any writing, untouched.
+    for folder in FOLDERS {
+        let theirs = dir.path().join(format!("theirs-{folder}"));
+        let part = theirs.join(folder).join(PART);
+        std::fs::create_dir_all(&part).expect("mkdir");
+        std::fs::write(part.join("data.csv"), "a,b\n").expect("write");
+        let before = snapshot_all(&theirs);
+        let o = job(&events, &theirs, "90d", "").output().expect("run");
+        assert_eq!(exit_of(o.status), Exit::Code(2), "{}", stderr(&o));
+        assert_eq!(
+            stderr(&o).lines().last().unwrap_or(""),
+            format!(
+                "churnclv: error: {} exists and was not made by churnclv (no .churnclv-partition marker, no churnclv manifest.json); churnclv never replaces or removes it: move it away or choose another --out",
+                part.display()
+            )
+        );
+        // Only the lock file and table folders (empty) of the tables staged before it.
+        let after = snapshot_all(&theirs);
+        for (path, content) in &before {
+            assert_eq!(
+                after.get(path),
+                Some(content),
+                "{folder}: {}",
+                path.display()
+            );
+        }
+        for (path, content) in &after {
+            if !before.contains_key(path) {
+                assert!(
+                    path.ends_with(LOCK) || (content.is_none() && is_empty_dir(path)),
+                    "{folder}: {} added",
+                    path.display()
+                );
+            }
+        }
+        assert!(!common::run_dir(&theirs, AS_OF).join("_SUCCESS").exists());
+    }
+    // A file where a table folder goes: exit 2, never written through.
+    let theirs = dir.path().join("theirs-file");
+    std::fs::create_dir_all(&theirs).expect("mkdir");
+    std::fs::write(theirs.join("features"), "a file").expect("write");
     let o = job(&events, &theirs, "90d", "").output().expect("run");
     assert_eq!(exit_of(o.status), Exit::Code(2), "{}", stderr(&o));
-    assert_eq!(
-        stderr(&o).lines().last().unwrap_or(""),
-        format!(
-            "churnclv: error: {}/{PART} exists and was not made by churnclv (no .churnclv-partition marker, no churnclv manifest.json); churnclv never replaces or removes it: move it away or choose another --out",
-            theirs.display()
-        )
+    assert!(
+        stderr(&o)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with(&format!(
+                "churnclv: error: {} exists and was not made by churnclv",
+                theirs.join("features").display()
+            )),
+        "{}",
+        stderr(&o)
     );
     assert_eq!(
-        std::fs::read(theirs.join(PART).join("data.csv")).expect("kept"),
-        b"a,b\n"
+        std::fs::read(theirs.join("features")).expect("kept"),
+        b"a file"
     );
-    let mut entries: Vec<String> = std::fs::read_dir(&theirs)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    entries.sort();
-    assert_eq!(entries, [LOCK, PART]);
 
-    // A partition published before markers existed is churnclv's (its manifest says so) and
-    // is replaced as usual.
-    std::fs::remove_file(out.join(PART).join(MARKER)).expect("unmark");
+    // A run partition published before markers existed is churnclv's (its manifest says so)
+    // and is replaced as usual.
+    std::fs::remove_file(common::run_dir(&out, AS_OF).join(MARKER)).expect("unmark");
     let o = job(&events, &out, "60d", "").output().expect("run");
     assert!(o.status.success(), "{}", stderr(&o));
-    complete(&out.join(PART));
+    complete(&out);
     assert_eq!(leftovers(&out), Vec::<String>::new());
 }
 
@@ -756,12 +1016,28 @@ fn sigterm_and_sigint_stop_a_run_cleanly_at_any_moment() {
     use rustix::process::Signal;
     let b = bench(20000, true);
     let foreign = snapshot(&b.out);
-    let part = b.out.join(PART);
     let staged = |file: &'static str| {
         let out = b.out.clone();
         move || staging_dirs(&out).iter().any(|d| d.join(file).is_file())
     };
-    let new_in_place = || std::fs::read(part.join("metrics.json")).is_ok_and(|m| m == b.new);
+    // The new scores partition is in place (the first of the run's swaps).
+    let scores = common::table_file(&b.out, "scores", AS_OF);
+    let new_scores = b
+        .new
+        .files
+        .iter()
+        .find(|(f, _)| f.starts_with("scores/"))
+        .map(|(_, h)| h.clone())
+        .expect("scores in the manifest");
+    let new_in_place = move || {
+        std::fs::read(&scores).is_ok_and(|bytes| {
+            let hex: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            hex == new_scores
+        })
+    };
     type Moment<'a> = (&'a str, Signal, &'a str, Box<dyn Fn() -> bool + 'a>, Want);
     let moments: Vec<Moment> = vec![
         // While reading / training (a moment in time, whatever the run is doing).
@@ -793,10 +1069,18 @@ fn sigterm_and_sigint_stop_a_run_cleanly_at_any_moment() {
             Box::new(staged("_SUCCESS")),
             Want::Old,
         ),
+        // Once the first table is swapped in, the signal waits for the whole run.
         (
-            "right after the swap",
+            "right after the first swap",
             Signal::TERM,
             "publish-after-exchange=sleep(3000)",
+            Box::new(new_in_place.clone()),
+            Want::New,
+        ),
+        (
+            "between two table swaps",
+            Signal::INT,
+            "publish-between-tables=sleep(3000)",
             Box::new(new_in_place),
             Want::New,
         ),
@@ -805,7 +1089,7 @@ fn sigterm_and_sigint_stop_a_run_cleanly_at_any_moment() {
             Signal::TERM,
             "publish-exchange=return;publish-fallback-after-aside=sleep(3000)",
             Box::new({
-                let aside = b.out.join(format!(".old.{PART}"));
+                let aside = b.out.join(format!("scores/.old.{PART}"));
                 move || aside.exists()
             }),
             Want::New,
@@ -887,8 +1171,8 @@ fn a_second_signal_ends_the_run_at_once_and_the_next_run_repairs() {
     assert_eq!(exit_of(o.status), Exit::Code(130), "{}", stderr(&o));
     assert_eq!(
         staging_dirs(&b.out).len(),
-        1,
-        "the staging folder is still there"
+        4,
+        "the staging folders (scores, features, rejects, runs) are still there"
     );
     b.check(Want::Old, "after two signals");
     let o = job(&b.events, &b.out, "90d", "").output().expect("run");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, Int64Type};
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -114,7 +114,7 @@ fn publishes_a_complete_partition_with_known_values() {
     let out = dir.path().join("out");
     let assert = run(&events, &out, &[]).success();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
-    let part = out.join("as_of=2024-02-05");
+    let part = common::run_dir(&out, "2024-02-05");
     assert!(
         stdout.starts_with(&format!("published {}\n", part.display())),
         "{stdout}"
@@ -124,25 +124,37 @@ fn publishes_a_complete_partition_with_known_values() {
         "{stdout}"
     );
 
-    let mut names: Vec<String> = std::fs::read_dir(&part)
-        .expect("ls")
-        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    // Each table in its own folder, hive-partitioned by as-of; the run's files beside them.
+    let ls = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
     assert_eq!(
-        names,
+        ls(&part),
         [
             ".churnclv-partition",
             "_SUCCESS",
-            "features.parquet",
             "manifest.json",
             "metrics.json",
             "model.json",
-            "rejects.parquet",
             "report.html",
-            "scores.parquet"
         ]
     );
+    for table in ["scores", "features", "rejects"] {
+        assert_eq!(
+            ls(&common::table(&out, table, "2024-02-05")),
+            [
+                ".churnclv-partition".to_string(),
+                format!("{table}.parquet")
+            ]
+        );
+        assert_eq!(ls(&out.join(table)), ["as_of=2024-02-05"]);
+    }
+    assert_eq!(ls(&out.join("runs")), ["as_of=2024-02-05"]);
     let page = std::fs::read_to_string(part.join("report.html")).expect("report");
     assert_eq!(
         page.matches("<svg").count(),
@@ -155,15 +167,17 @@ fn publishes_a_complete_partition_with_known_values() {
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, [".churnclv.lock", "as_of=2024-02-05"]);
+    assert_eq!(
+        top,
+        [".churnclv.lock", "features", "rejects", "runs", "scores"]
+    );
 
-    // Exact schema.
-    let (schema, batches) = read_parquet(&part.join("scores.parquet"));
+    // Exact schema (`as_of` is in the path only).
+    let (schema, batches) = read_parquet(&common::table_file(&out, "scores", "2024-02-05"));
     let nullable = |n: &str| {
         !matches!(
             n,
             "customer_id"
-                | "as_of"
                 | "frequency"
                 | "monetary_total"
                 | "tenure_days"
@@ -176,7 +190,6 @@ fn publishes_a_complete_partition_with_known_values() {
     };
     let spec = [
         ("customer_id", DataType::Utf8),
-        ("as_of", DataType::Date32),
         ("recency_days", DataType::Float64),
         ("frequency", DataType::Int64),
         ("monetary_total", DataType::Float64),
@@ -211,7 +224,6 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 301);
     let b = &batches[0];
     let id = b.column(0).as_string::<i32>();
-    let as_of = b.column(1).as_primitive::<Date32Type>();
     let col = |name: &str| b.column(schema.index_of(name).expect("column"));
     let recency = col("recency_days").as_primitive::<Float64Type>();
     let freq = col("frequency").as_primitive::<Int64Type>();
@@ -223,7 +235,6 @@ fn publishes_a_complete_partition_with_known_values() {
     let i = (0..b.num_rows())
         .find(|&i| id.value(i) == "c007")
         .expect("c007");
-    assert_eq!(as_of.value(i), 19758); // 2024-02-05
     assert!(
         (recency.value(i) - (297.0 - 10.0 / 24.0)).abs() < 1e-9,
         "{}",
@@ -396,11 +407,31 @@ fn publishes_a_complete_partition_with_known_values() {
     assert_eq!(rows["rejected_by_reason"]["non_finite_amount"], 1);
     for o in man["outputs"].as_array().expect("outputs") {
         let name = o["file"].as_str().expect("file");
-        let bytes = std::fs::read(part.join(name)).expect("output");
+        // Paths relative to DIR.
+        let bytes = std::fs::read(out.join(name)).expect("output");
         assert_eq!(o["bytes"].as_u64(), Some(bytes.len() as u64), "{name}");
         assert_eq!(o["sha256"].as_str().map(str::len), Some(64));
     }
-    let (_, rejects) = read_parquet(&part.join("rejects.parquet"));
+    let listed: Vec<&str> = man["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .map(|o| o["file"].as_str().expect("file"))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "scores/as_of=2024-02-05/scores.parquet",
+            "features/as_of=2024-02-05/features.parquet",
+            "rejects/as_of=2024-02-05/rejects.parquet",
+            "runs/as_of=2024-02-05/metrics.json",
+            "runs/as_of=2024-02-05/model.json",
+            "runs/as_of=2024-02-05/report.html",
+        ]
+    );
+    let tables: Vec<&String> = man["schema"].as_object().expect("schema").keys().collect();
+    assert_eq!(tables, ["features", "rejects", "scores"]);
+    let (_, rejects) = read_parquet(&common::table_file(&out, "rejects", "2024-02-05"));
     assert_eq!(rejects.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     let reasons: Vec<&str> = (0..2)
         .map(|i| rejects[0].column(2).as_string::<i32>().value(i))
@@ -414,26 +445,23 @@ fn rerun_is_byte_identical_and_quality_gate_publishes_nothing() {
     let events = fixture(dir.path());
     let out = dir.path().join("out");
     run(&events, &out, &[]).success();
-    let part = out.join("as_of=2024-02-05");
-    let first: Vec<Vec<u8>> = [
-        "scores.parquet",
-        "features.parquet",
-        "metrics.json",
-        "model.json",
-    ]
-    .iter()
-    .map(|n| std::fs::read(part.join(n)).expect("read"))
-    .collect();
+    let run_part = common::run_dir(&out, "2024-02-05");
+    let files = [
+        common::table_file(&out, "scores", "2024-02-05"),
+        common::table_file(&out, "features", "2024-02-05"),
+        common::table_file(&out, "rejects", "2024-02-05"),
+        run_part.join("metrics.json"),
+        run_part.join("model.json"),
+    ];
+    let first: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
     run(&events, &out, &[]).success();
-    let second: Vec<Vec<u8>> = [
-        "scores.parquet",
-        "features.parquet",
-        "metrics.json",
-        "model.json",
-    ]
-    .iter()
-    .map(|n| std::fs::read(part.join(n)).expect("read"))
-    .collect();
+    let second: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
     assert!(first == second, "rerun changed an output");
 
     // A gate the model cannot pass: exit 3, the previous partition stays as it was.
@@ -447,16 +475,29 @@ fn rerun_is_byte_identical_and_quality_gate_publishes_nothing() {
         stderr.ends_with(" is below --min-auc 0.9999; nothing published\n"),
         "{stderr}"
     );
-    assert_eq!(
-        std::fs::read(part.join("scores.parquet")).expect("kept"),
-        first[0]
-    );
+    let kept: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    assert!(kept == first, "a refused run changed an output");
+    assert!(run_part.join("_SUCCESS").is_file());
     let mut top: Vec<String> = std::fs::read_dir(&out)
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, [".churnclv.lock", "as_of=2024-02-05"]);
+    assert_eq!(
+        top,
+        [".churnclv.lock", "features", "rejects", "runs", "scores"]
+    );
+    for t in ["features", "rejects", "runs", "scores"] {
+        assert_eq!(common::visible(&out.join(t)), ["as_of=2024-02-05"]);
+        assert_eq!(
+            std::fs::read_dir(out.join(t)).expect("ls").count(),
+            1,
+            "{t}: nothing left over"
+        );
+    }
 }
 
 #[test]
@@ -494,7 +535,7 @@ fn score_with_the_saved_model_reproduces_the_run() {
         &["--save-model", &models.display().to_string()],
     )
     .success();
-    let part = out.join("as_of=2024-02-05");
+    let part = common::run_dir(&out, "2024-02-05");
     let model = json(&part.join("model.json"));
     let run_id = model["run_id"].as_str().expect("run id").to_string();
     assert_eq!(
@@ -520,21 +561,30 @@ fn score_with_the_saved_model_reproduces_the_run() {
         .success();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
     assert!(stdout.contains("301 customers scored"), "{stdout}");
-    let again = scored.join("as_of=2024-02-05");
     assert!(
-        std::fs::read(part.join("features.parquet")).expect("run")
-            == std::fs::read(again.join("features.parquet")).expect("score"),
+        std::fs::read(common::table_file(&out, "features", "2024-02-05")).expect("run")
+            == std::fs::read(common::table_file(&scored, "features", "2024-02-05")).expect("score"),
         "features differ between run and score"
     );
     // Every score column equal, but run_id (the scoring run's own id).
-    let (schema, a) = read_parquet(&part.join("scores.parquet"));
-    let (_, b) = read_parquet(&again.join("scores.parquet"));
+    let (schema, a) = read_parquet(&common::table_file(&out, "scores", "2024-02-05"));
+    let (_, b) = read_parquet(&common::table_file(&scored, "scores", "2024-02-05"));
     for (j, f) in schema.fields().iter().enumerate() {
         if f.name() != "run_id" {
             assert_eq!(a[0].column(j), b[0].column(j), "{}", f.name());
         }
     }
+    // `score` with events publishes the same tables as `run`, and its run partition.
+    let again = common::run_dir(&scored, "2024-02-05");
     assert!(again.join("_SUCCESS").exists());
+    assert_eq!(
+        common::visible(&scored),
+        ["features", "rejects", "runs", "scores"]
+    );
+    assert_eq!(
+        common::visible(&again),
+        ["_SUCCESS", "manifest.json", "model.json"]
+    );
 
     // A file that is not a model: exit 2, one line naming it.
     let bad = dir.path().join("bad.json");
@@ -584,7 +634,7 @@ fn a_held_lock_stops_a_second_run_and_a_left_over_lock_file_does_not() {
             lock.display()
         )
     );
-    assert!(!out.join("as_of=2024-02-05").exists());
+    assert!(!common::published_any(&out));
     assert_eq!(
         std::fs::read_to_string(&lock).expect("lock kept"),
         format!("{me}\n")
@@ -594,7 +644,9 @@ fn a_held_lock_stops_a_second_run_and_a_left_over_lock_file_does_not() {
     // here this test's): the run proceeds, and leaves the file for the next one.
     drop(held);
     run(&events, &out, &[]).success();
-    assert!(out.join("as_of=2024-02-05/_SUCCESS").exists());
+    assert!(common::run_dir(&out, "2024-02-05")
+        .join("_SUCCESS")
+        .exists());
     let pid = std::fs::read_to_string(&lock).expect("the lock file stays");
     assert!(pid.trim().parse::<u32>().is_ok_and(|p| p != me), "{pid}");
 }

@@ -24,7 +24,8 @@ pub mod validate;
 /// The nightly job is `churnclv run --events PATH --out DIR`: it reads events, builds RFM
 /// features, trains and evaluates a churn model out of time, scores every customer as of
 /// `--as-of` (churn probability, BTYD P(alive), expected purchases and CLV), and publishes
-/// DIR/as_of=YYYY-MM-DD/ atomically.
+/// one partition per table (DIR/scores/as_of=YYYY-MM-DD/, DIR/features/…, DIR/rejects/…)
+/// and the run's DIR/runs/as_of=YYYY-MM-DD/ (manifest, _SUCCESS), each in one step.
 ///
 /// Exit codes: 0 ok, 1 internal error, 2 bad input / config / usage (or another run holds the
 /// output lock), 3 quality gate failed, 130 / 143 stopped by SIGINT / SIGTERM (cleaned up).

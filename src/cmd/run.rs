@@ -11,15 +11,16 @@ use super::progress::Progress;
 use super::InputArgs;
 
 /// Read events, build features, train and evaluate the churn model out of time, score every
-/// customer as of --as-of, and publish DIR/as_of=YYYY-MM-DD/ (scores.parquet,
-/// features.parquet, rejects.parquet, metrics.json, model.json, report.html, manifest.json,
-/// _SUCCESS) through a temporary folder swapped into place. A failed run leaves the previous
-/// output as it was.
+/// customer as of --as-of, and publish each table in its own folder, hive-partitioned by
+/// as-of (DIR/scores/as_of=YYYY-MM-DD/scores.parquet, DIR/features/…/features.parquet,
+/// DIR/rejects/…/rejects.parquet), then DIR/runs/as_of=YYYY-MM-DD/ (metrics.json, model.json,
+/// report.html, manifest.json, _SUCCESS) last, each partition through a temporary folder
+/// swapped into place. A failed run leaves the previous output as it was.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Output root; the run writes DIR/as_of=YYYY-MM-DD/.
+    /// Output root; the run writes DIR/{scores,features,rejects,runs}/as_of=YYYY-MM-DD/.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Scoring date (YYYY-MM-DD): features use events before it, predictions cover

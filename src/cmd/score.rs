@@ -12,8 +12,8 @@ use super::ReadingArgs;
 /// Score every customer of a feature table (--features, e.g. from `churnclv features`) or
 /// with any event before --as-of (--events) using a model.json written by `run` or `train`
 /// (churn coefficients and scaling, BTYD and Gamma-Gamma parameters, horizon), and publish
-/// DIR/as_of=YYYY-MM-DD/ (scores.parquet, features.parquet, rejects.parquet when events were
-/// read, model.json, manifest.json, _SUCCESS) atomically. With the same features as the run
+/// the run's layout (DIR/scores/as_of=YYYY-MM-DD/, DIR/features/…, DIR/rejects/… when events
+/// were read, DIR/runs/as_of=YYYY-MM-DD/ with model.json, manifest.json, _SUCCESS last). With the same features as the run
 /// that wrote the model, the scores are identical to that run's.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,14 +33,14 @@ pub struct Args {
     pub features: Option<PathBuf>,
     #[command(flatten)]
     pub reading: ReadingArgs,
-    /// The saved model (DIR/as_of=…/model.json of a run, or MODEL_DIR/model.json of train).
+    /// The saved model (DIR/runs/as_of=…/model.json of a run, or MODEL_DIR/model.json of train).
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Scoring date (YYYY-MM-DD). Default: the day after the last event, or the feature
     /// table's cutoff (which it must equal when both are known).
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
-    /// Output root; writes DIR/as_of=YYYY-MM-DD/.
+    /// Output root; writes DIR/{scores,features,rejects,runs}/as_of=YYYY-MM-DD/.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }

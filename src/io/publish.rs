@@ -1,6 +1,12 @@
 //! Publishing output partitions: the output folder's lock, staging folders that carry
-//! churnclv's marker, the one-step swap that replaces a partition, and the repair of what a
+//! churnclv's marker, the one-step swap that replaces a partition, the order in which a run's
+//! partitions (one per table, then the run's own) are swapped in, and the repair of what a
 //! killed run left behind.
+//!
+//! A run publishes one partition per table, each in the table's own folder
+//! (`DIR/scores/as_of=D/`, `DIR/features/…`, `DIR/rejects/…`), then the run partition
+//! `DIR/runs/as_of=D/` holding the manifest and `_SUCCESS`, the run's commit marker
+//! ([`publish_run`]).
 //!
 //! The guarantees (docs/operations.md names the test that proves each):
 //! - **One run per output folder.** `DIR/.churnclv.lock` is locked with `flock(2)` for the life
@@ -8,15 +14,20 @@
 //!   no stale lock to detect and no pid to check. The file is never deleted: deleting it while
 //!   it is held would let a third run lock a new file of the same name and run alongside.
 //! - **churnclv only removes or renames what it can prove it made.** A staging folder
-//!   (`DIR/.tmp-<run_id>/`) gets the marker file [`MARKER`] before anything else, and keeps it
+//!   (`DIR/<table>/.tmp-<run_id>/`) gets the marker file [`MARKER`] before anything else, and keeps it
 //!   when it becomes the published partition; recovery and clean-up act only on `.tmp-*` /
 //!   `.old.*` folders that hold it (or, for partitions published before markers existed, a
 //!   churnclv `manifest.json`). Everything else in DIR is never touched.
 //! - **A partition is always the complete old one or the complete new one.** An existing
-//!   `DIR/as_of=D/` is swapped with the staging folder in one step (`renameat2` with
+//!   `DIR/<table>/as_of=D/` is swapped with the staging folder in one step (`renameat2` with
 //!   `RENAME_EXCHANGE`), then the old one, now under the staging name, is removed. Where the
 //!   filesystem refuses the swap, two renames with the old partition kept aside as
 //!   `.old.as_of=D/` (marked) until the new one is in place, and a logged warning.
+//! - **`DIR/runs/as_of=D/_SUCCESS` vouches only for a whole run.** Before the first table is
+//!   swapped, the previous run's `_SUCCESS` for that as-of is removed; the run partition, with
+//!   the new `_SUCCESS` inside, is swapped in last. A run killed between two table swaps leaves
+//!   each table partition complete (old or new) and the as-of without `_SUCCESS` until a
+//!   rerun: never a `_SUCCESS` over a mix of runs.
 //!
 //! Every step that writes or renames is a named fault-injection point ([`fault`]) in builds
 //! with the `failpoints` feature, so tests can kill or fail the process at each of them.
@@ -37,12 +48,18 @@ pub const LOCK_FILE: &str = ".churnclv.lock";
 /// Marker file of every folder churnclv stages and publishes: one JSON line naming the writer,
 /// the run and the partition. The leading dot makes loaders skip it (docs/schema.md).
 pub const MARKER: &str = ".churnclv-partition";
-/// Prefix of staging folders: `DIR/.tmp-<run_id>/`.
+/// The table folders of a run's output, in the order their partitions are swapped in.
+pub const TABLES: [&str; 3] = ["scores", "features", "rejects"];
+/// The folder of the run partitions (manifest, metrics, model, report, `_SUCCESS`), swapped in
+/// after the tables.
+pub const RUNS: &str = "runs";
+/// Prefix of staging folders: `DIR/<table>/.tmp-<run_id>/`.
 pub const STAGING_PREFIX: &str = ".tmp-";
 /// Prefix of a replaced partition kept aside by the two-rename fallback: `DIR/.old.<partition>/`.
 pub const ASIDE_PREFIX: &str = ".old.";
 const MANIFEST: &str = "manifest.json";
-const SUCCESS: &str = "_SUCCESS";
+/// The run's commit marker, in the run partition only.
+pub const SUCCESS: &str = "_SUCCESS";
 
 /// Why a partition could not be staged or published.
 #[derive(Debug, thiserror::Error)]
@@ -141,43 +158,21 @@ impl RunLock {
         &self.dir
     }
 
-    /// Repairs what a killed run left in the folder, acting only on folders that carry
-    /// churnclv's proof (no live run can be using them: this one holds the lock).
-    /// `.tmp-*` folders are removed; a partition kept aside (`.old.<partition>`) is put back
-    /// if its replacement never arrived, removed otherwise. Anything else (files, foreign
-    /// folders, other tools' partitions) is left alone. Logs and returns what it did.
+    /// Repairs what a killed run left in the folder and in its table folders
+    /// ([`TABLES`], [`RUNS`]), acting only on folders that carry churnclv's proof (no live run
+    /// can be using them: this one holds the lock). `.tmp-*` folders are removed; a partition
+    /// kept aside (`.old.<partition>`) is put back if its replacement never arrived, removed
+    /// otherwise. Anything else (files, foreign folders, other tools' partitions) is left
+    /// alone. `DIR` itself is searched too, for what a run of the one-folder layout left.
+    /// Logs and returns what it did (paths relative to `DIR`).
     pub fn recover(&self) -> Result<Vec<String>, PublishError> {
         let mut done = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(io_err(&self.dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            let path = entry.path();
-            if name.starts_with(STAGING_PREFIX) {
-                let Some(run) = proof(&path) else { continue };
-                remove_ours(&path).map_err(io_err(&path))?;
-                done.push(format!(
-                    "removed {name}, left by an interrupted run ({run})"
-                ));
-            } else if let Some(partition) = name.strip_prefix(ASIDE_PREFIX) {
-                if partition.is_empty() || proof(&path).is_none() {
-                    continue;
-                }
-                let target = self.dir.join(partition);
-                if exists(&target).map_err(io_err(&target))? {
-                    remove_ours(&path).map_err(io_err(&path))?;
-                    done.push(format!(
-                        "removed {name}, the partition an interrupted run had replaced"
-                    ));
-                } else {
-                    fs::rename(&path, &target).map_err(io_err(&path))?;
-                    sync_dir(&self.dir).map_err(io_err(&self.dir))?;
-                    done.push(format!(
-                        "restored {partition} from {name}: an interrupted run had moved it aside"
-                    ));
-                }
+        self.recover_in(&self.dir, "", &mut done)?;
+        for table in TABLES.iter().chain([&RUNS]) {
+            let folder = self.dir.join(table);
+            // Only a real folder: a file or a link of that name is left alone.
+            if fs::symlink_metadata(&folder).is_ok_and(|m| m.is_dir()) {
+                self.recover_in(&folder, &format!("{table}/"), &mut done)?;
             }
         }
         for note in &done {
@@ -186,12 +181,72 @@ impl RunLock {
         Ok(done)
     }
 
-    /// Creates the staging folder `DIR/.tmp-<run_id>/` for a partition that will become
-    /// `DIR/<partition>`, with churnclv's marker written first. Fails at once (before any
-    /// heavy writing) if `DIR/<partition>` exists and is not churnclv's.
-    pub fn stage(&self, partition: &str, run_id: &str) -> Result<Staging<'_>, PublishError> {
-        let dir = self.dir.join(format!("{STAGING_PREFIX}{run_id}"));
-        let target = self.dir.join(partition);
+    fn recover_in(
+        &self,
+        folder: &Path,
+        prefix: &str,
+        done: &mut Vec<String>,
+    ) -> Result<(), PublishError> {
+        let entries = fs::read_dir(folder).map_err(io_err(folder))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(folder))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let path = entry.path();
+            if name.starts_with(STAGING_PREFIX) {
+                let Some(run) = proof(&path) else { continue };
+                remove_ours(&path).map_err(io_err(&path))?;
+                done.push(format!(
+                    "removed {prefix}{name}, left by an interrupted run ({run})"
+                ));
+            } else if let Some(partition) = name.strip_prefix(ASIDE_PREFIX) {
+                if partition.is_empty() || proof(&path).is_none() {
+                    continue;
+                }
+                let target = folder.join(partition);
+                if exists(&target).map_err(io_err(&target))? {
+                    remove_ours(&path).map_err(io_err(&path))?;
+                    done.push(format!(
+                        "removed {prefix}{name}, the partition an interrupted run had replaced"
+                    ));
+                } else {
+                    fs::rename(&path, &target).map_err(io_err(&path))?;
+                    sync_dir(folder).map_err(io_err(folder))?;
+                    done.push(format!(
+                        "restored {prefix}{partition} from {prefix}{name}: an interrupted run had moved it aside"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the staging folder `DIR/<table>/.tmp-<run_id>/` for a partition that will
+    /// become `DIR/<table>/<partition>`, with churnclv's marker written first (and the table
+    /// folder, if it is new). Fails at once (before any heavy writing) if the table folder is
+    /// not a folder, or `DIR/<table>/<partition>` exists and is not churnclv's.
+    pub fn stage(
+        &self,
+        table: &str,
+        partition: &str,
+        run_id: &str,
+    ) -> Result<Staging<'_>, PublishError> {
+        let folder = self.dir.join(table);
+        match fs::symlink_metadata(&folder) {
+            Err(e) if e.kind() == ErrorKind::NotFound => match fs::create_dir(&folder) {
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(io_err(&folder)(e)),
+                _ => sync_dir(&self.dir).map_err(io_err(&self.dir))?,
+            },
+            Err(e) => return Err(io_err(&folder)(e)),
+            Ok(meta) if meta.is_dir() => {}
+            // A file or a link where the table folder goes: never written through.
+            Ok(_) => return Err(PublishError::NotOurs { path: folder }),
+        }
+        let dir = folder.join(format!("{STAGING_PREFIX}{run_id}"));
+        let target = folder.join(partition);
+        let partition = format!("{table}/{partition}");
+        let partition = partition.as_str();
         if exists(&target).map_err(io_err(&target))? && proof(&target).is_none() {
             return Err(PublishError::NotOurs { path: target });
         }
@@ -259,12 +314,13 @@ fn holder_pid(path: &Path) -> String {
     "unknown".to_string()
 }
 
-/// A partition being assembled in `DIR/.tmp-<run_id>/` under the folder's lock;
-/// [`Staging::publish`] puts it in place. Dropping an unpublished staging folder removes it.
+/// A partition being assembled in `DIR/<table>/.tmp-<run_id>/` under the folder's lock;
+/// [`publish_run`] puts it in place. Dropping an unpublished staging folder removes it.
 #[derive(Debug)]
 pub struct Staging<'lock> {
     dir: PathBuf,
     target: PathBuf,
+    /// `<table>/<partition>`, for messages.
     partition: String,
     /// Set once the new partition is in place: from then on, whatever is at `dir` is the
     /// partition it replaced.
@@ -283,31 +339,16 @@ impl Staging<'_> {
         &self.target
     }
 
-    /// Writes `_SUCCESS`, then puts the folder in place: renamed when the partition is new,
-    /// swapped in one step with the existing one otherwise (two renames where the filesystem
-    /// cannot swap). Runs as one critical section with the signal handler: a SIGTERM/SIGINT
-    /// arriving before the swap stops the publish (the old partition stays), one arriving
-    /// after it waits for the end. Errors after the new partition is in place (removing the
-    /// old one, syncing the folder) are logged warnings, not failures: the next run tidies up.
-    pub fn publish(mut self) -> Result<PathBuf, PublishError> {
-        let mut state = interrupt::state();
-        let result = self.publish_locked();
-        if self.published {
-            state.published(&self.target);
-        }
-        // Released before `self` drops: its Drop takes the state again.
-        drop(state);
-        result
-    }
-
-    fn publish_locked(&mut self) -> Result<PathBuf, PublishError> {
-        self.check_stop()?;
-        write_synced(&self.dir.join(SUCCESS), b"")
-            .and_then(|()| sync_dir(&self.dir))
-            .map_err(io_err(&self.dir))?;
-        fault("publish-after-success").map_err(io_err(&self.dir))?;
+    /// Puts the folder in place: renamed when the partition is new, swapped in one step with the existing one otherwise (two renames
+    /// where the filesystem cannot swap). `may_stop`: whether a SIGTERM/SIGINT that has
+    /// arrived still stops it (not once an earlier partition of the run is in place). Errors
+    /// after the new partition is in place (removing the old one, syncing the folder) are
+    /// logged warnings, not failures: the next run tidies up.
+    fn publish_locked(&mut self, may_stop: bool) -> Result<PathBuf, PublishError> {
         // The last moment to stop: the next step changes what readers see.
-        self.check_stop()?;
+        if may_stop {
+            self.check_stop()?;
+        }
         let parent = self.target.parent().unwrap_or(Path::new(".")).to_path_buf();
         if !exists(&self.target).map_err(io_err(&self.target))? {
             fault("publish-before-rename").map_err(io_err(&self.target))?;
@@ -358,7 +399,12 @@ impl Staging<'_> {
     /// old partition as `.old.<partition>` (marked), which the next run puts back.
     fn replace_in_two_renames(&mut self, why: std::io::Error) -> Result<(), PublishError> {
         let parent = self.target.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let aside = parent.join(format!("{ASIDE_PREFIX}{}", self.partition));
+        let name = self
+            .target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let aside = parent.join(format!("{ASIDE_PREFIX}{name}"));
         tracing::warn!(
             stage = "publish",
             "{}: this filesystem cannot swap two folders in one step ({why}); replacing the partition with two renames instead: it is absent for a moment, and kept as {} until the new one is in place",
@@ -406,6 +452,101 @@ impl Staging<'_> {
                 self.target.display(),
                 self.target.parent().unwrap_or(Path::new(".")).display()
             );
+        }
+    }
+}
+
+/// Publishes a run: writes `_SUCCESS` into the run partition's staging folder, then puts its
+/// table partitions in place in the order given, then the run partition last, as one critical section with the signal handler — a SIGTERM/SIGINT
+/// arriving before the first swap stops the publish (the previous run stays as it was), one
+/// arriving later waits for the end.
+///
+/// Before the first swap, the previous run's `_SUCCESS` for this as-of (in `run`'s target) is
+/// removed, so that a run stopped between two table swaps (a kill, an I/O error) leaves no
+/// `_SUCCESS` vouching for a mix of old and new tables; if nothing was swapped yet when a
+/// step fails, it is put back. Churnclv partitions of `obsolete` tables (a table the previous
+/// run of this as-of published and this one does not) are removed after the tables are in
+/// place, before the run partition. Returns the run partition's path.
+pub fn publish_run(
+    mut tables: Vec<Staging<'_>>,
+    obsolete: &[PathBuf],
+    mut run: Staging<'_>,
+) -> Result<PathBuf, PublishError> {
+    let mut state = interrupt::state();
+    let result = publish_all(&mut tables, obsolete, &mut run);
+    for s in tables.iter().chain([&run]) {
+        if s.published {
+            state.published(&s.target);
+        }
+    }
+    // Released before the stagings drop: their Drop takes the state again.
+    drop(state);
+    result
+}
+
+fn publish_all(
+    tables: &mut [Staging<'_>],
+    obsolete: &[PathBuf],
+    run: &mut Staging<'_>,
+) -> Result<PathBuf, PublishError> {
+    run.check_stop()?;
+    // The run partition is complete before anything readers see changes.
+    write_synced(&run.dir.join(SUCCESS), b"")
+        .and_then(|()| sync_dir(&run.dir))
+        .map_err(io_err(&run.dir))?;
+    fault("publish-after-success").map_err(io_err(&run.dir))?;
+    // The last moment to stop with the previous run untouched.
+    run.check_stop()?;
+    let previous = run.target.join(SUCCESS);
+    let retracted = retract(&run.target).map_err(io_err(&previous))?;
+    let mut swapped = 0;
+    let result = (|| {
+        fault("publish-after-retract").map_err(io_err(&previous))?;
+        for table in tables.iter_mut() {
+            let outcome = table.publish_locked(swapped == 0);
+            if table.published {
+                swapped += 1;
+            }
+            outcome?;
+            fault("publish-between-tables").map_err(io_err(&table.target))?;
+        }
+        for path in obsolete {
+            if proof(path).is_some() {
+                remove_ours(path).map_err(io_err(path))?;
+                tracing::info!(
+                    stage = "publish",
+                    "{}: removed: this run has no such table",
+                    path.display()
+                );
+            }
+        }
+        run.publish_locked(swapped == 0)
+    })();
+    if result.is_err() && swapped == 0 && retracted {
+        // Nothing of the previous run was replaced: its `_SUCCESS` still tells the truth.
+        if let Err(e) = write_synced(&previous, b"").and_then(|()| sync_dir(&run.target)) {
+            tracing::warn!(
+                stage = "publish",
+                "{}: cannot put the previous run's commit marker back ({e}); that as-of stays uncommitted until a run publishes it",
+                previous.display()
+            );
+        }
+    }
+    result
+}
+
+/// Removes `_SUCCESS` from the churnclv run partition `dir`, if there is one. Returns whether
+/// there was one to remove.
+fn retract(dir: &Path) -> std::io::Result<bool> {
+    if proof(dir).is_none() {
+        return Ok(false);
+    }
+    match fs::remove_file(dir.join(SUCCESS)) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+        Ok(()) => {
+            sync_dir(dir)?;
+            Ok(true)
         }
     }
 }

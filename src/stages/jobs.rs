@@ -189,7 +189,8 @@ pub fn run(
 }
 
 /// `score`: the saved model of the plan on its feature table, or on the events as of the
-/// plan's date, published as `DIR/as_of=D/` beside the model it used.
+/// plan's date, published as the run's layout (`DIR/<table>/as_of=D/`, `DIR/runs/as_of=D/`)
+/// beside the model it used.
 pub fn score(
     plan: &Plan,
     out: &Path,

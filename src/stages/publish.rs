@@ -3,10 +3,14 @@
 //! folder and one-step swap (whose guarantees are in docs/operations.md), plus the two model
 //! outputs that are plain files (`run --save-model`, `train --out`).
 //!
-//! A partition holds `scores.parquet`, `features.parquet`, `rejects.parquet` (when events were
-//! read), `metrics.json` and `report.html` (when a model was trained), `model.json` and
-//! `manifest.json` (written last before `_SUCCESS`): the manifest lists every other file with
-//! its size and SHA-256, the inputs, the row accounting, and the schema of each table.
+//! A run publishes one partition per table, each table in a folder of its own so that a
+//! warehouse can mount it as it is (hive-partitioned by as-of, `as_of` in the path only):
+//! `DIR/scores/as_of=D/scores.parquet`, `DIR/features/as_of=D/features.parquet`,
+//! `DIR/rejects/as_of=D/rejects.parquet` (when events were read); then the run partition
+//! `DIR/runs/as_of=D/` with `metrics.json` and `report.html` (when a model was trained),
+//! `model.json`, `manifest.json` and `_SUCCESS`, swapped in last. The manifest lists every
+//! other file of the run by its path relative to DIR, with its size and SHA-256, the inputs,
+//! the row accounting, and the schema of each table.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,7 @@ use crate::error::{Context, Result};
 use crate::features::FeatureTable;
 use crate::io::discover::Skipped;
 use crate::io::output::{file_digest, write_bytes, write_json, write_parquet_direct};
+use crate::io::publish::{publish_run, RUNS};
 use crate::io::read::rejects_schema;
 use crate::io::{InputSet, ParquetOptions, RunLock, ScanStats, Staging};
 use crate::labels::Cutoffs;
@@ -57,10 +62,14 @@ impl InputEntry {
     }
 }
 
-/// An output file of a partition.
+/// An output file of a run.
 #[derive(Debug, Serialize)]
 pub struct OutputFile {
-    pub file: &'static str,
+    /// Its path relative to the output folder (`scores/as_of=D/scores.parquet`).
+    pub file: String,
+    /// The table it belongs to (Parquet files only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
     pub bytes: u64,
@@ -119,6 +128,7 @@ pub struct Manifest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<&'a Config>,
     pub outputs: Vec<OutputFile>,
+    /// The columns of each table written, by table name (`scores`, `features`, `rejects`).
     pub schema: BTreeMap<&'static str, Vec<ColumnDesc>>,
 }
 
@@ -147,63 +157,98 @@ pub struct Partition<'a> {
     pub model: &'a SavedModel,
 }
 
-/// Writes the partition `as_of=D` into a staging folder and publishes it (`_SUCCESS` last,
-/// swapped into place in one step). Returns its final path.
+/// The partition folder of a table (or of [`RUNS`]) for `as_of`, relative to the output
+/// folder: `scores/as_of=D`.
+pub fn partition_path(table: &str, as_of: NaiveDate) -> String {
+    format!("{table}/{}", partition_name(as_of))
+}
+
+fn partition_name(as_of: NaiveDate) -> String {
+    format!("as_of={as_of}")
+}
+
+/// Writes a run's table partitions and its run partition into staging folders and publishes
+/// them (tables first, the run partition with `_SUCCESS` last; see `io::publish_run`).
+/// Returns the run partition's final path (`DIR/runs/as_of=D`).
 pub fn publish(
     lock: &RunLock,
     as_of: NaiveDate,
     from: Provenance<'_>,
     files: Partition<'_>,
 ) -> Result<PathBuf> {
-    let staging = lock.stage(&format!("as_of={as_of}"), from.run_id)?;
+    let part = partition_name(as_of);
+    // Every staging folder first: a foreign folder at any partition's name stops the run
+    // before the heavy writing.
+    let scores = lock.stage("scores", &part, from.run_id)?;
+    let features_stage = lock.stage("features", &part, from.run_id)?;
+    let rejects_stage = match files.rejects {
+        Some(_) => Some(lock.stage("rejects", &part, from.run_id)?),
+        None => None,
+    };
+    let run = lock.stage(RUNS, &part, from.run_id)?;
     let plain = ParquetOptions::default();
-    let mut written: Vec<(&'static str, u64)> = Vec::new();
+    let mut outputs = Vec::new();
     let mut schemas = BTreeMap::new();
-    written.push((
+    let rows = write_parquet_direct(
+        &scores.path("scores.parquet"),
+        scores_schema(),
+        std::slice::from_ref(files.scores),
+        &plain,
+    )?;
+    outputs.push(output_entry(
+        &scores,
+        "scores",
         "scores.parquet",
-        write_parquet_direct(
-            &staging.path("scores.parquet"),
-            scores_schema(),
-            std::slice::from_ref(files.scores),
-            &plain,
-        )?,
-    ));
-    schemas.insert("scores.parquet", describe(&scores_schema()));
+        as_of,
+        Some(rows),
+    )?);
+    schemas.insert("scores", describe(&scores_schema()));
     let features = files.features.features_batch()?;
-    written.push((
+    let rows = write_parquet_direct(
+        &features_stage.path("features.parquet"),
+        features.schema(),
+        std::slice::from_ref(&features),
+        &FeatureTable::parquet_options(files.features.cutoff, None),
+    )?;
+    outputs.push(output_entry(
+        &features_stage,
+        "features",
         "features.parquet",
-        write_parquet_direct(
-            &staging.path("features.parquet"),
-            features.schema(),
-            std::slice::from_ref(&features),
-            &FeatureTable::parquet_options(files.features.cutoff, None),
-        )?,
-    ));
-    schemas.insert("features.parquet", describe(&features.schema()));
-    if let Some(rejects) = files.rejects {
-        written.push((
+        as_of,
+        Some(rows),
+    )?);
+    schemas.insert("features", describe(&features.schema()));
+    if let (Some(rejects), Some(stage)) = (files.rejects, &rejects_stage) {
+        let rows = write_parquet_direct(
+            &stage.path("rejects.parquet"),
+            rejects_schema(),
+            rejects,
+            &plain,
+        )?;
+        outputs.push(output_entry(
+            stage,
+            "rejects",
             "rejects.parquet",
-            write_parquet_direct(
-                &staging.path("rejects.parquet"),
-                rejects_schema(),
-                rejects,
-                &plain,
-            )?,
-        ));
-        schemas.insert("rejects.parquet", describe(&rejects_schema()));
+            as_of,
+            Some(rows),
+        )?);
+        schemas.insert("rejects", describe(&rejects_schema()));
     }
-    let mut names: Vec<&'static str> = written.iter().map(|(n, _)| *n).collect();
+    let mut names = Vec::new();
     if let Some(metrics) = files.metrics {
-        write_json(&staging.path("metrics.json"), metrics)?;
+        write_json(&run.path("metrics.json"), metrics)?;
         names.push("metrics.json");
     }
     if let Some(page) = files.report {
-        write_bytes(&staging.path("report.html"), page.as_bytes())?;
+        write_bytes(&run.path("report.html"), page.as_bytes())?;
     }
-    write_json(&staging.path("model.json"), files.model)?;
+    write_json(&run.path("model.json"), files.model)?;
     names.push("model.json");
     if files.report.is_some() {
         names.push("report.html");
+    }
+    for name in names {
+        outputs.push(output_entry(&run, RUNS, name, as_of, None)?);
     }
     let (model, model_run_id) = match from.model {
         Some((path, run)) => (Some(path), Some(run)),
@@ -223,31 +268,37 @@ pub fn publish(
         inputs_skipped: from.inputs_skipped,
         rows: from.rows,
         config: from.config,
-        outputs: output_entries(&staging, &names, &written)?,
+        outputs,
         schema: schemas,
     };
-    write_json(&staging.path("manifest.json"), &manifest)?;
-    Ok(staging.publish()?)
+    write_json(&run.path("manifest.json"), &manifest)?;
+    let mut tables = vec![scores, features_stage];
+    // A rerun without events leaves no rejects of an earlier run of this as-of behind.
+    let mut obsolete = Vec::new();
+    match rejects_stage {
+        Some(stage) => tables.push(stage),
+        None => obsolete.push(lock.dir().join(partition_path("rejects", as_of))),
+    }
+    Ok(publish_run(tables, &obsolete, run)?)
 }
 
-/// Size, SHA-256 and (for tables) row count of each named file of a staging folder.
-fn output_entries(
+/// The manifest entry of `name` in a staging folder of `table`: its final path relative to
+/// DIR, size, SHA-256 and (for tables) row count.
+fn output_entry(
     staging: &Staging<'_>,
-    names: &[&'static str],
-    rows: &[(&'static str, u64)],
-) -> Result<Vec<OutputFile>> {
-    names
-        .iter()
-        .map(|&name| {
-            let (sha256, bytes) = file_digest(&staging.path(name))?;
-            Ok(OutputFile {
-                file: name,
-                rows: rows.iter().find(|(n, _)| *n == name).map(|(_, r)| *r),
-                bytes,
-                sha256,
-            })
-        })
-        .collect()
+    table: &'static str,
+    name: &str,
+    as_of: NaiveDate,
+    rows: Option<u64>,
+) -> Result<OutputFile> {
+    let (sha256, bytes) = file_digest(&staging.path(name))?;
+    Ok(OutputFile {
+        file: format!("{}/{name}", partition_path(table, as_of)),
+        table: rows.map(|_| table),
+        rows,
+        bytes,
+        sha256,
+    })
 }
 
 /// Writes `bytes` as `dir/name` through a temporary file renamed into place (`flag` names the

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use serde::Serialize;
 
@@ -20,14 +20,15 @@ use crate::segment::{
     assign_tiers, churn_reasons, churn_risk, deciles, lifecycle_stage, quintiles, rfm_segment,
     TierConfig, TierInput, TIERS,
 };
-use crate::time::days_since_epoch;
 
-/// Schema of `scores.parquet` (the warehouse contract, documented in docs/schema.md).
+/// Schema of `scores.parquet` (the warehouse contract, documented in docs/schema.md). `as_of`
+/// is not a column: it lives in the partition's path (`scores/as_of=D/`), where Hive, Spark,
+/// BigQuery, Snowflake, DuckDB and pyarrow read it; a file column of the same name is what
+/// Spark refuses and pyarrow's hive discovery cannot merge.
 pub fn scores_schema() -> SchemaRef {
     let f = |name: &str, dt: DataType, nullable: bool| Field::new(name, dt, nullable);
     Arc::new(Schema::new(vec![
         f("customer_id", DataType::Utf8, false),
-        f("as_of", DataType::Date32, false),
         f("recency_days", DataType::Float64, true),
         f("frequency", DataType::Int64, false),
         f("monetary_total", DataType::Float64, false),
@@ -200,7 +201,7 @@ pub fn model_version(model_run_id: &str) -> String {
 
 /// Applies the fitted models to the feature table at as-of (churn probability, reasons and
 /// BTYD outputs for customers who have bought — the models' population — `None` for the
-/// others), then the segments and tiers. `as_of` is the table's cutoff.
+/// others), then the segments and tiers (the table's cutoff is the partition's as-of).
 pub fn score(
     set: &FeatureTable,
     churn: &ChurnModel,
@@ -210,7 +211,6 @@ pub fn score(
     model_version: &str,
     run_id: &str,
 ) -> Result<Scored, ScoreError> {
-    let as_of = set.cutoff;
     let n = set.rows.len();
     let buyers: Vec<usize> = (0..n).filter(|&i| set.rows[i].has_purchase()).collect();
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
@@ -313,7 +313,6 @@ pub fn score(
         Arc::new(StringArray::from_iter_values(
             set.customer_ids.iter().map(|s| s.as_ref()),
         )),
-        Arc::new(Date32Array::from(vec![days_since_epoch(as_of); n])),
         Arc::new(Float64Array::from_iter(
             rows_.iter().map(|r| r.recency_days),
         )),

@@ -126,3 +126,117 @@ pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
         scored,
     }
 }
+
+/// A table's partition folder: `DIR/<table>/as_of=D` (`scores`, `features`, `rejects`).
+pub fn table(out: &Path, table: &str, as_of: &str) -> PathBuf {
+    out.join(table).join(format!("as_of={as_of}"))
+}
+
+/// A table's file: `DIR/<table>/as_of=D/<table>.parquet`.
+pub fn table_file(out: &Path, name: &str, as_of: &str) -> PathBuf {
+    table(out, name, as_of).join(format!("{name}.parquet"))
+}
+
+/// The run partition: `DIR/runs/as_of=D` (manifest.json, metrics.json, model.json,
+/// report.html, _SUCCESS).
+pub fn run_dir(out: &Path, as_of: &str) -> PathBuf {
+    out.join("runs").join(format!("as_of={as_of}"))
+}
+
+/// The partition folders (`as_of=…`) of one table folder of `out` (`runs` for the runs),
+/// sorted; empty when the folder does not exist.
+pub fn partitions(out: &Path, table: &str) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(out.join(table)) {
+        Ok(entries) => entries
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("as_of="))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Whether anything was published in `out`: a partition in any table folder.
+pub fn published_any(out: &Path) -> bool {
+    ["scores", "features", "rejects", "runs"]
+        .iter()
+        .any(|t| !partitions(out, t).is_empty())
+}
+
+/// The tables of a run, in the order they are swapped in.
+pub const TABLES: [&str; 3] = ["scores", "features", "rejects"];
+
+/// Checks what is published for `as_of` in `out`. With `DIR/runs/as_of=D/_SUCCESS`: the run
+/// partition's marker, and every output its manifest lists (paths relative to `out`) with the
+/// recorded size and SHA-256, each in a marked partition; returns the manifest's outputs as
+/// (path, sha256) and the run's metrics.json. Without `_SUCCESS` (a run stopped between its
+/// table swaps, or none published): returns `None` after checking that each table partition
+/// present is complete — marked, its one Parquet file read to the end.
+pub fn check_run(out: &Path, as_of: &str) -> Option<(Vec<(String, String)>, Vec<u8>)> {
+    use sha2::{Digest, Sha256};
+    let run = run_dir(out, as_of);
+    if !run.join("_SUCCESS").is_file() {
+        for t in TABLES {
+            let part = table(out, t, as_of);
+            if !part.exists() {
+                continue;
+            }
+            assert!(
+                part.join(".churnclv-partition").is_file(),
+                "{} has no marker",
+                part.display()
+            );
+            let f = std::fs::File::open(table_file(out, t, as_of)).expect("table file");
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            for b in reader {
+                b.expect("a complete Parquet file");
+            }
+        }
+        return None;
+    }
+    assert!(
+        run.join(".churnclv-partition").is_file(),
+        "{} has no marker",
+        run.display()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let mut files = Vec::new();
+    for o in manifest["outputs"].as_array().expect("outputs") {
+        let rel = o["file"].as_str().expect("file");
+        let path = out.join(rel);
+        let bytes = std::fs::read(&path).expect("output");
+        assert_eq!(o["bytes"].as_u64(), Some(bytes.len() as u64), "{rel}");
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(o["sha256"].as_str(), Some(hex.as_str()), "{rel}");
+        assert!(
+            path.parent()
+                .expect("partition")
+                .join(".churnclv-partition")
+                .is_file(),
+            "{rel}: partition not marked"
+        );
+        files.push((rel.to_string(), hex));
+    }
+    let metrics = std::fs::read(run.join("metrics.json")).expect("metrics");
+    Some((files, metrics))
+}
+
+/// Names in a folder not starting with a dot, sorted.
+pub fn visible(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}

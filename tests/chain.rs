@@ -317,6 +317,19 @@ fn a_feature_table_written_elsewhere_is_read_and_checked() {
     assert_eq!(churnclv::Error::from(err).exit_code(), 2);
 }
 
+/// Column `name` (Int32) with row `row` set to `value`; any other column as it is.
+fn set_i32(name: &str, a: ArrayRef, column: &str, row: usize, value: Option<i32>) -> ArrayRef {
+    if name != column {
+        return a;
+    }
+    let mut v: Vec<Option<i32>> = a
+        .as_primitive::<arrow_array::types::Int32Type>()
+        .iter()
+        .collect();
+    v[row] = value;
+    Arc::new(Int32Array::from(v))
+}
+
 /// `score --features` on a broken table: exit 2, one line naming the flag, file, column (and
 /// row), nothing published.
 #[test]
@@ -376,34 +389,12 @@ fn a_missing_mistyped_or_null_column_is_exit_2_naming_it() {
         ),
         (
             "null",
-            Box::new(|n: &str, a: ArrayRef| {
-                Some(if n == "frequency" {
-                    let mut v: Vec<Option<i32>> = a
-                        .as_primitive::<arrow_array::types::Int32Type>()
-                        .iter()
-                        .collect();
-                    v[5] = None;
-                    Arc::new(Int32Array::from(v)) as ArrayRef
-                } else {
-                    a
-                })
-            }),
+            Box::new(|n: &str, a: ArrayRef| Some(set_i32(n, a, "frequency", 5, None))),
             "column 'frequency', row 5: null, and the column does not allow nulls".into(),
         ),
         (
             "negative",
-            Box::new(|n: &str, a: ArrayRef| {
-                Some(if n == "n_events" {
-                    let mut v: Vec<Option<i32>> = a
-                        .as_primitive::<arrow_array::types::Int32Type>()
-                        .iter()
-                        .collect();
-                    v[3] = Some(-2);
-                    Arc::new(Int32Array::from(v)) as ArrayRef
-                } else {
-                    a
-                })
-            }),
+            Box::new(|n: &str, a: ArrayRef| Some(set_i32(n, a, "n_events", 3, Some(-2)))),
             "column 'n_events', row 3: -2 is not a count (expected ≥ 0)".into(),
         ),
     ];

@@ -357,7 +357,13 @@ impl ChurnModel {
             },
             e => ModelError::Solver(e),
         })?;
-        eprintln!("TMP fit {} iters {:?}", fitted.iterations, tt.elapsed());
+        tracing::debug!(
+            window,
+            alpha = params.alpha,
+            newton_iterations = fitted.iterations,
+            duration_ms = tt.elapsed().as_millis() as u64,
+            "churn model fitted"
+        );
         Ok(ChurnModel {
             features: design.features.clone(),
             coefficients: fitted.weights,

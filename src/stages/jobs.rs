@@ -61,10 +61,7 @@ impl train::TrainingTables for OnDemand<'_> {
                 )))
             }
         };
-        let t = Instant::now();
-        let r = self.scanned.buyers_table(i);
-        eprintln!("TMP table {i} {:?}", t.elapsed());
-        Ok(Some(Cow::Owned(r)))
+        Ok(Some(Cow::Owned(self.scanned.buyers_table(i))))
     }
 }
 

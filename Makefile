@@ -50,10 +50,12 @@ cdnow: build
 	$(BIN) run --events data/cdnow/cdnow_events.parquet --as-of 1998-07-01 --horizon 273d --out $(OUT)/cdnow
 
 ## Benchmarks against the peer tools, in one run: generates 11M events / 200k customers, times
-## churnclv's feature stage beside DuckDB and Polars and its BTYD fits beside Python lifetimes
+## the whole `churnclv run` beside DuckDB's aggregation and the same job as a Python stack
+## (bench/whole_run.py: ratios, per-stage times, peak RSS), churnclv's feature stage beside DuckDB and Polars and its BTYD fits beside Python lifetimes
 ## (all pinned in bench/requirements.txt, installed into .venv), checks they agree, then runs
 ## the criterion benches.
 bench: build bench-data $(VENV)/.installed
+	$(VENV)/bin/python bench/whole_run.py --bin $(BIN) --events $(BENCH_EVENTS)
 	$(VENV)/bin/python bench/compare_features.py --bin $(BIN) --events $(BENCH_EVENTS) --cutoff 2026-01-01
 	$(VENV)/bin/python bench/compare_btyd.py --bin $(BIN) \
 		--dataset cdnow-sample:data/cdnow/cdnow_sample_events.parquet:1997-10-01:week \

@@ -232,9 +232,9 @@ impl Default for ValidationConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChurnConfig {
-    /// L2 strength on the summed log loss (linfa-logistic's `alpha`).
+    /// L2 strength on the summed log loss (linfa-logistic's `alpha`; the intercept is free).
     pub alpha: f64,
-    /// L-BFGS iteration cap.
+    /// Newton iteration cap (a fit needs 2–10): reaching it is an error.
     pub max_iterations: u64,
     /// Wall-clock limit for one fit, seconds.
     pub timeout_seconds: u64,

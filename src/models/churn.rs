@@ -1,21 +1,16 @@
-//! The churn model: L2 logistic regression (linfa-logistic) on standardised, log-compressed RFM
-//! features, oriented so that it predicts P(churn).
+//! The churn model: L2 logistic regression on standardised, log-compressed RFM features,
+//! predicting P(churn): the saved model scores `sigmoid(intercept + w·z)`.
 //!
-//! linfa-logistic 0.8.1 calls the *more frequent* label "positive" (rust-ml/linfa#393), so the
-//! fitted coefficients may describe P(not churn). We read back which class it chose and flip
-//! signs when needed; the saved model always scores `sigmoid(intercept + w·z)` = P(churn).
+//! Fitted by Newton's method ([`super::logistic`]) on linfa-logistic's objective (L2 on the
+//! summed loss, intercept free). linfa-logistic's L-BFGS was the whole run's largest cost; its
+//! positive-class quirk (rust-ml/linfa#393: the more frequent label is "positive") no longer
+//! applies: `churned == true` is the positive class.
 
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
-
-use linfa::traits::Fit;
-use linfa::Dataset;
-use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::features::Features;
+use crate::models::logistic::{self, LogisticError, Settings};
 use crate::models::saved::InvalidField;
 
 /// Errors while fitting or applying a model.
@@ -33,6 +28,8 @@ pub enum ModelError {
     Timeout { seconds: u64, iterations: u64 },
     #[error("{0}")]
     Linfa(String),
+    #[error("churn model fit failed: {0}")]
+    Solver(LogisticError),
     #[error("churn model: {0}")]
     Invalid(String),
     #[error("model expects {expected} features, got {found}")]
@@ -48,8 +45,8 @@ pub struct ChurnParams {
     pub alpha: f64,
     pub max_iterations: u64,
     pub timeout_seconds: u64,
-    /// Balance the classes: the minority class's rows are replicated ⌊majority/minority⌉
-    /// times (linfa-logistic ignores sample weights), then the intercept is shifted back by
+    /// Balance the classes: the minority class's rows weigh ⌊majority/minority⌉ (the same
+    /// objective as replicating them that many times), then the intercept is shifted back by
     /// ln(factor) so that predictions stay calibrated probabilities.
     #[serde(default)]
     pub balanced: bool,
@@ -236,6 +233,31 @@ fn sigmoid(z: f64) -> f64 {
     }
 }
 
+/// Customers' raw features made model inputs once: the scaling learnt on them and the
+/// standardised matrix. Fits that share the customers (the alpha grid) share one design.
+#[derive(Debug, Clone)]
+pub struct Design {
+    features: Vec<FeatureScaling>,
+    z: Array2<f64>,
+}
+
+impl Design {
+    /// Learns the scaling of raw rows `x` (rows × [`FEATURES`]) and applies it.
+    pub fn new(x: &Array2<f64>) -> Result<Design, ModelError> {
+        let (features, z) = fit_scaling(x)?;
+        Ok(Design { features, z })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.z.nrows()
+    }
+
+    /// Other raw rows standardised with this design's scaling.
+    pub fn standardise(&self, x: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
+        apply_scaling(&self.features, x)
+    }
+}
+
 impl ChurnModel {
     /// Fits on raw features `x` (rows × [`FEATURES`]) and labels `churned`.
     pub fn fit(
@@ -244,16 +266,39 @@ impl ChurnModel {
         churned: &[bool],
         window: &str,
     ) -> Result<ChurnModel, ModelError> {
-        let n = x.nrows();
+        if x.nrows() == 0 {
+            return Err(ModelError::Empty {
+                window: window.to_string(),
+            });
+        }
+        if x.ncols() != FEATURES.len() {
+            return Err(ModelError::Shape {
+                expected: FEATURES.len(),
+                found: x.ncols(),
+            });
+        }
+        Self::fit_design(params, &Design::new(x)?, churned, window, None)
+    }
+
+    /// Fits on a [`Design`], from the parameters of `start` when given (a fit on the same
+    /// design at another `alpha`: fewer Newton iterations, the same optimum).
+    pub fn fit_design(
+        params: ChurnParams,
+        design: &Design,
+        churned: &[bool],
+        window: &str,
+        start: Option<&ChurnModel>,
+    ) -> Result<ChurnModel, ModelError> {
+        let n = design.rows();
         if n == 0 {
             return Err(ModelError::Empty {
                 window: window.to_string(),
             });
         }
-        if x.ncols() != FEATURES.len() || churned.len() != n {
+        if churned.len() != n {
             return Err(ModelError::Shape {
-                expected: FEATURES.len(),
-                found: x.ncols(),
+                expected: n,
+                found: churned.len(),
             });
         }
         let positives = churned.iter().filter(|&&c| c).count();
@@ -268,7 +313,7 @@ impl ChurnModel {
                 },
             });
         }
-        let (features, z) = fit_scaling(x)?;
+        let tt = std::time::Instant::now();
         let negatives = n - positives;
         let (minority, factor) = if positives < negatives {
             (true, (negatives as f64 / positives as f64).round() as usize)
@@ -278,32 +323,51 @@ impl ChurnModel {
                 (positives as f64 / negatives as f64).round() as usize,
             )
         };
-        let (z, y, shift) = if params.balanced && factor >= 2 {
-            // Rows of the minority class `minority` (true = churned) repeated `factor` times.
-            let rows: Vec<usize> = (0..n)
-                .flat_map(|i| {
-                    let k = if churned[i] == minority { factor } else { 1 };
-                    std::iter::repeat_n(i, k)
-                })
-                .collect();
-            let zb = z.select(ndarray::Axis(0), &rows);
-            let yb: Array1<bool> = rows.iter().map(|&i| churned[i]).collect();
+        let (weights, shift) = if params.balanced && factor >= 2 {
             // Oversampling churners by f multiplies the fitted odds by f: subtract ln f.
-            let shift = if minority {
-                -(factor as f64).ln()
+            let f = factor as f64;
+            if minority {
+                ((f, 1.0), -f.ln())
             } else {
-                (factor as f64).ln()
-            };
-            (zb, yb, shift)
+                ((1.0, f), f.ln())
+            }
         } else {
-            (z, churned.iter().copied().collect(), 0.0)
+            ((1.0, 1.0), 0.0)
         };
-        let (w, b, pos_is_churn) = fit_guarded(params, z, y)?;
-        let sign = if pos_is_churn { 1.0 } else { -1.0 };
+        let start: Option<Vec<f64>> = start.map(|m| {
+            let mut t = m.coefficients.clone();
+            t.push(m.intercept - shift);
+            t
+        });
+        let fitted = logistic::fit(
+            &design.z,
+            churned,
+            &Settings {
+                alpha: params.alpha,
+                max_iterations: params.max_iterations,
+                timeout_seconds: params.timeout_seconds,
+                class_weights: weights,
+            },
+            start.as_deref(),
+        )
+        .map_err(|e| match e {
+            LogisticError::Timeout { seconds, .. } => ModelError::Timeout {
+                seconds,
+                iterations: params.max_iterations,
+            },
+            e => ModelError::Solver(e),
+        })?;
+        tracing::debug!(
+            window,
+            alpha = params.alpha,
+            newton_iterations = fitted.iterations,
+            duration_ms = tt.elapsed().as_millis() as u64,
+            "churn model fitted"
+        );
         Ok(ChurnModel {
-            features,
-            coefficients: w.iter().map(|v| sign * v).collect(),
-            intercept: sign * b + shift,
+            features: design.features.clone(),
+            coefficients: fitted.weights,
+            intercept: fitted.intercept + shift,
             params,
             train_rows: n,
             train_churn_rate: positives as f64 / n as f64,
@@ -421,46 +485,19 @@ impl ChurnModel {
 
     /// P(churn) for each raw row.
     pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
-        let z = self.standardise(x)?;
-        Ok(z.rows()
+        Ok(self.predict_standardised(&self.standardise(x)?))
+    }
+
+    /// P(churn) for rows already standardised with this model's scaling (columns in its
+    /// feature order).
+    pub fn predict_standardised(&self, z: &Array2<f64>) -> Vec<f64> {
+        z.rows()
             .into_iter()
             .map(|row| {
                 let s: f64 = row.iter().zip(&self.coefficients).map(|(a, b)| a * b).sum();
                 sigmoid(self.intercept + s)
             })
-            .collect())
-    }
-}
-
-/// Runs the linfa fit on its own thread under a wall-clock limit (argmin has none), returning
-/// weights, intercept, and whether linfa's positive class is `churned == true`.
-fn fit_guarded(
-    params: ChurnParams,
-    z: Array2<f64>,
-    y: Array1<bool>,
-) -> Result<(Vec<f64>, f64, bool), ModelError> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let dataset = Dataset::new(z, y);
-        // linfa's loss and gradient are sums over rows: a fixed gradient tolerance (its default
-        // 1e-4) gets stricter as data grows and ran every 200k-row fit to the iteration cap.
-        // Scaled by the row count it is a tolerance on the mean gradient.
-        let rows = dataset.records().nrows().max(1) as f64;
-        let result = LogisticRegression::default()
-            .alpha(params.alpha)
-            .max_iterations(params.max_iterations)
-            .gradient_tolerance(1e-4 * rows)
-            .fit(&dataset)
-            .map(|m| (m.params().to_vec(), m.intercept(), m.labels().pos.class));
-        let _ = tx.send(result);
-    });
-    match rx.recv_timeout(Duration::from_secs(params.timeout_seconds)) {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(ModelError::Linfa(format!("churn model fit failed: {e}"))),
-        Err(_) => Err(ModelError::Timeout {
-            seconds: params.timeout_seconds,
-            iterations: params.max_iterations,
-        }),
+            .collect()
     }
 }
 

@@ -1,9 +1,10 @@
-//! Models fitted on the features: [`churn`] (linfa-logistic), [`btyd`] (BG/NBD family and
+//! Models fitted on the features: [`churn`] (logistic regression, [`logistic`]), [`btyd`] (BG/NBD family and
 //! Gamma-Gamma, by maximum likelihood) and [`value`] (the BTYD value stage of the pipeline). Fitted models are plain serde
 //! structs — what is saved is exactly what is scored.
 
 pub mod btyd;
 pub mod churn;
+pub mod logistic;
 pub mod saved;
 pub mod spend;
 pub mod value;

@@ -42,8 +42,12 @@ pub struct Outcome {
 
 /// `run`'s training tables, built from the scan when training asks for each (the scan's
 /// tables in the order of [`tables`]) with the buyers only, so no more than two are held at
-/// a time and no row training does not read is built.
-struct OnDemand<'a>(&'a features::Scanned);
+/// a time and no row training does not read is built. The as-of table is built whole, once:
+/// training reads its buyers, scoring all of it (kept in `latest`).
+struct OnDemand<'a> {
+    scanned: &'a features::Scanned,
+    latest: std::cell::OnceCell<FeatureTable>,
+}
 
 impl train::TrainingTables for OnDemand<'_> {
     fn get(&self, at: At) -> Result<Option<Cow<'_, FeatureTable>>> {
@@ -51,9 +55,13 @@ impl train::TrainingTables for OnDemand<'_> {
             At::Tune => 0,
             At::Train => 1,
             At::Validate => 2,
-            At::Latest => 3,
+            At::Latest => {
+                return Ok(Some(Cow::Borrowed(
+                    self.latest.get_or_init(|| self.scanned.table(3)),
+                )))
+            }
         };
-        Ok(Some(Cow::Owned(self.0.buyers_table(i))))
+        Ok(Some(Cow::Owned(self.scanned.buyers_table(i))))
     }
 }
 
@@ -105,8 +113,15 @@ pub fn run(
     let specs = tables(&c);
     let scanned = features::scan(inputs, &plan.read_options(date_us(c.as_of)), &specs)?;
     stage("train: fitting and evaluating out of time");
-    let trained = train::train(&OnDemand(&scanned), c, &plan.config, plan.min_auc)?;
-    let latest = scanned.table(3);
+    let on_demand = OnDemand {
+        scanned: &scanned,
+        latest: std::cell::OnceCell::new(),
+    };
+    let trained = train::train(&on_demand, c, &plan.config, plan.min_auc)?;
+    let latest = match on_demand.latest.into_inner() {
+        Some(t) => t,
+        None => scanned.table(3),
+    };
     let (stats, rejects) = (scanned.stats, scanned.rejects);
     drop(scanned.histories);
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::features::{FeatureTable, Features};
@@ -221,18 +222,26 @@ pub fn score(
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
     let mut reasons: Vec<[Option<String>; 3]> = vec![[None, None, None]; n];
-    for (k, ((&i, p), f)) in buyers.iter().zip(probs).zip(&rows).enumerate() {
-        let v = value.score(f, f64::from(horizon_days));
+    // Per customer, independent: BTYD / CLV evaluation and churn reasons in parallel, then
+    // checked and placed in row order (the first bad customer in row order is reported).
+    let per_customer: Vec<(ValueScores, [Option<String>; 3])> = (0..rows.len())
+        .into_par_iter()
+        .map(|k| {
+            let v = value.score(rows[k], f64::from(horizon_days));
+            let contributions: Vec<f64> = z
+                .row(k)
+                .iter()
+                .zip(&churn.coefficients)
+                .map(|(a, b)| a * b)
+                .collect();
+            (v, churn_reasons(&names, &contributions))
+        })
+        .collect();
+    for ((&i, p), (v, why)) in buyers.iter().zip(probs).zip(per_customer) {
         check_outputs(set.customer_ids[i].as_ref(), p, &v)?;
         churn_probability[i] = Some(p);
         values[i] = Some(v);
-        let contributions: Vec<f64> = z
-            .row(k)
-            .iter()
-            .zip(&churn.coefficients)
-            .map(|(a, b)| a * b)
-            .collect();
-        reasons[i] = churn_reasons(&names, &contributions);
+        reasons[i] = why;
     }
     let buyer = |v: Option<f64>, i: usize| v.filter(|_| set.rows[i].has_purchase());
     let r = quintiles(

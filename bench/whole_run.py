@@ -1,0 +1,100 @@
+"""`make bench`, the whole job side by side in one run: (a) `churnclv run` on the bench file,
+(b) DuckDB's aggregation of the same file (bench/agg_duckdb.py), (c) the same job as a Python
+stack (bench/python_stack.py), and (d) churnclv's feature stage alone (`churnclv features`, the
+memory reference). Alternated `--repeats` times; prints median wall, CPU, peak RSS (each child's
+own, from os.wait4) and the ratios the issue sets targets for, with the load average."""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def timed(cmd, stderr_to=None):
+    """Runs `cmd`; returns (wall s, cpu s, peak RSS MB, stderr text)."""
+    err = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    err.seek(0)
+    text = err.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({status}):\n{text[-2000:]}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, text
+
+
+def stages(log):
+    """Per-stage duration_ms from churnclv's JSON log lines."""
+    out = {}
+    for line in log.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        f = rec.get("fields", rec)
+        if "duration_ms" in f:
+            name = f.get("stage", "?")
+            if name == "evaluate" and "model" in f:
+                name = "evaluate (BTYD)"
+            out[name] = out.get(name, 0) + f["duration_ms"] / 1000
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--events", required=True)
+    ap.add_argument("--as-of", default="2025-12-31")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = {
+            "churnclv run": lambda i: [a.bin, "--log-format", "json", "run", "--events", a.events,
+                                       "--as-of", a.as_of, "--out", os.path.join(tmp, f"run{i}")],
+            "churnclv features": lambda i: [a.bin, "--quiet", "features", "--events", a.events,
+                                            "--as-of", a.as_of,
+                                            "--out", os.path.join(tmp, f"f{i}.parquet")],
+            "duckdb aggregation": lambda i: [a.python, os.path.join(here, "agg_duckdb.py"),
+                                             a.events, os.path.join(tmp, f"d{i}.parquet"), a.as_of],
+            "python stack": lambda i: [a.python, os.path.join(here, "python_stack.py"),
+                                       "--events", a.events, "--as-of", a.as_of,
+                                       "--out", os.path.join(tmp, f"p{i}.parquet")],
+        }
+        res = {k: [] for k in jobs}
+        stage_runs = []
+        load = [os.getloadavg()]
+        for i in range(a.repeats):
+            for name, cmd in jobs.items():
+                wall, cpu, rss, err = timed(cmd(i))
+                res[name].append((wall, cpu, rss))
+                if name == "churnclv run":
+                    stage_runs.append(stages(err))
+            load.append(os.getloadavg())
+    med = {k: tuple(statistics.median(r[j] for r in v) for j in range(3)) for k, v in res.items()}
+    print(f"\nwhole job, {a.repeats} alternated runs each (median; peak RSS = max), "
+          f"load average {' → '.join(f'{l[0]:.2f}' for l in load)}")
+    print(f"{'':22} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
+    for k, (w, c, _) in med.items():
+        print(f"{k:22} {w:8.2f} {c:8.2f} {max(r[2] for r in res[k]):12.0f}")
+    names = sorted({s for r in stage_runs for s in r})
+    print("churnclv run stages (median s): " + ", ".join(
+        f"{s} {statistics.median(r.get(s, 0) for r in stage_runs):.2f}" for s in names))
+    feat = statistics.median(r.get("features", 0) for r in stage_runs)
+    total = med["churnclv run"][0]
+    run_rss = max(r[2] for r in res["churnclv run"])
+    feat_rss = max(r[2] for r in res["churnclv features"])
+    print(f"after the scan: {total - feat:.2f} s vs the scan {feat:.2f} s")
+    print(f"whole run / DuckDB aggregation: {total / med['duckdb aggregation'][0]:.2f}×  (target ≤ 1.5)")
+    print(f"Python stack / whole run: {med['python stack'][0] / total:.2f}×  (target ≥ 3)")
+    print(f"peak RSS run / features stage: {run_rss / feat_rss:.2f}×  (target ≤ 1.25; run {run_rss:.0f} MB, target ≤ 350)")
+
+
+if __name__ == "__main__":
+    main()

@@ -328,6 +328,52 @@ mod tests {
         }
     }
 
+    /// The same model as linfa-logistic (the crate this solver replaced for speed, see
+    /// docs/models.md): on 2,000 rows drawn from a known logistic model, linfa's L-BFGS run to
+    /// a tight tolerance and this Newton fit give the same weights and intercept.
+    #[test]
+    fn same_optimum_as_linfa_logistic() {
+        use linfa::traits::Fit;
+        use linfa::Dataset;
+        use linfa_logistic::LogisticRegression;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let (n, w, b): (usize, [f64; 3], f64) = (2000, [1.5, -1.0, 0.5], -0.3);
+        let mut x = Array2::zeros((n, 3));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut eta = b;
+            for (j, wj) in w.iter().enumerate() {
+                x[[i, j]] = rng.gen_range(-2.0..2.0);
+                eta += wj * x[[i, j]];
+            }
+            y.push(rng.gen_range(0.0..1.0) < 1.0 / (1.0 + (-eta).exp()));
+        }
+        for alpha in [0.1, 1.0, 10.0] {
+            let ours = fit(&x, &y, &settings(alpha), None).unwrap_or_else(|e| panic!("{e}"));
+            let theirs = LogisticRegression::default()
+                .alpha(alpha)
+                .max_iterations(10_000)
+                .gradient_tolerance(1e-7)
+                .fit(&Dataset::new(x.clone(), ndarray::Array1::from(y.clone())))
+                .unwrap_or_else(|e| panic!("{e}"));
+            // linfa calls the more frequent label positive (rust-ml/linfa#393).
+            let sign = if theirs.labels().pos.class { 1.0 } else { -1.0 };
+            for j in 0..3 {
+                let (a, l) = (ours.weights[j], sign * theirs.params()[j]);
+                assert!(
+                    (a - l).abs() < 1e-5,
+                    "alpha {alpha}, w[{j}]: {a} vs linfa {l}"
+                );
+            }
+            let (a, l) = (ours.intercept, sign * theirs.intercept());
+            assert!(
+                (a - l).abs() < 1e-5,
+                "alpha {alpha}, intercept: {a} vs linfa {l}"
+            );
+        }
+    }
+
     /// A small problem: the fit's gradient is zero (the optimum), checked by finite differences
     /// of the loss rather than by the solver's own gradient.
     #[test]

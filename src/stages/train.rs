@@ -113,7 +113,7 @@ pub fn train(
     let train_sample = sample(tables.get(At::Train)?.as_deref(), "train")?;
     let selection = {
         let tune = sample(tables.get(At::Tune)?.as_deref(), "tune")?;
-        choose_alpha(tune.as_ref(), train_sample.as_ref(), c, config, params)
+        choose_alpha(tune, train_sample.as_ref(), c, config, params)
     };
     let params = ChurnParams {
         alpha: selection.chosen,
@@ -297,7 +297,7 @@ fn sample(table: Option<&FeatureTable>, role: &str) -> Result<Option<Sample>> {
 }
 
 fn choose_alpha(
-    tune: Option<&Sample>,
+    tune: Option<Sample>,
     train: Option<&Sample>,
     c: &Cutoffs,
     config: &Config,
@@ -318,12 +318,16 @@ fn choose_alpha(
             c.tv, c.t0
         ));
     };
-    let (fit, fit_labels) = (tune, &tune.labels.window);
+    let Sample {
+        raw: fit,
+        labels: fit_labels,
+    } = tune;
+    let fit_labels = &fit_labels.window;
     let (val, val_labels) = (train, &train.labels.window);
-    if fit.len() < config.run.min_train_customers || val.len() == 0 {
+    if fit.nrows() < config.run.min_train_customers || val.len() == 0 {
         return fixed(format!(
             "{} customers bought before {} (min_train_customers {})",
-            fit.len(),
+            fit.nrows(),
             c.tv,
             config.run.min_train_customers
         ));
@@ -332,10 +336,12 @@ fn choose_alpha(
     // standardised once with that scaling. Candidates are fitted one after another in grid
     // order, each from the previous optimum (a warm start: fewer Newton passes; each pass is
     // parallel over rows, and the optimum does not depend on the start).
-    let scaled = Design::new(&fit.raw).and_then(|design| {
+    let scaled = Design::new(&fit).and_then(|design| {
         let zv = design.standardise(&val.raw)?;
         Ok((design, zv))
     });
+    // The design holds the scaled rows: the raw ones are not read again.
+    drop(fit);
     let (design, zv) = match scaled {
         Ok(d) => d,
         Err(e) => return fixed(format!("validation fit failed: {e}")),

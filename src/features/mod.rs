@@ -246,6 +246,12 @@ impl Lists {
         self.days.dedup();
         self.rare.sort_unstable();
         self.rare.dedup_by_key(|r| (r.field, r.id));
+        // The lists grew by doubling during the scan and are only read from now on (through
+        // the whole training in `run`): the spare capacity is given back.
+        self.purchases.shrink_to_fit();
+        self.carts.shrink_to_fit();
+        self.days.shrink_to_fit();
+        self.rare.shrink_to_fit();
     }
 
     fn absorb(&mut self, other: Lists) {
@@ -811,9 +817,11 @@ impl Histories {
             }
             parts[lp].lists[ls].absorb(lists);
         }
-        parts
-            .par_iter_mut()
-            .for_each(|part| part.lists.iter_mut().for_each(Lists::finish));
+        parts.par_iter_mut().for_each(|part| {
+            part.lists.iter_mut().for_each(Lists::finish);
+            part.cells.shrink_to_fit();
+            part.lists.shrink_to_fit();
+        });
         Histories {
             cutoffs,
             order: unique,

@@ -107,13 +107,13 @@ pub fn train(
         balanced: config.churn.class_weight == ClassWeight::Balanced,
     };
     // The `t0` table serves the alpha selection (validation) and the out-of-time fit: built
-    // once. At most two tables are held at a time (`tv` and `t0`, then `t0` and `t1`).
-    let train_table = tables.get(At::Train)?;
+    // once. The `tv` and `t0` tables are only read as raw feature matrices with labels, so
+    // each is reduced to that [`Sample`] as soon as it is built (the table is dropped at the
+    // end of its statement): 136 bytes a buyer instead of a `Features` row and an id.
+    let train_sample = sample(tables.get(At::Train)?.as_deref(), "train")?;
     let selection = {
-        let tune = tables.get(At::Tune)?;
-        let tune = population(tune.as_deref(), "tune")?;
-        let train = population(train_table.as_deref(), "train")?;
-        choose_alpha(tune.as_ref(), train.as_ref(), c, config, params)
+        let tune = sample(tables.get(At::Tune)?.as_deref(), "tune")?;
+        choose_alpha(tune, train_sample.as_ref(), c, config, params)
     };
     let params = ChurnParams {
         alpha: selection.chosen,
@@ -125,14 +125,8 @@ pub fn train(
             "training without a validation table".into(),
         ));
     };
-    let mut evaluation = evaluate(
-        population(train_table.as_deref(), "train")?.as_ref(),
-        &eval,
-        c,
-        config,
-        params,
-    )?;
-    drop(train_table);
+    let mut evaluation = evaluate(train_sample.as_ref(), &eval, c, config, params)?;
+    drop(train_sample);
     evaluation.alpha_selection = Some(selection);
     tracing::info!(
         stage = "evaluate",
@@ -282,9 +276,29 @@ fn population<'a>(table: Option<&'a FeatureTable>, role: &str) -> Result<Option<
     }))
 }
 
+/// A labelled table reduced to what the churn and spend fits read: the raw feature matrix
+/// ([`raw_matrix`]) of its buyers, in table order, and their labels.
+struct Sample {
+    raw: ndarray::Array2<f64>,
+    labels: WindowLabels,
+}
+
+impl Sample {
+    fn len(&self) -> usize {
+        self.raw.nrows()
+    }
+}
+
+fn sample(table: Option<&FeatureTable>, role: &str) -> Result<Option<Sample>> {
+    Ok(population(table, role)?.map(|p| Sample {
+        raw: raw_matrix(&p.rows),
+        labels: p.labels,
+    }))
+}
+
 fn choose_alpha(
-    tune: Option<&Population<'_>>,
-    train: Option<&Population<'_>>,
+    tune: Option<Sample>,
+    train: Option<&Sample>,
     c: &Cutoffs,
     config: &Config,
     params: ChurnParams,
@@ -304,12 +318,16 @@ fn choose_alpha(
             c.tv, c.t0
         ));
     };
-    let (fit, fit_labels) = (tune, &tune.labels.window);
+    let Sample {
+        raw: fit,
+        labels: fit_labels,
+    } = tune;
+    let fit_labels = &fit_labels.window;
     let (val, val_labels) = (train, &train.labels.window);
-    if fit.rows.len() < config.run.min_train_customers || val.rows.is_empty() {
+    if fit.nrows() < config.run.min_train_customers || val.len() == 0 {
         return fixed(format!(
             "{} customers bought before {} (min_train_customers {})",
-            fit.rows.len(),
+            fit.nrows(),
             c.tv,
             config.run.min_train_customers
         ));
@@ -318,10 +336,12 @@ fn choose_alpha(
     // standardised once with that scaling. Candidates are fitted one after another in grid
     // order, each from the previous optimum (a warm start: fewer Newton passes; each pass is
     // parallel over rows, and the optimum does not depend on the start).
-    let scaled = Design::new(&raw_matrix(&fit.rows)).and_then(|design| {
-        let zv = design.standardise(&raw_matrix(&val.rows))?;
+    let scaled = Design::new(&fit).and_then(|design| {
+        let zv = design.standardise(&val.raw)?;
         Ok((design, zv))
     });
+    // The design holds the scaled rows: the raw ones are not read again.
+    drop(fit);
     let (design, zv) = match scaled {
         Ok(d) => d,
         Err(e) => return fixed(format!("validation fit failed: {e}")),
@@ -358,14 +378,14 @@ fn choose_alpha(
 
 /// The supervised spend model and the "next H = last H" baseline on the same customers.
 fn value_metrics(
-    train: &[&Features],
+    train: &ndarray::Array2<f64>,
     train_spend: &[f64],
-    eval: &[&Features],
+    eval: &ndarray::Array2<f64>,
     eval_spend: &[f64],
     eval_last_spend: &[f64],
 ) -> Result<(ValueScoresMetrics, ValueScoresMetrics)> {
-    let model = SpendModel::fit(&raw_matrix(train), train_spend).context("spend model")?;
-    let predicted = model.predict(&raw_matrix(eval))?;
+    let model = SpendModel::fit(train, train_spend).context("spend model")?;
+    let predicted = model.predict(eval)?;
     Ok((
         ValueScoresMetrics::new("log1p_ols", &predicted, eval_spend),
         ValueScoresMetrics::new("last_window_spend", eval_last_spend, eval_spend),
@@ -383,7 +403,7 @@ fn rate(l: &[bool]) -> f64 {
 /// The out-of-time evaluation: fitted at `t0`, evaluated at `t1`; or, when the `t0` table is
 /// missing, too small or has one class, the customer-split fallback inside the `t1` window.
 fn evaluate(
-    train: Option<&Population<'_>>,
+    train: Option<&Sample>,
     eval: &Population<'_>,
     c: &Cutoffs,
     config: &Config,
@@ -398,9 +418,9 @@ fn evaluate(
     }
     let train = match train {
         None => Err(format!("no labelled table at {}", c.t0)),
-        Some(t) if t.rows.len() < config.run.min_train_customers => Err(format!(
+        Some(t) if t.len() < config.run.min_train_customers => Err(format!(
             "{} customers bought before {} (min_train_customers {})",
-            t.rows.len(),
+            t.len(),
             c.t0,
             config.run.min_train_customers
         )),
@@ -413,19 +433,20 @@ fn evaluate(
         Ok(t) => t,
         Err(reason) => return customer_split(eval, c, config, params, reason),
     };
-    let (eval_rows, train_rows) = (&eval.rows, &train.rows);
+    let eval_rows = &eval.rows;
     let model = ChurnModel::fit(
         params,
-        &raw_matrix(&train_rows),
+        &train.raw,
         &train.labels.window.churned,
         &window_name(c.t0, c.t1),
     )
     .context("churn model (out of time)")?;
-    let p = model.predict(&raw_matrix(&eval_rows))?;
+    let eval_raw = raw_matrix(eval_rows);
+    let p = model.predict(&eval_raw)?;
     let (value_model, value_baseline) = value_metrics(
-        &train_rows,
+        &train.raw,
         &train.labels.window.spend,
-        &eval_rows,
+        &eval_raw,
         &eval.labels.window.spend,
         &eval.labels.prior_net_spend,
     )?;
@@ -440,7 +461,7 @@ fn evaluate(
         train_labels_until: c.t1,
         eval_cutoff: c.t1,
         eval_labels_until: c.as_of,
-        train_customers: train_rows.len(),
+        train_customers: train.len(),
         eval_customers: eval_rows.len(),
         train_churn_rate: rate(&train.labels.window.churned),
         eval_churn_rate: rate(churned),
@@ -479,13 +500,9 @@ fn customer_split(
     };
     let (tr_rows, tr_y) = pick(false);
     let (ev_rows, ev_y) = pick(true);
-    let model = ChurnModel::fit(
-        params,
-        &raw_matrix(&tr_rows),
-        &tr_y,
-        &window_name(c.t1, c.as_of),
-    )
-    .context("churn model (customer split)")?;
+    let (tr_raw, ev_raw) = (raw_matrix(&tr_rows), raw_matrix(&ev_rows));
+    let model = ChurnModel::fit(params, &tr_raw, &tr_y, &window_name(c.t1, c.as_of))
+        .context("churn model (customer split)")?;
     let select = |want: bool, v: &[f64]| -> Vec<f64> {
         (0..v.len())
             .filter(|&i| is_eval[i] == want)
@@ -493,13 +510,13 @@ fn customer_split(
             .collect()
     };
     let (value_model, value_baseline) = value_metrics(
-        &tr_rows,
+        &tr_raw,
         &select(false, &eval_labels.window.spend),
-        &ev_rows,
+        &ev_raw,
         &select(true, &eval_labels.window.spend),
         &select(true, &eval_labels.prior_net_spend),
     )?;
-    let p = model.predict(&raw_matrix(&ev_rows))?;
+    let p = model.predict(&ev_raw)?;
     let recency: Vec<f64> = ev_rows
         .iter()
         .map(|r| r.recency_days.unwrap_or(0.0))

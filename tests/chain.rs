@@ -64,6 +64,18 @@ fn features(events: &Path, as_of: &str, label: bool, out: &Path) {
     cmd.assert().success();
 }
 
+/// `run --as-of AS_OF` on `events` into `out`; returns `out`.
+fn run(events: &Path, out: &Path) -> PathBuf {
+    bin()
+        .args(["--quiet", "run", "--as-of", AS_OF, "--events"])
+        .arg(events)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+    out.to_path_buf()
+}
+
 /// Strings of a column.
 fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
     let col = batch.column_by_name(name).expect(name);
@@ -77,14 +89,7 @@ fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
 fn the_stages_run_apart_from_files_give_the_run_scores() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = events(dir.path());
-    let out = dir.path().join("out");
-    bin()
-        .args(["--quiet", "run", "--as-of", AS_OF, "--events"])
-        .arg(&events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let out = run(&events, &dir.path().join("out"));
     let run_dir = common::run_dir(&out, AS_OF);
 
     // The chain: four tables, train from them alone, score the as-of table.
@@ -336,14 +341,7 @@ fn set_i32(name: &str, a: ArrayRef, column: &str, row: usize, value: Option<i32>
 fn a_missing_mistyped_or_null_column_is_exit_2_naming_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = events(dir.path());
-    let out = dir.path().join("out");
-    bin()
-        .args(["--quiet", "run", "--as-of", AS_OF, "--events"])
-        .arg(&events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let out = run(&events, &dir.path().join("out"));
     let model = common::run_dir(&out, AS_OF).join("model.json");
     let ours = dir.path().join("ours.parquet");
     features(&events, AS_OF, false, &ours);

@@ -68,9 +68,9 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     };
     let scanned = scan(plan.events()?, &plan.read_options(date_us(cutoff)), &[spec])?;
     let model = match args.model {
-        Model::Bgnbd => Fit::Transactions(ModelKind::BgNbd, "bgnbd"),
-        Model::Mbgnbd => Fit::Transactions(ModelKind::MbgNbd, "mbgnbd"),
-        Model::Pnbd => Fit::Transactions(ModelKind::ParetoNbd, "pnbd"),
+        Model::Bgnbd => Fit::Transactions(ModelKind::BgNbd),
+        Model::Mbgnbd => Fit::Transactions(ModelKind::MbgNbd),
+        Model::Pnbd => Fit::Transactions(ModelKind::ParetoNbd),
         Model::Gg => Fit::GammaGamma,
     };
     let unit = match args.time_unit {

@@ -15,8 +15,8 @@ use crate::models::value::{fit_options, spend_inputs, summary_row};
 /// Which model to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
-    /// A transaction model (BG/NBD, MBG/NBD, Pareto/NBD), named `name` in the output.
-    Transactions(ModelKind, &'static str),
+    /// A transaction model (BG/NBD, MBG/NBD, Pareto/NBD), named by its config key in the output.
+    Transactions(ModelKind),
     /// The Gamma-Gamma spend model (buyers with a repeat purchase day), named `gg`.
     GammaGamma,
 }
@@ -60,7 +60,8 @@ pub fn fit(
                 "fit_seconds": started.elapsed().as_secs_f64(),
             })
         }
-        Fit::Transactions(kind, name) => {
+        Fit::Transactions(kind) => {
+            let name = kind.key();
             let rows: Vec<_> = buyers
                 .iter()
                 .filter(|f| f.t_days > 0.0)

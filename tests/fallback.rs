@@ -14,21 +14,7 @@ use common::bin;
 /// changes, search again: `generate --customers 200 --seed S` then `run` and look for
 /// "BTYD fit failed" in the log.)
 fn ridge_history(dir: &Path) -> std::path::PathBuf {
-    let events = dir.join("events.parquet");
-    bin()
-        .args([
-            "--quiet",
-            "generate",
-            "--customers",
-            "200",
-            "--seed",
-            "79",
-            "--out",
-        ])
-        .arg(&events)
-        .assert()
-        .success();
-    events
+    common::generate(&dir.join("events.parquet"), 200, 79)
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -27,13 +27,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
-        let events = dir.path().join("events.parquet");
-        bin()
-            .args(["generate", "--quiet", "--customers", "300", "--seed", "5"])
-            .arg("--out")
-            .arg(&events)
-            .assert()
-            .success();
+        let events = common::generate(&dir.path().join("events.parquet"), 300, 5);
         let out = dir.path().join("run");
         bin()
             .args(["run", "--quiet", "--events"])

@@ -19,12 +19,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 #[test]
 fn churn_auc_is_within_005_of_the_oracle() {
     let dir = tempfile::tempdir().expect("tmp");
-    let events = dir.path().join("events.parquet");
-    bin()
-        .args(["generate", "--customers", "20000", "--seed", "42", "--out"])
-        .arg(&events)
-        .assert()
-        .success();
+    let events = common::generate(&dir.path().join("events.parquet"), 20_000, 42);
     let out = dir.path().join("out");
     bin()
         .args([

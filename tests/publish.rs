@@ -1049,9 +1049,10 @@ fn sigterm_and_sigint_stop_a_run_cleanly_at_any_moment() {
             Want::Old,
         ),
         (
-            "700 ms in",
+            // Held in training (a fast run would otherwise have finished at 700 ms).
+            "700 ms in, in training",
             Signal::INT,
-            "",
+            "train-start=sleep(3000)",
             Box::new(sleeps(700)),
             Want::Old,
         ),

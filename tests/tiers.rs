@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
-use common::bin;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn read(path: &std::path::Path) -> Vec<RecordBatch> {
@@ -23,12 +22,7 @@ fn read(path: &std::path::Path) -> Vec<RecordBatch> {
 #[test]
 fn dead_customers_are_won_back_not_rewarded_and_vips_are_the_top_clv() {
     let dir = tempfile::tempdir().expect("tmp");
-    let events = dir.path().join("events.parquet");
-    bin()
-        .args(["generate", "--customers", "5000", "--seed", "3", "--out"])
-        .arg(&events)
-        .assert()
-        .success();
+    let events = common::generate(&dir.path().join("events.parquet"), 5000, 3);
     // The stages in this process: the tiers are the point, not the command line.
     let scores = [common::in_process(&events, "2025-12-31", "90d")
         .scored

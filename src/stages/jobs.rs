@@ -113,6 +113,9 @@ pub fn run(
     let specs = tables(&c);
     let scanned = features::scan(inputs, &plan.read_options(date_us(c.as_of)), &specs)?;
     stage("train: fitting and evaluating out of time");
+    // A fault point, so tests can hold a run in training however fast the machine is.
+    crate::io::publish::fault("train-start")
+        .map_err(|e| Error::Internal(format!("train-start: {e}")))?;
     let on_demand = OnDemand {
         scanned: &scanned,
         latest: std::cell::OnceCell::new(),

@@ -73,6 +73,21 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8
     all
 }
 
+/// `churnclv generate --customers N --seed S --out PATH` (ground truth beside it as
+/// `*.truth.parquet`); returns PATH.
+pub fn generate(path: &Path, customers: u32, seed: u64) -> PathBuf {
+    bin()
+        .args(["--quiet", "generate", "--customers"])
+        .arg(customers.to_string())
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(path)
+        .assert()
+        .success();
+    path.to_path_buf()
+}
+
 /// The job's stages in this process, up to the score table — what `run` computes before it
 /// publishes — for tests whose point is the numbers, not the command line.
 pub struct InProcess {

@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDate};
 use serde::Serialize;
 
 use crate::events::EventKind;
-use crate::features::{FeatureSet, Histories};
+use crate::features::{CustomerHistory, FeatureSet, Histories};
 use crate::time::date_us;
 
 /// The cutoffs of a run, as dates (midnight UTC). `tv = as_of − 3H` is the extra earlier
@@ -68,22 +68,44 @@ pub fn labels(histories: &Histories, set: &FeatureSet, k: usize) -> Labels {
     window_labels(histories, set, k, k + 1)
 }
 
-/// Labels of `set` from the window `[c_from, c_until)` of `histories` (cutoff indices; an
-/// index past the last cutoff stands for "no end", where no event is kept).
-pub fn window_labels(histories: &Histories, set: &FeatureSet, from: usize, until: usize) -> Labels {
-    let mut churned = Vec::with_capacity(set.rows.len());
-    let mut spend = Vec::with_capacity(set.rows.len());
-    let mut purchase_days = Vec::with_capacity(set.rows.len());
+/// One customer's label in a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Label {
+    pub churned: bool,
+    pub spend: f64,
+    pub purchase_days: u64,
+}
+
+/// The label of customer history `h` in the window `[c_from, c_until)` of `histories`' cutoffs
+/// (an index past the last cutoff stands for "no end", where no event is kept).
+pub fn window_label(
+    histories: &Histories,
+    h: &CustomerHistory<'_>,
+    from: usize,
+    until: usize,
+) -> Label {
     let (from_us, until_us) = (
         histories.cutoffs[from],
         histories.cutoffs.get(until).copied().unwrap_or(i64::MAX),
     );
+    let w = h.between(from, until);
+    Label {
+        churned: w.count(EventKind::Purchase) == 0,
+        spend: w.net_spend(),
+        purchase_days: h.purchase_days_between(from_us, until_us),
+    }
+}
+
+/// Labels of `set` from the window `[c_from, c_until)` of `histories` ([`window_label`]).
+pub fn window_labels(histories: &Histories, set: &FeatureSet, from: usize, until: usize) -> Labels {
+    let mut churned = Vec::with_capacity(set.rows.len());
+    let mut spend = Vec::with_capacity(set.rows.len());
+    let mut purchase_days = Vec::with_capacity(set.rows.len());
     for &i in &set.index {
-        let h = histories.customer(i);
-        let w = h.between(from, until);
-        churned.push(w.count(EventKind::Purchase) == 0);
-        spend.push(w.net_spend());
-        purchase_days.push(h.purchase_days_between(from_us, until_us));
+        let l = window_label(histories, &histories.customer(i), from, until);
+        churned.push(l.churned);
+        spend.push(l.spend);
+        purchase_days.push(l.purchase_days);
     }
     Labels {
         churned,

@@ -62,10 +62,7 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         ..args.input.request()
     })?;
     let cutoff = plan.as_of()?;
-    let spec = TableSpec {
-        cutoff,
-        label_horizon_days: None,
-    };
+    let spec = TableSpec::unlabelled(cutoff);
     let scanned = scan(plan.events()?, &plan.read_options(date_us(cutoff)), &[spec])?;
     let model = match args.model {
         Model::Bgnbd => Fit::Transactions(ModelKind::BgNbd),

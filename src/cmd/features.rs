@@ -46,9 +46,9 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         }],
         ..args.input.request()
     })?;
-    let spec = TableSpec {
-        cutoff: plan.as_of()?,
-        label_horizon_days: plan.label_horizon_days,
+    let spec = match plan.label_horizon_days {
+        Some(h) => TableSpec::labelled(plan.as_of()?, h),
+        None => TableSpec::unlabelled(plan.as_of()?),
     };
     let end = spec.cutoff + Duration::days(i64::from(spec.label_horizon_days.unwrap_or(0)));
     let scanned = scan(plan.events()?, &plan.read_options(date_us(end)), &[spec])?;

@@ -73,6 +73,13 @@ impl<'a> CustomerHistory<'a> {
         u64::from(bits.count_ones()) + rare as u64
     }
 
+    /// Whether the customer bought before cutoff `k` (the models' population there).
+    pub fn bought_before(&self, k: usize) -> bool {
+        self.cells[..=k]
+            .iter()
+            .any(|c| c.seg.count(EventKind::Purchase) > 0)
+    }
+
     /// Distinct UTC days with a purchase in `[from_us, until_us)` (the BTYD holdout count).
     pub fn purchase_days_between(&self, from_us: i64, until_us: i64) -> u64 {
         let lo = self.lists.purchases.partition_point(|&(p, _)| p < from_us);

@@ -160,18 +160,40 @@ pub fn raw_matrix(rows: &[&Features]) -> Array2<f64> {
     x
 }
 
+/// The transform every fitted scaling applies (see [`FeatureScaling`]).
+pub const TRANSFORM: Transform = Transform::SignedLog1p;
+
+/// One customer's model inputs before standardisation: [`raw_row`] with [`TRANSFORM`] applied.
+/// Training builds these once per table ([`crate::models::sample::Sample`]), so no fit or
+/// prediction takes a logarithm again.
+pub fn logged_row(r: &Features) -> [f64; 17] {
+    raw_row(r).map(|v| TRANSFORM.apply(v))
+}
+
 /// Learns the scaling of the raw feature columns ([`FEATURES`] order): `signed_log1p`, then
 /// standardisation (a constant column keeps std 1). Returns it and the scaled matrix.
 pub fn fit_scaling(x: &Array2<f64>) -> Result<(Vec<FeatureScaling>, Array2<f64>), ModelError> {
-    let n = x.nrows().max(1) as f64;
     if x.ncols() != FEATURES.len() {
         return Err(ModelError::Shape {
             expected: FEATURES.len(),
             found: x.ncols(),
         });
     }
+    fit_scaling_logged(x.mapv(|v| TRANSFORM.apply(v)))
+}
+
+/// [`fit_scaling`] of rows already transformed ([`logged_row`]): standardised in place.
+pub fn fit_scaling_logged(
+    mut z: Array2<f64>,
+) -> Result<(Vec<FeatureScaling>, Array2<f64>), ModelError> {
+    let n = z.nrows().max(1) as f64;
+    if z.ncols() != FEATURES.len() {
+        return Err(ModelError::Shape {
+            expected: FEATURES.len(),
+            found: z.ncols(),
+        });
+    }
     let mut features = Vec::with_capacity(FEATURES.len());
-    let mut z = x.mapv(signed_log1p);
     for (j, name) in FEATURES.iter().enumerate() {
         let col = z.column(j);
         let mean = col.sum() / n;
@@ -184,7 +206,7 @@ pub fn fit_scaling(x: &Array2<f64>) -> Result<(Vec<FeatureScaling>, Array2<f64>)
         z.column_mut(j).mapv_inplace(|v| (v - mean) / std);
         features.push(FeatureScaling {
             name: name.to_string(),
-            transform: Transform::SignedLog1p,
+            transform: TRANSFORM,
             mean,
             std,
         });
@@ -220,6 +242,35 @@ pub fn apply_scaling(
     Ok(z)
 }
 
+/// [`apply_scaling`] of rows already transformed ([`logged_row`]).
+pub fn standardise_logged(
+    features: &[FeatureScaling],
+    logged: &Array2<f64>,
+) -> Result<Array2<f64>, ModelError> {
+    if logged.ncols() != FEATURES.len() {
+        return Err(ModelError::Shape {
+            expected: FEATURES.len(),
+            found: logged.ncols(),
+        });
+    }
+    let mut z = Array2::zeros((logged.nrows(), features.len()));
+    for (j, f) in features.iter().enumerate() {
+        let col =
+            feature_column(&f.name).ok_or_else(|| ModelError::UnknownFeature(f.name.clone()))?;
+        if f.transform != TRANSFORM {
+            return Err(ModelError::Invalid(format!(
+                "{}: transform {:?} is not the one training rows carry",
+                f.name, f.transform
+            )));
+        }
+        let (mean, std) = (f.mean, f.std);
+        ndarray::Zip::from(z.column_mut(j))
+            .and(logged.column(col))
+            .for_each(|z, &v| *z = (v - mean) / std);
+    }
+    Ok(z)
+}
+
 fn signed_log1p(v: f64) -> f64 {
     v.signum() * v.abs().ln_1p()
 }
@@ -246,6 +297,27 @@ impl Design {
     pub fn new(x: &Array2<f64>) -> Result<Design, ModelError> {
         let (features, z) = fit_scaling(x)?;
         Ok(Design { features, z })
+    }
+
+    /// The design of rows already transformed ([`logged_row`]), standardised in place.
+    pub fn from_logged(logged: Array2<f64>) -> Result<Design, ModelError> {
+        let (features, z) = fit_scaling_logged(logged)?;
+        Ok(Design { features, z })
+    }
+
+    /// The learnt scaling.
+    pub fn scaling(&self) -> &[FeatureScaling] {
+        &self.features
+    }
+
+    /// The standardised rows.
+    pub fn z(&self) -> &Array2<f64> {
+        &self.z
+    }
+
+    /// Other transformed rows ([`logged_row`]) standardised with this design's scaling.
+    pub fn standardise_logged(&self, logged: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
+        standardise_logged(&self.features, logged)
     }
 
     pub fn rows(&self) -> usize {
@@ -384,6 +456,11 @@ impl ChurnModel {
             });
         }
         apply_scaling(&self.features, x)
+    }
+
+    /// [`ChurnModel::standardise`] of rows already transformed ([`logged_row`]).
+    pub fn standardise_logged(&self, logged: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
+        standardise_logged(&self.features, logged)
     }
 
     /// Checks every field used to score; the first bad one comes back with its JSON path

@@ -157,7 +157,7 @@ fn pass(x: &Array2<f64>, y: &[bool], s: &Settings, theta: &[f64]) -> Pass {
 }
 
 /// Solves `H·d = g` for symmetric positive definite `H` (k × k, row-major) by Cholesky.
-fn cholesky_solve(h: &[f64], g: &[f64]) -> Option<Vec<f64>> {
+pub(crate) fn cholesky_solve(h: &[f64], g: &[f64]) -> Option<Vec<f64>> {
     let k = g.len();
     let mut l = vec![0.0; k * k];
     for i in 0..k {

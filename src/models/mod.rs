@@ -5,6 +5,7 @@
 pub mod btyd;
 pub mod churn;
 pub mod logistic;
+pub mod sample;
 pub mod saved;
 pub mod spend;
 pub mod value;

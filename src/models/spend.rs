@@ -1,18 +1,20 @@
-//! The supervised value model: ordinary least squares (linfa-linear) of `ln(1 + spend)` in the
-//! next H days on the churn model's scaled features, with Duan's smearing factor to turn
+//! The supervised value model: least squares of `ln(1 + spend)` in the next H days on the churn
+//! model's standardised features (a small ridge), with Duan's smearing factor to turn
 //! log-scale predictions back into expected spend.
 //!
 //! Why this and not a Tweedie GLM: linfa-linear 0.8.1's `TweedieRegressor` hangs on Poisson
 //! and silently returns intercept-only models for powers 1–1.3 (see the project's dependency
-//! notes); OLS on log1p is stable, fast and, with smearing, gets the totals right.
+//! notes); least squares on log1p is stable, fast and, with smearing, gets the totals right.
+//!
+//! Solved by the normal equations (`ZᵀZ + ridge·I`, 17 × 17, Cholesky) on the design the churn
+//! fit of the same window already standardised: one pass over the rows instead of linfa-linear's
+//! Householder QR of the whole matrix (~0.5 s on 190k rows; the coefficients agree to ~1e-9).
 
-use linfa::traits::Fit;
-use linfa::Dataset;
-use linfa_linear::LinearRegression;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::models::churn::{apply_scaling, fit_scaling, FeatureScaling};
+use crate::models::churn::{apply_scaling, Design, FeatureScaling};
+use crate::models::logistic::cholesky_solve;
 use crate::models::ModelError;
 
 /// Ridge strength on the standardised inputs (a regulariser for degenerate columns only: on
@@ -40,52 +42,59 @@ impl SpendModel {
                 found: spend.len(),
             });
         }
-        let (features, z) = fit_scaling(x)?;
-        let y: Array1<f64> = spend.iter().map(|s| s.max(0.0).ln_1p()).collect();
-        // A small ridge (RIDGE on standardised inputs, through sqrt(RIDGE)·I rows appended to
-        // the centred problem) keeps the system solvable when columns are constant (behaviour
-        // counts of purchase-only data) or duplicated (recency = days since last event there).
+        SpendModel::fit_design(&Design::new(x)?, spend)
+    }
+
+    /// Fits on a standardised design (shared with the churn fit of the same window).
+    pub fn fit_design(design: &Design, spend: &[f64]) -> Result<SpendModel, ModelError> {
+        let z = design.z();
         let (n, k) = z.dim();
+        if n == 0 || spend.len() != n {
+            return Err(ModelError::Shape {
+                expected: n,
+                found: spend.len(),
+            });
+        }
+        let y: Array1<f64> = spend.iter().map(|s| s.max(0.0).ln_1p()).collect();
         let mean = y.mean().unwrap_or(0.0);
-        let mut za = Array2::zeros((n + k, k));
-        for (i, row) in z.rows().into_iter().enumerate() {
-            za.row_mut(i).assign(&row);
-        }
+        // The centred problem with a small ridge (RIDGE on standardised inputs) keeps the
+        // system solvable when columns are constant (behaviour counts of purchase-only data)
+        // or duplicated (recency = days since last event there).
+        let mut gram = z.t().dot(z);
         for j in 0..k {
-            za[[n + j, j]] = RIDGE.sqrt();
+            gram[[j, j]] += RIDGE;
         }
-        let mut ya = Array1::zeros(n + k);
-        for (i, v) in y.iter().enumerate() {
-            ya[i] = v - mean;
-        }
-        let fitted = LinearRegression::new()
-            .with_intercept(false)
-            .fit(&Dataset::new(za, ya))
-            .map_err(|e| ModelError::Linfa(format!("spend model fit failed: {e}")))?;
-        let w = fitted.params().to_vec();
+        let rhs = z.t().dot(&y.mapv(|v| v - mean));
+        let gram: Vec<f64> = gram.iter().copied().collect();
+        let w = cholesky_solve(&gram, &rhs.to_vec())
+            .ok_or_else(|| ModelError::Invalid("spend regression is singular".into()))?;
         let b = mean;
-        let fitted_log = z.dot(fitted.params()) + b;
+        let fitted_log = z.dot(&Array1::from(w.clone())) + b;
         let smearing = (&y - &fitted_log).mapv(f64::exp).mean().unwrap_or(1.0);
         if !(smearing.is_finite() && w.iter().all(|v| v.is_finite()) && b.is_finite()) {
             return Err(ModelError::Invalid("spend regression is not finite".into()));
         }
         Ok(SpendModel {
-            features,
+            features: design.scaling().to_vec(),
             coefficients: w,
             intercept: b,
             smearing,
-            train_rows: x.nrows(),
+            train_rows: n,
         })
     }
 
     /// Expected net spend in the next window for raw feature rows.
     pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
-        let z = apply_scaling(&self.features, x)?;
+        Ok(self.predict_standardised(&apply_scaling(&self.features, x)?))
+    }
+
+    /// Expected net spend for rows standardised with this model's scaling.
+    pub fn predict_standardised(&self, z: &Array2<f64>) -> Vec<f64> {
         let w = Array1::from(self.coefficients.clone());
-        Ok((z.dot(&w) + self.intercept)
+        (z.dot(&w) + self.intercept)
             .iter()
             .map(|v| (self.smearing * v.exp() - 1.0).max(0.0))
-            .collect())
+            .collect()
     }
 }
 

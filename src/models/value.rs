@@ -76,18 +76,45 @@ pub struct ValueFit {
     pub spend: String,
 }
 
-/// The BTYD summary of one buyer, in days.
-pub fn summary_row(f: &Features) -> Customer {
-    Customer::new(f.frequency as f64, f.t_x_days, f.t_days.max(MIN_T_DAYS))
+/// What the value models read of one customer who had bought before the cutoff: the BTYD
+/// summary (repeat purchase days `x`, `t_x`, `T`, in days) and the spend inputs. Five numbers
+/// instead of a feature row, so training holds them for every buyer of a window cheaply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueInputs {
+    pub frequency: f64,
+    pub t_x_days: f64,
+    pub t_days: f64,
+    /// Mean total of the repeat purchase days (Gamma-Gamma's `zbar`).
+    pub repeat_spend_mean: Option<f64>,
+    pub avg_order_value: Option<f64>,
+}
+
+impl ValueInputs {
+    /// The inputs of a buyer's feature row; `None` for a customer without a purchase (outside
+    /// the value models' population).
+    pub fn of(f: &Features) -> Option<ValueInputs> {
+        f.has_purchase().then_some(ValueInputs {
+            frequency: f.frequency as f64,
+            t_x_days: f.t_x_days,
+            t_days: f.t_days,
+            repeat_spend_mean: f.repeat_spend_mean,
+            avg_order_value: f.avg_order_value,
+        })
+    }
+
+    /// The BTYD summary, in days (`T` floored at [`MIN_T_DAYS`]).
+    pub fn summary(&self) -> Customer {
+        Customer::new(self.frequency, self.t_x_days, self.t_days.max(MIN_T_DAYS))
+    }
 }
 
 /// The Gamma-Gamma inputs: `(x, mean repeat spend)` of the buyers with a repeat purchase day.
-pub fn spend_inputs(rows: &[&Features]) -> (Vec<f64>, Vec<f64>) {
+pub fn spend_inputs(rows: &[ValueInputs]) -> (Vec<f64>, Vec<f64>) {
     rows.iter()
-        .filter_map(|f| {
-            f.repeat_spend_mean
+        .filter_map(|v| {
+            v.repeat_spend_mean
                 .filter(|m| *m > 0.0)
-                .map(|m| (f.frequency as f64, m))
+                .map(|m| (v.frequency, m))
         })
         .unzip()
 }
@@ -129,7 +156,7 @@ pub struct ValueScores {
 }
 
 impl ValueModel {
-    /// Fits both models on the buyers among `rows` (customers with a purchase).
+    /// Fits both models on buyers' inputs `rows`.
     ///
     /// One bad model never stops the run: when the requested transaction model does not fit
     /// (no convergence, time limit, non-finite likelihood), it is refitted with a small
@@ -137,13 +164,13 @@ impl ValueModel {
     /// [`FALLBACK_ORDER`] with that penalty; each failure is logged at warn and recorded in
     /// [`ValueFit`]. Input errors (no customers, invalid rows or options) are returned as they
     /// are. The Gamma-Gamma spend model falls back to each customer's mean order value.
-    pub fn fit(rows: &[&Features], cfg: &BtydConfig) -> Result<ValueModel, BtydError> {
+    pub fn fit(rows: &[ValueInputs], cfg: &BtydConfig) -> Result<ValueModel, BtydError> {
         let requested = cfg.model;
         let options = fit_options(cfg);
         let customers: Vec<Customer> = rows
             .iter()
-            .filter(|f| f.has_purchase() && f.t_days > 0.0)
-            .map(|f| summary_row(f))
+            .filter(|v| v.t_days > 0.0)
+            .map(ValueInputs::summary)
             .collect();
         let summary = Summary::from_rows(&customers)?;
         // The requested model as configured, then refitted with a small penalty (ten times
@@ -304,20 +331,20 @@ impl ValueModel {
     }
 
     /// Expected order value of a buyer.
-    pub fn expected_order_value(&self, f: &Features) -> f64 {
+    pub fn expected_order_value(&self, v: &ValueInputs) -> f64 {
         match &self.spend {
-            Some(gg) => gg.expected_spend(f.frequency as f64, f.repeat_spend_mean.unwrap_or(0.0)),
-            None => f.avg_order_value.unwrap_or(0.0),
+            Some(gg) => gg.expected_spend(v.frequency, v.repeat_spend_mean.unwrap_or(0.0)),
+            None => v.avg_order_value.unwrap_or(0.0),
         }
     }
 
     /// Outputs for one buyer over `horizon_days`: the CLV is the expected order value times
     /// the discounted expected purchases ([`FittedTransactions::discounted_purchases`], months
     /// of `days_per_month` days, the last cut at the horizon).
-    pub fn score(&self, f: &Features, horizon_days: f64) -> ValueScores {
-        let c = summary_row(f);
+    pub fn score(&self, v: &ValueInputs, horizon_days: f64) -> ValueScores {
+        let c = v.summary();
         let t = &self.transactions;
-        let value = self.expected_order_value(f);
+        let value = self.expected_order_value(v);
         let purchases =
             t.discounted_purchases(&c, horizon_days, self.days_per_month, self.monthly_discount);
         ValueScores {

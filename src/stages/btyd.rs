@@ -10,7 +10,7 @@ use crate::config::BtydConfig;
 use crate::error::{Context, Error, Result};
 use crate::features::FeatureTable;
 use crate::models::btyd::{fit_gamma_gamma, fit_transactions, Customer, ModelKind, Summary};
-use crate::models::value::{fit_options, spend_inputs, summary_row};
+use crate::models::value::{fit_options, spend_inputs, ValueInputs};
 
 /// Which model to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn fit(
     unit: TimeUnit,
     cfg: &BtydConfig,
 ) -> Result<Value> {
-    let buyers: Vec<_> = table.rows.iter().filter(|f| f.has_purchase()).collect();
+    let buyers: Vec<ValueInputs> = table.rows.iter().filter_map(ValueInputs::of).collect();
     if buyers.is_empty() {
         return Err(Error::Usage(format!(
             "{source}: no customer bought before {}",
@@ -64,9 +64,9 @@ pub fn fit(
             let name = kind.key();
             let rows: Vec<_> = buyers
                 .iter()
-                .filter(|f| f.t_days > 0.0)
-                .map(|f| {
-                    let c = summary_row(f);
+                .filter(|v| v.t_days > 0.0)
+                .map(|v| {
+                    let c = v.summary();
                     Customer::new(c.x, c.t_x / unit.days, c.t / unit.days)
                 })
                 .collect();

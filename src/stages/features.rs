@@ -15,13 +15,15 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use chrono::{Duration, NaiveDate};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::features::table::FEATURE_SLICE;
-use crate::features::{FeatureSet, FeatureTable, Histories, HistoryAcc, WindowLabels};
+use crate::features::{FeatureSet, FeatureTable, Features, Histories, HistoryAcc, WindowLabels};
 use crate::io::output::write_parquet_stream;
 use crate::io::{scan as scan_rows, target, InputError, InputSet, ReadOptions, ScanStats};
-use crate::labels::window_labels;
+use crate::labels::{window_label, window_labels};
+use crate::models::sample::{Sample, SampleBuilder};
 use crate::time::{date_of_us, date_us};
 
 /// One table to build: its cutoff, and the label horizon when it is labelled.
@@ -29,16 +31,42 @@ use crate::time::{date_of_us, date_us};
 pub struct TableSpec {
     pub cutoff: NaiveDate,
     pub label_horizon_days: Option<u32>,
+    /// A labelled table's `prior_window_net_spend` (the window of `H` before the cutoff): the
+    /// scan splits at `cutoff − H` for it. `run` asks for it where it is read (the evaluation
+    /// window) and not at `tv`, which saves the accumulators a segment per customer.
+    pub prior_window: bool,
 }
 
 impl TableSpec {
+    /// An unlabelled table at `cutoff`.
+    pub fn unlabelled(cutoff: NaiveDate) -> TableSpec {
+        TableSpec {
+            cutoff,
+            label_horizon_days: None,
+            prior_window: false,
+        }
+    }
+
+    /// A table at `cutoff` labelled with the `h` days after it (and the prior window).
+    pub fn labelled(cutoff: NaiveDate, h: u32) -> TableSpec {
+        TableSpec {
+            cutoff,
+            label_horizon_days: Some(h),
+            prior_window: true,
+        }
+    }
+
     /// The dates the scan must split at for this table.
     fn dates(&self) -> Vec<NaiveDate> {
         match self.label_horizon_days {
             None => vec![self.cutoff],
             Some(h) => {
                 let h = Duration::days(i64::from(h));
-                vec![self.cutoff - h, self.cutoff, self.cutoff + h]
+                let mut d = vec![self.cutoff, self.cutoff + h];
+                if self.prior_window {
+                    d.push(self.cutoff - h);
+                }
+                d
             }
         }
     }
@@ -161,31 +189,27 @@ impl Scanned {
     /// Table `i` of the specs for the customers `range` (in id order) with an event before
     /// its cutoff.
     pub fn table_of(&self, i: usize, range: Range<usize>) -> FeatureTable {
-        self.build(i, range, false)
+        self.build(i, range)
     }
 
-    /// Table `i` of the specs for the customers who had bought before its cutoff (the models'
-    /// population: what training reads), without the others' rows.
-    pub fn buyers_table(&self, i: usize) -> FeatureTable {
-        self.build(i, 0..self.histories.len(), true)
-    }
-
-    fn build(&self, i: usize, range: Range<usize>, buyers_only: bool) -> FeatureTable {
+    fn build(&self, i: usize, range: Range<usize>) -> FeatureTable {
         let spec = self.specs[i];
         let k = self.index(spec.cutoff);
-        let set = if buyers_only {
-            self.histories.buyers_of(k, range)
-        } else {
-            self.histories.features_of(k, range)
-        };
+        let set = self.histories.features_of(k, range);
         let labels = spec.label_horizon_days.map(|h| {
             let days = Duration::days(i64::from(h));
-            let prior_from = self.index(spec.cutoff - days);
             let until = self.index(spec.cutoff + days);
+            let prior_net_spend = if spec.prior_window {
+                let prior_from = self.index(spec.cutoff - days);
+                window_labels(&self.histories, &set, prior_from, k).spend
+            } else {
+                // Not split for (`run`'s tuning window, which is never written): not a number.
+                vec![f64::NAN; set.rows.len()]
+            };
             WindowLabels {
                 horizon_days: h,
                 window: window_labels(&self.histories, &set, k, until),
-                prior_net_spend: window_labels(&self.histories, &set, prior_from, k).spend,
+                prior_net_spend,
             }
         });
         table(set, labels)
@@ -216,6 +240,148 @@ impl Scanned {
             slices,
             &FeatureTable::parquet_options(spec.cutoff, spec.label_horizon_days),
         )?)
+    }
+}
+
+/// What the model stages read of a scan ([`Scanned::model_inputs`]).
+pub struct ModelInputs {
+    /// One per labelled spec, in spec order: the buyers at its cutoff, each row's customer
+    /// a row of `latest`.
+    pub samples: Vec<Sample>,
+    /// The unlabelled spec's table: every customer, scored and published.
+    pub latest: FeatureTable,
+    pub stats: ScanStats,
+    pub rejects: Vec<RecordBatch>,
+}
+
+/// Customers per slice of the one pass of [`Scanned::model_inputs`].
+const MODEL_SLICE: usize = 4096;
+
+impl Scanned {
+    /// One parallel pass over the customers gives every labelled spec's [`Sample`] and the
+    /// unlabelled spec's table (which must be the last cutoff: every customer of the scan has
+    /// a row there, so a sample row's customer is a row of it); the histories are dropped
+    /// before this returns, so no fit runs beside them.
+    pub fn model_inputs(self) -> Result<ModelInputs> {
+        let last = self.histories.cutoffs.last().copied().unwrap_or(i64::MIN);
+        let latest_spec = match self
+            .specs
+            .iter()
+            .filter(|s| s.label_horizon_days.is_none())
+            .collect::<Vec<_>>()[..]
+        {
+            [s] if date_us(s.cutoff) == last => *s,
+            _ => {
+                return Err(Error::Internal(
+                    "model inputs need one unlabelled table at the scan's last cutoff".into(),
+                ))
+            }
+        };
+        struct Window {
+            k: usize,
+            until: usize,
+            /// The prior window's start: the window is an evaluation window (detail columns).
+            prior_from: Option<usize>,
+        }
+        let windows: Vec<Window> = self
+            .specs
+            .iter()
+            .filter_map(|s| {
+                let h = Duration::days(i64::from(s.label_horizon_days?));
+                Some(Window {
+                    k: self.index(s.cutoff),
+                    until: self.index(s.cutoff + h),
+                    prior_from: s.prior_window.then(|| self.index(s.cutoff - h)),
+                })
+            })
+            .collect();
+        let hist = &self.histories;
+        let n = hist.len();
+        let slices: Vec<usize> = (0..n).step_by(MODEL_SLICE).collect();
+        let range = |lo: usize| lo..(lo + MODEL_SLICE).min(n);
+        // First the buyers per window (a cheap look at the cells), so that each sample is
+        // filled into one allocation of its exact size: a sample is never held twice, and
+        // nothing is copied after the histories are gone.
+        let buyers: Vec<usize> = slices
+            .par_iter()
+            .map(|&lo| {
+                let mut counts = vec![0usize; windows.len()];
+                for i in range(lo) {
+                    let h = hist.customer(i);
+                    for (c, w) in counts.iter_mut().zip(&windows) {
+                        *c += usize::from(h.bought_before(w.k));
+                    }
+                }
+                counts
+            })
+            .reduce(
+                || vec![0; windows.len()],
+                |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+            );
+        let mut builders: Vec<SampleBuilder> = windows
+            .iter()
+            .zip(&buyers)
+            .map(|(w, &b)| SampleBuilder::with_capacity(b, w.prior_from.is_some()))
+            .collect();
+        let latest_k = self.index(latest_spec.cutoff);
+        let latest_us = hist.cutoffs[latest_k];
+        let mut rows: Vec<Features> = Vec::with_capacity(n);
+        let mut customer_ids: Vec<Box<str>> = Vec::with_capacity(n);
+        // Then the rows, a group of slices at a time in parallel, appended in customer order.
+        let group = 4 * rayon::current_num_threads().max(1);
+        for lows in slices.chunks(group) {
+            let done: Vec<(Vec<SampleBuilder>, Vec<Option<Features>>)> = lows
+                .par_iter()
+                .map(|&lo| {
+                    let mut parts: Vec<SampleBuilder> = windows
+                        .iter()
+                        .map(|w| SampleBuilder::with_capacity(0, w.prior_from.is_some()))
+                        .collect();
+                    let mut latest = Vec::with_capacity(MODEL_SLICE);
+                    for i in range(lo) {
+                        let h = hist.customer(i);
+                        for (b, w) in parts.iter_mut().zip(&windows) {
+                            if let Some(f) = h.features(w.k, hist.cutoffs[w.k]) {
+                                b.push(
+                                    i as u32,
+                                    &f,
+                                    || window_label(hist, &h, w.k, w.until),
+                                    || w.prior_from.map_or(0.0, |p| h.between(p, w.k).net_spend()),
+                                );
+                            }
+                        }
+                        latest.push(h.features(latest_k, latest_us));
+                    }
+                    (parts, latest)
+                })
+                .collect();
+            for ((parts, latest), &lo) in done.into_iter().zip(lows) {
+                for (b, part) in builders.iter_mut().zip(parts) {
+                    b.append(part);
+                }
+                for (i, r) in range(lo).zip(latest) {
+                    rows.push(r.ok_or_else(|| {
+                        Error::Internal(format!(
+                            "customer {} has no event before as-of",
+                            hist.id(i)
+                        ))
+                    })?);
+                    customer_ids.push(hist.id(i).into());
+                }
+            }
+        }
+        drop(self.histories);
+        Ok(ModelInputs {
+            samples: builders.into_iter().map(SampleBuilder::finish).collect(),
+            latest: FeatureTable {
+                cutoff: latest_spec.cutoff,
+                customer_ids,
+                rows,
+                labels: None,
+            },
+            stats: self.stats,
+            rejects: self.rejects,
+        })
     }
 }
 

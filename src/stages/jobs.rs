@@ -4,7 +4,6 @@
 //! apart, from files, give the same scores) — [`score`] (a saved model on a feature table or
 //! on events, published) and [`train`] (from feature-table files).
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,12 +12,16 @@ use crate::features::FeatureTable;
 use crate::io::RunLock;
 use crate::labels::Cutoffs;
 use crate::plan::{Inputs, Plan};
-use crate::stages::features::{self, TableSpec};
+use arrow_array::RecordBatch;
+
+use crate::io::ScanStats;
+use crate::models::value::ValueInputs;
+use crate::stages::features::{self, ModelInputs, TableSpec};
 use crate::stages::metrics::Counts;
 use crate::stages::publish::{self, Partition, Provenance};
-use crate::stages::score::{model_version, score as score_table, score_saved};
+use crate::stages::score::{model_version, score as score_table, score_saved, Scored};
 use crate::stages::summary::{console_summary, report_page, training_summary};
-use crate::stages::train::{self, At, Tables};
+use crate::stages::train::{self, Trained, TrainingData};
 use crate::time::date_us;
 
 /// Where `run` publishes.
@@ -40,47 +43,85 @@ pub struct Outcome {
     pub summary: String,
 }
 
-/// `run`'s training tables, built from the scan when training asks for each (the scan's
-/// tables in the order of [`tables`]) with the buyers only, so no more than two are held at
-/// a time and no row training does not read is built. The as-of table is built whole, once:
-/// training reads its buyers, scoring all of it (kept in `latest`).
-struct OnDemand<'a> {
-    scanned: &'a features::Scanned,
-    latest: std::cell::OnceCell<FeatureTable>,
-}
-
-impl train::TrainingTables for OnDemand<'_> {
-    fn get(&self, at: At) -> Result<Option<Cow<'_, FeatureTable>>> {
-        let i = match at {
-            At::Tune => 0,
-            At::Train => 1,
-            At::Validate => 2,
-            At::Latest => {
-                return Ok(Some(Cow::Borrowed(
-                    self.latest.get_or_init(|| self.scanned.table(3)),
-                )))
-            }
-        };
-        Ok(Some(Cow::Owned(self.scanned.buyers_table(i))))
-    }
-}
-
 /// The tables `run` builds from its scan: `tv`, `t0`, `t1` labelled with the window after
-/// each, and as-of.
+/// each (the prior window's spend only at `t1`, the one window that reads it), and as-of.
 pub fn tables(c: &Cutoffs) -> [TableSpec; 4] {
-    let labelled = |cutoff| TableSpec {
-        cutoff,
-        label_horizon_days: Some(c.horizon_days),
+    let labelled = |cutoff, prior_window| TableSpec {
+        prior_window,
+        ..TableSpec::labelled(cutoff, c.horizon_days)
     };
     [
-        labelled(c.tv),
-        labelled(c.t0),
-        labelled(c.t1),
-        TableSpec {
-            cutoff: c.as_of,
-            label_horizon_days: None,
-        },
+        labelled(c.tv, false),
+        labelled(c.t0, false),
+        labelled(c.t1, true),
+        TableSpec::unlabelled(c.as_of),
     ]
+}
+
+/// What `run`'s model stages give, before publishing.
+pub struct Modelled {
+    pub trained: Trained,
+    /// The as-of table (every customer): scored and published.
+    pub latest: FeatureTable,
+    pub scored: Scored,
+    pub stats: ScanStats,
+    pub rejects: Vec<RecordBatch>,
+}
+
+/// train → score on a scan of [`tables`]: the scan is reduced to the models' inputs in one
+/// pass and its histories dropped before any fit. `stage` is told when scoring starts.
+pub fn model_stages(
+    scanned: features::Scanned,
+    plan: &Plan,
+    c: Cutoffs,
+    run_id: &str,
+    stage: &mut dyn FnMut(&'static str),
+) -> Result<Modelled> {
+    let ModelInputs {
+        samples,
+        latest,
+        stats,
+        rejects,
+    } = scanned.model_inputs()?;
+    let Ok([tune, train_sample, validate]) = <[_; 3]>::try_from(samples) else {
+        return Err(Error::Internal(
+            "run's scan has three labelled tables".into(),
+        ));
+    };
+    let data = TrainingData {
+        tune: Some(tune),
+        train: Some(train_sample),
+        validate,
+        ids: &latest.customer_ids,
+        latest: latest.rows.iter().filter_map(ValueInputs::of).collect(),
+    };
+    let trained = train::train(data, c, &plan.config, plan.min_auc)?;
+
+    stage("score: scoring as of the cutoff");
+    let t = Instant::now();
+    let scored = score_table(
+        &latest,
+        &trained.churn,
+        &trained.value,
+        c.horizon_days,
+        &plan.config.tiers,
+        &model_version(run_id),
+        run_id,
+    )?;
+    tracing::info!(
+        stage = "score",
+        customers = latest.len(),
+        with_probability = scored.with_probability,
+        duration_ms = t.elapsed().as_millis() as u64,
+        "scored"
+    );
+    Ok(Modelled {
+        trained,
+        latest,
+        scored,
+        stats,
+        rejects,
+    })
 }
 
 /// Runs the job. `stage` is told when each stage starts (a progress bar); `started` is when
@@ -116,36 +157,13 @@ pub fn run(
     // A fault point, so tests can hold a run in training however fast the machine is.
     crate::io::publish::fault("train-start")
         .map_err(|e| Error::Internal(format!("train-start: {e}")))?;
-    let on_demand = OnDemand {
-        scanned: &scanned,
-        latest: std::cell::OnceCell::new(),
-    };
-    let trained = train::train(&on_demand, c, &plan.config, plan.min_auc)?;
-    let latest = match on_demand.latest.into_inner() {
-        Some(t) => t,
-        None => scanned.table(3),
-    };
-    let (stats, rejects) = (scanned.stats, scanned.rejects);
-    drop(scanned.histories);
-
-    stage("score: scoring as of the cutoff");
-    let t = Instant::now();
-    let scored = score_table(
-        &latest,
-        &trained.churn,
-        &trained.value,
-        c.horizon_days,
-        &plan.config.tiers,
-        &model_version(&run_id),
-        &run_id,
-    )?;
-    tracing::info!(
-        stage = "score",
-        customers = latest.len(),
-        with_probability = scored.with_probability,
-        duration_ms = t.elapsed().as_millis() as u64,
-        "scored"
-    );
+    let Modelled {
+        trained,
+        latest,
+        scored,
+        stats,
+        rejects,
+    } = model_stages(scanned, plan, c, &run_id, stage)?;
 
     stage("publish: writing the partition");
     let t = Instant::now();
@@ -227,10 +245,7 @@ pub fn score(
     let scanned = match &plan.inputs {
         Inputs::Events(inputs) => {
             stage("features: reading events");
-            let spec = TableSpec {
-                cutoff: as_of,
-                label_horizon_days: None,
-            };
+            let spec = TableSpec::unlabelled(as_of);
             let read = plan.read_options(date_us(as_of));
             Some((inputs, features::scan(inputs, &read, &[spec])?))
         }
@@ -298,13 +313,9 @@ pub fn train(plan: &Plan, out: &Path) -> Result<Outcome> {
         return Err(Error::Internal("train without training tables".into()));
     };
     let run_id = plan.run_id()?;
-    let tables = Tables {
-        tune: t.tune.as_ref(),
-        train: t.train.as_ref(),
-        validate: &t.validate,
-        latest: &t.latest,
-    };
-    let trained = train::train(&tables, plan.cutoffs()?, &plan.config, plan.min_auc)?;
+    let data =
+        TrainingData::from_tables(t.tune.as_ref(), t.train.as_ref(), &t.validate, &t.latest)?;
+    let trained = train::train(data, plan.cutoffs()?, &plan.config, plan.min_auc)?;
     let metrics = trained.metrics(&run_id, None);
     let model = trained.saved_model(&run_id, &metrics)?;
     let target = publish::write_model_dir(out, &metrics, &model)?;

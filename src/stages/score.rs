@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::features::{FeatureTable, Features};
 use crate::models::churn::raw_matrix;
+use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
 use crate::segment::{
@@ -213,11 +214,14 @@ pub fn score(
     run_id: &str,
 ) -> Result<Scored, ScoreError> {
     let n = set.rows.len();
-    let buyers: Vec<usize> = (0..n).filter(|&i| set.rows[i].has_purchase()).collect();
+    // The buyers (the models' population) and their value inputs.
+    let (buyers, value_inputs): (Vec<usize>, Vec<ValueInputs>) = (0..n)
+        .filter_map(|i| ValueInputs::of(&set.rows[i]).map(|v| (i, v)))
+        .unzip();
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
-    let x = raw_matrix(&rows);
-    let probs = churn.predict(&x)?;
-    let z = churn.standardise(&x)?;
+    // Standardised once: the probabilities and the reasons read the same rows.
+    let z = churn.standardise(&raw_matrix(&rows))?;
+    let probs = churn.predict_standardised(&z);
     let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
@@ -227,7 +231,7 @@ pub fn score(
     let per_customer: Vec<(ValueScores, [Option<String>; 3])> = (0..rows.len())
         .into_par_iter()
         .map(|k| {
-            let v = value.score(rows[k], f64::from(horizon_days));
+            let v = value.score(&value_inputs[k], f64::from(horizon_days));
             let contributions: Vec<f64> = z
                 .row(k)
                 .iter()

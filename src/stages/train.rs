@@ -12,7 +12,6 @@
 //! given less) it degrades as documented: L2 from the config (recorded), or a seeded 80/20
 //! customer split of the `t1` window (recorded with its reason).
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -21,11 +20,12 @@ use rayon::prelude::*;
 use crate::config::{ClassWeight, Config};
 use crate::error::{Context, Error, Result};
 use crate::evaluate::{log_loss, mae};
-use crate::features::{FeatureTable, Features, WindowLabels};
+use crate::features::FeatureTable;
 use crate::labels::Cutoffs;
-use crate::models::churn::{raw_matrix, Design};
+use crate::models::churn::Design;
+use crate::models::sample::{Detail, Sample};
 use crate::models::spend::SpendModel;
-use crate::models::value::ValueModel;
+use crate::models::value::{ValueInputs, ValueModel};
 use crate::models::FORMAT_VERSION;
 use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
 use crate::stages::metrics::{
@@ -34,49 +34,52 @@ use crate::stages::metrics::{
 };
 use crate::stages::score::Scored;
 
-/// The tables of a training, by their date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum At {
+/// What training reads, by date: the samples (buyers reduced to model inputs and labels) at
+/// `tv`, `t0` and `t1`, and the value inputs of the buyers at as-of. `run` builds them from its
+/// scan in one pass ([`crate::stages::features::Scanned::model_inputs`]), `train` from feature
+/// tables ([`TrainingData::from_tables`]).
+#[derive(Debug)]
+pub struct TrainingData<'a> {
     /// `tv = as_of − 3H`: fits the L2 candidates. Without it, `churn.alpha` is used.
-    Tune,
+    pub tune: Option<Sample>,
     /// `t0 = as_of − 2H`: fits the model evaluated out of time (and validates the L2
     /// candidates). Without it, the evaluation is a customer split of the `t1` window.
-    Train,
-    /// `t1 = as_of − H`: the out-of-time evaluation, the BTYD holdout and the final churn
-    /// fit. Required.
-    Validate,
-    /// As-of, unlabelled: the history the final BTYD and Gamma-Gamma models are fitted on.
-    /// Required.
-    Latest,
+    pub train: Option<Sample>,
+    /// `t1 = as_of − H`: the out-of-time evaluation, the BTYD holdout and the final churn fit.
+    /// Must carry the prior window's spend.
+    pub validate: Sample,
+    /// The ids `validate`'s customers are positions in (the customer-split fallback hashes
+    /// them).
+    pub ids: &'a [Box<str>],
+    /// As-of: the buyers' value inputs, which the final BTYD and Gamma-Gamma models are
+    /// fitted on.
+    pub latest: Vec<ValueInputs>,
 }
 
-/// Where training gets its tables (the labelled ones with the window after each), one when
-/// it needs it, so that no more than two are held at a time: `run` builds them from its scan
-/// on demand, `train` has read them from files, a test may hold them in memory ([`Tables`]).
-/// Only the customers who had bought before a table's cutoff are used: a source may leave
-/// the others out.
-pub trait TrainingTables {
-    fn get(&self, at: At) -> Result<Option<Cow<'_, FeatureTable>>>;
-}
-
-/// Training tables held in memory.
-#[derive(Debug, Clone, Copy)]
-pub struct Tables<'a> {
-    pub tune: Option<&'a FeatureTable>,
-    pub train: Option<&'a FeatureTable>,
-    pub validate: &'a FeatureTable,
-    pub latest: &'a FeatureTable,
-}
-
-impl TrainingTables for Tables<'_> {
-    fn get(&self, at: At) -> Result<Option<Cow<'_, FeatureTable>>> {
-        Ok(match at {
-            At::Tune => self.tune,
-            At::Train => self.train,
-            At::Validate => Some(self.validate),
-            At::Latest => Some(self.latest),
-        }
-        .map(Cow::Borrowed))
+impl<'a> TrainingData<'a> {
+    /// From labelled feature tables at `tv` (optional), `t0` (optional) and `t1`, and the
+    /// as-of table.
+    pub fn from_tables(
+        tune: Option<&FeatureTable>,
+        train: Option<&FeatureTable>,
+        validate: &'a FeatureTable,
+        latest: &FeatureTable,
+    ) -> Result<TrainingData<'a>> {
+        let sample = |t: &FeatureTable, role: &str| {
+            Sample::from_table(t).ok_or_else(|| {
+                Error::Internal(format!(
+                    "the {role} table at {} has no label columns",
+                    t.cutoff
+                ))
+            })
+        };
+        Ok(TrainingData {
+            tune: tune.map(|t| sample(t, "tune")).transpose()?,
+            train: train.map(|t| sample(t, "train")).transpose()?,
+            validate: sample(validate, "validate")?,
+            ids: &validate.customer_ids,
+            latest: latest.rows.iter().filter_map(ValueInputs::of).collect(),
+        })
     }
 }
 
@@ -90,10 +93,10 @@ pub struct Trained {
     pub value: ValueModel,
 }
 
-/// Fits and evaluates on `tables`. `min_auc`: the quality gate (exit 3 when the out-of-time
-/// ROC-AUC is below it, checked before the final fits).
+/// Fits and evaluates on `data`, dropping each sample once read. `min_auc`: the quality gate
+/// (exit 3 when the out-of-time ROC-AUC is below it, checked before the final fits).
 pub fn train(
-    tables: &dyn TrainingTables,
+    data: TrainingData<'_>,
     cutoffs: Cutoffs,
     config: &Config,
     min_auc: Option<f64>,
@@ -106,27 +109,24 @@ pub fn train(
         timeout_seconds: config.churn.timeout_seconds,
         balanced: config.churn.class_weight == ClassWeight::Balanced,
     };
-    // The `t0` table serves the alpha selection (validation) and the out-of-time fit: built
-    // once. The `tv` and `t0` tables are only read as raw feature matrices with labels, so
-    // each is reduced to that [`Sample`] as soon as it is built (the table is dropped at the
-    // end of its statement): 136 bytes a buyer instead of a `Features` row and an id.
-    let train_sample = sample(tables.get(At::Train)?.as_deref(), "train")?;
-    let selection = {
-        let tune = sample(tables.get(At::Tune)?.as_deref(), "tune")?;
-        choose_alpha(tune, train_sample.as_ref(), c, config, params)
-    };
+    let TrainingData {
+        tune,
+        train: train_sample,
+        validate: eval,
+        ids,
+        latest,
+    } = data;
+    let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
     let params = ChurnParams {
         alpha: selection.chosen,
         ..params
     };
-    let validate = tables.get(At::Validate)?;
-    let Some(eval) = population(validate.as_deref(), "validate")? else {
+    let Some(detail) = &eval.detail else {
         return Err(Error::Internal(
-            "training without a validation table".into(),
+            "the validation sample has no evaluation columns".into(),
         ));
     };
-    let mut evaluation = evaluate(train_sample.as_ref(), &eval, c, config, params)?;
-    drop(train_sample);
+    let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
     evaluation.alpha_selection = Some(selection);
     tracing::info!(
         stage = "evaluate",
@@ -139,7 +139,7 @@ pub fn train(
         evaluation.baseline.roc_auc
     );
     let t = Instant::now();
-    let btyd = evaluate_btyd(&eval, c, config)?;
+    let btyd = evaluate_btyd(&eval, detail, c, config)?;
     tracing::info!(
         stage = "evaluate",
         model = %btyd.model,
@@ -160,21 +160,15 @@ pub fn train(
     }
 
     // Refit on the latest labelled window, and the value models on the history before as-of.
-    let churn = ChurnModel::fit(
-        params,
-        &raw_matrix(&eval.rows),
-        &eval.labels.window.churned,
-        &window_name(c.t1, c.as_of),
-    )
-    .context("final churn model")?;
-    drop(eval);
-    drop(validate);
-    let Some(latest) = tables.get(At::Latest)? else {
-        return Err(Error::Internal("training without an as-of table".into()));
-    };
-    let buyers: Vec<&Features> = latest.rows.iter().filter(|f| f.has_purchase()).collect();
+    let window = window_name(c.t1, c.as_of);
+    if eval.is_empty() {
+        return Err(ModelError::Empty { window }.into());
+    }
+    let churn = Design::from_logged(eval.x)
+        .and_then(|d| ChurnModel::fit_design(params, &d, &eval.churned, &window, None))
+        .context("final churn model")?;
     let value =
-        ValueModel::fit(&buyers, &config.btyd).context("BTYD model (history before as-of)")?;
+        ValueModel::fit(&latest, &config.btyd).context("BTYD model (history before as-of)")?;
     Ok(Trained {
         cutoffs,
         evaluation,
@@ -245,57 +239,6 @@ fn window_name(from: NaiveDate, until: NaiveDate) -> String {
     format!("window [{from}, {until})")
 }
 
-/// The customers of a labelled table who had bought before its cutoff (the models'
-/// population), with their labels: borrowed rows, no copy of the features.
-struct Population<'a> {
-    rows: Vec<&'a Features>,
-    ids: Vec<&'a str>,
-    labels: WindowLabels,
-}
-
-fn population<'a>(table: Option<&'a FeatureTable>, role: &str) -> Result<Option<Population<'a>>> {
-    let Some(table) = table else {
-        return Ok(None);
-    };
-    let Some(labels) = &table.labels else {
-        return Err(Error::Internal(format!(
-            "the {role} table at {} has no label columns",
-            table.cutoff
-        )));
-    };
-    let keep: Vec<usize> = (0..table.rows.len())
-        .filter(|&i| table.rows[i].has_purchase())
-        .collect();
-    Ok(Some(Population {
-        rows: keep.iter().map(|&i| &table.rows[i]).collect(),
-        ids: keep
-            .iter()
-            .map(|&i| table.customer_ids[i].as_ref())
-            .collect(),
-        labels: labels.select(&keep),
-    }))
-}
-
-/// A labelled table reduced to what the churn and spend fits read: the raw feature matrix
-/// ([`raw_matrix`]) of its buyers, in table order, and their labels.
-struct Sample {
-    raw: ndarray::Array2<f64>,
-    labels: WindowLabels,
-}
-
-impl Sample {
-    fn len(&self) -> usize {
-        self.raw.nrows()
-    }
-}
-
-fn sample(table: Option<&FeatureTable>, role: &str) -> Result<Option<Sample>> {
-    Ok(population(table, role)?.map(|p| Sample {
-        raw: raw_matrix(&p.rows),
-        labels: p.labels,
-    }))
-}
-
 fn choose_alpha(
     tune: Option<Sample>,
     train: Option<&Sample>,
@@ -312,36 +255,34 @@ fn choose_alpha(
     if config.churn.alpha_grid.is_empty() {
         return fixed("churn.alpha_grid is empty".into());
     }
-    let (Some(tune), Some(train)) = (tune, train) else {
+    let (Some(tune), Some(val)) = (tune, train) else {
         return fixed(format!(
             "no labelled tables at {} and {} to choose it on",
             c.tv, c.t0
         ));
     };
-    let Sample {
-        raw: fit,
-        labels: fit_labels,
-    } = tune;
-    let fit_labels = &fit_labels.window;
-    let (val, val_labels) = (train, &train.labels.window);
-    if fit.nrows() < config.run.min_train_customers || val.len() == 0 {
+    if tune.len() < config.run.min_train_customers || val.is_empty() {
         return fixed(format!(
             "{} customers bought before {} (min_train_customers {})",
-            fit.nrows(),
+            tune.len(),
             c.tv,
             config.run.min_train_customers
         ));
     }
-    // One design for every candidate (same customers, same scaling), and the validation rows
-    // standardised once with that scaling. Candidates are fitted one after another in grid
-    // order, each from the previous optimum (a warm start: fewer Newton passes; each pass is
-    // parallel over rows, and the optimum does not depend on the start).
-    let scaled = Design::new(&fit).and_then(|design| {
-        let zv = design.standardise(&val.raw)?;
+    // One design for every candidate (same customers, same scaling; the sample's rows are
+    // standardised in place), and the validation rows standardised once with that scaling.
+    // Candidates are fitted one after another in grid order, each from the previous optimum
+    // (a warm start: fewer Newton passes; each pass is parallel over rows, and the optimum
+    // does not depend on the start).
+    let Sample {
+        x: fit,
+        churned: fit_labels,
+        ..
+    } = tune;
+    let scaled = Design::from_logged(fit).and_then(|design| {
+        let zv = design.standardise_logged(&val.x)?;
         Ok((design, zv))
     });
-    // The design holds the scaled rows: the raw ones are not read again.
-    drop(fit);
     let (design, zv) = match scaled {
         Ok(d) => d,
         Err(e) => return fixed(format!("validation fit failed: {e}")),
@@ -351,10 +292,10 @@ fn choose_alpha(
     for &alpha in &config.churn.alpha_grid {
         let p = ChurnParams { alpha, ..params };
         let window = window_name(c.tv, c.t0);
-        match ChurnModel::fit_design(p, &design, &fit_labels.churned, &window, previous.as_ref()) {
+        match ChurnModel::fit_design(p, &design, &fit_labels, &window, previous.as_ref()) {
             Ok(m) => {
                 let pred = m.predict_standardised(&zv);
-                grid.push((alpha, log_loss(&pred, &val_labels.churned)));
+                grid.push((alpha, log_loss(&pred, &val.churned)));
                 previous = Some(m);
             }
             Err(e) => return fixed(format!("validation fit failed: {e}")),
@@ -376,22 +317,6 @@ fn choose_alpha(
     }
 }
 
-/// The supervised spend model and the "next H = last H" baseline on the same customers.
-fn value_metrics(
-    train: &ndarray::Array2<f64>,
-    train_spend: &[f64],
-    eval: &ndarray::Array2<f64>,
-    eval_spend: &[f64],
-    eval_last_spend: &[f64],
-) -> Result<(ValueScoresMetrics, ValueScoresMetrics)> {
-    let model = SpendModel::fit(train, train_spend).context("spend model")?;
-    let predicted = model.predict(eval)?;
-    Ok((
-        ValueScoresMetrics::new("log1p_ols", &predicted, eval_spend),
-        ValueScoresMetrics::new("last_window_spend", eval_last_spend, eval_spend),
-    ))
-}
-
 fn rate(l: &[bool]) -> f64 {
     if l.is_empty() {
         0.0
@@ -400,17 +325,69 @@ fn rate(l: &[bool]) -> f64 {
     }
 }
 
-/// The out-of-time evaluation: fitted at `t0`, evaluated at `t1`; or, when the `t0` table is
+/// The churn model fitted on `train` and evaluated on `eval` beside the recency baseline, and
+/// the supervised spend model (on the same design) beside the "next H = last H" baseline.
+struct Fitted {
+    churn: ChurnScores,
+    baseline: ChurnScores,
+    value_model: ValueScoresMetrics,
+    value_baseline: ValueScoresMetrics,
+    scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+}
+
+fn fit_and_score(
+    params: ChurnParams,
+    train: Sample,
+    eval: &Sample,
+    window: &str,
+    what: &str,
+) -> Result<Fitted> {
+    if train.is_empty() {
+        return Err(ModelError::Empty {
+            window: window.to_string(),
+        }
+        .into());
+    }
+    // One design: the churn and spend models share its scaling, so the evaluation rows are
+    // standardised once for both.
+    let design = Design::from_logged(train.x).with_context(|| format!("churn model ({what})"))?;
+    let model = ChurnModel::fit_design(params, &design, &train.churned, window, None)
+        .with_context(|| format!("churn model ({what})"))?;
+    let spend = SpendModel::fit_design(&design, &train.spend).context("spend model")?;
+    let z = design.standardise_logged(&eval.x)?;
+    drop(design);
+    let p = model.predict_standardised(&z);
+    let predicted = spend.predict_standardised(&z);
+    let Some(d) = &eval.detail else {
+        return Err(Error::Internal(
+            "the evaluation sample has no evaluation columns".into(),
+        ));
+    };
+    Ok(Fitted {
+        churn: ChurnScores::new("logistic", &p, &eval.churned, true),
+        baseline: ChurnScores::new("recency", &d.recency, &eval.churned, false),
+        value_model: ValueScoresMetrics::new("log1p_ols", &predicted, &eval.spend),
+        value_baseline: ValueScoresMetrics::new(
+            "last_window_spend",
+            &d.prior_net_spend,
+            &eval.spend,
+        ),
+        scores: (p, d.recency.clone(), eval.churned.clone()),
+    })
+}
+
+/// The out-of-time evaluation: fitted at `t0`, evaluated at `t1`; or, when the `t0` sample is
 /// missing, too small or has one class, the customer-split fallback inside the `t1` window.
 fn evaluate(
-    train: Option<&Sample>,
-    eval: &Population<'_>,
+    train: Option<Sample>,
+    eval: &Sample,
+    ids: &[Box<str>],
     c: &Cutoffs,
     config: &Config,
     params: ChurnParams,
 ) -> Result<Evaluation> {
     let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
-    if eval.rows.is_empty() {
+    if eval.is_empty() {
         return Err(ModelError::Empty {
             window: window_name(c.t1, c.as_of),
         }
@@ -424,158 +401,118 @@ fn evaluate(
             c.t0,
             config.run.min_train_customers
         )),
-        Some(t) if one_class(&t.labels.window.churned) => {
-            Err(format!("one churn class in [{}, {})", c.t0, c.t1))
-        }
+        Some(t) if one_class(&t.churned) => Err(format!("one churn class in [{}, {})", c.t0, c.t1)),
         Some(t) => Ok(t),
     };
     let train = match train {
         Ok(t) => t,
-        Err(reason) => return customer_split(eval, c, config, params, reason),
+        Err(reason) => return customer_split(eval, ids, c, config, params, reason),
     };
-    let eval_rows = &eval.rows;
-    let model = ChurnModel::fit(
-        params,
-        &train.raw,
-        &train.labels.window.churned,
-        &window_name(c.t0, c.t1),
-    )
-    .context("churn model (out of time)")?;
-    let eval_raw = raw_matrix(eval_rows);
-    let p = model.predict(&eval_raw)?;
-    let (value_model, value_baseline) = value_metrics(
-        &train.raw,
-        &train.labels.window.spend,
-        &eval_raw,
-        &eval.labels.window.spend,
-        &eval.labels.prior_net_spend,
-    )?;
-    let recency: Vec<f64> = eval_rows
-        .iter()
-        .map(|r| r.recency_days.unwrap_or(0.0))
-        .collect();
-    let churned = &eval.labels.window.churned;
+    let (train_customers, train_churn_rate) = (train.len(), rate(&train.churned));
+    let f = fit_and_score(params, train, eval, &window_name(c.t0, c.t1), "out of time")?;
     Ok(Evaluation {
         scheme: "out_of_time",
         train_cutoff: c.t0,
         train_labels_until: c.t1,
         eval_cutoff: c.t1,
         eval_labels_until: c.as_of,
-        train_customers: train.len(),
-        eval_customers: eval_rows.len(),
-        train_churn_rate: rate(&train.labels.window.churned),
-        eval_churn_rate: rate(churned),
+        train_customers,
+        eval_customers: eval.len(),
+        train_churn_rate,
+        eval_churn_rate: rate(&eval.churned),
         fallback_reason: None,
         alpha_selection: None,
-        model: ChurnScores::new("logistic", &p, churned, true),
-        baseline: ChurnScores::new("recency", &recency, churned, false),
-        value_model,
-        value_baseline,
-        eval_scores: (p, recency, churned.clone()),
+        model: f.churn,
+        baseline: f.baseline,
+        value_model: f.value_model,
+        value_baseline: f.value_baseline,
+        eval_scores: f.scores,
     })
 }
 
 /// History shorter than two horizons: a seeded 80/20 customer split in the `t1` window.
 fn customer_split(
-    eval: &Population<'_>,
+    eval: &Sample,
+    ids: &[Box<str>],
     c: &Cutoffs,
     config: &Config,
     params: ChurnParams,
     reason: String,
 ) -> Result<Evaluation> {
-    let eval_labels = &eval.labels;
-    let eval_rows = &eval.rows;
-    let is_eval: Vec<bool> = eval
-        .ids
-        .iter()
-        .map(|id| split_hash(id, config.run.seed) % 5 == 0)
-        .collect();
-    let pick = |want: bool| -> (Vec<&Features>, Vec<bool>) {
-        is_eval
-            .iter()
-            .enumerate()
-            .filter(|(_, &e)| e == want)
-            .map(|(i, _)| (eval_rows[i], eval_labels.window.churned[i]))
-            .unzip()
-    };
-    let (tr_rows, tr_y) = pick(false);
-    let (ev_rows, ev_y) = pick(true);
-    let (tr_raw, ev_raw) = (raw_matrix(&tr_rows), raw_matrix(&ev_rows));
-    let model = ChurnModel::fit(params, &tr_raw, &tr_y, &window_name(c.t1, c.as_of))
-        .context("churn model (customer split)")?;
-    let select = |want: bool, v: &[f64]| -> Vec<f64> {
-        (0..v.len())
-            .filter(|&i| is_eval[i] == want)
-            .map(|i| v[i])
-            .collect()
-    };
-    let (value_model, value_baseline) = value_metrics(
-        &tr_raw,
-        &select(false, &eval_labels.window.spend),
-        &ev_raw,
-        &select(true, &eval_labels.window.spend),
-        &select(true, &eval_labels.prior_net_spend),
+    let mut picked: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    for (i, &customer) in eval.customer.iter().enumerate() {
+        let id = ids
+            .get(customer as usize)
+            .ok_or_else(|| Error::Internal(format!("sample customer {customer} has no id")))?;
+        picked[usize::from(split_hash(id, config.run.seed) % 5 == 0)].push(i);
+    }
+    let (tr, ev) = (eval.select(&picked[0]), eval.select(&picked[1]));
+    let (train_customers, train_churn_rate) = (tr.len(), rate(&tr.churned));
+    let f = fit_and_score(
+        params,
+        tr,
+        &ev,
+        &window_name(c.t1, c.as_of),
+        "customer split",
     )?;
-    let p = model.predict(&ev_raw)?;
-    let recency: Vec<f64> = ev_rows
-        .iter()
-        .map(|r| r.recency_days.unwrap_or(0.0))
-        .collect();
     Ok(Evaluation {
         scheme: "customer_split",
         train_cutoff: c.t1,
         train_labels_until: c.as_of,
         eval_cutoff: c.t1,
         eval_labels_until: c.as_of,
-        train_customers: tr_rows.len(),
-        eval_customers: ev_rows.len(),
-        train_churn_rate: rate(&tr_y),
-        eval_churn_rate: rate(&ev_y),
+        train_customers,
+        eval_customers: ev.len(),
+        train_churn_rate,
+        eval_churn_rate: rate(&ev.churned),
         fallback_reason: Some(reason),
         alpha_selection: None,
-        model: ChurnScores::new("logistic", &p, &ev_y, true),
-        baseline: ChurnScores::new("recency", &recency, &ev_y, false),
-        value_model,
-        value_baseline,
-        eval_scores: (p, recency, ev_y),
+        model: f.churn,
+        baseline: f.baseline,
+        value_model: f.value_model,
+        value_baseline: f.value_baseline,
+        eval_scores: f.scores,
     })
 }
 
 /// Out-of-time evaluation of the BTYD models: fitted on the history before `t1`, predicting
 /// the holdout `[t1, as_of)` of the customers who had bought before `t1`.
-fn evaluate_btyd(eval: &Population<'_>, c: &Cutoffs, config: &Config) -> Result<BtydEvaluation> {
-    let l = &eval.labels.window;
-    let rows = &eval.rows;
+fn evaluate_btyd(
+    eval: &Sample,
+    d: &Detail,
+    c: &Cutoffs,
+    config: &Config,
+) -> Result<BtydEvaluation> {
     let model =
-        ValueModel::fit(&rows, &config.btyd).context("BTYD model (calibration before t1)")?;
+        ValueModel::fit(&d.value, &config.btyd).context("BTYD model (calibration before t1)")?;
     let h = f64::from(c.horizon_days);
     // Per customer, independent: in parallel, collected in row order.
-    let scores: Vec<_> = rows.par_iter().map(|f| model.score(f, h)).collect();
+    let scores: Vec<_> = d.value.par_iter().map(|v| model.score(v, h)).collect();
     let expected: Vec<f64> = scores.iter().map(|s| s.expected_purchases).collect();
-    let actual: Vec<f64> = l.purchase_days.iter().map(|&d| d as f64).collect();
+    let actual: Vec<f64> = d.purchase_days.iter().map(|&d| d as f64).collect();
     let spend: Vec<f64> = scores
         .iter()
         .map(|s| s.expected_purchases * s.expected_order_value)
         .collect();
-    let buys_again: Vec<bool> = l.churned.iter().map(|c| !c).collect();
+    let buys_again: Vec<bool> = eval.churned.iter().map(|c| !c).collect();
     Ok(BtydEvaluation {
         model: model.fit.used.clone(),
         fit: model.fit.clone(),
         calibration_end: c.t1,
         holdout_until: c.as_of,
-        customers: rows.len(),
+        customers: eval.len(),
         params: serde_json::to_value(model.transactions.params)?,
         log_likelihood: model.transactions.log_likelihood,
         holdout_purchases_mae: mae(&expected, &actual),
         predicted_total_purchases: expected.iter().sum(),
-        actual_total_purchases: l.purchase_days.iter().sum(),
+        actual_total_purchases: d.purchase_days.iter().sum(),
         buy_again_roc_auc: auc_or_nan(&expected, &buys_again),
-        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend, &l.spend),
+        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend, &eval.spend),
         spend_note: model.spend_note.clone(),
         churn: ChurnScores::new(
             "btyd_expected_purchases",
             &expected.iter().map(|e| -e).collect::<Vec<_>>(),
-            &l.churned,
+            &eval.churned,
             false,
         ),
     })

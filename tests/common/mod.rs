@@ -102,7 +102,7 @@ pub struct InProcess {
 /// AS_OF --horizon HORIZON` does with the default config.
 pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
     use churnclv::plan::{Plan, Request, Source};
-    use churnclv::stages::{features, jobs, score, train};
+    use churnclv::stages::{features, jobs};
     let plan = Plan::build(&Request {
         source: Source::Events(events.display().to_string()),
         as_of: Some((as_of.into(), "--as-of")),
@@ -115,30 +115,12 @@ pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
     let read = plan.read_options(churnclv::time::date_us(c.as_of));
     let scanned =
         features::scan(plan.events().expect("events"), &read, &jobs::tables(&c)).expect("scan");
-    let [tv, t0, t1, buyers] = [0, 1, 2, 3].map(|i| scanned.buyers_table(i));
-    let tables = train::Tables {
-        tune: Some(&tv),
-        train: Some(&t0),
-        validate: &t1,
-        latest: &buyers,
-    };
-    let trained = train::train(&tables, c, &plan.config, None).expect("train");
-    let latest = scanned.table(3);
-    let scored = score::score(
-        &latest,
-        &trained.churn,
-        &trained.value,
-        c.horizon_days,
-        &plan.config.tiers,
-        &score::model_version("test"),
-        "test",
-    )
-    .expect("score");
+    let m = jobs::model_stages(scanned, &plan, c, "test", &mut |_| {}).expect("model stages");
     InProcess {
-        stats: scanned.stats,
-        customers: latest.len(),
-        trained,
-        scored,
+        stats: m.stats,
+        customers: m.latest.len(),
+        trained: m.trained,
+        scored: m.scored,
     }
 }
 

@@ -76,17 +76,12 @@ pub struct Label {
     pub purchase_days: u64,
 }
 
-/// The label of customer history `h` in the window `[c_from, c_until)` of `histories`' cutoffs
+/// The label of customer history `h` in the window `[c_from, c_until)` of the scan's `cutoffs`
 /// (an index past the last cutoff stands for "no end", where no event is kept).
-pub fn window_label(
-    histories: &Histories,
-    h: &CustomerHistory<'_>,
-    from: usize,
-    until: usize,
-) -> Label {
+pub fn window_label(cutoffs: &[i64], h: &CustomerHistory<'_>, from: usize, until: usize) -> Label {
     let (from_us, until_us) = (
-        histories.cutoffs[from],
-        histories.cutoffs.get(until).copied().unwrap_or(i64::MAX),
+        cutoffs[from],
+        cutoffs.get(until).copied().unwrap_or(i64::MAX),
     );
     let w = h.between(from, until);
     Label {
@@ -102,7 +97,7 @@ pub fn window_labels(histories: &Histories, set: &FeatureSet, from: usize, until
     let mut spend = Vec::with_capacity(set.rows.len());
     let mut purchase_days = Vec::with_capacity(set.rows.len());
     for &i in &set.index {
-        let l = window_label(histories, &histories.customer(i), from, until);
+        let l = window_label(&histories.cutoffs, &histories.customer(i), from, until);
         churned.push(l.churned);
         spend.push(l.spend);
         purchase_days.push(l.purchase_days);

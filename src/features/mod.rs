@@ -580,6 +580,46 @@ impl Histories {
     }
 }
 
+/// One partition of customers taken out of [`Histories`] ([`Histories::into_parts`]), so a
+/// pass over the customers can free each partition's memory once it has read it.
+#[derive(Debug)]
+pub struct HistoryPart {
+    n_cutoffs: usize,
+    part: Part,
+    /// Each slot's position in customer-id order.
+    rank: Vec<u32>,
+}
+
+impl HistoryPart {
+    /// Customers in this partition.
+    pub fn len(&self) -> usize {
+        self.rank.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rank.is_empty()
+    }
+
+    /// Slot `s`'s position in customer-id order (its row in [`Histories`]' order).
+    pub fn rank(&self, s: usize) -> usize {
+        self.rank[s] as usize
+    }
+
+    /// Id of slot `s`.
+    pub fn id(&self, s: usize) -> &str {
+        self.part.ids.get(s as u32)
+    }
+
+    /// History of slot `s`.
+    pub fn customer(&self, s: usize) -> CustomerHistory<'_> {
+        let n = self.n_cutoffs;
+        CustomerHistory {
+            cells: &self.part.cells[s * n..(s + 1) * n],
+            lists: &self.part.lists[s],
+        }
+    }
+}
+
 /// One row per customer with any event before the cutoff.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSet {
@@ -613,6 +653,50 @@ impl Histories {
 
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+
+    /// The partitions, each with its slots' positions in id order (a customer folded into
+    /// another partition's history is not in its own any more).
+    pub fn into_parts(self) -> Vec<HistoryPart> {
+        let n_cutoffs = self.cutoffs.len();
+        let mut rank: Vec<Vec<u32>> = self
+            .parts
+            .iter()
+            .map(|p| vec![u32::MAX; p.ids.len()])
+            .collect();
+        for (i, &(p, s)) in self.order.iter().enumerate() {
+            rank[p as usize][s as usize] = i as u32;
+        }
+        self.parts
+            .into_iter()
+            .zip(rank)
+            .map(|(part, rank)| {
+                // Slots folded away (never from a scan) are left out.
+                let keep: Vec<usize> = (0..rank.len()).filter(|&s| rank[s] != u32::MAX).collect();
+                if keep.len() == rank.len() {
+                    return HistoryPart {
+                        n_cutoffs,
+                        part,
+                        rank,
+                    };
+                }
+                let mut ids = IdTable::default();
+                let mut cells = Vec::with_capacity(keep.len() * n_cutoffs);
+                let mut lists = Vec::with_capacity(keep.len());
+                let mut part = part;
+                for &s in &keep {
+                    let id = part.ids.get(s as u32).to_string();
+                    ids.intern(value_code(&id), &id);
+                    cells.extend_from_slice(&part.cells[s * n_cutoffs..(s + 1) * n_cutoffs]);
+                    lists.push(std::mem::take(&mut part.lists[s]));
+                }
+                HistoryPart {
+                    n_cutoffs,
+                    part: Part { ids, cells, lists },
+                    rank: keep.iter().map(|&s| rank[s]).collect(),
+                }
+            })
+            .collect()
     }
 
     /// Id of customer `i` (in id order).

@@ -44,8 +44,58 @@ pub struct Detail {
     pub prior_net_spend: Vec<f64>,
 }
 
-/// A [`Sample`] being filled, one buyer at a time, in customer order.
-#[derive(Debug, Default)]
+/// One buyer's row of a [`Sample`], computed where the customer's history is and placed at
+/// the buyer's position later ([`SampleBuilder::set`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    customer: u32,
+    x: [f64; FEATURES.len()],
+    churned: bool,
+    spend: f64,
+    detail: Option<DetailRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct DetailRow {
+    recency: f64,
+    value: ValueInputs,
+    purchase_days: u64,
+    prior_net_spend: f64,
+}
+
+impl SampleRow {
+    /// The row of customer `customer` with features `f`, if they had bought before the
+    /// cutoff; `label` and `prior` (the prior window's net spend, a detail column) are only
+    /// computed for a buyer, `prior` only with `detail`.
+    pub fn of(
+        customer: u32,
+        f: &Features,
+        label: impl FnOnce() -> Label,
+        prior: impl FnOnce() -> f64,
+        detail: bool,
+    ) -> Option<SampleRow> {
+        let value = ValueInputs::of(f)?;
+        let l = label();
+        Some(SampleRow {
+            customer,
+            x: logged_row(f),
+            churned: l.churned,
+            spend: l.spend,
+            detail: detail.then(|| DetailRow {
+                // A buyer's recency is defined; the fallback only guards a hand-made row.
+                recency: f.recency_days.unwrap_or(0.0),
+                value,
+                purchase_days: l.purchase_days,
+                prior_net_spend: prior(),
+            }),
+        })
+    }
+}
+
+/// A [`Sample`] of a known number of buyers, filled by position: one allocation per column
+/// at its final size (zeroed pages are only touched as rows arrive), so a sample is never
+/// held twice.
+#[derive(Debug)]
 pub struct SampleBuilder {
     customer: Vec<u32>,
     x: Vec<f64>,
@@ -55,61 +105,34 @@ pub struct SampleBuilder {
 }
 
 impl SampleBuilder {
-    /// Room for `n` buyers (with the [`Detail`] columns when `detail`): filled without
-    /// reallocating, so a full sample is never held twice.
-    pub fn with_capacity(n: usize, detail: bool) -> SampleBuilder {
+    /// Room for `n` buyers, with the [`Detail`] columns when `detail`.
+    pub fn zeroed(n: usize, detail: bool) -> SampleBuilder {
         SampleBuilder {
-            customer: Vec::with_capacity(n),
-            x: Vec::with_capacity(n * FEATURES.len()),
-            churned: Vec::with_capacity(n),
-            spend: Vec::with_capacity(n),
+            customer: vec![0; n],
+            x: vec![0.0; n * FEATURES.len()],
+            churned: vec![false; n],
+            spend: vec![0.0; n],
             detail: detail.then(|| Detail {
-                recency: Vec::with_capacity(n),
-                value: Vec::with_capacity(n),
-                purchase_days: Vec::with_capacity(n),
-                prior_net_spend: Vec::with_capacity(n),
+                recency: vec![0.0; n],
+                value: vec![ValueInputs::default(); n],
+                purchase_days: vec![0; n],
+                prior_net_spend: vec![0.0; n],
             }),
         }
     }
 
-    /// Adds customer `customer` with features `f` if they had bought before the cutoff;
-    /// `label` and `prior` (the prior window's net spend, read with the detail columns) are
-    /// only computed for a buyer.
-    pub fn push(
-        &mut self,
-        customer: u32,
-        f: &Features,
-        label: impl FnOnce() -> Label,
-        prior: impl FnOnce() -> f64,
-    ) {
-        let Some(value) = ValueInputs::of(f) else {
-            return;
-        };
-        let l = label();
-        self.customer.push(customer);
-        self.x.extend(logged_row(f));
-        self.churned.push(l.churned);
-        self.spend.push(l.spend);
-        if let Some(d) = &mut self.detail {
-            // A buyer's recency is defined; the fallback only guards a hand-made row.
-            d.recency.push(f.recency_days.unwrap_or(0.0));
-            d.value.push(value);
-            d.purchase_days.push(l.purchase_days);
-            d.prior_net_spend.push(prior());
-        }
-    }
-
-    /// Appends `other`'s rows (a later slice of customers).
-    pub fn append(&mut self, other: SampleBuilder) {
-        self.customer.extend(other.customer);
-        self.x.extend(other.x);
-        self.churned.extend(other.churned);
-        self.spend.extend(other.spend);
-        if let (Some(d), Some(o)) = (&mut self.detail, other.detail) {
-            d.recency.extend(o.recency);
-            d.value.extend(o.value);
-            d.purchase_days.extend(o.purchase_days);
-            d.prior_net_spend.extend(o.prior_net_spend);
+    /// Places `row` as buyer number `pos` (`pos` < the `n` it was made for).
+    pub fn set(&mut self, pos: usize, row: SampleRow) {
+        let k = FEATURES.len();
+        self.customer[pos] = row.customer;
+        self.x[pos * k..(pos + 1) * k].copy_from_slice(&row.x);
+        self.churned[pos] = row.churned;
+        self.spend[pos] = row.spend;
+        if let (Some(d), Some(r)) = (&mut self.detail, row.detail) {
+            d.recency[pos] = r.recency;
+            d.value[pos] = r.value;
+            d.purchase_days[pos] = r.purchase_days;
+            d.prior_net_spend[pos] = r.prior_net_spend;
         }
     }
 
@@ -143,18 +166,19 @@ impl Sample {
     pub fn from_table(table: &FeatureTable) -> Option<Sample> {
         let labels = table.labels.as_ref()?;
         let w = &labels.window;
-        let mut b = SampleBuilder::with_capacity(0, true);
-        for (i, f) in table.rows.iter().enumerate() {
-            b.push(
-                i as u32,
-                f,
-                || Label {
+        let rows: Vec<SampleRow> = (table.rows.iter().enumerate())
+            .filter_map(|(i, f)| {
+                let label = || Label {
                     churned: w.churned[i],
                     spend: w.spend[i],
                     purchase_days: w.purchase_days[i],
-                },
-                || labels.prior_net_spend[i],
-            );
+                };
+                SampleRow::of(i as u32, f, label, || labels.prior_net_spend[i], true)
+            })
+            .collect();
+        let mut b = SampleBuilder::zeroed(rows.len(), true);
+        for (pos, row) in rows.into_iter().enumerate() {
+            b.set(pos, row);
         }
         Some(b.finish())
     }

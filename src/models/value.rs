@@ -79,7 +79,7 @@ pub struct ValueFit {
 /// What the value models read of one customer who had bought before the cutoff: the BTYD
 /// summary (repeat purchase days `x`, `t_x`, `T`, in days) and the spend inputs. Five numbers
 /// instead of a feature row, so training holds them for every buyer of a window cheaply.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ValueInputs {
     pub frequency: f64,
     pub t_x_days: f64,

@@ -19,11 +19,13 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::features::table::FEATURE_SLICE;
-use crate::features::{FeatureSet, FeatureTable, Features, Histories, HistoryAcc, WindowLabels};
+use crate::features::{
+    FeatureSet, FeatureTable, Features, Histories, HistoryAcc, HistoryPart, WindowLabels,
+};
 use crate::io::output::write_parquet_stream;
 use crate::io::{scan as scan_rows, target, InputError, InputSet, ReadOptions, ScanStats};
 use crate::labels::{window_label, window_labels};
-use crate::models::sample::{Sample, SampleBuilder};
+use crate::models::sample::{Sample, SampleBuilder, SampleRow};
 use crate::time::{date_of_us, date_us};
 
 /// One table to build: its cutoff, and the label horizon when it is labelled.
@@ -297,80 +299,123 @@ impl Scanned {
             .collect();
         let hist = &self.histories;
         let n = hist.len();
+        let nw = windows.len();
         let slices: Vec<usize> = (0..n).step_by(MODEL_SLICE).collect();
         let range = |lo: usize| lo..(lo + MODEL_SLICE).min(n);
-        // First the buyers per window (a cheap look at the cells), so that each sample is
-        // filled into one allocation of its exact size: a sample is never held twice, and
-        // nothing is copied after the histories are gone.
-        let buyers: Vec<usize> = slices
+        // Each buyer's row in each window's sample (customer-id order), from a cheap look at
+        // the cells: buyers per slice, then their positions. `NONE` for a non-buyer.
+        const NONE: u32 = u32::MAX;
+        let counts: Vec<Vec<u32>> = slices
             .par_iter()
             .map(|&lo| {
-                let mut counts = vec![0usize; windows.len()];
+                let mut c = vec![0u32; nw];
                 for i in range(lo) {
                     let h = hist.customer(i);
-                    for (c, w) in counts.iter_mut().zip(&windows) {
-                        *c += usize::from(h.bought_before(w.k));
+                    for (c, w) in c.iter_mut().zip(&windows) {
+                        *c += u32::from(h.bought_before(w.k));
                     }
                 }
-                counts
+                c
             })
-            .reduce(
-                || vec![0; windows.len()],
-                |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
-            );
+            .collect();
+        let mut offsets = Vec::with_capacity(slices.len());
+        let mut totals = vec![0u32; nw];
+        for c in &counts {
+            offsets.push(totals.clone());
+            for (t, c) in totals.iter_mut().zip(c) {
+                *t += c;
+            }
+        }
+        let mut position = vec![NONE; n * nw];
+        position
+            .par_chunks_mut(MODEL_SLICE * nw)
+            .zip(slices.par_iter().zip(offsets))
+            .for_each(|(chunk, (&lo, mut next))| {
+                for (j, i) in range(lo).enumerate() {
+                    let h = hist.customer(i);
+                    for (w, window) in windows.iter().enumerate() {
+                        if h.bought_before(window.k) {
+                            chunk[j * nw + w] = next[w];
+                            next[w] += 1;
+                        }
+                    }
+                }
+            });
         let mut builders: Vec<SampleBuilder> = windows
             .iter()
-            .zip(&buyers)
-            .map(|(w, &b)| SampleBuilder::with_capacity(b, w.prior_from.is_some()))
+            .zip(&totals)
+            .map(|(w, &t)| SampleBuilder::zeroed(t as usize, w.prior_from.is_some()))
             .collect();
+        let cutoffs = hist.cutoffs.clone();
         let latest_k = self.index(latest_spec.cutoff);
-        let latest_us = hist.cutoffs[latest_k];
-        let mut rows: Vec<Features> = Vec::with_capacity(n);
-        let mut customer_ids: Vec<Box<str>> = Vec::with_capacity(n);
-        // Then the rows, a group of slices at a time in parallel, appended in customer order.
-        let group = 4 * rayon::current_num_threads().max(1);
-        for lows in slices.chunks(group) {
-            let done: Vec<(Vec<SampleBuilder>, Vec<Option<Features>>)> = lows
-                .par_iter()
-                .map(|&lo| {
-                    let mut parts: Vec<SampleBuilder> = windows
-                        .iter()
-                        .map(|w| SampleBuilder::with_capacity(0, w.prior_from.is_some()))
-                        .collect();
-                    let mut latest = Vec::with_capacity(MODEL_SLICE);
-                    for i in range(lo) {
-                        let h = hist.customer(i);
-                        for (b, w) in parts.iter_mut().zip(&windows) {
-                            if let Some(f) = h.features(w.k, hist.cutoffs[w.k]) {
-                                b.push(
-                                    i as u32,
-                                    &f,
-                                    || window_label(hist, &h, w.k, w.until),
-                                    || w.prior_from.map_or(0.0, |p| h.between(p, w.k).net_spend()),
-                                );
-                            }
-                        }
-                        latest.push(h.features(latest_k, latest_us));
+        let latest_us = cutoffs[latest_k];
+        // Then the rows, a partition of customers at a time (a few in parallel): each
+        // partition's histories are freed as soon as its rows are placed, so the samples grow
+        // while the histories shrink. The as-of rows are sorted into id order at the end.
+        let mut latest_rows: Vec<(u32, Features)> = Vec::with_capacity(n);
+        let mut latest_ids: Vec<(u32, Box<str>)> = Vec::with_capacity(n);
+        type Rows = (Vec<Vec<(u32, SampleRow)>>, Vec<(u32, Features, Box<str>)>);
+        let one_part = |part: HistoryPart| -> Result<Rows> {
+            let mut rows: Vec<Vec<(u32, SampleRow)>> = windows.iter().map(|_| Vec::new()).collect();
+            let mut as_of = Vec::with_capacity(part.len());
+            for s in 0..part.len() {
+                let i = part.rank(s);
+                let h = part.customer(s);
+                for (w, window) in windows.iter().enumerate() {
+                    let at = position[i * nw + w];
+                    if at == NONE {
+                        continue;
                     }
-                    (parts, latest)
-                })
-                .collect();
-            for ((parts, latest), &lo) in done.into_iter().zip(lows) {
-                for (b, part) in builders.iter_mut().zip(parts) {
-                    b.append(part);
+                    let row = h.features(window.k, cutoffs[window.k]).and_then(|f| {
+                        SampleRow::of(
+                            i as u32,
+                            &f,
+                            || window_label(&cutoffs, &h, window.k, window.until),
+                            || window.prior_from.map_or(0.0, |p| h.between(p, window.k).net_spend()),
+                            window.prior_from.is_some(),
+                        )
+                    });
+                    match row {
+                        Some(row) => rows[w].push((at, row)),
+                        None => {
+                            return Err(Error::Internal(format!(
+                                "customer {} counted as a buyer has no purchase",
+                                part.id(s)
+                            )))
+                        }
+                    }
                 }
-                for (i, r) in range(lo).zip(latest) {
-                    rows.push(r.ok_or_else(|| {
-                        Error::Internal(format!(
-                            "customer {} has no event before as-of",
-                            hist.id(i)
-                        ))
-                    })?);
-                    customer_ids.push(hist.id(i).into());
+                let f = h.features(latest_k, latest_us).ok_or_else(|| {
+                    Error::Internal(format!("customer {} has no event before as-of", part.id(s)))
+                })?;
+                as_of.push((i as u32, f, part.id(s).into()));
+            }
+            Ok((rows, as_of))
+        };
+        let mut parts = self.histories.into_parts();
+        let group = 2 * rayon::current_num_threads().max(1);
+        while !parts.is_empty() {
+            let these: Vec<HistoryPart> = parts.drain(..group.min(parts.len())).collect();
+            let done: Vec<Result<Rows>> = these.into_par_iter().map(one_part).collect();
+            for d in done {
+                let (rows, as_of) = d?;
+                for (b, rows) in builders.iter_mut().zip(rows) {
+                    for (at, row) in rows {
+                        b.set(at as usize, row);
+                    }
+                }
+                for (i, f, id) in as_of {
+                    latest_rows.push((i, f));
+                    latest_ids.push((i, id));
                 }
             }
         }
-        drop(self.histories);
+        // Sorted in place and mapped in place (a `Vec` collected from its own `into_iter` reuses
+        // the allocation): the as-of rows are held once.
+        latest_rows.par_sort_unstable_by_key(|r| r.0);
+        latest_ids.par_sort_unstable_by_key(|r| r.0);
+        let rows: Vec<Features> = latest_rows.into_iter().map(|(_, f)| f).collect();
+        let customer_ids: Vec<Box<str>> = latest_ids.into_iter().map(|(_, id)| id).collect();
         Ok(ModelInputs {
             samples: builders.into_iter().map(SampleBuilder::finish).collect(),
             latest: FeatureTable {

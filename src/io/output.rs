@@ -162,21 +162,15 @@ pub fn write_parquet_stream(
     result
 }
 
-/// Writes a Parquet file without the rename step (for files inside a staging folder).
+/// Writes a Parquet file without the rename step (for files inside a staging folder), the
+/// columns of each row group encoded in parallel.
 pub fn write_parquet_direct(
     path: &Path,
     schema: SchemaRef,
     batches: &[RecordBatch],
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
-    let perr = parquet_error(path);
-    let mut writer = arrow_writer(path, schema, options)?;
-    let mut rows = 0u64;
-    for batch in batches {
-        writer.write(batch).map_err(perr)?;
-        rows += batch.num_rows() as u64;
-    }
-    synced(path, writer.into_inner().map_err(perr)?)?;
+    let rows = write_row_groups(path, schema, batches.iter().cloned(), options)?;
     fault("stage-after-file").map_err(io_err(path))?;
     Ok(rows)
 }
@@ -204,7 +198,7 @@ fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Outpu
 fn write_row_groups(
     path: &Path,
     schema: SchemaRef,
-    batches: std::sync::mpsc::Receiver<RecordBatch>,
+    batches: impl IntoIterator<Item = RecordBatch>,
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
     let perr = parquet_error(path);

@@ -77,12 +77,19 @@ pub fn model_stages(
     run_id: &str,
     stage: &mut dyn FnMut(&'static str),
 ) -> Result<Modelled> {
+    let t = Instant::now();
     let ModelInputs {
         samples,
         latest,
         stats,
         rejects,
     } = scanned.model_inputs()?;
+    tracing::info!(
+        stage = "model inputs",
+        samples = ?samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
+        duration_ms = t.elapsed().as_millis() as u64,
+        "the scan reduced to the models' inputs, histories dropped"
+    );
     let Ok([tune, train_sample, validate]) = <[_; 3]>::try_from(samples) else {
         return Err(Error::Internal(
             "run's scan has three labelled tables".into(),

@@ -160,6 +160,7 @@ pub fn train(
     }
 
     // Refit on the latest labelled window, and the value models on the history before as-of.
+    let t = Instant::now();
     let window = window_name(c.t1, c.as_of);
     if eval.is_empty() {
         return Err(ModelError::Empty { window }.into());
@@ -169,6 +170,14 @@ pub fn train(
         .context("final churn model")?;
     let value =
         ValueModel::fit(&latest, &config.btyd).context("BTYD model (history before as-of)")?;
+    tracing::info!(
+        stage = "final fits",
+        duration_ms = t.elapsed().as_millis() as u64,
+        "churn refitted at {}, {} on the history before {}",
+        c.t1,
+        value.fit.used,
+        c.as_of
+    );
     Ok(Trained {
         cutoffs,
         evaluation,

@@ -60,6 +60,8 @@ pub struct Request {
     pub penalizer: Option<f64>,
     /// `--min-auc X`: the quality gate.
     pub min_auc: Option<f64>,
+    /// `run --memory-limit M`: overrides `run.memory_limit`.
+    pub memory_limit: Option<String>,
     /// `score --model FILE`.
     pub model: Option<PathBuf>,
     /// Output paths, checked first; folders of kind [`OutputKind::Folder`] are created at
@@ -141,6 +143,8 @@ pub struct Plan {
     pub horizon_days: u32,
     pub label_horizon_days: Option<u32>,
     pub min_auc: Option<f64>,
+    /// The memory budget in bytes: `--memory-limit`, else `run.memory_limit`.
+    pub memory_limit: Option<u64>,
 }
 
 impl Plan {
@@ -180,6 +184,14 @@ impl Plan {
                 }
             }
         }
+        let memory_limit = match &req.memory_limit {
+            Some(text) => Some(
+                text.parse::<crate::config::MemoryLimit>()
+                    .context("--memory-limit")?
+                    .bytes(),
+            ),
+            None => config.run.memory_limit.as_ref().map(|m| m.bytes()),
+        };
         if let Some(x) = req.min_auc {
             if !(0.0..=1.0).contains(&x) {
                 return Err(Error::Usage(format!(
@@ -247,6 +259,7 @@ impl Plan {
             horizon_days,
             label_horizon_days,
             min_auc: req.min_auc,
+            memory_limit,
         })
     }
 
@@ -281,6 +294,7 @@ impl Plan {
             duplicates: None,
             deduplicate: cfg.validation.deduplicate,
             max_reject_share: cfg.validation.max_reject_share,
+            shard: None,
         }
     }
 

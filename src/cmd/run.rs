@@ -34,6 +34,11 @@ pub struct Args {
     /// nothing.
     #[arg(long, value_name = "X")]
     pub min_auc: Option<f64>,
+    /// Memory budget, e.g. 4GB or 2GiB (config run.memory_limit): when the customers'
+    /// histories would not fit, they are processed in hash shards, one pass over the input
+    /// each, with the same scores as one pass.
+    #[arg(long, value_name = "BYTES")]
+    pub memory_limit: Option<String>,
     /// Also keep a copy of the fitted model as MODELS/<run_id>/model.json (e.g. --save-model
     /// models), for `churnclv score --model` later.
     #[arg(long, value_name = "MODELS")]
@@ -59,6 +64,7 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         as_of_from_data: true,
         horizon: args.horizon,
         min_auc: args.min_auc,
+        memory_limit: args.memory_limit,
         outputs,
         ..args.input.request()
     })?;

@@ -24,6 +24,7 @@ pub(super) fn refused_choice(key: &str, value: &str) -> Option<ConfigError> {
             source: Box::new(e),
         }),
         "validation.max_future" => value.parse::<MaxFuture>().err(),
+        "run.memory_limit" => value.parse::<MemoryLimit>().err(),
         "churn.class_weight" => value.parse::<ClassWeight>().err(),
         "btyd.model" => model_key::parse(value).err(),
         _ => None,
@@ -195,7 +196,66 @@ macro_rules! choice_text {
     )*};
 }
 
-choice_text!(Horizon, MaxFuture, ClassWeight);
+choice_text!(Horizon, MaxFuture, ClassWeight, MemoryLimit);
+
+/// The memory budget of a run (`run.memory_limit`, `--memory-limit`): a number of bytes with
+/// an optional unit — `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB`
+/// (powers of 1024), case-insensitive, e.g. `4GB`, `2GiB`, `512 MB`. At least 64 MiB.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct MemoryLimit {
+    text: String,
+    bytes: u64,
+}
+
+/// The smallest budget accepted: below it not even the reader's buffers fit.
+pub const MIN_MEMORY_LIMIT: u64 = 64 << 20;
+
+impl MemoryLimit {
+    /// The text it was read from.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The budget in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl FromStr for MemoryLimit {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<MemoryLimit, ConfigError> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = (&t[..split], t[split..].trim());
+        let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            _ => return Err(ConfigError::MemoryLimit(text.to_string())),
+        };
+        number
+            .parse::<f64>()
+            .ok()
+            .map(|n| n * scale as f64)
+            .filter(|b| b.is_finite() && *b >= MIN_MEMORY_LIMIT as f64 && *b < u64::MAX as f64)
+            .map(|b| MemoryLimit {
+                text: text.to_string(),
+                bytes: b as u64,
+            })
+            .ok_or_else(|| ConfigError::MemoryLimit(text.to_string()))
+    }
+}
 
 /// `btyd.model` as config writes it: [`ModelKind::key`] (`bgnbd`, `mbgnbd`, `pnbd`). The
 /// model files keep the kind's own serde names, so the config's are kept apart here.

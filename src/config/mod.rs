@@ -15,7 +15,7 @@ use crate::time;
 mod choice;
 
 use choice::{model_key, refused_choice};
-pub use choice::{parse_date, ClassWeight, Horizon, MaxFuture, HORIZON_DAYS};
+pub use choice::{parse_date, ClassWeight, Horizon, MaxFuture, MemoryLimit, HORIZON_DAYS};
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,8 @@ pub enum ConfigError {
     Horizon(String),
     #[error("invalid validation.max_future '{0}': expected hours like 12h, days like 1d, weeks like 1w, or a plain number of days (0 to 3650 days)")]
     MaxFuture(String),
+    #[error("invalid memory limit '{0}': expected bytes with a unit like 4GB, 512MB or 2GiB (at least 64MiB)")]
+    MemoryLimit(String),
     #[error("invalid date '{0}': expected YYYY-MM-DD")]
     Date(String),
     #[error("column mapping gives input column '{column}' two roles, {first} and {second}; map one of them to another column (an optional role is switched off with --map {second}= or {second} = \"\" under [columns])")]
@@ -182,6 +184,13 @@ pub struct RunConfig {
     /// Minimum customers in the out-of-time training window before falling back to a
     /// customer split inside the latest window.
     pub min_train_customers: usize,
+    /// Memory budget (`--memory-limit` overrides): when the customers' histories would not
+    /// fit, `run` processes them in hash shards, one pass over the input each. Unset: one
+    /// pass, no budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<MemoryLimit>,
+    /// Shards to split the customers into, whatever the budget says (0: from the budget).
+    pub shards: u32,
 }
 
 impl Default for RunConfig {
@@ -190,6 +199,8 @@ impl Default for RunConfig {
             horizon: Horizon::default(),
             seed: 42,
             min_train_customers: 50,
+            memory_limit: None,
+            shards: 0,
         }
     }
 }

@@ -15,4 +15,4 @@ pub mod target;
 pub use input::{open_inputs, InputError, InputFile, InputSet};
 pub use output::{OutputError, ParquetOptions};
 pub use publish::{LockError, PublishError, RunLock, Staging};
-pub use read::{scan, ReadOptions, Reason, Scan, ScanStats};
+pub use read::{scan, ReadOptions, Reason, Scan, ScanStats, Shard};

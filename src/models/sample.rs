@@ -183,6 +183,26 @@ impl Sample {
         Some(b.finish())
     }
 
+    /// Row `r` as a [`SampleRow`] of customer `customer` (to place it in another sample).
+    pub fn row(&self, r: usize, customer: u32) -> SampleRow {
+        let mut x = [0.0; FEATURES.len()];
+        for (v, &z) in x.iter_mut().zip(self.x.row(r)) {
+            *v = z;
+        }
+        SampleRow {
+            customer,
+            x,
+            churned: self.churned[r],
+            spend: self.spend[r],
+            detail: self.detail.as_ref().map(|d| DetailRow {
+                recency: d.recency[r],
+                value: d.value[r],
+                purchase_days: d.purchase_days[r],
+                prior_net_spend: d.prior_net_spend[r],
+            }),
+        }
+    }
+
     /// The rows `keep` (ascending), in order.
     pub fn select(&self, keep: &[usize]) -> Sample {
         fn pick<T: Copy>(v: &[T], keep: &[usize]) -> Vec<T> {

@@ -125,6 +125,15 @@ pub fn reject_gate(stats: &ScanStats, read: &ReadOptions) -> Result<()> {
 /// One scan of `inputs` with accumulators for the tables `specs`; checked row accounting, a
 /// clear error when no row is usable, the reject-share gate.
 pub fn scan(inputs: &InputSet, read: &ReadOptions, specs: &[TableSpec]) -> Result<Scanned> {
+    let read = &with_duplicates(inputs, read)?;
+    let scanned = scan_shard(inputs, read, specs)?;
+    check_totals(inputs, &scanned.stats, read)?;
+    Ok(scanned)
+}
+
+/// The scan of the rows `read` selects (all, or one shard's, [`ReadOptions::shard`]), with
+/// its duplicates already found; its own rows accounted for (read = used + rejected).
+pub fn scan_shard(inputs: &InputSet, read: &ReadOptions, specs: &[TableSpec]) -> Result<Scanned> {
     let started = Instant::now();
     let cutoffs = scan_cutoffs(specs);
     if cutoffs.last() != Some(&read.as_of_us) {
@@ -134,32 +143,19 @@ pub fn scan(inputs: &InputSet, read: &ReadOptions, specs: &[TableSpec]) -> Resul
             cutoffs.last()
         )));
     }
-    let read = &with_duplicates(inputs, read)?;
     let parts = HistoryAcc::partitions(&cutoffs, scan_partitions());
     let scanned = scan_rows(inputs, read, parts, HistoryAcc::update_batch)?;
     let stats = scanned.stats;
-    if stats.rows_read != inputs.rows() || stats.rows_read != stats.rows_used + stats.rows_rejected
-    {
+    if stats.rows_read != stats.rows_used + stats.rows_rejected {
         return Err(Error::Internal(format!(
-            "row accounting mismatch: footer rows {}, read {}, used {}, rejected {}",
-            inputs.rows(),
-            stats.rows_read,
-            stats.rows_used,
-            stats.rows_rejected
+            "row accounting mismatch: read {}, used {}, rejected {}",
+            stats.rows_read, stats.rows_used, stats.rows_rejected
         )));
     }
-    if stats.rows_used == 0 {
-        return Err(InputError::NoUsableRows {
-            path: inputs.spec.clone(),
-            read: stats.rows_read,
-            reasons: stats.reasons_line(),
-        }
-        .into());
-    }
-    reject_gate(&stats, read)?;
     let histories = Histories::from_parts(scanned.parts);
     tracing::info!(
         stage = "features",
+        shard = read.shard.map(|s| s.index),
         rows_read = stats.rows_read,
         rows_used = stats.rows_used,
         rows_rejected = stats.rows_rejected,
@@ -174,6 +170,27 @@ pub fn scan(inputs: &InputSet, read: &ReadOptions, specs: &[TableSpec]) -> Resul
         rejects: scanned.rejects,
         specs: specs.to_vec(),
     })
+}
+
+/// The checks on a whole input's counts (of one scan, or summed over the shards): every
+/// footer row read once, some row usable, the reject-share gate.
+pub fn check_totals(inputs: &InputSet, stats: &ScanStats, read: &ReadOptions) -> Result<()> {
+    if stats.rows_read != inputs.rows() {
+        return Err(Error::Internal(format!(
+            "row accounting mismatch: footer rows {}, read {}",
+            inputs.rows(),
+            stats.rows_read
+        )));
+    }
+    if stats.rows_used == 0 {
+        return Err(InputError::NoUsableRows {
+            path: inputs.spec.clone(),
+            read: stats.rows_read,
+            reasons: stats.reasons_line(),
+        }
+        .into());
+    }
+    reject_gate(stats, read)
 }
 
 impl Scanned {

@@ -17,6 +17,7 @@ use arrow_array::RecordBatch;
 use crate::io::ScanStats;
 use crate::models::value::ValueInputs;
 use crate::stages::features::{self, ModelInputs, TableSpec};
+use crate::stages::shards;
 use crate::stages::metrics::Counts;
 use crate::stages::publish::{self, Partition, Provenance};
 use crate::stages::score::{model_version, score as score_table, score_saved, Scored};
@@ -68,28 +69,44 @@ pub struct Modelled {
     pub rejects: Vec<RecordBatch>,
 }
 
-/// train → score on a scan of [`tables`]: the scan is reduced to the models' inputs in one
-/// pass and its histories dropped before any fit. `stage` is told when scoring starts.
+/// The features stage of `run`: the scan of [`tables`] reduced to the models' inputs, its
+/// histories dropped — in hash shards of the customers when the plan's memory budget asks
+/// for them (`stages::shards`).
+pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
+    let inputs = plan.events()?;
+    let shards = shards::shards_for(inputs.rows(), plan.memory_limit, plan.config.run.shards)?;
+    let t = Instant::now();
+    let m = shards::model_inputs(
+        inputs,
+        &plan.read_options(date_us(c.as_of)),
+        &tables(c),
+        shards,
+    )?;
+    tracing::info!(
+        stage = "model inputs",
+        shards,
+        samples = ?m.samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
+        duration_ms = t.elapsed().as_millis() as u64,
+        "the input reduced to the models' inputs"
+    );
+    Ok(m)
+}
+
+/// train → score on the models' inputs ([`model_inputs`]). `stage` is told when scoring
+/// starts.
 pub fn model_stages(
-    scanned: features::Scanned,
+    inputs: ModelInputs,
     plan: &Plan,
     c: Cutoffs,
     run_id: &str,
     stage: &mut dyn FnMut(&'static str),
 ) -> Result<Modelled> {
-    let t = Instant::now();
     let ModelInputs {
         samples,
         latest,
         stats,
         rejects,
-    } = scanned.model_inputs()?;
-    tracing::info!(
-        stage = "model inputs",
-        samples = ?samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
-        duration_ms = t.elapsed().as_millis() as u64,
-        "the scan reduced to the models' inputs, histories dropped"
-    );
+    } = inputs;
     let Ok([tune, train_sample, validate]) = <[_; 3]>::try_from(samples) else {
         return Err(Error::Internal(
             "run's scan has three labelled tables".into(),
@@ -158,8 +175,7 @@ pub fn run(
     );
 
     stage("features: reading events");
-    let specs = tables(&c);
-    let scanned = features::scan(inputs, &plan.read_options(date_us(c.as_of)), &specs)?;
+    let model_inputs = model_inputs(plan, &c)?;
     stage("train: fitting and evaluating out of time");
     // A fault point, so tests can hold a run in training however fast the machine is.
     crate::io::publish::fault("train-start")
@@ -170,7 +186,7 @@ pub fn run(
         scored,
         stats,
         rejects,
-    } = model_stages(scanned, plan, c, &run_id, stage)?;
+    } = model_stages(model_inputs, plan, c, &run_id, stage)?;
 
     stage("publish: writing the partition");
     let t = Instant::now();

@@ -8,8 +8,11 @@
 //!  features::scan ─────────── one scan, every cutoff ─► rejects (RecordBatch)
 //!        │ FeatureTable per cutoff            churnclv features --label-horizon H
 //!        │ (labels of [c, c+H) on request) ─► F_c.parquet (features/table/: the contract)
+//!        │ run: Scanned::model_inputs ─ the samples at tv, t0, t1 + the as-of table, the
+//!        │      histories dropped; shards::model_inputs under a memory budget (one scan
+//!        │      per hash shard of the customers, gathered in id order)
 //!        ▼
-//!  train::train ───────────── tables at tv, t0, t1 (labelled) and as-of:
+//!  train::train ───────────── samples at tv, t0, t1 (labelled) and as-of buyers:
 //!        │ Trained            L2 choice (tv→t0), out-of-time evaluation (t0→t1) or the
 //!        │                    customer split, baselines, spend model, BTYD evaluation,
 //!        │                    final refits     churnclv train ─► model.json, metrics.json
@@ -32,6 +35,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod publish;
 pub mod score;
+pub mod shards;
 pub mod summary;
 pub mod train;
 pub mod validate;

@@ -102,7 +102,7 @@ pub struct InProcess {
 /// AS_OF --horizon HORIZON` does with the default config.
 pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
     use churnclv::plan::{Plan, Request, Source};
-    use churnclv::stages::{features, jobs};
+    use churnclv::stages::jobs;
     let plan = Plan::build(&Request {
         source: Source::Events(events.display().to_string()),
         as_of: Some((as_of.into(), "--as-of")),
@@ -112,10 +112,8 @@ pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
     })
     .expect("plan");
     let c = plan.cutoffs().expect("cutoffs");
-    let read = plan.read_options(churnclv::time::date_us(c.as_of));
-    let scanned =
-        features::scan(plan.events().expect("events"), &read, &jobs::tables(&c)).expect("scan");
-    let m = jobs::model_stages(scanned, &plan, c, "test", &mut |_| {}).expect("model stages");
+    let inputs = jobs::model_inputs(&plan, &c).expect("scan");
+    let m = jobs::model_stages(inputs, &plan, c, "test", &mut |_| {}).expect("model stages");
     InProcess {
         stats: m.stats,
         customers: m.latest.len(),

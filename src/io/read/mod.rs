@@ -25,4 +25,4 @@ pub use dedup::{duplicate_rows, Duplicates};
 pub use rejects::rejects_schema;
 pub use scan::{latest_event_time, scan, Scan};
 pub use stats::{ScanStats, TooManyRejects};
-pub use validate::{future_limit, ReadOptions, Reason};
+pub use validate::{future_limit, ReadOptions, Reason, Shard};

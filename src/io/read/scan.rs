@@ -13,8 +13,8 @@ use super::decode::{time_us, Columns};
 use super::rejects::RejectBuilder;
 use super::row_group::{open_row_group, read_error, row_groups};
 use super::stats::{opt_max, opt_min, ScanStats};
-use super::validate::{ReadOptions, Reason};
-use crate::batch::{EventBatch, IdDictionary, Rows};
+use super::validate::{ReadOptions, Reason, Shard};
+use crate::batch::{value_code, EventBatch, IdDictionary, Rows};
 use crate::events::EventKind;
 use crate::io::input::{Field, InputError, InputFile, InputSet};
 use crate::time::{MAX_TIME_US, MIN_TIME_US};
@@ -149,11 +149,29 @@ where
                 Some(d) if same_array(&d.values, &cols.customer.values) => d,
                 _ => Arc::new(IdDictionary::new(cols.customer.values.clone(), nparts)),
             };
+            // Each id's shard, once per dictionary (`None`: every row is this scan's).
+            let shards: Option<(Shard, Vec<u32>)> = opts.shard.map(|sh| {
+                let v = &ids.values;
+                let of = (0..v.len()).map(|j| Shard::of_hash(value_code(v.value(j)), sh.count));
+                (sh, of.collect())
+            });
             valid.clear();
+            let mut skipped = 0u64;
             for i in 0..n {
                 let in_rg = (row - first_row + i as u64) as u32;
                 while dups.get(next_dup).is_some_and(|&d| d < in_rg) {
                     next_dup += 1;
+                }
+                if let Some((sh, of)) = &shards {
+                    let key = cols.customer.keys[i];
+                    let shard = match of.get(key as usize) {
+                        Some(&s) if !cols.customer.blank[key as usize] => s,
+                        _ => 0,
+                    };
+                    if shard != sh.index {
+                        skipped += 1;
+                        continue;
+                    }
                 }
                 let outcome = cols.check(i, opts, &mut kinds).and_then(|ok| {
                     if dups.get(next_dup) == Some(&in_rg) {
@@ -192,8 +210,8 @@ where
             self.hand_over(&ids, &valid, &order, &start, &cols);
             dict = Some(ids);
             row += n as u64;
-            self.stats.rows_read += n as u64;
-            *self.stats.rows_per_file.entry(name.clone()).or_insert(0) += n as u64;
+            self.stats.rows_read += n as u64 - skipped;
+            *self.stats.rows_per_file.entry(name.clone()).or_insert(0) += n as u64 - skipped;
         }
         let used: u64 = kind_counts.iter().sum();
         self.stats.rows_used += used;

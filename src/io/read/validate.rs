@@ -75,6 +75,27 @@ pub struct ReadOptions {
     /// The reject-share gate the caller applies ([`super::ScanStats::check_reject_share`]; config
     /// `validation.max_reject_share`).
     pub max_reject_share: f64,
+    /// Read only the rows of one shard of the customers (`run --memory-limit`); `None`: all.
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` hash shards of the customers. A row belongs to the shard of its customer id;
+/// a row without a usable id (null or blank) to shard 0, so that it is counted and rejected
+/// exactly once over the shards. Rows of other shards are skipped before anything is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// The shard of a customer id's [`crate::batch::value_code`] among `count`: the hash is
+    /// re-mixed, so that a shard's customers still spread over every scan partition and
+    /// hash-table bucket (which read other bits of the same hash).
+    pub fn of_hash(hash: u64, count: u32) -> u32 {
+        let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        (mixed % u64::from(count.max(1))) as u32
+    }
 }
 
 impl Default for ReadOptions {
@@ -88,6 +109,7 @@ impl Default for ReadOptions {
             duplicates: None,
             deduplicate: false,
             max_reject_share: 1.0,
+            shard: None,
         }
     }
 }

@@ -23,4 +23,5 @@ mod oracle;
 mod publish;
 mod reader;
 mod run;
+mod shards;
 mod tiers;

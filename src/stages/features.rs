@@ -388,7 +388,11 @@ impl Scanned {
                             i as u32,
                             &f,
                             || window_label(&cutoffs, &h, window.k, window.until),
-                            || window.prior_from.map_or(0.0, |p| h.between(p, window.k).net_spend()),
+                            || {
+                                window
+                                    .prior_from
+                                    .map_or(0.0, |p| h.between(p, window.k).net_spend())
+                            },
                             window.prior_from.is_some(),
                         )
                     });

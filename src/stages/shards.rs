@@ -13,23 +13,21 @@ use crate::error::{Error, Result};
 use crate::features::{FeatureTable, Features};
 use crate::io::{InputSet, ReadOptions, ScanStats, Shard};
 use crate::models::sample::{Sample, SampleBuilder};
-use crate::stages::features::{
-    check_totals, scan_shard, with_duplicates, ModelInputs, TableSpec,
-};
+use crate::stages::features::{check_totals, scan_shard, with_duplicates, ModelInputs, TableSpec};
 
 /// What a scan holds beyond its histories, measured on the bench file (`make bench`: 11.5M
 /// events, 200k customers): the readers' decoded row groups, the partition queues, the
 /// binary — the peak of `churnclv features` less its histories.
-const SCAN_FIXED_BYTES: u64 = 160 << 20;
+pub const SCAN_FIXED_BYTES: u64 = 160 << 20;
 
 /// Histories per input row during a scan of `run`'s four cutoffs (same measurement: ~175 MB
 /// of histories for 11.5M rows, rounded up).
-const HISTORY_BYTES_PER_ROW: u64 = 18;
+pub const HISTORY_BYTES_PER_ROW: u64 = 18;
 
 /// The gathered model inputs (samples at three cutoffs and the as-of table) per input row
 /// (same measurement: ~190 MB for 11.5M rows, rounded up). Per customer it is ~1 KB, so this
 /// over-estimates inputs with many events per customer and under-estimates very sparse ones.
-const GATHERED_BYTES_PER_ROW: u64 = 18;
+pub const GATHERED_BYTES_PER_ROW: u64 = 18;
 
 /// The most shards a budget may ask for: each is a pass over the whole input.
 pub const MAX_SHARDS: u32 = 256;
@@ -126,9 +124,7 @@ fn gather(parts: Vec<ModelInputs>) -> Result<ModelInputs> {
     for at in 0..n {
         let shard = (0..tables.len())
             .filter(|&s| next[s] < tables[s].len())
-            .min_by(|&a, &b| {
-                tables[a].customer_ids[next[a]].cmp(&tables[b].customer_ids[next[b]])
-            })
+            .min_by(|&a, &b| tables[a].customer_ids[next[a]].cmp(&tables[b].customer_ids[next[b]]))
             .ok_or_else(|| Error::Internal("shard tables ran out early".into()))?;
         position[shard][next[shard]] = at as u32;
         from.push(shard as u32);

@@ -6,7 +6,7 @@ BIN    := target/release/churnclv
 SAMPLE := data/sample/events.parquet
 OUT    ?= out
 
-.PHONY: run test build sample cdnow bench bench-data clean fuzz
+.PHONY: run test build sample cdnow bench bench-data clean fuzz scale
 
 BENCH_EVENTS := data/bench/events.parquet
 VENV         := .venv
@@ -62,6 +62,11 @@ bench: build bench-data $(VENV)/.installed
 		--dataset generated-200k:$(BENCH_EVENTS):2025-07-01:day
 	$(CARGO) bench --bench features --bench btyd -- --noplot
 
+## The scale run of docs/benchmarks.md: 2M customers (~115M events, generated into data/scale/
+## once), the whole job with and without a 2GB budget; wall, CPU, peak RSS. Not part of make test.
+scale: build
+	python3 bench/scale_run.py --bin $(BIN) --events data/scale/events.parquet
+
 bench-data: build
 	@test -f $(BENCH_EVENTS) || $(BIN) generate --customers 200000 --seed 7 --out $(BENCH_EVENTS)
 
@@ -78,4 +83,4 @@ $(CHECK_VENV)/.installed: scripts/requirements-check.txt
 	touch $@
 
 clean:
-	rm -rf $(OUT) data/sample data/bench
+	rm -rf $(OUT) data/sample data/bench data/scale

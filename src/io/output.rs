@@ -170,7 +170,33 @@ pub fn write_parquet_direct(
     batches: &[RecordBatch],
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
-    let rows = write_row_groups(path, schema, batches.iter().cloned(), options)?;
+    write_parquet_direct_from(path, schema, batches.iter().cloned().map(Ok), options)
+}
+
+/// [`write_parquet_direct`] of batches made one at a time (each freed once encoded).
+pub fn write_parquet_direct_from(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    let mut made = Ok(());
+    let rows = write_row_groups(
+        path,
+        schema,
+        batches.into_iter().map_while(|b| match b {
+            Ok(b) => Some(b),
+            Err(e) => {
+                made = Err(e);
+                None
+            }
+        }),
+        options,
+    )?;
+    made.map_err(|e| OutputError::Parquet {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
     fault("stage-after-file").map_err(io_err(path))?;
     Ok(rows)
 }

@@ -22,9 +22,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Context, Result};
-use crate::features::FeatureTable;
+use crate::features::{features_schema, FeatureTable};
 use crate::io::discover::Skipped;
-use crate::io::output::{file_digest, write_bytes, write_json, write_parquet_direct};
+use crate::io::output::{
+    file_digest, write_bytes, write_json, write_parquet_direct, write_parquet_direct_from,
+};
 use crate::io::publish::{publish_run, RUNS};
 use crate::io::read::rejects_schema;
 use crate::io::{InputSet, ParquetOptions, RunLock, ScanStats, Staging};
@@ -203,11 +205,10 @@ pub fn publish(
         Some(rows),
     )?);
     schemas.insert("scores", describe(&scores_schema()));
-    let features = files.features.features_batch()?;
-    let rows = write_parquet_direct(
+    let rows = write_parquet_direct_from(
         &features_stage.path("features.parquet"),
-        features.schema(),
-        std::slice::from_ref(&features),
+        features_schema(),
+        files.features.features_batches(),
         &FeatureTable::parquet_options(files.features.cutoff, None),
     )?;
     outputs.push(output_entry(
@@ -217,7 +218,7 @@ pub fn publish(
         as_of,
         Some(rows),
     )?);
-    schemas.insert("features", describe(&features.schema()));
+    schemas.insert("features", describe(&features_schema()));
     if let (Some(rejects), Some(stage)) = (files.rejects, &rejects_stage) {
         let rows = write_parquet_direct(
             &stage.path("rejects.parquet"),

@@ -197,17 +197,28 @@ impl FeatureTable {
         self.batch(self.labels.as_ref())
     }
 
-    /// The features alone (no label columns), as one batch of [`features_schema`].
-    pub fn features_batch(&self) -> Result<RecordBatch, ArrowError> {
-        self.batch(None)
+    /// The features alone, as batches of [`FEATURE_SLICE`] customers (one row group each when
+    /// written with [`Self::parquet_options`]): only one slice's Arrow columns at a time.
+    pub fn features_batches(&self) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + '_ {
+        (0..self.len())
+            .step_by(FEATURE_SLICE)
+            .map(|lo| self.batch_of(lo..(lo + FEATURE_SLICE).min(self.len()), None))
     }
 
     fn batch(&self, labels: Option<&WindowLabels>) -> Result<RecordBatch, ArrowError> {
+        self.batch_of(0..self.len(), labels)
+    }
+
+    fn batch_of(
+        &self,
+        range: std::ops::Range<usize>,
+        labels: Option<&WindowLabels>,
+    ) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(
-            self.customer_ids.iter().map(|s| s.as_ref()),
+            self.customer_ids[range.clone()].iter().map(|s| s.as_ref()),
         ))];
         for (_, c) in COLUMNS {
-            let rows = self.rows.iter();
+            let rows = self.rows[range.clone()].iter();
             columns.push(match c {
                 Column::Count(get, _) => {
                     Arc::new(Int64Array::from_iter_values(rows.map(|r| get(r) as i64)))
@@ -217,12 +228,13 @@ impl FeatureTable {
             });
         }
         if let Some(l) = labels {
-            columns.push(Arc::new(BooleanArray::from(l.window.churned.clone())));
+            let r = range;
+            columns.push(Arc::new(BooleanArray::from(l.window.churned[r.clone()].to_vec())));
             columns.push(Arc::new(Int64Array::from_iter_values(
-                l.window.purchase_days.iter().map(|&d| d as i64),
+                l.window.purchase_days[r.clone()].iter().map(|&d| d as i64),
             )));
-            columns.push(Arc::new(Float64Array::from(l.window.spend.clone())));
-            columns.push(Arc::new(Float64Array::from(l.prior_net_spend.clone())));
+            columns.push(Arc::new(Float64Array::from(l.window.spend[r.clone()].to_vec())));
+            columns.push(Arc::new(Float64Array::from(l.prior_net_spend[r].to_vec())));
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields(labels.is_some()))), columns)
     }

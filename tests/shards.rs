@@ -11,7 +11,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use churnclv::stages::shards::{
-    shards_for, GATHERED_BYTES_PER_ROW, HISTORY_BYTES_PER_ROW, MAX_SHARDS, SCAN_FIXED_BYTES,
+    shards_for, ShardPlan, HISTORY_BYTES_PER_ROW, LATEST_BYTES_PER_ROW, MAX_SHARDS,
+    SAMPLE_BYTES_PER_ROW, SCAN_FIXED_BYTES,
 };
 use common::{bin, ts};
 
@@ -181,7 +182,7 @@ fn sharded_runs_score_count_and_reject_exactly_as_one_pass() {
         })
         .sum();
     let limit = SCAN_FIXED_BYTES
-        + footer_rows * GATHERED_BYTES_PER_ROW
+        + footer_rows * (LATEST_BYTES_PER_ROW + SAMPLE_BYTES_PER_ROW)
         + (footer_rows * HISTORY_BYTES_PER_ROW).div_ceil(3)
         + 1;
     let (budget, log_b) = run(
@@ -214,34 +215,56 @@ fn sharded_runs_score_count_and_reject_exactly_as_one_pass() {
 }
 
 #[test]
-fn the_budget_gives_the_shard_count_or_refuses() {
+fn the_budget_gives_the_shard_count_cuts_the_samples_or_refuses() {
     let rows = 10_000_000u64;
-    assert_eq!(shards_for(rows, None, 0).expect("no budget"), 1);
-    assert_eq!(shards_for(rows, Some(u64::MAX / 2), 0).expect("ample"), 1);
-    let need = SCAN_FIXED_BYTES + rows * GATHERED_BYTES_PER_ROW;
+    let all = |shards| ShardPlan {
+        shards,
+        train_fraction: None,
+    };
+    assert_eq!(shards_for(rows, None, 0).expect("no budget"), all(1));
+    assert_eq!(shards_for(rows, None, 7).expect("forced"), all(7));
+    assert_eq!(
+        shards_for(rows, None, 10_000).expect("capped"),
+        all(MAX_SHARDS)
+    );
+    assert_eq!(
+        shards_for(rows, Some(u64::MAX / 2), 0).expect("ample"),
+        all(1)
+    );
+    let need = SCAN_FIXED_BYTES + rows * (LATEST_BYTES_PER_ROW + SAMPLE_BYTES_PER_ROW);
     let histories = rows * HISTORY_BYTES_PER_ROW;
     assert_eq!(
         shards_for(rows, Some(need + histories / 4), 0).expect("4"),
-        4
-    );
-    assert_eq!(
-        shards_for(rows, Some(need + histories / 4 + 1), 0).expect("4"),
-        4
+        all(4)
     );
     assert_eq!(
         shards_for(rows, Some(need + histories / 4 - 1), 0).expect("5"),
-        5
+        all(5)
     );
-    assert_eq!(shards_for(rows, Some(need), 7).expect("forced"), 7);
-    assert_eq!(shards_for(rows, None, 10_000).expect("capped"), MAX_SHARDS);
-    let e = shards_for(rows, Some(need), 0).expect_err("no room");
+    // Not even the samples of every customer fit: a quarter of the budget for one shard's
+    // histories, the rest beside the as-of table for a share of the samples.
+    let limit = need - 1;
+    let avail = limit - SCAN_FIXED_BYTES;
+    let shards = histories.div_ceil(avail / 4);
+    let left = avail - histories.div_ceil(shards) - rows * LATEST_BYTES_PER_ROW;
+    let cut = shards_for(rows, Some(limit), 0).expect("cut");
+    assert_eq!(cut.shards as u64, shards);
+    let f = cut.train_fraction.expect("a sample");
+    assert!(
+        (f - left as f64 / (rows * SAMPLE_BYTES_PER_ROW) as f64).abs() < 1e-12,
+        "{f}"
+    );
+    assert!(f > 0.0 && f < 1.0, "{f}");
+    let small = SCAN_FIXED_BYTES + rows * LATEST_BYTES_PER_ROW;
+    let e = shards_for(rows, Some(small), 0).expect_err("no room");
     assert_eq!(
         e.to_string(),
         format!(
-            "--memory-limit {} MB is too small for 10000000 input rows: the scan needs ~160 MB \
-             and the models' inputs ~{} MB besides the histories (~{} MB, in at most 256 shards)",
-            need >> 20,
-            (rows * GATHERED_BYTES_PER_ROW) >> 20,
+            "--memory-limit {} MiB is too small for 10000000 input rows: the scan needs ~160 MiB \
+             and the as-of table ~{} MiB besides the histories (~{} MiB, in at most 256 shards) \
+             and the training samples",
+            small >> 20,
+            (rows * LATEST_BYTES_PER_ROW) >> 20,
             histories >> 20
         )
     );

@@ -271,6 +271,18 @@ pub struct ModelInputs {
     pub latest: FeatureTable,
     pub stats: ScanStats,
     pub rejects: Vec<RecordBatch>,
+    /// The share of the customers the samples keep (`None`: all).
+    pub train_fraction: Option<f64>,
+}
+
+/// Whether a customer is in the training sample that keeps `fraction` of the customers (all
+/// without one): a hash of the id, so the same customers are kept whatever the shard, the
+/// thread count or the night.
+pub fn in_training_sample(id: &str, fraction: Option<f64>) -> bool {
+    fraction.is_none_or(|f| {
+        let h = crate::batch::value_code(id).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 11;
+        (h as f64) / ((1u64 << 53) as f64) < f
+    })
 }
 
 /// Customers per slice of the one pass of [`Scanned::model_inputs`].
@@ -281,7 +293,10 @@ impl Scanned {
     /// unlabelled spec's table (which must be the last cutoff: every customer of the scan has
     /// a row there, so a sample row's customer is a row of it); the histories are dropped
     /// before this returns, so no fit runs beside them.
-    pub fn model_inputs(self) -> Result<ModelInputs> {
+    ///
+    /// `train_fraction`: keep only that deterministic share of the customers in the samples
+    /// ([`in_training_sample`]); the as-of table keeps everyone.
+    pub fn model_inputs(self, train_fraction: Option<f64>) -> Result<ModelInputs> {
         let last = self.histories.cutoffs.last().copied().unwrap_or(i64::MIN);
         let latest_spec = match self
             .specs
@@ -327,6 +342,9 @@ impl Scanned {
             .map(|&lo| {
                 let mut c = vec![0u32; nw];
                 for i in range(lo) {
+                    if !in_training_sample(hist.id(i), train_fraction) {
+                        continue;
+                    }
                     let h = hist.customer(i);
                     for (c, w) in c.iter_mut().zip(&windows) {
                         *c += u32::from(h.bought_before(w.k));
@@ -349,6 +367,9 @@ impl Scanned {
             .zip(slices.par_iter().zip(offsets))
             .for_each(|(chunk, (&lo, mut next))| {
                 for (j, i) in range(lo).enumerate() {
+                    if !in_training_sample(hist.id(i), train_fraction) {
+                        continue;
+                    }
                     let h = hist.customer(i);
                     for (w, window) in windows.iter().enumerate() {
                         if h.bought_before(window.k) {
@@ -447,6 +468,7 @@ impl Scanned {
             },
             stats: self.stats,
             rejects: self.rejects,
+            train_fraction,
         })
     }
 }

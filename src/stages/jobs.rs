@@ -17,7 +17,7 @@ use arrow_array::RecordBatch;
 use crate::io::ScanStats;
 use crate::models::value::ValueInputs;
 use crate::stages::features::{self, ModelInputs, TableSpec};
-use crate::stages::metrics::Counts;
+use crate::stages::metrics::{Counts, CustomerSample};
 use crate::stages::publish::{self, Partition, Provenance};
 use crate::stages::score::{model_version, score as score_table, score_saved, Scored};
 use crate::stages::shards;
@@ -74,17 +74,25 @@ pub struct Modelled {
 /// for them (`stages::shards`).
 pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
     let inputs = plan.events()?;
-    let shards = shards::shards_for(inputs.rows(), plan.memory_limit, plan.config.run.shards)?;
+    let how = shards::shards_for(inputs.rows(), plan.memory_limit, plan.config.run.shards)?;
+    if let Some(f) = how.train_fraction {
+        tracing::warn!(
+            stage = "model inputs",
+            "the memory budget cannot hold every customer's model inputs: training on a {:.1}% customer sample (every customer is scored)",
+            100.0 * f
+        );
+    }
     let t = Instant::now();
     let m = shards::model_inputs(
         inputs,
         &plan.read_options(date_us(c.as_of)),
         &tables(c),
-        shards,
+        how,
     )?;
     tracing::info!(
         stage = "model inputs",
-        shards,
+        shards = how.shards,
+        train_fraction = how.train_fraction,
         samples = ?m.samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
         duration_ms = t.elapsed().as_millis() as u64,
         "the input reduced to the models' inputs"
@@ -106,6 +114,7 @@ pub fn model_stages(
         latest,
         stats,
         rejects,
+        train_fraction,
     } = inputs;
     let Ok([tune, train_sample, validate]) = <[_; 3]>::try_from(samples) else {
         return Err(Error::Internal(
@@ -118,6 +127,10 @@ pub fn model_stages(
         validate,
         ids: &latest.customer_ids,
         latest: latest.rows.iter().filter_map(ValueInputs::of).collect(),
+        customer_sample: train_fraction.map(|fraction| CustomerSample {
+            fraction,
+            reason: "the memory budget cannot hold every customer's model inputs".into(),
+        }),
     };
     let trained = train::train(data, c, &plan.config, plan.min_auc)?;
 

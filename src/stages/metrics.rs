@@ -31,6 +31,11 @@ pub struct Evaluation {
     pub fallback_reason: Option<String>,
     /// How the churn model's L2 strength was chosen.
     pub alpha_selection: Option<AlphaSelection>,
+    /// Set when training read a deterministic sample of the customers (the memory budget could
+    /// not hold every customer's model inputs): the share kept and why. Scoring still covers
+    /// every customer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_sample: Option<CustomerSample>,
     /// Reported under `churn` in metrics.json.
     #[serde(skip)]
     pub model: ChurnScores,
@@ -44,6 +49,14 @@ pub struct Evaluation {
     /// Churn model and recency scores with the labels of the evaluation customers (plots).
     #[serde(skip)]
     pub eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+}
+
+/// A training on a deterministic customer sample (`run --memory-limit`, docs/operations.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerSample {
+    /// Share of the customers kept (by a hash of the id, the same customers every night).
+    pub fraction: f64,
+    pub reason: String,
 }
 
 /// The L2 strength chosen by time-ordered validation.

@@ -7,6 +7,7 @@
 //! scores are identical (`tests/shards.rs`). Row counts add up over the shards; the rejected
 //! rows come shard after shard.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -24,52 +25,93 @@ pub const SCAN_FIXED_BYTES: u64 = 160 << 20;
 /// of histories for 11.5M rows, rounded up).
 pub const HISTORY_BYTES_PER_ROW: u64 = 18;
 
-/// The gathered model inputs (samples at three cutoffs and the as-of table) per input row
-/// (same measurement: ~190 MB for 11.5M rows, rounded up). Per customer it is ~1 KB, so this
-/// over-estimates inputs with many events per customer and under-estimates very sparse ones.
-pub const GATHERED_BYTES_PER_ROW: u64 = 18;
+/// The as-of table (every customer, scored and published) per input row (same measurement:
+/// ~80 MB for 11.5M rows). Per customer it is ~400 bytes, so this over-estimates inputs with
+/// many events per customer and under-estimates very sparse ones.
+pub const LATEST_BYTES_PER_ROW: u64 = 8;
+
+/// The training samples at the three cutoffs per input row (same measurement: ~110 MB).
+pub const SAMPLE_BYTES_PER_ROW: u64 = 10;
 
 /// The most shards a budget may ask for: each is a pass over the whole input.
 pub const MAX_SHARDS: u32 = 256;
 
-/// How many shards `rows` input rows need under `limit` bytes (1: one scan). `forced`
-/// (`run.shards`, when not 0) wins. An error when even the most shards would not fit.
-pub fn shards_for(rows: u64, limit: Option<u64>, forced: u32) -> Result<u32> {
-    if forced > 0 {
-        return Ok(forced.min(MAX_SHARDS));
-    }
-    let Some(limit) = limit else {
-        return Ok(1);
+/// The share of the budget left to one shard's histories when the samples must be cut.
+const HISTORY_SHARE: u64 = 4;
+
+/// How `run` reads its input under a budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardPlan {
+    /// Passes over the input, one per hash shard of the customers (1: one plain scan).
+    pub shards: u32,
+    /// Train on this deterministic share of the customers (`None`: all of them): only when
+    /// even the gathered inputs of every customer would not fit.
+    pub train_fraction: Option<f64>,
+}
+
+/// How `rows` input rows are read under `limit` bytes. `forced` (`run.shards`, when not 0)
+/// sets the shard count. The samples are cut to a customer share only when the as-of table,
+/// every customer's samples and the smallest shard of histories would not fit together; an
+/// error when even the as-of table would not.
+pub fn shards_for(rows: u64, limit: Option<u64>, forced: u32) -> Result<ShardPlan> {
+    let plan = |shards: u64, train_fraction| ShardPlan {
+        shards: shards.clamp(1, u64::from(MAX_SHARDS)) as u32,
+        train_fraction,
     };
-    let gathered = rows.saturating_mul(GATHERED_BYTES_PER_ROW);
-    let room = limit.saturating_sub(SCAN_FIXED_BYTES + gathered);
+    let Some(limit) = limit else {
+        return Ok(plan(u64::from(forced.max(1)), None));
+    };
     let histories = rows.saturating_mul(HISTORY_BYTES_PER_ROW);
+    let latest = rows.saturating_mul(LATEST_BYTES_PER_ROW);
+    let samples = rows.saturating_mul(SAMPLE_BYTES_PER_ROW);
+    let avail = limit.saturating_sub(SCAN_FIXED_BYTES);
+    let room = avail.saturating_sub(latest + samples);
+    let fewest = |room: u64| histories.div_ceil(room.max(1)).max(1);
+    if forced == 0 && room > 0 && fewest(room) <= u64::from(MAX_SHARDS) {
+        return Ok(plan(fewest(room), None));
+    }
+    if forced > 0 && room > histories / u64::from(forced) {
+        return Ok(plan(u64::from(forced), None));
+    }
+    // The samples are cut: a quarter of the budget for one shard's histories, the as-of
+    // table whole, the rest for the samples.
+    let room = avail / HISTORY_SHARE;
+    let shards = if forced > 0 {
+        u64::from(forced)
+    } else {
+        fewest(room)
+    };
+    let left = avail.saturating_sub(histories.div_ceil(shards) + latest);
     let mb = |b: u64| b >> 20;
-    if room == 0 || histories.div_ceil(room) > u64::from(MAX_SHARDS) {
+    if shards > u64::from(MAX_SHARDS) || left == 0 {
         return Err(Error::Usage(format!(
-            "--memory-limit {} MB is too small for {rows} input rows: the scan needs ~{} MB and \
-             the models' inputs ~{} MB besides the histories (~{} MB, in at most {MAX_SHARDS} shards)",
+            "--memory-limit {} MiB is too small for {rows} input rows: the scan needs ~{} MiB \
+             and the as-of table ~{} MiB besides the histories (~{} MiB, in at most \
+             {MAX_SHARDS} shards) and the training samples",
             mb(limit),
             mb(SCAN_FIXED_BYTES),
-            mb(gathered),
+            mb(latest),
             mb(histories)
         )));
     }
-    Ok(histories.div_ceil(room).max(1) as u32)
+    let fraction = left as f64 / samples.max(1) as f64;
+    Ok(plan(shards, Some(fraction.min(1.0))))
 }
 
-/// `run`'s scan reduced to the models' inputs, in `shards` passes (1: one plain scan).
+/// `run`'s scan reduced to the models' inputs as `plan` says.
 pub fn model_inputs(
     inputs: &InputSet,
     read: &ReadOptions,
     specs: &[TableSpec],
-    shards: u32,
+    plan: ShardPlan,
 ) -> Result<ModelInputs> {
     let read = with_duplicates(inputs, read)?;
+    let fraction = plan.train_fraction;
+    let shards = plan.shards;
     if shards <= 1 {
         let scanned = scan_shard(inputs, &read, specs)?;
         check_totals(inputs, &scanned.stats, &read)?;
-        return scanned.model_inputs();
+        return scanned.model_inputs(fraction);
     }
     let mut parts = Vec::with_capacity(shards as usize);
     for index in 0..shards {
@@ -81,7 +123,7 @@ pub fn model_inputs(
             }),
             ..read.clone()
         };
-        let part = scan_shard(inputs, &shard, specs)?.model_inputs()?;
+        let part = scan_shard(inputs, &shard, specs)?.model_inputs(fraction)?;
         tracing::info!(
             stage = "shard",
             shard = index,
@@ -92,58 +134,104 @@ pub fn model_inputs(
             index + 1,
             part.latest.len()
         );
-        parts.push(part);
+        parts.push(Part::of(part));
     }
-    let gathered = gather(parts)?;
+    let gathered = gather(parts, fraction)?;
     check_totals(inputs, &gathered.stats, &read)?;
     Ok(gathered)
 }
 
+/// Customers per piece of a shard's as-of table.
+const PIECE: usize = 16 * 1024;
+
+/// One shard's inputs, its as-of table in pieces so that gathering frees each piece once
+/// moved (the gathered table is never held twice).
+struct Part {
+    cutoff: chrono::NaiveDate,
+    pieces: VecDeque<(std::vec::IntoIter<Features>, std::vec::IntoIter<Box<str>>)>,
+    len: usize,
+    samples: Vec<Sample>,
+    stats: ScanStats,
+    rejects: Vec<arrow_array::RecordBatch>,
+}
+
+impl Part {
+    fn of(m: ModelInputs) -> Part {
+        let len = m.latest.len();
+        let mut rows = m.latest.rows.into_iter();
+        let mut ids = m.latest.customer_ids.into_iter();
+        let mut pieces = VecDeque::new();
+        loop {
+            let r: Vec<Features> = rows.by_ref().take(PIECE).collect();
+            if r.is_empty() {
+                break;
+            }
+            let i: Vec<Box<str>> = ids.by_ref().take(r.len()).collect();
+            pieces.push_back((r.into_iter(), i.into_iter()));
+        }
+        Part {
+            cutoff: m.latest.cutoff,
+            pieces,
+            len,
+            samples: m.samples,
+            stats: m.stats,
+            rejects: m.rejects,
+        }
+    }
+
+    /// The id of the next customer to move.
+    fn peek(&self) -> Option<&str> {
+        self.pieces
+            .front()
+            .and_then(|(_, ids)| ids.as_slice().first())
+            .map(|id| id.as_ref())
+    }
+
+    fn next(&mut self) -> Option<(Features, Box<str>)> {
+        loop {
+            let (rows, ids) = self.pieces.front_mut()?;
+            if let (Some(r), Some(id)) = (rows.next(), ids.next()) {
+                return Some((r, id));
+            }
+            self.pieces.pop_front();
+        }
+    }
+}
+
 /// The shards' inputs as one scan's: the as-of tables merged by customer id, each sample's
 /// rows merged by their customers' merged positions.
-fn gather(parts: Vec<ModelInputs>) -> Result<ModelInputs> {
-    let mut stats = ScanStats::default();
-    let mut rejects = Vec::new();
-    let mut tables: Vec<FeatureTable> = Vec::with_capacity(parts.len());
-    let mut samples: Vec<Vec<Sample>> = Vec::with_capacity(parts.len());
-    for p in parts {
-        stats = stats.merge(p.stats);
-        rejects.extend(p.rejects);
-        tables.push(p.latest);
-        samples.push(p.samples);
-    }
-    let Some(cutoff) = tables.first().map(|t| t.cutoff) else {
+fn gather(mut parts: Vec<Part>, train_fraction: Option<f64>) -> Result<ModelInputs> {
+    let Some(cutoff) = parts.first().map(|p| p.cutoff) else {
         return Err(Error::Internal("no shards to gather".into()));
     };
-    // The merged order: (shard, row) of each customer in id order, and each shard row's
-    // merged position. Shards hold disjoint customers, each table sorted by id.
-    let n: usize = tables.iter().map(FeatureTable::len).sum();
-    let mut position: Vec<Vec<u32>> = tables.iter().map(|t| vec![0; t.len()]).collect();
-    let mut next = vec![0usize; tables.len()];
-    let mut from: Vec<u32> = Vec::with_capacity(n);
-    for at in 0..n {
-        let shard = (0..tables.len())
-            .filter(|&s| next[s] < tables[s].len())
-            .min_by(|&a, &b| tables[a].customer_ids[next[a]].cmp(&tables[b].customer_ids[next[b]]))
-            .ok_or_else(|| Error::Internal("shard tables ran out early".into()))?;
-        position[shard][next[shard]] = at as u32;
-        from.push(shard as u32);
-        next[shard] += 1;
+    let mut stats = ScanStats::default();
+    let mut rejects = Vec::new();
+    let mut samples: Vec<Vec<Sample>> = Vec::with_capacity(parts.len());
+    for p in &mut parts {
+        stats = stats.merge(std::mem::take(&mut p.stats));
+        rejects.append(&mut p.rejects);
+        samples.push(std::mem::take(&mut p.samples));
     }
-    let mut rows_of: Vec<_> = tables
-        .into_iter()
-        .map(|t| t.rows.into_iter().zip(t.customer_ids))
-        .collect();
+    // Shards hold disjoint customers, each table sorted by id: merged by id, each shard row's
+    // merged position kept for the samples.
+    let n: usize = parts.iter().map(|p| p.len).sum();
+    let mut position: Vec<Vec<u32>> = parts.iter().map(|p| Vec::with_capacity(p.len)).collect();
     let mut rows: Vec<Features> = Vec::with_capacity(n);
     let mut customer_ids: Vec<Box<str>> = Vec::with_capacity(n);
-    for &s in &from {
-        let (r, id) = rows_of[s as usize]
+    for at in 0..n {
+        let shard = (0..parts.len())
+            .filter_map(|s| parts[s].peek().map(|id| (id, s)))
+            .min()
+            .map(|(_, s)| s)
+            .ok_or_else(|| Error::Internal("shard tables ran out early".into()))?;
+        let (r, id) = parts[shard]
             .next()
             .ok_or_else(|| Error::Internal("shard table ran out early".into()))?;
+        position[shard].push(at as u32);
         rows.push(r);
         customer_ids.push(id);
     }
-    drop(rows_of);
+    drop(parts);
     // Each window's sample: the shards' rows in merged customer order.
     let windows = samples.first().map_or(0, Vec::len);
     let mut per_window: Vec<Vec<Sample>> = (0..windows).map(|_| Vec::new()).collect();
@@ -169,6 +257,7 @@ fn gather(parts: Vec<ModelInputs>) -> Result<ModelInputs> {
         },
         stats,
         rejects,
+        train_fraction,
     })
 }
 

@@ -29,8 +29,8 @@ use crate::models::value::{ValueInputs, ValueModel};
 use crate::models::FORMAT_VERSION;
 use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
 use crate::stages::metrics::{
-    auc_or_nan, AlphaSelection, BtydEvaluation, ChurnMetrics, ChurnScores, Counts, Evaluation,
-    KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
+    auc_or_nan, AlphaSelection, BtydEvaluation, ChurnMetrics, ChurnScores, Counts, CustomerSample,
+    Evaluation, KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
 };
 use crate::stages::score::Scored;
 
@@ -54,6 +54,8 @@ pub struct TrainingData<'a> {
     /// As-of: the buyers' value inputs, which the final BTYD and Gamma-Gamma models are
     /// fitted on.
     pub latest: Vec<ValueInputs>,
+    /// The samples hold a deterministic share of the customers (recorded in the metrics).
+    pub customer_sample: Option<CustomerSample>,
 }
 
 impl<'a> TrainingData<'a> {
@@ -79,6 +81,7 @@ impl<'a> TrainingData<'a> {
             validate: sample(validate, "validate")?,
             ids: &validate.customer_ids,
             latest: latest.rows.iter().filter_map(ValueInputs::of).collect(),
+            customer_sample: None,
         })
     }
 }
@@ -115,6 +118,7 @@ pub fn train(
         validate: eval,
         ids,
         latest,
+        customer_sample,
     } = data;
     let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
     let params = ChurnParams {
@@ -128,6 +132,7 @@ pub fn train(
     };
     let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
     evaluation.alpha_selection = Some(selection);
+    evaluation.customer_sample = customer_sample;
     tracing::info!(
         stage = "evaluate",
         scheme = evaluation.scheme,
@@ -431,6 +436,7 @@ fn evaluate(
         eval_churn_rate: rate(&eval.churned),
         fallback_reason: None,
         alpha_selection: None,
+        customer_sample: None,
         model: f.churn,
         baseline: f.baseline,
         value_model: f.value_model,
@@ -476,6 +482,7 @@ fn customer_split(
         eval_churn_rate: rate(&ev.churned),
         fallback_reason: Some(reason),
         alpha_selection: None,
+        customer_sample: None,
         model: f.churn,
         baseline: f.baseline,
         value_model: f.value_model,

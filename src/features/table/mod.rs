@@ -229,11 +229,15 @@ impl FeatureTable {
         }
         if let Some(l) = labels {
             let r = range;
-            columns.push(Arc::new(BooleanArray::from(l.window.churned[r.clone()].to_vec())));
+            columns.push(Arc::new(BooleanArray::from(
+                l.window.churned[r.clone()].to_vec(),
+            )));
             columns.push(Arc::new(Int64Array::from_iter_values(
                 l.window.purchase_days[r.clone()].iter().map(|&d| d as i64),
             )));
-            columns.push(Arc::new(Float64Array::from(l.window.spend[r.clone()].to_vec())));
+            columns.push(Arc::new(Float64Array::from(
+                l.window.spend[r.clone()].to_vec(),
+            )));
             columns.push(Arc::new(Float64Array::from(l.prior_net_spend[r].to_vec())));
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields(labels.is_some()))), columns)

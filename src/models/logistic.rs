@@ -62,6 +62,25 @@ pub struct Fitted {
     pub intercept: f64,
     /// Newton iterations (one fused pass each, plus the rare step halving).
     pub iterations: u64,
+    /// Asymptotic standard errors of the weights then the intercept (last): the square roots
+    /// of the diagonal of the inverse Hessian of the objective at the optimum (the penalised,
+    /// class-weighted one: with balanced weights the replicated rows make them smaller).
+    /// `None` when that Hessian is not positive definite.
+    pub std_errors: Option<Vec<f64>>,
+}
+
+/// `√diag(H⁻¹)` of a symmetric positive definite `H` (k × k, row-major), one Cholesky solve
+/// per unit vector (k is the feature count plus one: tiny).
+fn inverse_diagonal_sqrt(h: &[f64], k: usize) -> Option<Vec<f64>> {
+    (0..k)
+        .map(|i| {
+            let mut e = vec![0.0; k];
+            e[i] = 1.0;
+            let col = cholesky_solve(h, &e)?;
+            let v = col[i];
+            (v.is_finite() && v > 0.0).then(|| v.sqrt())
+        })
+        .collect()
 }
 
 /// One pass: loss, gradient and Hessian (k × k, row-major, k = columns + 1 for the
@@ -263,6 +282,7 @@ pub fn fit(
                 weights: theta[..p].to_vec(),
                 intercept: theta[p],
                 iterations,
+                std_errors: inverse_diagonal_sqrt(&at.hess, p + 1),
             });
         }
         if iterations >= s.max_iterations {
@@ -297,6 +317,7 @@ pub fn fit(
                         weights: theta[..p].to_vec(),
                         intercept: theta[p],
                         iterations,
+                        std_errors: inverse_diagonal_sqrt(&at.hess, p + 1),
                     });
                 }
                 return Err(LogisticError::NotConverged {

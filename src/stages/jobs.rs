@@ -13,6 +13,7 @@ use crate::features::FeatureTable;
 use crate::io::RunLock;
 use crate::labels::Cutoffs;
 use crate::plan::{Inputs, Plan};
+use crate::stages::drift;
 use crate::stages::features::{self, TableSpec};
 use crate::stages::metrics::Counts;
 use crate::stages::publish::{self, Partition, Provenance};
@@ -28,6 +29,8 @@ pub struct Destination<'a> {
     pub out: &'a Path,
     /// `--save-model MODELS`: a copy of model.json as `MODELS/<run_id>/model.json`.
     pub save_model: Option<&'a Path>,
+    /// `--accept-drift`: publish even when a drift gate trips (recorded in metrics.json).
+    pub accept_drift: bool,
 }
 
 /// What a published run reports.
@@ -156,7 +159,25 @@ pub fn run(
         rows_used: stats.rows_used,
         rows_rejected: stats.rows_rejected,
     };
-    let metrics = trained.metrics(&run_id, Some((&scored, counts)));
+    let mut metrics = trained.metrics(&run_id, Some((&scored, counts)));
+    // Drift against the runs published before this as-of: exit 3 here publishes nothing.
+    let governance = drift::govern(
+        &drift::Check {
+            out: lock.dir(),
+            as_of: c.as_of,
+            run_id: &run_id,
+            gates: &plan.config.gates,
+            accept: to.accept_drift,
+        },
+        drift::RunData {
+            stats: &stats,
+            latest: &latest,
+            trained: &trained,
+            scored: &scored,
+        },
+    )?;
+    metrics.drift = Some(&governance.drift);
+    metrics.profile = Some(&governance.profile);
     let page = report_page(&trained, &scored, &counts, &run_id)?;
     let model = trained.saved_model(&run_id, &metrics)?;
     let target = publish::publish(
@@ -190,7 +211,7 @@ pub fn run(
         "published {}",
         target.display()
     );
-    let summary = console_summary(
+    let mut summary = console_summary(
         &target,
         &run_id,
         &stats,
@@ -199,6 +220,7 @@ pub fn run(
         &counts,
         started.elapsed(),
     );
+    summary.push_str(&governance.summary_line());
     Ok(Outcome {
         target,
         run_id,

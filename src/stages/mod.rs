@@ -27,6 +27,8 @@
 //! [`crate::Error`], whose variants carry their exit code.
 
 pub mod btyd;
+pub mod drift;
+pub mod history;
 pub mod features;
 pub mod jobs;
 pub mod metrics;

@@ -17,11 +17,16 @@ pub struct GatesConfig {
     pub baseline_runs: usize,
     /// Largest relative change of the customers scored, |current / reference − 1|.
     pub max_customer_change: f64,
-    /// Largest change, in share points (0.01 = one point), of the share of rows rejected for
-    /// any one reason, or in total (rows merely after as-of are not counted).
-    pub max_reject_share_change: f64,
-    /// Largest relative change of one event type's share of the used rows, for types with at
-    /// least `min_event_type_share` of the rows in either run (1 = a type vanished or doubled).
+    /// Largest ratio between this run's and the reference's share of rows rejected for any
+    /// one reason, or in total, whichever way it moved (rows merely after as-of are not
+    /// counted; shares below `min_reject_share` count as that share, so a reason that was
+    /// absent trips once it reaches `max_reject_share_ratio × min_reject_share`).
+    pub max_reject_share_ratio: f64,
+    /// The floor of the reject shares in that ratio (0.0001 = 0.01% of the rows).
+    pub min_reject_share: f64,
+    /// Largest change of one event type's share of the used rows relative to the larger of
+    /// the two shares, for types with at least `min_event_type_share` of the rows in either
+    /// run: 1 = the type vanished (or is new), 0.5 = its share halved (or doubled).
     pub max_event_type_share_change: f64,
     /// Event types rarer than this share of the rows in both runs are reported, not gated.
     pub min_event_type_share: f64,
@@ -49,14 +54,15 @@ impl Default for GatesConfig {
         GatesConfig {
             baseline_runs: 7,
             max_customer_change: 0.2,
-            max_reject_share_change: 0.005,
-            max_event_type_share_change: 0.5,
+            max_reject_share_ratio: 3.0,
+            min_reject_share: 0.0001,
+            max_event_type_share_change: 0.4,
             min_event_type_share: 0.001,
             max_input_mean_change: 0.25,
             max_input_psi: 0.25,
             max_score_psi: 0.25,
             max_tier_share_change: 0.05,
-            max_param_shift_se: 8.0,
+            max_param_shift_se: 6.0,
             max_auc_drop: 0.05,
         }
     }
@@ -68,7 +74,7 @@ impl GatesConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, v) in [
             ("gates.max_customer_change", self.max_customer_change),
-            ("gates.max_reject_share_change", self.max_reject_share_change),
+            ("gates.max_reject_share_ratio", self.max_reject_share_ratio),
             (
                 "gates.max_event_type_share_change",
                 self.max_event_type_share_change,
@@ -88,6 +94,13 @@ impl GatesConfig {
                     value: v.to_string(),
                 });
             }
+        }
+        if !(self.min_reject_share > 0.0 && self.min_reject_share <= 1.0) {
+            return Err(ConfigError::Range {
+                key: "gates.min_reject_share",
+                expected: "a share > 0 and <= 1",
+                value: self.min_reject_share.to_string(),
+            });
         }
         if !(1..=365).contains(&self.baseline_runs) {
             return Err(ConfigError::Range {

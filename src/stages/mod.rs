@@ -28,8 +28,8 @@
 
 pub mod btyd;
 pub mod drift;
-pub mod history;
 pub mod features;
+pub mod history;
 pub mod jobs;
 pub mod metrics;
 pub mod publish;

@@ -252,7 +252,11 @@ pub fn govern(check: &Check<'_>, run: RunData<'_>) -> Result<Governance> {
             )
         };
         tracing::info!(stage = "drift", "{first}");
-        let note = [Some(first), later].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        let note = [Some(first), later]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
         return Ok(Governance {
             drift: Drift::empty(status, Some(note), found.skipped),
             profile,
@@ -279,7 +283,12 @@ pub fn govern(check: &Check<'_>, run: RunData<'_>) -> Result<Governance> {
     let window: Vec<&Profile> = found.runs.iter().map(|(_, p)| p).collect();
     drift.baseline_figures = baseline_figures(&window, &profile);
     drift.gates = apply_gates(check.gates, &drift, ref_profile, &profile);
-    drift.tripped = drift.gates.iter().filter(|g| g.tripped).map(|g| g.gate).collect();
+    drift.tripped = drift
+        .gates
+        .iter()
+        .filter(|g| g.tripped)
+        .map(|g| g.gate)
+        .collect();
     tracing::info!(
         stage = "drift",
         reference = %reference.as_of,
@@ -417,10 +426,17 @@ fn compare(
 ) -> Drift {
     let mut d = Drift::empty(Status::Passed, None, Vec::new());
     let u = |v: u64| Some(v as f64);
-    d.inputs.push(Shift::new("customers", u(r.customers), u(c.customers)));
-    d.inputs.push(Shift::new("buyers", u(r.buyers), u(c.buyers)));
-    d.inputs.push(Shift::new("rows_considered", u(r.rows_considered), u(c.rows_considered)));
-    d.inputs.push(Shift::new("rows_used", u(r.rows_used), u(c.rows_used)));
+    d.inputs
+        .push(Shift::new("customers", u(r.customers), u(c.customers)));
+    d.inputs
+        .push(Shift::new("buyers", u(r.buyers), u(c.buyers)));
+    d.inputs.push(Shift::new(
+        "rows_considered",
+        u(r.rows_considered),
+        u(c.rows_considered),
+    ));
+    d.inputs
+        .push(Shift::new("rows_used", u(r.rows_used), u(c.rows_used)));
     d.inputs.push(Shift::new(
         "reject_share",
         Some(r.reject_share(None)),
@@ -445,9 +461,14 @@ fn compare(
         r.purchases_per_buyer,
         c.purchases_per_buyer,
     ));
-    d.inputs.push(Shift::new("mean_order_value", r.mean_order_value, c.mean_order_value));
+    d.inputs.push(Shift::new(
+        "mean_order_value",
+        r.mean_order_value,
+        c.mean_order_value,
+    ));
     for (name, h) in &r.distributions {
-        d.psi.insert(name.clone(), bins.get(name).and_then(|b| h.psi(b)));
+        d.psi
+            .insert(name.clone(), bins.get(name).and_then(|b| h.psi(b)));
     }
     d.transaction_model = Some(Shift2 {
         reference: r.transaction_model.clone(),
@@ -455,7 +476,9 @@ fn compare(
         changed: r.transaction_model != c.transaction_model,
     });
     for (name, rp) in &r.params {
-        let Some(cp) = c.params.get(name) else { continue };
+        let Some(cp) = c.params.get(name) else {
+            continue;
+        };
         let z = match (rp.std_error, cp.std_error) {
             (Some(a), Some(b)) if (a * a + b * b) > 0.0 => {
                 Some((cp.value - rp.value) / (a * a + b * b).sqrt()).filter(|z| z.is_finite())
@@ -473,9 +496,17 @@ fn compare(
         ("roc_auc", r.roc_auc, c.roc_auc),
         ("log_loss", r.log_loss, c.log_loss),
         ("gini", r.gini, c.gini),
-        ("calibration_in_the_large", r.calibration_in_the_large, c.calibration_in_the_large),
+        (
+            "calibration_in_the_large",
+            r.calibration_in_the_large,
+            c.calibration_in_the_large,
+        ),
         ("value_gini", r.value_gini, c.value_gini),
-        ("predicted_churn_rate", r.predicted_churn_rate, c.predicted_churn_rate),
+        (
+            "predicted_churn_rate",
+            r.predicted_churn_rate,
+            c.predicted_churn_rate,
+        ),
         ("total_clv", Some(r.total_clv), Some(c.total_clv)),
     ] {
         d.metrics.push(Shift::new(name, a, b));
@@ -497,7 +528,14 @@ fn tiers(
     previous: std::result::Result<HashMap<String, String>, String>,
     current: Vec<(String, String)>,
 ) -> Tiers {
-    let names: Vec<String> = r.tiers.keys().chain(c.tiers.keys()).cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let names: Vec<String> = r
+        .tiers
+        .keys()
+        .chain(c.tiers.keys())
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let shares = names
         .iter()
         .map(|t| Shift::new(t.clone(), Some(r.tier_share(t)), Some(c.tier_share(t))))
@@ -537,7 +575,10 @@ fn tiers(
     }
     for (_, tier) in previous {
         out.customers_gone += 1;
-        *m.entry(tier).or_default().entry(NO_TIER.to_string()).or_insert(0) += 1;
+        *m.entry(tier)
+            .or_default()
+            .entry(NO_TIER.to_string())
+            .or_insert(0) += 1;
     }
     out.transitions = Some(m);
     out
@@ -566,7 +607,9 @@ fn baseline_figures(window: &[&Profile], c: &Profile) -> Vec<BaselineFigure> {
         figure("reject_share".into(), &|p| Some(p.reject_share(None))),
     ];
     for tier in c.tiers.keys() {
-        out.push(figure(format!("tier_share.{tier}"), &|p| Some(p.tier_share(tier))));
+        out.push(figure(format!("tier_share.{tier}"), &|p| {
+            Some(p.tier_share(tier))
+        }));
     }
     out
 }
@@ -592,7 +635,17 @@ fn fmt(v: Option<f64>) -> String {
 
 /// Every gate, input-side first: when several trip, the first names the likeliest cause.
 fn apply_gates(g: &GatesConfig, d: &Drift, r: &Profile, c: &Profile) -> Vec<Gate> {
-    let relative = |a: f64, b: f64| if a == 0.0 { if b == 0.0 { 0.0 } else { f64::INFINITY } } else { (b / a - 1.0).abs() };
+    let relative = |a: f64, b: f64| {
+        if a == 0.0 {
+            if b == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            (b / a - 1.0).abs()
+        }
+    };
     let mut gates = vec![gate(
         "max_customer_change",
         g.max_customer_change,
@@ -601,18 +654,25 @@ fn apply_gates(g: &GatesConfig, d: &Drift, r: &Profile, c: &Profile) -> Vec<Gate
             relative(r.customers as f64, c.customers as f64),
         )],
     )];
+    let floor = g.min_reject_share;
     let rejects = d
         .inputs
         .iter()
         .filter(|s| s.name.starts_with("reject_share"))
         .filter_map(|s| {
-            let diff = s.difference?;
+            // Either way: a reason that stops firing (a key column renamed, a check lost) is
+            // as suspicious as one that starts.
+            let (a, b) = (s.reference?.max(floor), s.current?.max(floor));
             Some((
                 format!("{} {} → {}", s.name, fmt(s.reference), fmt(s.current)),
-                diff.abs(),
+                a.max(b) / a.min(b),
             ))
         });
-    gates.push(gate("max_reject_share_change", g.max_reject_share_change, rejects));
+    gates.push(gate(
+        "max_reject_share_ratio",
+        g.max_reject_share_ratio,
+        rejects,
+    ));
     let types = d
         .inputs
         .iter()
@@ -629,7 +689,11 @@ fn apply_gates(g: &GatesConfig, d: &Drift, r: &Profile, c: &Profile) -> Vec<Gate
                 )
             })
         });
-    gates.push(gate("max_event_type_share_change", g.max_event_type_share_change, types));
+    gates.push(gate(
+        "max_event_type_share_change",
+        g.max_event_type_share_change,
+        types,
+    ));
     let means = d
         .inputs
         .iter()
@@ -640,30 +704,42 @@ fn apply_gates(g: &GatesConfig, d: &Drift, r: &Profile, c: &Profile) -> Vec<Gate
                 relative(s.reference?, s.current?),
             ))
         });
-    gates.push(gate("max_input_mean_change", g.max_input_mean_change, means));
+    gates.push(gate(
+        "max_input_mean_change",
+        g.max_input_mean_change,
+        means,
+    ));
     let psi = |scores: bool| {
         d.psi
             .iter()
-            .filter(move |(n, _)| (n.as_str() == "churn_probability" || n.as_str() == "clv") == scores)
+            .filter(move |(n, _)| {
+                (n.as_str() == "churn_probability" || n.as_str() == "clv") == scores
+            })
             .filter_map(|(n, v)| Some((format!("PSI of {n}"), (*v)?)))
     };
     gates.push(gate("max_input_psi", g.max_input_psi, psi(false)));
     gates.push(gate("max_score_psi", g.max_score_psi, psi(true)));
     let tiers = d.tiers.iter().flat_map(|t| &t.shares).filter_map(|s| {
         Some((
-            format!("share of tier {} {} → {}", s.name, fmt(s.reference), fmt(s.current)),
+            format!(
+                "share of tier {} {} → {}",
+                s.name,
+                fmt(s.reference),
+                fmt(s.current)
+            ),
             s.difference?.abs(),
         ))
     });
-    gates.push(gate("max_tier_share_change", g.max_tier_share_change, tiers));
+    gates.push(gate(
+        "max_tier_share_change",
+        g.max_tier_share_change,
+        tiers,
+    ));
     let params = d.params.iter().filter_map(|p| {
         Some((
             format!(
                 "{} {:.4} → {:.4} ({:+.1} se)",
-                p.name,
-                p.reference.value,
-                p.current.value,
-                p.z?
+                p.name, p.reference.value, p.current.value, p.z?
             ),
             p.z?.abs(),
         ))
@@ -675,7 +751,11 @@ fn apply_gates(g: &GatesConfig, d: &Drift, r: &Profile, c: &Profile) -> Vec<Gate
         .filter(|s| s.name == "roc_auc")
         .filter_map(|s| {
             Some((
-                format!("out-of-time ROC-AUC {} → {}", fmt(s.reference), fmt(s.current)),
+                format!(
+                    "out-of-time ROC-AUC {} → {}",
+                    fmt(s.reference),
+                    fmt(s.current)
+                ),
                 -s.difference?,
             ))
         });

@@ -38,7 +38,12 @@ pub struct Histogram {
 impl Histogram {
     /// Bins cut at the deciles of `values` (non-finite values counted as missing).
     pub fn of(values: &[Option<f64>]) -> Histogram {
-        let mut finite: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+        let mut finite: Vec<f64> = values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         finite.sort_unstable_by(f64::total_cmp);
         let mut edges: Vec<f64> = Vec::new();
         if !finite.is_empty() {
@@ -83,7 +88,12 @@ impl Histogram {
             let (r, c) = (r.max(PSI_FLOOR), c.max(PSI_FLOOR));
             (c - r) * (c / r).ln()
         };
-        let bins: f64 = self.shares.iter().zip(&current.shares).map(|(&r, &c)| term(r, c)).sum();
+        let bins: f64 = self
+            .shares
+            .iter()
+            .zip(&current.shares)
+            .map(|(&r, &c)| term(r, c))
+            .sum();
         Some(bins + term(self.missing, current.missing))
     }
 }
@@ -149,7 +159,11 @@ pub fn score_column(table: &RecordBatch, name: &str) -> Vec<Option<f64>> {
     table
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-        .map(|a| (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+        .map(|a| {
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -194,7 +208,8 @@ impl Profile {
     /// is left out).
     pub fn binned_like(run: RunData<'_>, reference: &Profile) -> BTreeMap<String, Histogram> {
         let inputs = input_columns(run.latest);
-        let mut columns: Vec<(&str, Vec<Option<f64>>)> = FEATURES.iter().copied().zip(inputs).collect();
+        let mut columns: Vec<(&str, Vec<Option<f64>>)> =
+            FEATURES.iter().copied().zip(inputs).collect();
         for name in ["churn_probability", "clv"] {
             columns.push((name, score_column(&run.scored.table, name)));
         }
@@ -210,7 +225,11 @@ impl Profile {
     /// Everything but the distributions.
     fn counts(run: RunData<'_>) -> Profile {
         let s = run.stats;
-        let after = s.rejected_by_reason.get(&Reason::AfterAsOf).copied().unwrap_or(0);
+        let after = s
+            .rejected_by_reason
+            .get(&Reason::AfterAsOf)
+            .copied()
+            .unwrap_or(0);
         let rejected_by_reason = s
             .rejected_by_reason
             .iter()
@@ -268,7 +287,10 @@ impl Profile {
         }
         if let Some(gg) = &run.trained.value.spend {
             let ses = gg.std_errors.map(|s| [s.p, s.q, s.gamma]);
-            for (i, (name, value)) in [("p", gg.p), ("q", gg.q), ("gamma", gg.gamma)].into_iter().enumerate() {
+            for (i, (name, value)) in [("p", gg.p), ("q", gg.q), ("gamma", gg.gamma)]
+                .into_iter()
+                .enumerate()
+            {
                 params.insert(
                     format!("gamma_gamma.{name}"),
                     Param {
@@ -346,7 +368,10 @@ mod tests {
         let values: Vec<Option<f64>> = (0..1000).map(|i| Some(f64::from(i))).collect();
         let reference = Histogram::of(&values);
         assert_eq!(reference.edges.len(), 9);
-        assert_eq!(reference.psi(&Histogram::with_edges(reference.edges.clone(), &values)), Some(0.0));
+        assert_eq!(
+            reference.psi(&Histogram::with_edges(reference.edges.clone(), &values)),
+            Some(0.0)
+        );
         // Everything ×3: 2/3 of the values land in the last bin.
         let tripled: Vec<Option<f64>> = values.iter().map(|v| v.map(|v| v * 3.0)).collect();
         let psi = reference

@@ -46,7 +46,9 @@ impl Published {
             ));
         };
         let Some(p) = m.get("profile") else {
-            return Err("its metrics.json has no profile (written by a build without drift checks)".into());
+            return Err(
+                "its metrics.json has no profile (written by a build without drift checks)".into(),
+            );
         };
         serde_json::from_value(p.clone())
             .map_err(|e| format!("its metrics.json profile does not parse: {e}"))
@@ -183,7 +185,10 @@ pub fn tiers_of(out: &Path, as_of: NaiveDate) -> Result<HashMap<String, String>,
     let mut tiers = HashMap::new();
     for batch in reader {
         let batch = batch.map_err(|e| fail(&e))?;
-        let (ids, tier) = (text_column(&batch, "customer_id"), text_column(&batch, "engagement_tier"));
+        let (ids, tier) = (
+            text_column(&batch, "customer_id"),
+            text_column(&batch, "engagement_tier"),
+        );
         let (Some(ids), Some(tier)) = (ids, tier) else {
             return Err(fail(&"customer_id and engagement_tier must be text"));
         };

@@ -395,6 +395,20 @@ mod tests {
         }
     }
 
+    /// Standard errors with a closed form: a column of zeros carries only the penalty
+    /// (Hessian α, SE 1/√α) and the intercept of 30 churners in 100 rows has the Fisher
+    /// information n·p·(1 − p) = 21.
+    #[test]
+    fn standard_errors_of_a_known_case() {
+        let x = Array2::zeros((100, 1));
+        let y: Vec<bool> = (0..100).map(|i| i < 30).collect();
+        let f = fit(&x, &y, &settings(4.0), None).unwrap_or_else(|e| panic!("{e}"));
+        let se = f.std_errors.unwrap_or_default();
+        assert_eq!(se.len(), 2);
+        assert!((se[0] - 0.5).abs() < 1e-12, "{se:?}");
+        assert!((se[1] - 1.0 / 21f64.sqrt()).abs() < 1e-9, "{se:?}");
+    }
+
     /// A small problem: the fit's gradient is zero (the optimum), checked by finite differences
     /// of the loss rather than by the solver's own gradient.
     #[test]

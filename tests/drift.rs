@@ -323,6 +323,14 @@ fn reruns_and_next_day_runs_on_stable_data_trip_nothing() {
     assert_eq!(next["drift"]["baseline"].as_array().map(Vec::len), Some(2));
     assert_eq!(next["drift"]["gates"].as_array().map(Vec::len), Some(9));
     assert!(!out.join("_drift").exists());
+    // The report: the comparison, the transitions and five trend charts beside the five
+    // evaluation charts.
+    let page =
+        std::fs::read_to_string(run_dir(&out, "2025-12-03").join("report.html")).expect("report");
+    assert!(page.contains("<h2>Night over night</h2>"));
+    assert!(page.contains(&format!("<tr><td>reference</td><td>as_of={DAY2} (")));
+    assert!(page.contains("<h3>Tier transitions (rows: reference tier, columns: this run)</h3>"));
+    assert_eq!(page.matches("<svg").count(), 10);
 }
 
 fn ids(out: &Path, as_of: &str) -> BTreeSet<String> {
@@ -407,4 +415,87 @@ fn a_first_run_says_so_and_a_backfill_compares_with_the_partition_strictly_befor
         .expect("note")
         .ends_with("; 3 published run(s) at or after as_of=2025-10-01 not compared (the reference is always an earlier as-of)"));
     assert!(table(&out, "scores", "2025-10-01").exists());
+}
+
+#[test]
+fn history_lists_published_and_refused_runs_oldest_first() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = base(dir.path());
+    let out = dir.path().join("out");
+    ok(&run(&events, &out, DAY1, &[]));
+    ok(&run(&events, &out, DAY2, &[]));
+    let half = rewrite(dir.path(), "half", half_the_customers);
+    assert_eq!(run(&half, &out, "2025-12-03", &[]).status.code(), Some(3));
+    let before = snapshot(&out);
+    let o = bin()
+        .args(["history", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .expect("history");
+    ok(&o);
+    assert_eq!(snapshot(&out), before);
+    let rows: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = rows.as_array().expect("rows");
+    let key = |r: &Value| {
+        (
+            r["as_of"].as_str().map(str::to_owned),
+            r["published"].as_bool(),
+            r["drift"].as_str().map(str::to_owned),
+        )
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows.iter().map(key).collect::<Vec<_>>(),
+        vec![
+            (s(DAY1), Some(true), s("first_run")),
+            (s(DAY2), Some(true), s("passed")),
+            (s("2025-12-03"), Some(false), s("tripped")),
+        ]
+    );
+    let m = metrics(&out, DAY2);
+    assert_eq!(rows[1]["run_id"], m["run_id"]);
+    assert_eq!(rows[1]["customers"], m["counts"]["customers_scored"]);
+    assert_eq!(rows[1]["roc_auc"], m["churn"]["model"]["roc_auc"]);
+    assert_eq!(rows[1]["total_clv"], m["kpis"]["run"]["total_clv"]);
+    assert_eq!(rows[1]["tiers"]["vip"], m["tiers"]["vip"]["customers"]);
+    assert_eq!(rows[2]["gates_tripped"][0], "max_customer_change");
+    let model: Value = serde_json::from_slice(
+        &std::fs::read(run_dir(&out, DAY2).join("model.json")).expect("model"),
+    )
+    .expect("json");
+    assert_eq!(
+        rows[1]["btyd_params"]["r"],
+        model["value"]["transactions"]["params"]["r"]
+    );
+    // The table: a header and one line per run, the refused one named so.
+    let o = bin()
+        .args(["history", "--out"])
+        .arg(&out)
+        .output()
+        .expect("history");
+    ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("as_of       run_id"), "{text}");
+    assert!(lines[3].starts_with("2025-12-03  "), "{text}");
+    assert!(lines[3].contains("  refused  "), "{text}");
+    assert!(
+        lines[3].contains("  tripped: max_customer_change"),
+        "{text}"
+    );
+    // Not a folder: a usage error.
+    let o = bin()
+        .args(["history", "--out"])
+        .arg(dir.path().join("nowhere"))
+        .output()
+        .expect("history");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        format!(
+            "churnclv: error: --out {}: not a folder (expected the output root of `churnclv run`)",
+            dir.path().join("nowhere").display()
+        )
+    );
 }

@@ -11,8 +11,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::stages::drift::reference::{published, Published};
+use crate::stages::drift::reference::{list, published, read_partition, Published};
 use crate::stages::drift::SIDE_FOLDER;
+use crate::stages::drift::{Drift, Profile};
 
 /// One run.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +51,11 @@ fn read_json(path: &Path) -> Option<Value> {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -156,14 +161,48 @@ pub fn history(out: &Path) -> Vec<Row> {
 /// The published runs strictly before `as_of`, the last `n` of them, oldest first (the
 /// report's trends).
 pub fn before(out: &Path, as_of: NaiveDate, n: usize) -> Vec<Row> {
-    let mut rows: Vec<Row> = published(out)
-        .iter()
-        .filter(|p| p.as_of < as_of)
+    let mut rows: Vec<Row> = list(out)
+        .into_iter()
+        .filter(|p| p.0 < as_of)
         .take(n)
-        .map(row)
+        .map(|(day, dir)| row(&read_partition(day, dir)))
         .collect();
     rows.reverse();
     rows
+}
+
+impl Row {
+    /// This run's row, from its profile and comparison (before it is published).
+    pub fn current(as_of: NaiveDate, run_id: &str, profile: &Profile, drift: &Drift) -> Row {
+        let kind = format!("{}.", profile.transaction_model);
+        Row {
+            as_of,
+            run_id: Some(run_id.to_string()),
+            command: Some("run".into()),
+            published: true,
+            customers: Some(profile.customers),
+            predicted_churn_rate: profile.predicted_churn_rate,
+            roc_auc: profile.roc_auc,
+            total_clv: Some(profile.total_clv),
+            tiers: profile.tiers.clone(),
+            btyd_model: Some(profile.transaction_model.clone()),
+            btyd_params: profile
+                .params
+                .iter()
+                .filter_map(|(k, p)| {
+                    let name = k
+                        .strip_prefix(&kind)
+                        .map(str::to_owned)
+                        .or_else(|| k.starts_with("gamma_gamma.").then(|| k.clone()))?;
+                    Some((name, p.value))
+                })
+                .collect(),
+            drift: serde_json::to_value(drift.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned)),
+            gates_tripped: drift.tripped.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -230,7 +269,13 @@ pub fn table(rows: &[Row]) -> String {
     let cols = lines[0].len();
     // Every column padded to its widest cell but the last two (free text).
     let widths: Vec<usize> = (0..cols)
-        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut text = String::new();
     for l in &lines {

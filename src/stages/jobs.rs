@@ -179,6 +179,7 @@ pub fn run(
     metrics.drift = Some(&governance.drift);
     metrics.profile = Some(&governance.profile);
     let page = report_page(&trained, &scored, &counts, &run_id)?;
+    let page = governance.add_to_report(page, lock.dir(), c.as_of, &run_id)?;
     let model = trained.saved_model(&run_id, &metrics)?;
     let target = publish::publish(
         &lock,

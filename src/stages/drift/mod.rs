@@ -11,6 +11,7 @@
 //! metrics.json `drift` (docs/schema.md) and the report; the gates and what on-call sees are
 //! in docs/operations.md.
 
+pub mod page;
 pub mod profile;
 pub mod reference;
 
@@ -185,7 +186,29 @@ pub struct Governance {
     pub drift: Drift,
 }
 
+/// Published runs drawn in the report's trends, besides this one.
+pub const TREND_RUNS: usize = 30;
+
 impl Governance {
+    /// `page` (report.html) with the "Night over night" section: this comparison and the
+    /// trends over the last [`TREND_RUNS`] published runs before `as_of` and this one.
+    pub fn add_to_report(
+        &self,
+        page: String,
+        out: &Path,
+        as_of: NaiveDate,
+        run_id: &str,
+    ) -> Result<String> {
+        let mut rows = crate::stages::history::before(out, as_of, TREND_RUNS);
+        rows.push(crate::stages::history::Row::current(
+            as_of,
+            run_id,
+            &self.profile,
+            &self.drift,
+        ));
+        Ok(page::insert(page, &page::section(&self.drift, &rows)?))
+    }
+
     /// One line for the console summary.
     pub fn summary_line(&self) -> String {
         let d = &self.drift;

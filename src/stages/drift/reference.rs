@@ -62,25 +62,32 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Every published partition of `out`, newest as-of first. A folder that is not
-/// `as_of=YYYY-MM-DD` or has no `_SUCCESS` is not a published run and is not listed.
-pub fn published(out: &Path) -> Vec<Published> {
-    let runs = out.join(RUNS);
-    let Ok(entries) = fs::read_dir(&runs) else {
+/// The published partitions of `out` (as-of, folder), newest first, none read yet. A folder
+/// that is not `as_of=YYYY-MM-DD` or has no `_SUCCESS` is not a published run.
+pub fn list(out: &Path) -> Vec<(NaiveDate, PathBuf)> {
+    let Ok(entries) = fs::read_dir(out.join(RUNS)) else {
         return Vec::new();
     };
-    let mut all: Vec<Published> = entries
+    let mut all: Vec<(NaiveDate, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_owned();
             let as_of = NaiveDate::parse_from_str(name.strip_prefix("as_of=")?, "%Y-%m-%d").ok()?;
             let dir = e.path();
             fs::symlink_metadata(dir.join(SUCCESS)).ok()?;
-            Some(read_partition(as_of, dir))
+            Some((as_of, dir))
         })
         .collect();
-    all.sort_by(|a, b| b.as_of.cmp(&a.as_of));
+    all.sort_by(|a, b| b.0.cmp(&a.0));
     all
+}
+
+/// Every published partition of `out`, read, newest as-of first.
+pub fn published(out: &Path) -> Vec<Published> {
+    list(out)
+        .into_iter()
+        .map(|(as_of, dir)| read_partition(as_of, dir))
+        .collect()
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>, String> {
@@ -93,7 +100,8 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>, String> {
     }
 }
 
-fn read_partition(as_of: NaiveDate, dir: PathBuf) -> Published {
+/// A published partition's manifest and metrics.
+pub fn read_partition(as_of: NaiveDate, dir: PathBuf) -> Published {
     let manifest = read_json(&dir.join("manifest.json"));
     let metrics = read_json(&dir.join("metrics.json"));
     let text = |v: &Option<serde_json::Value>, key: &str| {
@@ -131,14 +139,16 @@ pub struct Candidates {
 }
 
 pub fn candidates(out: &Path, as_of: NaiveDate, window: usize) -> Candidates {
-    let all = published(out);
-    let later = all.iter().filter(|p| p.as_of >= as_of).count();
+    let all = list(out);
+    let later = all.iter().filter(|p| p.0 >= as_of).count();
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
-    for p in all.into_iter().filter(|p| p.as_of < as_of) {
+    // Read newest first, only as far as the window needs.
+    for (day, dir) in all.into_iter().filter(|p| p.0 < as_of) {
         if runs.len() >= window {
             break;
         }
+        let p = read_partition(day, dir);
         match p.profile() {
             Ok(profile) => runs.push((p, profile)),
             // Only those newer than the reference matter to the reader: they explain why the

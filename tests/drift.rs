@@ -151,6 +151,8 @@ fn trips(shift: fn(&RecordBatch) -> Vec<RecordBatch>, name: &str, gate_name: &st
         panic!("published: {:#}", metrics(&out, DAY2)["drift"]["gates"]);
     }
     assert_eq!(o.status.code(), Some(3), "{stderr}");
+    // Shown with --nocapture: what on-call reads.
+    eprintln!("{stderr}");
     let prefix = format!("churnclv: error: quality gate failed: drift gate {gate_name}: ");
     assert!(stderr.starts_with(&prefix), "{stderr}");
     assert!(
@@ -498,4 +500,41 @@ fn history_lists_published_and_refused_runs_oldest_first() {
             dir.path().join("nowhere").display()
         )
     );
+}
+
+#[test]
+fn a_gate_set_to_inf_is_measured_but_off_and_a_bad_limit_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = base(dir.path());
+    let out = dir.path().join("out");
+    ok(&run(&events, &out, DAY1, &[]));
+    let tripled = rewrite(dir.path(), "tripled", amounts_tripled);
+    // Every gate the tripled amounts trip, switched off: published, and still measured.
+    let config = dir.path().join("gates.toml");
+    std::fs::write(
+        &config,
+        "[gates]\nmax_input_mean_change = inf\nmax_input_psi = inf\nmax_score_psi = inf\n",
+    )
+    .expect("config");
+    let cfg = config.display().to_string();
+    ok(&run(&tripled, &out, DAY2, &["--config", &cfg]));
+    let d = &metrics(&out, DAY2)["drift"];
+    assert_eq!(d["status"], "passed");
+    let g = gate(d, "max_input_mean_change");
+    assert_eq!(g["tripped"], false);
+    assert!(g["measured"].as_f64().expect("m") > 1.9, "{g}");
+    assert!(
+        g["limit"].is_null() || g["limit"].as_f64().is_some_and(f64::is_infinite),
+        "{g}"
+    );
+    // A negative limit: exit 2 naming the key, before any work; nothing new published.
+    let before = snapshot(&out);
+    std::fs::write(&config, "[gates]\nmax_input_psi = -1\n").expect("config");
+    let o = run(&tripled, &out, "2025-12-03", &["--config", &cfg]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        "churnclv: error: gates.max_input_psi must be a number >= 0 (inf switches the gate off), got -1"
+    );
+    assert_eq!(snapshot(&out), before);
 }

@@ -24,6 +24,20 @@ const BINS: usize = 10;
 /// the index infinite).
 const PSI_FLOOR: f64 = 1e-4;
 
+/// Counts of the finite `values` per bin of `edges`, and of the others.
+fn bin(edges: &[f64], values: &[f64]) -> (Vec<u64>, u64) {
+    let mut counts = vec![0u64; edges.len() + 1];
+    let mut missing = 0u64;
+    for v in values {
+        if v.is_finite() {
+            counts[edges.partition_point(|e| e < v)] += 1;
+        } else {
+            missing += 1;
+        }
+    }
+    (counts, missing)
+}
+
 /// A distribution in the reference's bins: `shares[i]` of the finite values fall in bin `i`
 /// (`(-∞, edges[0]]`, `(edges[0], edges[1]]`, …, `(edges[last], ∞)`), `missing` is the share
 /// of values that are null or not finite.
@@ -36,38 +50,33 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Bins cut at the deciles of `values` (non-finite values counted as missing).
-    pub fn of(values: &[Option<f64>]) -> Histogram {
-        let mut finite: Vec<f64> = values
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        finite.sort_unstable_by(f64::total_cmp);
+    /// Bins cut at the deciles of `values` (nulls are NaN; non-finite values count as
+    /// missing). Takes the column to sort it in place: no copy is made.
+    pub fn of(mut values: Vec<f64>) -> Histogram {
+        let total = values.len() as u64;
+        values.retain(|v| v.is_finite());
+        values.sort_unstable_by(f64::total_cmp);
         let mut edges: Vec<f64> = Vec::new();
-        if !finite.is_empty() {
+        if !values.is_empty() {
             for i in 1..BINS {
-                let e = finite[(i * (finite.len() - 1)) / BINS];
+                let e = values[(i * (values.len() - 1)) / BINS];
                 if edges.last() != Some(&e) {
                     edges.push(e);
                 }
             }
         }
-        Histogram::with_edges(edges, values)
+        let (counts, _) = bin(&edges, &values);
+        Histogram::from_counts(edges, &counts, total - values.len() as u64)
     }
 
     /// `values` in the bins of `edges` (a reference's).
-    pub fn with_edges(edges: Vec<f64>, values: &[Option<f64>]) -> Histogram {
-        let mut counts = vec![0u64; edges.len() + 1];
-        let mut missing = 0u64;
-        for v in values {
-            match v {
-                Some(v) if v.is_finite() => counts[edges.partition_point(|e| e < v)] += 1,
-                _ => missing += 1,
-            }
-        }
-        let n = values.len() as u64;
+    pub fn with_edges(edges: Vec<f64>, values: &[f64]) -> Histogram {
+        let (counts, missing) = bin(&edges, values);
+        Histogram::from_counts(edges, &counts, missing)
+    }
+
+    fn from_counts(edges: Vec<f64>, counts: &[u64], missing: u64) -> Histogram {
+        let n = counts.iter().sum::<u64>() + missing;
         let share = |c: u64| if n == 0 { 0.0 } else { c as f64 / n as f64 };
         Histogram {
             shares: counts.iter().map(|&c| share(c)).collect(),
@@ -154,14 +163,14 @@ pub struct RunData<'a> {
     pub scored: &'a Scored,
 }
 
-/// A Float64 column of the score table as options (null → `None`).
-pub fn score_column(table: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+/// A Float64 column of the score table, nulls as NaN.
+pub fn score_column(table: &RecordBatch, name: &str) -> Vec<f64> {
     table
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
         .map(|a| {
             (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .map(|i| if a.is_valid(i) { a.value(i) } else { f64::NAN })
                 .collect()
         })
         .unwrap_or_default()
@@ -171,35 +180,36 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// The model inputs of the buyers, column by column (raw, as the churn model reads them).
-fn input_columns(latest: &FeatureTable) -> Vec<Vec<Option<f64>>> {
-    let rows: Vec<[f64; FEATURES.len()]> = latest
-        .rows
-        .iter()
-        .filter(|f| f.has_purchase())
-        .map(raw_row)
-        .collect();
-    (0..FEATURES.len())
-        .map(|j| rows.iter().map(|r| Some(r[j])).collect())
-        .collect()
+/// The distributions compared: the 17 model inputs (over the buyers), then the scores.
+fn distribution_names() -> impl Iterator<Item = &'static str> {
+    FEATURES.iter().copied().chain(["churn_probability", "clv"])
+}
+
+/// One distribution's values, built when needed (one column of N floats at a time per
+/// thread, never all of them: with millions of customers a copy of every column would cost
+/// hundreds of MB). Model inputs are the raw values the churn model reads.
+fn column(run: RunData<'_>, name: &str) -> Vec<f64> {
+    match crate::models::churn::feature_column(name) {
+        Some(j) => run
+            .latest
+            .rows
+            .iter()
+            .filter(|f| f.has_purchase())
+            .map(|f| raw_row(f)[j])
+            .collect(),
+        None => score_column(&run.scored.table, name),
+    }
 }
 
 impl Profile {
     /// This run's profile, with its own bins.
     pub fn of(run: RunData<'_>) -> Profile {
         let mut profile = Profile::counts(run);
-        let mut columns: Vec<(String, Vec<Option<f64>>)> = FEATURES
-            .iter()
-            .map(|n| n.to_string())
-            .zip(input_columns(run.latest))
-            .collect();
-        for name in ["churn_probability", "clv"] {
-            columns.push((name.to_string(), score_column(&run.scored.table, name)));
-        }
-        // Independent sorts: one per thread.
-        profile.distributions = columns
+        let names: Vec<&str> = distribution_names().collect();
+        // Independent columns: one per thread.
+        profile.distributions = names
             .par_iter()
-            .map(|(name, values)| (name.clone(), Histogram::of(values)))
+            .map(|name| (name.to_string(), Histogram::of(column(run, name))))
             .collect();
         profile
     }
@@ -207,17 +217,15 @@ impl Profile {
     /// The distributions of this run in the bins of `reference` (a name the reference lacks
     /// is left out).
     pub fn binned_like(run: RunData<'_>, reference: &Profile) -> BTreeMap<String, Histogram> {
-        let inputs = input_columns(run.latest);
-        let mut columns: Vec<(&str, Vec<Option<f64>>)> =
-            FEATURES.iter().copied().zip(inputs).collect();
-        for name in ["churn_probability", "clv"] {
-            columns.push((name, score_column(&run.scored.table, name)));
-        }
-        columns
-            .into_par_iter()
-            .filter_map(|(name, values)| {
-                let edges = reference.distributions.get(name)?.edges.clone();
-                Some((name.to_string(), Histogram::with_edges(edges, &values)))
+        let names: Vec<&str> = distribution_names().collect();
+        names
+            .par_iter()
+            .filter_map(|name| {
+                let edges = reference.distributions.get(*name)?.edges.clone();
+                Some((
+                    name.to_string(),
+                    Histogram::with_edges(edges, &column(run, name)),
+                ))
             })
             .collect()
     }
@@ -365,15 +373,15 @@ mod tests {
 
     #[test]
     fn psi_is_zero_for_the_same_values_and_grows_with_a_shift() {
-        let values: Vec<Option<f64>> = (0..1000).map(|i| Some(f64::from(i))).collect();
-        let reference = Histogram::of(&values);
+        let values: Vec<f64> = (0..1000).map(f64::from).collect();
+        let reference = Histogram::of(values.clone());
         assert_eq!(reference.edges.len(), 9);
         assert_eq!(
             reference.psi(&Histogram::with_edges(reference.edges.clone(), &values)),
             Some(0.0)
         );
         // Everything ×3: 2/3 of the values land in the last bin.
-        let tripled: Vec<Option<f64>> = values.iter().map(|v| v.map(|v| v * 3.0)).collect();
+        let tripled: Vec<f64> = values.iter().map(|v| v * 3.0).collect();
         let psi = reference
             .psi(&Histogram::with_edges(reference.edges.clone(), &tripled))
             .unwrap_or(0.0);
@@ -382,13 +390,14 @@ mod tests {
 
     #[test]
     fn ties_merge_bins_and_missing_values_count() {
-        let mut values = vec![Some(0.0); 900];
-        values.extend((0..100).map(|i| Some(f64::from(i + 1))));
-        values.push(None);
-        let h = Histogram::of(&values);
-        // Deciles 1..8 are all 0: one edge for them, then the 9th decile.
-        assert_eq!(h.edges, vec![0.0, 1.0]);
-        assert_eq!(h.shares.len(), 3);
+        let mut values = vec![0.0; 900];
+        values.extend((0..100).map(|i| f64::from(i + 1)));
+        values.push(f64::NAN);
+        let h = Histogram::of(values);
+        // 90% zeros: all nine deciles are 0, one edge; the positives share the last bin.
+        assert_eq!(h.edges, vec![0.0]);
+        assert_eq!(h.shares.len(), 2);
+        assert!((h.shares[1] - 100.0 / 1001.0).abs() < 1e-12);
         assert!((h.shares[0] - 900.0 / 1001.0).abs() < 1e-12);
         assert!((h.missing - 1.0 / 1001.0).abs() < 1e-12);
     }

@@ -251,7 +251,7 @@ pub fn govern(check: &Check<'_>, run: RunData<'_>) -> Result<Governance> {
     let found = reference::candidates(check.out, check.as_of, check.gates.baseline_runs);
     let later = (found.later > 0).then(|| {
         format!(
-            "{} published run(s) at or after as_of={} not compared (the reference is always an earlier as-of)",
+            "{} published run(s) after as_of={} not compared (the reference is always an earlier as-of)",
             found.later, check.as_of
         )
     });
@@ -259,10 +259,10 @@ pub fn govern(check: &Check<'_>, run: RunData<'_>) -> Result<Governance> {
         let (status, first) = if found.skipped.is_empty() {
             (
                 Status::FirstRun,
+                // No path in it: the same job writes the same metrics whatever the folder.
                 format!(
-                    "first run: nothing published before as_of={} in {}; no gate applied",
-                    check.as_of,
-                    check.out.display()
+                    "first run: nothing published before as_of={} in this output folder; no gate applied",
+                    check.as_of
                 ),
             )
         } else {
@@ -335,8 +335,11 @@ pub fn govern(check: &Check<'_>, run: RunData<'_>) -> Result<Governance> {
         drift.status = Status::Tripped;
         let path = side_file_path(check.out, check.as_of, check.run_id);
         drift.side_file = Some(path.display().to_string());
-        write_side_file(&path, check, &drift)?;
-        return Err(Error::QualityGate(refusal(&drift, &path)));
+        // The gate decides the exit code (3): a side file that cannot be written is said in
+        // the same line, not turned into another error.
+        let written =
+            write_side_file(&path, check, &drift).map_err(|e| crate::diag::error_chain(&e));
+        return Err(Error::QualityGate(refusal(&drift, &path, written.err())));
     }
     Ok(Governance { profile, drift })
 }
@@ -395,7 +398,7 @@ fn write_side_file(path: &Path, check: &Check<'_>, drift: &Drift) -> Result<()> 
 
 /// The one-line refusal: the first tripped gate with its subject, value and limit, the
 /// others by name, the side file, the way out.
-fn refusal(drift: &Drift, side: &Path) -> String {
+fn refusal(drift: &Drift, side: &Path, unwritten: Option<String>) -> String {
     let first = drift.gates.iter().find(|g| g.tripped);
     let against = drift
         .reference
@@ -416,10 +419,15 @@ fn refusal(drift: &Drift, side: &Path) -> String {
     if !others.is_empty() {
         line.push_str(&format!("; also tripped: {}", others.join(", ")));
     }
-    line.push_str(&format!(
-        "; nothing published; full comparison in {}; --accept-drift publishes anyway",
-        side.display()
-    ));
+    match unwritten {
+        None => line.push_str(&format!(
+            "; nothing published; full comparison in {}; --accept-drift publishes anyway",
+            side.display()
+        )),
+        Some(e) => line.push_str(&format!(
+            "; nothing published; the comparison could not be written ({e}); --accept-drift publishes anyway"
+        )),
+    }
     line
 }
 

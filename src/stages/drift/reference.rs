@@ -134,13 +134,15 @@ pub fn read_partition(as_of: NaiveDate, dir: PathBuf) -> Published {
 pub struct Candidates {
     pub runs: Vec<(Published, Profile)>,
     pub skipped: Vec<Skipped>,
-    /// Published partitions at or after this as-of (never compared: a backfill or a rerun).
+    /// Published partitions after this as-of (never compared: a backfill). The partition of
+    /// this very as-of (a rerun replaces it) is not counted, so a rerun writes what the first
+    /// run wrote, byte for byte.
     pub later: usize,
 }
 
 pub fn candidates(out: &Path, as_of: NaiveDate, window: usize) -> Candidates {
     let all = list(out);
-    let later = all.iter().filter(|p| p.0 >= as_of).count();
+    let later = all.iter().filter(|p| p.0 > as_of).count();
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
     // Read newest first, only as far as the window needs.

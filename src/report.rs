@@ -14,6 +14,12 @@ use crate::stages::score::TierStats;
 #[error("report: {0}")]
 pub struct ReportError(String);
 
+impl ReportError {
+    pub fn new(message: impl Into<String>) -> ReportError {
+        ReportError(message.into())
+    }
+}
+
 /// Draws the series labels of a line chart: boxed, half-transparent, at `position`.
 fn legend<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,

@@ -158,8 +158,8 @@ fn publishes_a_complete_partition_with_known_values() {
     let page = std::fs::read_to_string(part.join("report.html")).expect("report");
     assert_eq!(
         page.matches("<svg").count(),
-        5,
-        "ROC, calibration, gains, value deciles, coefficients"
+        10,
+        "ROC, calibration, gains, value deciles, coefficients; five night-over-night trends"
     );
     assert!(page.contains("<td>vip</td>") && page.contains("out_of_time"));
     let mut top: Vec<String> = std::fs::read_dir(&out)

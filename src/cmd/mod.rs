@@ -12,6 +12,7 @@ pub mod btyd;
 pub mod features;
 pub mod finish;
 pub mod generate;
+pub mod history;
 mod jsonlog;
 pub mod progress;
 pub mod run;
@@ -74,6 +75,8 @@ pub enum Command {
     Train(train::Args),
     /// Write synthetic event histories with a known ground truth.
     Generate(generate::Args),
+    /// List the published runs of an output folder (and those the drift gates refused).
+    History(history::Args),
 }
 
 /// Input selection shared by the subcommands that read events.
@@ -153,6 +156,7 @@ pub fn dispatch(command: Command) -> churnclv::Result<()> {
         Command::Features(a) => features::run(a),
         Command::Train(a) => train::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::History(a) => history::run(a),
     }
 }
 

@@ -43,6 +43,12 @@ pub struct Args {
     /// models), for `churnclv score --model` later.
     #[arg(long, value_name = "MODELS")]
     pub save_model: Option<PathBuf>,
+    /// Publish even if a drift gate ([gates] in the config: this run against the latest
+    /// published run before its as-of) trips; metrics.json records drift.status "accepted".
+    /// Without it a tripped gate exits 3, publishes nothing, and writes the comparison to
+    /// DIR/_drift/as_of=YYYY-MM-DD/<run_id>.json.
+    #[arg(long)]
+    pub accept_drift: bool,
 }
 
 pub fn run(args: Args) -> churnclv::Result<()> {
@@ -72,6 +78,7 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     let to = Destination {
         out: &args.out,
         save_model: args.save_model.as_deref(),
+        accept_drift: args.accept_drift,
     };
     let outcome = jobs::run(&plan, &to, &mut |stage| progress.stage(stage), started)?;
     progress.finish();

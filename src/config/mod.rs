@@ -13,9 +13,11 @@ use crate::models::value::{DAYS_PER_MONTH_RANGE, MONTHLY_DISCOUNT_RANGE};
 use crate::time;
 
 mod choice;
+mod gates;
 
 use choice::{model_key, refused_choice};
 pub use choice::{parse_date, ClassWeight, Horizon, MaxFuture, MemoryLimit, HORIZON_DAYS};
+pub use gates::GatesConfig;
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +317,7 @@ pub struct Config {
     pub churn: ChurnConfig,
     pub btyd: BtydConfig,
     pub tiers: crate::segment::TierConfig,
+    pub gates: GatesConfig,
 }
 
 impl Config {
@@ -425,6 +428,7 @@ impl Config {
                 expected,
                 value: value.to_string(),
             })?;
+        self.gates.validate()?;
         let b = &self.btyd;
         for (key, v, ok) in [
             ("btyd.penalizer", b.penalizer, b.penalizer >= 0.0),

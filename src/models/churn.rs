@@ -6,6 +6,8 @@
 //! positive-class quirk (rust-ml/linfa#393: the more frequent label is "positive") no longer
 //! applies: `churned == true` is the positive class.
 
+use std::collections::BTreeMap;
+
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +97,16 @@ pub struct ChurnModel {
     pub params: ChurnParams,
     pub train_rows: usize,
     pub train_churn_rate: f64,
+    /// Asymptotic standard errors of the coefficients (by feature name) and of the intercept
+    /// (key `intercept`) at the optimum ([`logistic::Fitted::std_errors`]), in the units of the
+    /// standardised features: what the next run's drift check measures coefficient shifts in.
+    /// Required in a model file (`null` when the Hessian could not be inverted).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub std_errors: Option<BTreeMap<String, f64>>,
 }
+
+/// The key of the intercept's standard error in [`ChurnModel::std_errors`].
+pub const INTERCEPT: &str = "intercept";
 
 /// Names of the model inputs, in matrix column order.
 /// RFM and BTYD summary first, then behaviour (zero, hence constant and inert, for data with
@@ -436,7 +447,17 @@ impl ChurnModel {
             duration_ms = tt.elapsed().as_millis() as u64,
             "churn model fitted"
         );
+        let std_errors = fitted.std_errors.as_ref().map(|se| {
+            design
+                .features
+                .iter()
+                .map(|f| f.name.clone())
+                .chain([INTERCEPT.to_string()])
+                .zip(se.iter().copied())
+                .collect()
+        });
         Ok(ChurnModel {
+            std_errors,
             features: design.features.clone(),
             coefficients: fitted.weights,
             intercept: fitted.intercept + shift,
@@ -537,6 +558,24 @@ impl ChurnModel {
                 "must be finite",
                 self.intercept,
             ));
+        }
+        // Not used to score, but read by the next run's drift check: a name it cannot match
+        // or a value that is no standard error would make that comparison meaningless.
+        for (name, se) in self.std_errors.iter().flatten() {
+            if name != INTERCEPT && feature_column(name).is_none() {
+                return Err(InvalidField::new(
+                    format!("std_errors.{name}"),
+                    "must be named after a feature this build computes or `intercept`",
+                    format_args!("{name:?}"),
+                ));
+            }
+            if !(se.is_finite() && *se > 0.0) {
+                return Err(InvalidField::new(
+                    format!("std_errors.{name}"),
+                    "must be finite and > 0",
+                    se,
+                ));
+            }
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use arrow_array::RecordBatch;
 
 use crate::io::ScanStats;
 use crate::models::value::ValueInputs;
+use crate::stages::drift;
 use crate::stages::features::{self, ModelInputs, TableSpec};
 use crate::stages::metrics::{Counts, CustomerSample};
 use crate::stages::publish::{self, Partition, Provenance};
@@ -32,6 +33,8 @@ pub struct Destination<'a> {
     pub out: &'a Path,
     /// `--save-model MODELS`: a copy of model.json as `MODELS/<run_id>/model.json`.
     pub save_model: Option<&'a Path>,
+    /// `--accept-drift`: publish even when a drift gate trips (recorded in metrics.json).
+    pub accept_drift: bool,
 }
 
 /// What a published run reports.
@@ -210,8 +213,27 @@ pub fn run(
         rows_used: stats.rows_used,
         rows_rejected: stats.rows_rejected,
     };
-    let metrics = trained.metrics(&run_id, Some((&scored, counts)));
+    let mut metrics = trained.metrics(&run_id, Some((&scored, counts)));
+    // Drift against the runs published before this as-of: exit 3 here publishes nothing.
+    let governance = drift::govern(
+        &drift::Check {
+            out: lock.dir(),
+            as_of: c.as_of,
+            run_id: &run_id,
+            gates: &plan.config.gates,
+            accept: to.accept_drift,
+        },
+        drift::RunData {
+            stats: &stats,
+            latest: &latest,
+            trained: &trained,
+            scored: &scored,
+        },
+    )?;
+    metrics.drift = Some(&governance.drift);
+    metrics.profile = Some(&governance.profile);
     let page = report_page(&trained, &scored, &counts, &run_id)?;
+    let page = governance.add_to_report(page, lock.dir(), c.as_of, &run_id)?;
     let model = trained.saved_model(&run_id, &metrics)?;
     let target = publish::publish(
         &lock,
@@ -244,7 +266,7 @@ pub fn run(
         "published {}",
         target.display()
     );
-    let summary = console_summary(
+    let mut summary = console_summary(
         &target,
         &run_id,
         &stats,
@@ -253,6 +275,7 @@ pub fn run(
         &counts,
         started.elapsed(),
     );
+    summary.push_str(&governance.summary_line());
     Ok(Outcome {
         target,
         run_id,

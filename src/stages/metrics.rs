@@ -13,6 +13,7 @@ use crate::evaluate::{
     roc_auc, spearman, CalibrationBin, Decile,
 };
 use crate::models::value::ValueFit;
+use crate::stages::drift::{Drift, Profile};
 use crate::stages::score::{Kpis, TierStats};
 
 /// Out-of-time evaluation (or the customer-split fallback).
@@ -191,6 +192,13 @@ pub struct Metrics<'a> {
     /// Customers scored and rows read (absent without a scan and scoring: `train` alone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counts: Option<Counts>,
+    /// The comparison with the runs published before this as-of (`run` only; see
+    /// `stages::drift`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<&'a Drift>,
+    /// What the next run compares itself with (`run` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<&'a Profile>,
 }
 
 #[derive(Serialize)]

@@ -21,16 +21,22 @@
 //!        │                    (scores, segments, tiers, KPIs)
 //!        │                                     churnclv score --features F --model M
 //!        ▼
+//!  drift::govern ──────────── this run's profile against the latest earlier published run:
+//!        │ Governance         PSI, input / model / tier shifts, [gates] (exit 3 + side file)
+//!        ▼
 //!  publish::publish ───────── one partition writer, one Manifest type, through
 //!                             io::publish's lock, staging and one-step swap
 //! ```
 //!
+//! [`history`] lists the published runs (`churnclv history`, the report's trends).
 //! [`metrics`] holds the metrics.json types, [`summary`] the report page data and the console
 //! summary, [`validate`] and [`btyd`] the two diagnostic subcommands' work. Every stage returns
 //! [`crate::Error`], whose variants carry their exit code.
 
 pub mod btyd;
+pub mod drift;
 pub mod features;
+pub mod history;
 pub mod jobs;
 pub mod metrics;
 pub mod publish;

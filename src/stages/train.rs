@@ -225,6 +225,8 @@ impl Trained {
                 by_tier: &s.kpis_by_tier,
             }),
             counts: scored.map(|(_, counts)| counts),
+            drift: None,
+            profile: None,
         }
     }
 

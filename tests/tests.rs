@@ -10,6 +10,7 @@ mod btyd;
 mod cdnow;
 mod chain;
 mod corpus;
+mod dedup;
 mod fallback;
 mod features;
 mod fuzz;

@@ -16,6 +16,7 @@ mod jsonlog;
 pub mod progress;
 pub mod run;
 pub mod score;
+pub mod sql;
 pub mod train;
 pub mod validate;
 
@@ -74,6 +75,9 @@ pub enum Command {
     Train(train::Args),
     /// Write synthetic event histories with a known ground truth.
     Generate(generate::Args),
+    /// Print the feature stage as Spark SQL (features, or rejects by reason) for a Spark
+    /// engine: the scale-out path (docs/scale-out.md).
+    Sql(sql::Args),
 }
 
 /// Input selection shared by the subcommands that read events.
@@ -153,6 +157,7 @@ pub fn dispatch(command: Command) -> churnclv::Result<()> {
         Command::Features(a) => features::run(a),
         Command::Train(a) => train::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Sql(a) => sql::run(a),
     }
 }
 

@@ -201,8 +201,9 @@ checked AS (
       WHEN NOT (amount - amount = CAST(0 AS DOUBLE)) THEN 'non_finite_amount'
       WHEN abs(amount) > CAST({max_abs:?} AS DOUBLE) THEN 'amount_out_of_range'
       WHEN amount < CAST(0 AS DOUBLE) THEN 'negative_amount'
-      {dedup}
+      -- As in the reader: a row after the cutoff is after_as_of even when it repeats a key.
       WHEN t >= {end} THEN 'after_as_of'
+      {dedup}
     END AS reason
   FROM typed
   -- Of the rows of a customer sharing a key, the least by these values is kept (the order-free

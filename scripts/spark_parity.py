@@ -242,6 +242,8 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--modes", default="local,local-cluster")
     ap.add_argument("--remote", help="a running Spark Connect server (sc://host:port) instead of Sail")
+    ap.add_argument("--classic", action="store_true",
+                    help="Apache Spark classic in local mode (pyspark with its JVM) instead of Sail")
     args = ap.parse_args()
     from pyspark.sql import SparkSession
 
@@ -254,12 +256,25 @@ def main():
              "1997-10-01", "273d"),
             ("skewed", skewed_dataset(binary, os.path.join(work, "skewed")), "2025-07-01", "90d"),
         ]
-        targets = [("remote", None)] if args.remote else [(m, m) for m in args.modes.split(",")]
+        if args.classic:
+            targets = [("spark-classic local[2]", None)]
+        elif args.remote:
+            targets = [("remote", None)]
+        else:
+            targets = [(m, m) for m in args.modes.split(",")]
         for label, mode in targets:
             log = open(os.path.join(work, f"sail-{label}.log"), "w")
-            proc, url = (None, args.remote) if args.remote else start_sail(mode, log)
+            proc, url = (None, args.remote) if mode is None else start_sail(mode, log)
             try:
-                spark = SparkSession.builder.remote(url).getOrCreate()
+                if args.classic:
+                    url = "local[2]"
+                    spark = (SparkSession.builder.master(url)
+                             .config("spark.sql.session.timeZone", "UTC")
+                             .config("spark.ui.enabled", "false")
+                             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+                    spark.sparkContext.setLogLevel("ERROR")
+                else:
+                    spark = SparkSession.builder.remote(url).getOrCreate()
                 spark.conf.set("spark.sql.session.timeZone", "UTC")
                 print(f"{label} ({url}):")
                 for d in datasets:

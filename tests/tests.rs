@@ -24,4 +24,5 @@ mod oracle;
 mod publish;
 mod reader;
 mod run;
+mod sql;
 mod tiers;

@@ -237,6 +237,58 @@ def check(spark, binary, name, events, as_of, horizon, work):
     return problems
 
 
+def driver_check(url, binary, root, work):
+    """spark/churnclv_spark.py (features on the engine in buckets, training on all customers,
+    scoring through the binary) publishes the scores `churnclv run` publishes."""
+    events = os.path.join(work, "driver-events")
+    churnclv(binary, "generate", "--customers", "2000", "--seed", "11", "--quiet", "--out",
+             os.path.join(events, "events.parquet"))
+    os.remove(os.path.join(events, "events.truth.parquet"))
+    single, spark_out = os.path.join(work, "single"), os.path.join(work, "spark-out")
+    as_of = "2025-12-01"
+    churnclv(binary, "run", "--quiet", "--events", events, "--as-of", as_of, "--horizon", "90d",
+             "--out", single)
+    started = time.time()
+    out = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
+                          "--remote", url, "--events", events, "--as-of", as_of, "--horizon", "90d",
+                          "--buckets", "4", "--out", spark_out, "--bin", binary],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return [f"driver: exit {out.returncode}: {out.stderr.strip()}"]
+    part = os.path.join("scores", f"as_of={as_of}", "scores.parquet")
+    want = normalised(pq.read_table(os.path.join(single, part)))
+    got = normalised(pq.read_table(os.path.join(spark_out, part)))
+    problems = compare_scores(want, got)
+    if not os.path.exists(os.path.join(spark_out, "runs", f"as_of={as_of}", "_SUCCESS")):
+        problems.append("driver: no _SUCCESS in the published run partition")
+    print(f"  driver: {got.num_rows} customers scored, {time.time() - started:.1f} s: "
+          f"{'same scores as run' if not problems else 'DIFFERENT'}")
+    return problems
+
+
+def compare_scores(want, got):
+    """Scores: same columns, rows, nulls and labels; numbers to 1e-9 relative (the feature
+    ratios agree to 1e-9, not to the bit)."""
+    if want.schema.names != got.schema.names or want.num_rows != got.num_rows:
+        return [f"driver: scores shape {got.schema.names} x {got.num_rows}, "
+                f"run {want.schema.names} x {want.num_rows}"]
+    problems = []
+    ids = want.column("customer_id").to_pylist()
+    for f in want.schema:
+        if f.name in ("run_id", "model_version"):
+            continue  # which run made the row: different by design
+        a, b = want.column(f.name).to_pylist(), got.column(f.name).to_pylist()
+        for i, (x, y) in enumerate(zip(a, b)):
+            if isinstance(x, float) and isinstance(y, float):
+                ok = abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
+            else:
+                ok = x == y
+            if not ok:
+                problems.append(f"driver: customer {ids[i]}, column {f.name}: driver {y!r}, run {x!r}")
+                break
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -279,6 +331,8 @@ def main():
                 print(f"{label} ({url}):")
                 for d in datasets:
                     problems += [f"[{label}] {p}" for p in check(spark, binary, *d, work)]
+                if label == "local":
+                    problems += [f"[{label}] {p}" for p in driver_check(url, binary, root, work)]
                 spark.stop()
             finally:
                 if proc is not None:

@@ -266,6 +266,56 @@ def driver_check(url, binary, root, work):
     return problems
 
 
+def sample_check(url, binary, root, work):
+    """Training on a 10% customer sample (spark/churnclv_spark.py --train-sample 0.1) gives BTYD
+    and spend parameters within 2 standard errors (the sample fit's) of the full fit's, and
+    out-of-time churn ROC-AUC within 0.02 of it; 20,000 generated customers."""
+    import json
+
+    events = os.path.join(work, "sample-events")
+    churnclv(binary, "generate", "--customers", "20000", "--seed", "42", "--quiet", "--out",
+             os.path.join(events, "events.parquet"))
+    os.remove(os.path.join(events, "events.truth.parquet"))
+    as_of = "2025-12-31"
+    full_out, sample_out = os.path.join(work, "sample-full"), os.path.join(work, "sample-10")
+    churnclv(binary, "run", "--quiet", "--events", events, "--as-of", as_of, "--out", full_out)
+    started = time.time()
+    out = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
+                          "--remote", url, "--events", events, "--as-of", as_of,
+                          "--train-sample", "0.1", "--out", sample_out, "--bin", binary],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return [f"sample: driver exit {out.returncode}: {out.stderr.strip()}"]
+
+    def model(d):
+        return json.load(open(os.path.join(d, "runs", f"as_of={as_of}", "model.json")))
+
+    full, sample = model(full_out), model(sample_out)
+    problems, worst = [], 0.0
+    for part in ("transactions", "spend"):
+        def params(m):
+            # BG/NBD's parameters are under "params"; Gamma-Gamma's beside its std_errors.
+            return m["params"] if "params" in m else {k: m[k] for k in m["std_errors"]}
+
+        f, s_ = params(full["value"][part]), sample["value"][part]
+        for k, v in f.items():
+            sv, se = params(s_)[k], s_["std_errors"][k]
+            z = abs(sv - v) / se
+            worst = max(worst, z)
+            if z > 2:
+                problems.append(f"sample: {part}.{k}: sample {sv:.4g} ± {se:.2g}, full {v:.4g} "
+                                f"({z:.1f} standard errors)")
+    auc_f = full["metrics"]["churn"]["model"]["roc_auc"]
+    auc_s = sample["metrics"]["churn"]["model"]["roc_auc"]
+    if abs(auc_f - auc_s) > 0.02:
+        problems.append(f"sample: out-of-time churn ROC-AUC {auc_s:.4f}, full {auc_f:.4f}")
+    n = sample["value"]["transactions"]["customers"], full["value"]["transactions"]["customers"]
+    print(f"  sample: 10% ({n[0]} of {n[1]} BTYD customers), parameters within {worst:.2f} "
+          f"standard errors, ROC-AUC {auc_s:.4f} vs {auc_f:.4f}, {time.time() - started:.1f} s: "
+          f"{'ok' if not problems else 'DIFFERENT'}")
+    return problems
+
+
 def compare_scores(want, got):
     """Scores: same columns, rows, nulls and labels; numbers to 1e-9 relative (the feature
     ratios agree to 1e-9, not to the bit)."""
@@ -333,6 +383,7 @@ def main():
                     problems += [f"[{label}] {p}" for p in check(spark, binary, *d, work)]
                 if label == "local":
                     problems += [f"[{label}] {p}" for p in driver_check(url, binary, root, work)]
+                    problems += [f"[{label}] {p}" for p in sample_check(url, binary, root, work)]
                 spark.stop()
             finally:
                 if proc is not None:

@@ -13,7 +13,7 @@ Steps (docs/scale-out.md):
    customer-hash buckets (WORK/features/as_of=C/bucket=k/);
 2. the training sample: customers with pmod(hash(customer_id), 10^6) < share × 10^6 (the
    same customers at every cutoff, the same on every run), pulled to the driver as four
-   files, then `churnclv train`;
+   files, then `churnclv train` (the churn model and the BTYD / spend fits all see the sample);
 3. `churnclv score --features` on the as-of table pulled to the driver, publishing
    DIR/{scores,features,rejects,runs}/as_of=D/ exactly as `churnclv score` does.
 
@@ -112,15 +112,22 @@ def main():
         bucketed = os.path.join(work, "features", f"as_of={cutoff}")
         (df.withColumn("bucket", F.expr(f"pmod(hash(customer_id), {args.buckets})"))
            .write.mode("overwrite").partitionBy("bucket").parquet(bucketed))
-        # 2. The training sample (all customers of the as-of table: scoring needs every one).
-        table = spark.read.parquet(bucketed).drop("bucket")
-        if labelled and share < 1_000_000:
-            table = table.where(F.expr(f"pmod(hash(customer_id), 1000000) < {share}"))
-        path = os.path.join(work, f"features-{cutoff}.parquet")
+        # 2. The training sample: the same customers at every cutoff (the as-of table too:
+        #    the final BTYD and spend fits use it). Scoring reads the whole as-of table.
         import pyarrow.parquet as pq
 
-        pq.write_table(table.toArrow(), path)
-        local[cutoff] = path
+        table = spark.read.parquet(bucketed).drop("bucket")
+        sample = table
+        if share < 1_000_000:
+            sample = table.where(F.expr(f"pmod(hash(customer_id), 1000000) < {share}"))
+        local[cutoff] = os.path.join(work, f"train-{cutoff}.parquet")
+        pq.write_table(sample.toArrow(), local[cutoff])
+        if not labelled:
+            score_table = os.path.join(work, f"features-{cutoff}.parquet")
+            if share < 1_000_000:
+                pq.write_table(table.toArrow(), score_table)
+            else:
+                shutil.copyfile(local[cutoff], score_table)
         print(f"features before {cutoff}{' (labelled)' if labelled else ''}: "
               f"{args.buckets} buckets in {bucketed}")
 
@@ -131,7 +138,7 @@ def main():
         "--out", model_dir, *(["--config", args.config] if args.config else []))
     print(f"trained on {args.train_sample:.0%} of the customers -> {model_dir}/model.json")
     said = run(args.bin, "score", "--model", os.path.join(model_dir, "model.json"),
-               "--features", local[latest], "--as-of", args.as_of, "--out", args.out,
+               "--features", score_table, "--as-of", args.as_of, "--out", args.out,
                *(["--config", args.config] if args.config else []))
     sys.stdout.write(said)
     spark.stop()

@@ -255,10 +255,24 @@ def driver_check(url, binary, root, work):
                          capture_output=True, text=True)
     if out.returncode != 0:
         return [f"driver: exit {out.returncode}: {out.stderr.strip()}"]
+    # The skew guard: a customer over --max-customer-events stops the driver before any
+    # feature query, exit 2, naming it; nothing is published.
+    guarded = os.path.join(work, "guarded-out")
+    stop = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
+                           "--remote", url, "--events", os.path.join(work, "skewed"),
+                           "--as-of", "2025-07-01", "--max-customer-events", "100000",
+                           "--out", guarded, "--bin", binary], capture_output=True, text=True)
+    want_err = (f"churnclv_spark: error: --events {os.path.join(work, 'skewed')}: customers with "
+                f"more than --max-customer-events 100000 rows: 'WHALE' (150008 rows); filter "
+                f"them out upstream or raise the limit with executor memory (docs/scale-out.md)\n")
+    guard_problems = []
+    if (stop.returncode, stop.stderr) != (2, want_err) or os.path.exists(guarded):
+        guard_problems.append(f"driver: skew guard: exit {stop.returncode}, stderr {stop.stderr!r}, "
+                              f"published {os.path.exists(guarded)}")
     part = os.path.join("scores", f"as_of={as_of}", "scores.parquet")
     want = normalised(pq.read_table(os.path.join(single, part)))
     got = normalised(pq.read_table(os.path.join(spark_out, part)))
-    problems = compare_scores(want, got)
+    problems = guard_problems + compare_scores(want, got)
     if not os.path.exists(os.path.join(spark_out, "runs", f"as_of={as_of}", "_SUCCESS")):
         problems.append("driver: no _SUCCESS in the published run partition")
     print(f"  driver: {got.num_rows} customers scored, {time.time() - started:.1f} s: "

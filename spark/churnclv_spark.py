@@ -62,6 +62,10 @@ def main():
                     help="share of customers the models train on (0 < share <= 1)")
     ap.add_argument("--work", default=None,
                     help="scratch folder the engine and the driver both reach (default: a new temporary folder)")
+    ap.add_argument("--max-customer-events", type=int, default=3_000_000,
+                    help="stop (exit 2) before the feature queries when a customer has more rows "
+                         "than this: all of a customer's rows are sorted in one task "
+                         "(docs/scale-out.md: ~3.5M fit a 2 GB Sail executor); 0: no check")
     ap.add_argument("--bin", default="churnclv")
     ap.add_argument("--config")
     ap.add_argument("--map", action="append", default=[])
@@ -85,13 +89,28 @@ def main():
         common += ["--config", args.config]
     for m in args.map:
         common += ["--map", m]
-    names = {c: c for c in OPTIONAL}
+    names = {c: c for c in OPTIONAL + ["customer_id"]}
     for m in args.map:
         ours, _, theirs = m.partition("=")
         names[ours.strip()] = theirs.strip()
     absent = [c for c in OPTIONAL if names[c] not in events.columns]
     if absent:
         common += ["--absent", ",".join(absent)]
+
+    # The skew guard: one aggregate (partially aggregated before its shuffle, so a heavy
+    # customer costs it nothing) instead of a task that runs out of memory an hour in.
+    if args.max_customer_events > 0:
+        customer = names.get("customer_id", "customer_id")
+        heavy = (events.groupBy(F.col(f"`{customer}`").alias("customer_id")).count()
+                 .where(F.col("count") > args.max_customer_events)
+                 .orderBy(F.col("count").desc()).limit(5).collect())
+        if heavy:
+            listed = ", ".join(f"'{r['customer_id']}' ({r['count']} rows)" for r in heavy)
+            sys.stderr.write(
+                f"churnclv_spark: error: --events {args.events}: customers with more than "
+                f"--max-customer-events {args.max_customer_events} rows: {listed}; filter them "
+                f"out upstream or raise the limit with executor memory (docs/scale-out.md)\n")
+            sys.exit(2)
 
     h = horizon_days(args.horizon)
     as_of = dt.date.fromisoformat(args.as_of)

@@ -6,6 +6,7 @@ binary, so the output has the layout, manifest and _SUCCESS of a single-node run
     python spark/churnclv_spark.py --remote sc://HOST:PORT --events PATH --as-of D \
         --out DIR [--horizon 90d] [--buckets 16] [--train-sample 1.0] [--work DIR] \
         [--bin churnclv] [--config churnclv.toml] [--map customer_id=user_id ...]
+        [--max-customer-events 3000000] [--step all|features|train|score]
 
 Steps (docs/scale-out.md):
 1. features at the four cutoffs of `run` (as_of − 3H, − 2H, − H labelled with H; as_of) on
@@ -16,6 +17,10 @@ Steps (docs/scale-out.md):
    files, then `churnclv train` (the churn model and the BTYD / spend fits all see the sample);
 3. `churnclv score --features` on the as-of table pulled to the driver, publishing
    DIR/{scores,features,rejects,runs}/as_of=D/ exactly as `churnclv score` does.
+
+`--step` runs one of the three (with --work shared by them), as three tasks of a scheduler
+(examples/airflow_spark_dag.py). Exit codes are churnclv's: 2 bad input / usage (also a
+customer over --max-customer-events), 3 quality gate, 1 internal.
 
 Not done yet (docs/scale-out.md): scoring each bucket on the executors with global cut points
 (RFM quintiles, CLV deciles, the VIP share) from one aggregate query.
@@ -66,6 +71,9 @@ def main():
                     help="stop (exit 2) before the feature queries when a customer has more rows "
                          "than this: all of a customer's rows are sorted in one task "
                          "(docs/scale-out.md: ~3.5M fit a 2 GB Sail executor); 0: no check")
+    ap.add_argument("--step", choices=["all", "features", "train", "score"], default="all",
+                    help="run one step (features on the engine, train, score and publish), e.g. "
+                         "as three tasks of a scheduler; needs --work shared by the steps")
     ap.add_argument("--bin", default="churnclv")
     ap.add_argument("--config")
     ap.add_argument("--map", action="append", default=[])
@@ -75,6 +83,40 @@ def main():
     if args.buckets < 1:
         raise SystemExit(f"--buckets {args.buckets}: expected at least 1")
 
+    if args.step != "all" and args.work is None:
+        sys.stderr.write(f"churnclv_spark: error: --step {args.step} needs --work: the folder "
+                         "the steps hand their files over in\n")
+        sys.exit(2)
+    h = horizon_days(args.horizon)
+    as_of = dt.date.fromisoformat(args.as_of)
+    cutoffs = [(as_of - dt.timedelta(days=k * h), k > 0) for k in (3, 2, 1, 0)]
+    work = args.work or tempfile.mkdtemp(prefix="churnclv-spark-")
+    # What the steps hand over: the training sample at each cutoff, the whole as-of table.
+    train_file = {c: os.path.join(work, f"train-{c}.parquet") for c, _ in cutoffs}
+    score_table = os.path.join(work, f"features-{as_of}.parquet")
+    model_dir = os.path.join(work, "model")
+    config = ["--config", args.config] if args.config else []
+
+    if args.step in ("all", "features"):
+        features_step(args, work, cutoffs, h, train_file, score_table)
+    if args.step in ("all", "train"):
+        (tv, _), (t0, _), (t1, _), (latest, _) = cutoffs
+        run(args.bin, "train", "--tune", train_file[tv], "--train", train_file[t0],
+            "--validate", train_file[t1], "--latest", train_file[latest], "--as-of", args.as_of,
+            "--horizon", f"{h}d", "--out", model_dir, *config)
+        print(f"trained on {args.train_sample:.0%} of the customers -> {model_dir}/model.json")
+    if args.step in ("all", "score"):
+        said = run(args.bin, "score", "--model", os.path.join(model_dir, "model.json"),
+                   "--features", score_table, "--as-of", args.as_of, "--out", args.out, *config)
+        sys.stdout.write(said)
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def features_step(args, work, cutoffs, h, train_file, score_table):
+    """On the engine: the skew guard, then the feature table at each cutoff in buckets, the
+    training sample and the as-of table pulled to `work`."""
+    import pyarrow.parquet as pq
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
@@ -112,15 +154,10 @@ def main():
                 f"out upstream or raise the limit with executor memory (docs/scale-out.md)\n")
             sys.exit(2)
 
-    h = horizon_days(args.horizon)
-    as_of = dt.date.fromisoformat(args.as_of)
-    cutoffs = [(as_of - dt.timedelta(days=k * h), k > 0) for k in (3, 2, 1, 0)]
-    work = args.work or tempfile.mkdtemp(prefix="churnclv-spark-")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    # Only what this step writes is replaced; anything else in --work is left alone.
+    shutil.rmtree(os.path.join(work, "features"), ignore_errors=True)
+    os.makedirs(work, exist_ok=True)
     share = int(round(args.train_sample * 1_000_000))
-
-    local = {}
     for cutoff, labelled in cutoffs:
         sql_args = ["sql", "features", "--as-of", cutoff.isoformat(), *common]
         if labelled:
@@ -133,36 +170,20 @@ def main():
            .write.mode("overwrite").partitionBy("bucket").parquet(bucketed))
         # 2. The training sample: the same customers at every cutoff (the as-of table too:
         #    the final BTYD and spend fits use it). Scoring reads the whole as-of table.
-        import pyarrow.parquet as pq
-
         table = spark.read.parquet(bucketed).drop("bucket")
         sample = table
         if share < 1_000_000:
             sample = table.where(F.expr(f"pmod(hash(customer_id), 1000000) < {share}"))
-        local[cutoff] = os.path.join(work, f"train-{cutoff}.parquet")
-        pq.write_table(sample.toArrow(), local[cutoff])
+        pq.write_table(sample.toArrow(), train_file[cutoff])
         if not labelled:
-            score_table = os.path.join(work, f"features-{cutoff}.parquet")
             if share < 1_000_000:
                 pq.write_table(table.toArrow(), score_table)
             else:
-                shutil.copyfile(local[cutoff], score_table)
+                shutil.copyfile(train_file[cutoff], score_table)
         print(f"features before {cutoff}{' (labelled)' if labelled else ''}: "
               f"{args.buckets} buckets in {bucketed}")
 
-    (tv, _), (t0, _), (t1, _), (latest, _) = cutoffs
-    model_dir = os.path.join(work, "model")
-    run(args.bin, "train", "--tune", local[tv], "--train", local[t0], "--validate", local[t1],
-        "--latest", local[latest], "--as-of", args.as_of, "--horizon", f"{h}d",
-        "--out", model_dir, *(["--config", args.config] if args.config else []))
-    print(f"trained on {args.train_sample:.0%} of the customers -> {model_dir}/model.json")
-    said = run(args.bin, "score", "--model", os.path.join(model_dir, "model.json"),
-               "--features", score_table, "--as-of", args.as_of, "--out", args.out,
-               *(["--config", args.config] if args.config else []))
-    sys.stdout.write(said)
     spark.stop()
-    if args.work is None:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

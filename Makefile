@@ -6,11 +6,13 @@ BIN    := target/release/churnclv
 SAMPLE := data/sample/events.parquet
 OUT    ?= out
 
-.PHONY: run test build sample cdnow bench bench-data clean fuzz scale
+.PHONY: run test build sample cdnow bench bench-data clean fuzz scale spark-check
 
 BENCH_EVENTS := data/bench/events.parquet
 VENV         := .venv
 CHECK_VENV   := .venv-check
+SPARK_VENV   := .venv-spark
+CLASSIC_VENV := .venv-spark-classic
 
 ## Build, make the sample data if missing, run the whole job on it, print a summary.
 run: build sample
@@ -19,13 +21,22 @@ run: build sample
 ## Every test (unit, integration, CLI), release profile; then two partitions published into one
 ## folder and loaded with DuckDB and pyarrow (hive discovery, types as in docs/schema.md), and
 ## the Airflow example's rendered command and retry rules checked — in a pinned venv
-## (scripts/requirements-check.txt, installed into .venv-check). Any failure fails the target.
+## (scripts/requirements-check.txt, installed into .venv-check); then the Spark SQL parity
+## check: `churnclv sql features` on Sail (local and local-cluster with 2 workers) equals
+## `churnclv features`, and the Spark driver's bucketed scores equal `run`'s (pinned in
+## scripts/requirements-spark.txt, installed into .venv-spark). Any failure fails the target.
 ## `failpoints` compiles the fault-injection points of the publish path, which tests/publish.rs
 ## needs (its tests fail, saying so, without it); normal builds leave them out.
-test: $(CHECK_VENV)/.installed
+test: $(CHECK_VENV)/.installed $(SPARK_VENV)/.installed
 	$(CARGO) test --release --features failpoints
 	$(CHECK_VENV)/bin/python scripts/load_check.py $(BIN)
 	$(CHECK_VENV)/bin/python scripts/dag_check.py
+	$(SPARK_VENV)/bin/python scripts/spark_parity.py --bin $(BIN)
+
+## The same parity check on Apache Spark 4 classic in local mode (JVM; Java 17), slower:
+## not part of `make test`. pyspark pinned in scripts/requirements-spark-classic.txt.
+spark-check: build $(CLASSIC_VENV)/.installed
+	$(CLASSIC_VENV)/bin/python scripts/spark_parity.py --bin $(BIN) --classic
 
 build:
 	$(CARGO) build --release
@@ -80,6 +91,18 @@ $(CHECK_VENV)/.installed: scripts/requirements-check.txt
 	rm -rf $(CHECK_VENV)
 	python3 -m venv $(CHECK_VENV)
 	$(CHECK_VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements-check.txt
+	touch $@
+
+$(SPARK_VENV)/.installed: scripts/requirements-spark.txt
+	rm -rf $(SPARK_VENV)
+	python3 -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements-spark.txt
+	touch $@
+
+$(CLASSIC_VENV)/.installed: scripts/requirements-spark-classic.txt
+	rm -rf $(CLASSIC_VENV)
+	python3 -m venv $(CLASSIC_VENV)
+	$(CLASSIC_VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements-spark-classic.txt
 	touch $@
 
 clean:

@@ -1,4 +1,5 @@
-"""`make test`, scheduler step: checks examples/airflow_dag.py.
+"""`make test`, scheduler step: checks examples/airflow_dag.py (and the three-task Spark DAG,
+examples/airflow_spark_dag.py: task order, the rendered --as-of / --step / --work).
 
 1. Its command renders `--as-of` to the END of the data interval: for the run of 2026-11-30
    02:30 UTC (Airflow 2's cron interval [2026-11-29 02:30, 2026-11-30 02:30), or Airflow 3's
@@ -24,6 +25,7 @@ import types
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DAG_FILE = os.path.join(ROOT, "examples", "airflow_dag.py")
+SPARK_DAG_FILE = os.path.join(ROOT, "examples", "airflow_spark_dag.py")
 UTC = dt.timezone.utc
 RUN_AT = dt.datetime(2026, 11, 30, 2, 30, tzinfo=UTC)
 # (label, data_interval_start, data_interval_end) of the run at RUN_AT.
@@ -44,6 +46,7 @@ class Stand_in:
 
     def __init__(self):
         self.tasks = {}
+        self.edges = []
         airflow = types.ModuleType("airflow")
         decorators = types.ModuleType("airflow.decorators")
         exceptions = types.ModuleType("airflow.exceptions")
@@ -71,6 +74,7 @@ class Stand_in:
                 self.task_id, self.fn, self.args = task_id, fn, args
 
             def __rshift__(self, other):
+                stand_in.edges.append((self.task_id, other.task_id))
                 return other
 
         def task(fn=None, **options):
@@ -100,6 +104,32 @@ class Stand_in:
         context = {"data_interval_start": start, "data_interval_end": end,
                    "ds": ds_filter(start), "logical_date": start}
         return [env.from_string(a).render(context) for a in self.tasks[task_id].args]
+
+
+def load_spark_dag():
+    """examples/airflow_spark_dag.py with the stand-in (it imports examples/airflow_dag.py, as
+    in a DAGs folder): a renderer of its tasks' arguments and its task edges."""
+    stand_in = Stand_in()
+    saved = {k: sys.modules.get(k) for k in stand_in.modules}
+    sys.modules.update(stand_in.modules)
+    sys.path.insert(0, os.path.dirname(SPARK_DAG_FILE))
+    try:
+        # The import it makes, first, so that only its own tasks are recorded.
+        importlib.import_module("airflow_dag")
+        stand_in.tasks.clear()
+        stand_in.edges.clear()
+        spec = importlib.util.spec_from_file_location("churnclv_spark_dag", SPARK_DAG_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("airflow_dag", None)
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    return module, stand_in
 
 
 def load_dag_module():
@@ -193,6 +223,20 @@ def main():
             message = str(e)
     expect(message == "churnclv exited 2 (bad input, config or usage (or another run holds the "
                       "lock)): e.parquet: no usable rows", f"failure message {message!r}")
+
+    # The Spark DAG: the three steps in order, one --work per as-of, the interval's end.
+    spark_module, spark = load_spark_dag()
+    expect(spark.edges == [("features", "train"), ("train", "score"), ("score", "check_partition")],
+           f"spark DAG task order {spark.edges}")
+    for interval in INTERVALS:
+        commands = {t: spark.render(spark_module, t, interval)[0] for t in ("features", "train", "score")}
+        for step, command in commands.items():
+            expect(f"--as-of {WANT_AS_OF} " in command and command.endswith(f"--step {step}")
+                   and f"--work /shared/churnclv-work/as_of={WANT_AS_OF} " in command,
+                   f"spark DAG {step}: rendered command {command!r}")
+        (success,) = spark.render(spark_module, "check_partition", interval)
+        expect(success == f"/data/churnclv/runs/as_of={WANT_AS_OF}/_SUCCESS",
+               f"spark DAG: partition check looks at {success!r}")
 
     for f in failures:
         print(f"dag check: FAILED: {f}", file=sys.stderr)

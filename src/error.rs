@@ -17,6 +17,7 @@ use crate::io::{InputError, LockError, OutputError, PublishError};
 use crate::models::btyd::BtydError;
 use crate::models::{ModelError, SavedModelError};
 use crate::report::ReportError;
+use crate::sql::SqlError;
 use crate::stages::score::ScoreError;
 
 /// Every error a stage or subcommand can end with.
@@ -56,6 +57,9 @@ pub enum Error {
     /// The churn model: 2 when the data has no customers or one class, 1 otherwise.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// `churnclv sql`: 2 for a flag naming a wrong column, 1 for a column without definition.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
     /// A quality gate failed; nothing was published (3).
     #[error("quality gate failed: {0}")]
     QualityGate(String),
@@ -115,6 +119,10 @@ impl Error {
             Error::Model(e) => match e {
                 ModelError::OneClass { .. } | ModelError::Empty { .. } => 2,
                 _ => 1,
+            },
+            Error::Sql(e) => match e {
+                SqlError::Undefined(_) => 1,
+                _ => 2,
             },
             Error::QualityGate(_) => 3,
             Error::Output(_)

@@ -6,7 +6,8 @@
 //! events, write outputs, publish partitions atomically) → [`features`] (per-customer
 //! accumulators, rayon; the feature table, the stages' file contract) → [`labels`] (time
 //! windows) → [`models`] (churn, BTYD, spend; the saved model) → [`evaluate`] (metrics) and
-//! [`segment`] (segments and engagement tiers); [`report`] draws the page.
+//! [`segment`] (segments and engagement tiers); [`report`] draws the page; [`sql`] writes the
+//! feature stage as Spark SQL for the scale-out path (`spark/`).
 //! [`generate`] makes synthetic histories with known ground truth; [`config`] is the one
 //! validated configuration struct; [`time`] owns the time units and date conversions;
 //! [`batch`] is what the reader hands the accumulators; [`error`] the one error type,
@@ -29,6 +30,7 @@ pub mod models;
 pub mod plan;
 pub mod report;
 pub mod segment;
+pub mod sql;
 pub mod stages;
 pub mod time;
 

@@ -28,7 +28,8 @@ fn read(path: &Path) -> Vec<RecordBatch> {
         .expect("read")
 }
 
-/// A generated history plus a file of bad and duplicated rows, in one input folder.
+/// A generated history plus a file of bad rows and a customer's repeated order id, in one
+/// input folder.
 fn input(dir: &Path) -> PathBuf {
     let events = dir.join("events");
     let generated = common::generate(&dir.join("generated.parquet"), 3000, 11);
@@ -42,7 +43,7 @@ fn input(dir: &Path) -> PathBuf {
                 None,
                 Some(""),
                 Some("C0000001"),
-                Some("C0000002"),
+                Some("C0000003"),
                 Some("C0000003"),
                 Some("Z-late"),
             ])),

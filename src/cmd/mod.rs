@@ -17,6 +17,7 @@ mod jsonlog;
 pub mod progress;
 pub mod run;
 pub mod score;
+pub mod sql;
 pub mod train;
 pub mod validate;
 
@@ -77,6 +78,9 @@ pub enum Command {
     Generate(generate::Args),
     /// List the published runs of an output folder (and those the drift gates refused).
     History(history::Args),
+    /// Print the feature stage as Spark SQL (features, or rejects by reason) for a Spark
+    /// engine: the scale-out path (docs/scale-out.md).
+    Sql(sql::Args),
 }
 
 /// Input selection shared by the subcommands that read events.
@@ -157,6 +161,7 @@ pub fn dispatch(command: Command) -> churnclv::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Generate(a) => generate::run(a),
         Command::History(a) => history::run(a),
+        Command::Sql(a) => sql::run(a),
     }
 }
 

@@ -149,8 +149,8 @@ fn metrics(out: &Path) -> serde_json::Value {
 fn shards_logged(log: &str) -> u64 {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["stage"] == "model inputs")
-        .and_then(|v| v["shards"].as_u64())
+        .filter(|v| v["stage"] == "model inputs")
+        .find_map(|v| v["shards"].as_u64())
         .expect("a model inputs line with shards")
 }
 
@@ -298,4 +298,81 @@ fn a_memory_limit_that_is_not_a_size_is_a_usage_error() {
             "{value}"
         );
     }
+}
+
+/// Training on half the customers (the fallback of a budget too small for every customer's
+/// samples) moves the churn coefficients by less than two of their standard errors, keeps the
+/// final BTYD fit (on every as-of buyer) as it is, records the share, and still scores every
+/// customer.
+#[test]
+fn a_customer_sample_trains_within_the_standard_errors_of_the_full_fit() {
+    use churnclv::plan::{Plan, Request, Source};
+    use churnclv::stages::{jobs, shards};
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = common::generate(&dir.path().join("events.parquet"), 20_000, 3);
+    let plan = Plan::build(&Request {
+        source: Source::Events(events.display().to_string()),
+        as_of: Some((AS_OF.into(), "--as-of")),
+        as_of_from_data: true,
+        ..Request::default()
+    })
+    .expect("plan");
+    let c = plan.cutoffs().expect("cutoffs");
+    let fit = |how: ShardPlan| {
+        let read = plan.read_options(churnclv::time::date_us(c.as_of));
+        let inputs = shards::model_inputs(
+            plan.events().expect("events"),
+            &read,
+            &jobs::tables(&c),
+            how,
+        )
+        .expect("inputs");
+        jobs::model_stages(inputs, &plan, c, "t", &mut |_| {}).expect("stages")
+    };
+    let full = fit(ShardPlan {
+        shards: 1,
+        train_fraction: None,
+    });
+    let half = fit(ShardPlan {
+        shards: 2,
+        train_fraction: Some(0.5),
+    });
+    let sample = half
+        .trained
+        .evaluation
+        .customer_sample
+        .as_ref()
+        .expect("recorded");
+    assert_eq!(sample.fraction, 0.5);
+    assert!(full.trained.evaluation.customer_sample.is_none());
+    let (n_full, n_half) = (
+        full.trained.evaluation.eval_customers as f64,
+        half.trained.evaluation.eval_customers as f64,
+    );
+    assert!((n_half / n_full - 0.5).abs() < 0.02, "{n_half} of {n_full}");
+    assert_eq!(full.scored.table.num_rows(), half.scored.table.num_rows());
+    assert_eq!(
+        full.trained.value.transactions,
+        half.trained.value.transactions
+    );
+    // Coefficients per unit of the transformed feature (each fit standardises with its own
+    // spread), against the full fit's standard errors in the same unit.
+    let (f, h) = (&full.trained.churn, &half.trained.churn);
+    let se = f.std_errors.as_ref().expect("standard errors");
+    let mut worst = 0.0f64;
+    for (j, s) in f.features.iter().enumerate() {
+        let k = h
+            .features
+            .iter()
+            .position(|x| x.name == s.name)
+            .expect("same features");
+        let (a, b) = (
+            f.coefficients[j] / s.std,
+            h.coefficients[k] / h.features[k].std,
+        );
+        let z = (a - b).abs() / (se[&s.name] / s.std);
+        assert!(z < 2.0, "{}: {a} vs {b} is {z:.2} standard errors", s.name);
+        worst = worst.max(z);
+    }
+    assert!(worst > 0.0, "the sample changed nothing");
 }

@@ -121,6 +121,15 @@ impl SampleBuilder {
         }
     }
 
+    /// Rows it was made for.
+    pub fn len(&self) -> usize {
+        self.customer.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.customer.is_empty()
+    }
+
     /// Places `row` as buyer number `pos` (`pos` < the `n` it was made for).
     pub fn set(&mut self, pos: usize, row: SampleRow) {
         let k = FEATURES.len();

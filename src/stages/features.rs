@@ -285,6 +285,26 @@ pub fn in_training_sample(id: &str, fraction: Option<f64>) -> bool {
     })
 }
 
+/// Moves every item to the index `rank(item)` says, in place: `rank` must be a permutation of
+/// `0..v.len()` (an internal error otherwise, rather than a loop that never ends).
+fn permute_to_rank<T>(v: &mut [T], rank: impl Fn(&T) -> u32) -> Result<()> {
+    for p in 0..v.len() {
+        let mut moves = 0;
+        loop {
+            let r = rank(&v[p]) as usize;
+            if r == p {
+                break;
+            }
+            if r >= v.len() || rank(&v[r]) as usize == r || moves > v.len() {
+                return Err(Error::Internal("as-of ranks are not a permutation".into()));
+            }
+            v.swap(p, r);
+            moves += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Customers per slice of the one pass of [`Scanned::model_inputs`].
 const MODEL_SLICE: usize = 4096;
 
@@ -297,6 +317,7 @@ impl Scanned {
     /// `train_fraction`: keep only that deterministic share of the customers in the samples
     /// ([`in_training_sample`]); the as-of table keeps everyone.
     pub fn model_inputs(self, train_fraction: Option<f64>) -> Result<ModelInputs> {
+        let started = Instant::now();
         let last = self.histories.cutoffs.last().copied().unwrap_or(i64::MIN);
         let latest_spec = match self
             .specs
@@ -452,12 +473,20 @@ impl Scanned {
                 }
             }
         }
-        // Sorted in place and mapped in place (a `Vec` collected from its own `into_iter` reuses
-        // the allocation): the as-of rows are held once.
-        latest_rows.par_sort_unstable_by_key(|r| r.0);
-        latest_ids.par_sort_unstable_by_key(|r| r.0);
+        // Put in id order in place (each row's rank is its final index: one swap per row
+        // out of place, no comparison sort of 370-byte rows) and mapped in place (a `Vec`
+        // collected from its own `into_iter` reuses the allocation): held once.
+        permute_to_rank(&mut latest_rows, |r| r.0)?;
+        permute_to_rank(&mut latest_ids, |r| r.0)?;
         let rows: Vec<Features> = latest_rows.into_iter().map(|(_, f)| f).collect();
         let customer_ids: Vec<Box<str>> = latest_ids.into_iter().map(|(_, id)| id).collect();
+        tracing::info!(
+            stage = "model inputs",
+            customers = rows.len(),
+            samples = ?builders.iter().map(SampleBuilder::len).collect::<Vec<_>>(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "the scan reduced to the models' inputs, its histories dropped"
+        );
         Ok(ModelInputs {
             samples: builders.into_iter().map(SampleBuilder::finish).collect(),
             latest: FeatureTable {

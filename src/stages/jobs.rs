@@ -85,7 +85,6 @@ pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
             100.0 * f
         );
     }
-    let t = Instant::now();
     let m = shards::model_inputs(
         inputs,
         &plan.read_options(date_us(c.as_of)),
@@ -97,8 +96,9 @@ pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
         shards = how.shards,
         train_fraction = how.train_fraction,
         samples = ?m.samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
-        duration_ms = t.elapsed().as_millis() as u64,
-        "the input reduced to the models' inputs"
+        "training reads {} customers' samples, scoring {} customers",
+        m.samples.last().map_or(0, |s| s.len()),
+        m.latest.len()
     );
     Ok(m)
 }

@@ -241,16 +241,7 @@ pub fn apply_scaling(
             found: x.ncols(),
         });
     }
-    let mut z = Array2::zeros((x.nrows(), features.len()));
-    for (j, f) in features.iter().enumerate() {
-        let col =
-            feature_column(&f.name).ok_or_else(|| ModelError::UnknownFeature(f.name.clone()))?;
-        let (transform, mean, std) = (f.transform, f.mean, f.std);
-        ndarray::Zip::from(z.column_mut(j))
-            .and(x.column(col))
-            .for_each(|z, &v| *z = (transform.apply(v) - mean) / std);
-    }
-    Ok(z)
+    standardise_logged(features, &x.mapv(|v| TRANSFORM.apply(v)))
 }
 
 /// [`apply_scaling`] of rows already transformed ([`logged_row`]).

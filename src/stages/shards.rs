@@ -157,12 +157,16 @@ struct Part {
 
 impl Part {
     fn of(m: ModelInputs) -> Part {
+        Part::in_pieces(m, PIECE)
+    }
+
+    fn in_pieces(m: ModelInputs, piece: usize) -> Part {
         let len = m.latest.len();
         let mut rows = m.latest.rows.into_iter();
         let mut ids = m.latest.customer_ids.into_iter();
         let mut pieces = VecDeque::new();
         loop {
-            let r: Vec<Features> = rows.by_ref().take(PIECE).collect();
+            let r: Vec<Features> = rows.by_ref().take(piece.max(1)).collect();
             if r.is_empty() {
                 break;
             }
@@ -187,14 +191,15 @@ impl Part {
             .map(|id| id.as_ref())
     }
 
+    /// Moves the next customer out; a piece is freed as soon as its last customer is out
+    /// (so that [`Part::peek`] always sees the next one).
     fn next(&mut self) -> Option<(Features, Box<str>)> {
-        loop {
-            let (rows, ids) = self.pieces.front_mut()?;
-            if let (Some(r), Some(id)) = (rows.next(), ids.next()) {
-                return Some((r, id));
-            }
+        let (rows, ids) = self.pieces.front_mut()?;
+        let next = rows.next().zip(ids.next());
+        if rows.as_slice().is_empty() {
             self.pieces.pop_front();
         }
+        next
     }
 }
 
@@ -278,4 +283,55 @@ fn merge_samples(shards: Vec<Sample>, position: &[Vec<u32>]) -> Result<Sample> {
         next[s] += 1;
     }
     Ok(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(ids: &[&str], piece: usize) -> Part {
+        let rows = ids
+            .iter()
+            .map(|id| Features {
+                n_events: id.len() as u64,
+                ..Features::default()
+            })
+            .collect();
+        Part::in_pieces(
+            ModelInputs {
+                samples: Vec::new(),
+                latest: FeatureTable {
+                    cutoff: chrono::NaiveDate::MIN,
+                    customer_ids: ids.iter().map(|&id| id.into()).collect(),
+                    rows,
+                    labels: None,
+                },
+                stats: ScanStats::default(),
+                rejects: Vec::new(),
+                train_fraction: None,
+            },
+            piece,
+        )
+    }
+
+    /// Shards longer than a piece (pieces of 2 here, 16k in a run) merge in id order.
+    #[test]
+    fn shard_tables_merge_in_id_order_across_pieces() {
+        for piece in [1, 2, 3, 100] {
+            let parts = vec![
+                part(&["a", "c", "d", "g", "h"], piece),
+                part(&["b", "e", "f"], piece),
+                part(&[], piece),
+                part(&["i"], piece),
+            ];
+            let m = gather(parts, None).unwrap_or_else(|e| panic!("{e}"));
+            let ids: Vec<&str> = m.latest.customer_ids.iter().map(|s| s.as_ref()).collect();
+            assert_eq!(
+                ids,
+                ["a", "b", "c", "d", "e", "f", "g", "h", "i"],
+                "piece {piece}"
+            );
+            assert!(m.latest.rows.iter().all(|r| r.n_events == 1));
+        }
+    }
 }

@@ -341,33 +341,37 @@ fn rate(l: &[bool]) -> f64 {
     }
 }
 
-/// The churn model fitted on `train` and evaluated on `eval` beside the recency baseline, and
-/// the supervised spend model (on the same design) beside the "next H = last H" baseline.
-struct Fitted {
-    churn: ChurnScores,
-    baseline: ChurnScores,
-    value_model: ValueScoresMetrics,
-    value_baseline: ValueScoresMetrics,
-    scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+/// How an evaluation splits time: its scheme, the training window (features before the
+/// first date, labels until the second) and the evaluation window, and why a fallback was used.
+struct Scheme {
+    name: &'static str,
+    train: (NaiveDate, NaiveDate),
+    eval: (NaiveDate, NaiveDate),
+    fallback_reason: Option<String>,
 }
 
+/// The churn model fitted on `train` and evaluated on `eval` beside the recency baseline, and
+/// the supervised spend model (on the same design) beside the "next H = last H" baseline.
 fn fit_and_score(
     params: ChurnParams,
     train: Sample,
     eval: &Sample,
-    window: &str,
-    what: &str,
-) -> Result<Fitted> {
+    scheme: Scheme,
+) -> Result<Evaluation> {
+    let window = window_name(scheme.train.0, scheme.train.1);
+    let what = if scheme.fallback_reason.is_some() {
+        "customer split"
+    } else {
+        "out of time"
+    };
     if train.is_empty() {
-        return Err(ModelError::Empty {
-            window: window.to_string(),
-        }
-        .into());
+        return Err(ModelError::Empty { window }.into());
     }
+    let (train_customers, train_churn_rate) = (train.len(), rate(&train.churned));
     // One design: the churn and spend models share its scaling, so the evaluation rows are
     // standardised once for both.
     let design = Design::from_logged(train.x).with_context(|| format!("churn model ({what})"))?;
-    let model = ChurnModel::fit_design(params, &design, &train.churned, window, None)
+    let model = ChurnModel::fit_design(params, &design, &train.churned, &window, None)
         .with_context(|| format!("churn model ({what})"))?;
     let spend = SpendModel::fit_design(&design, &train.spend).context("spend model")?;
     let z = design.standardise_logged(&eval.x)?;
@@ -379,8 +383,20 @@ fn fit_and_score(
             "the evaluation sample has no evaluation columns".into(),
         ));
     };
-    Ok(Fitted {
-        churn: ChurnScores::new("logistic", &p, &eval.churned, true),
+    Ok(Evaluation {
+        scheme: scheme.name,
+        train_cutoff: scheme.train.0,
+        train_labels_until: scheme.train.1,
+        eval_cutoff: scheme.eval.0,
+        eval_labels_until: scheme.eval.1,
+        train_customers,
+        eval_customers: eval.len(),
+        train_churn_rate,
+        eval_churn_rate: rate(&eval.churned),
+        fallback_reason: scheme.fallback_reason,
+        alpha_selection: None,
+        customer_sample: None,
+        model: ChurnScores::new("logistic", &p, &eval.churned, true),
         baseline: ChurnScores::new("recency", &d.recency, &eval.churned, false),
         value_model: ValueScoresMetrics::new("log1p_ols", &predicted, &eval.spend),
         value_baseline: ValueScoresMetrics::new(
@@ -388,7 +404,7 @@ fn fit_and_score(
             &d.prior_net_spend,
             &eval.spend,
         ),
-        scores: (p, d.recency.clone(), eval.churned.clone()),
+        eval_scores: (p, d.recency.clone(), eval.churned.clone()),
     })
 }
 
@@ -424,27 +440,17 @@ fn evaluate(
         Ok(t) => t,
         Err(reason) => return customer_split(eval, ids, c, config, params, reason),
     };
-    let (train_customers, train_churn_rate) = (train.len(), rate(&train.churned));
-    let f = fit_and_score(params, train, eval, &window_name(c.t0, c.t1), "out of time")?;
-    Ok(Evaluation {
-        scheme: "out_of_time",
-        train_cutoff: c.t0,
-        train_labels_until: c.t1,
-        eval_cutoff: c.t1,
-        eval_labels_until: c.as_of,
-        train_customers,
-        eval_customers: eval.len(),
-        train_churn_rate,
-        eval_churn_rate: rate(&eval.churned),
-        fallback_reason: None,
-        alpha_selection: None,
-        customer_sample: None,
-        model: f.churn,
-        baseline: f.baseline,
-        value_model: f.value_model,
-        value_baseline: f.value_baseline,
-        eval_scores: f.scores,
-    })
+    fit_and_score(
+        params,
+        train,
+        eval,
+        Scheme {
+            name: "out_of_time",
+            train: (c.t0, c.t1),
+            eval: (c.t1, c.as_of),
+            fallback_reason: None,
+        },
+    )
 }
 
 /// History shorter than two horizons: a seeded 80/20 customer split in the `t1` window.
@@ -464,33 +470,17 @@ fn customer_split(
         picked[usize::from(split_hash(id, config.run.seed) % 5 == 0)].push(i);
     }
     let (tr, ev) = (eval.select(&picked[0]), eval.select(&picked[1]));
-    let (train_customers, train_churn_rate) = (tr.len(), rate(&tr.churned));
-    let f = fit_and_score(
+    fit_and_score(
         params,
         tr,
         &ev,
-        &window_name(c.t1, c.as_of),
-        "customer split",
-    )?;
-    Ok(Evaluation {
-        scheme: "customer_split",
-        train_cutoff: c.t1,
-        train_labels_until: c.as_of,
-        eval_cutoff: c.t1,
-        eval_labels_until: c.as_of,
-        train_customers,
-        eval_customers: ev.len(),
-        train_churn_rate,
-        eval_churn_rate: rate(&ev.churned),
-        fallback_reason: Some(reason),
-        alpha_selection: None,
-        customer_sample: None,
-        model: f.churn,
-        baseline: f.baseline,
-        value_model: f.value_model,
-        value_baseline: f.value_baseline,
-        eval_scores: f.scores,
-    })
+        Scheme {
+            name: "customer_split",
+            train: (c.t1, c.as_of),
+            eval: (c.t1, c.as_of),
+            fallback_reason: Some(reason),
+        },
+    )
 }
 
 /// Out-of-time evaluation of the BTYD models: fitted on the history before `t1`, predicting

@@ -237,7 +237,7 @@ pub fn assign_tiers(rows: &[TierInput], horizon_days: f64, cfg: &TierConfig) -> 
 
 /// The up-to-three features that push this customer's churn score up the most
 /// (coefficient × standardised value > 0), largest first.
-pub fn churn_reasons(names: &[String], contributions: &[f64]) -> [Option<String>; 3] {
+pub fn churn_reasons<'a>(names: &'a [String], contributions: &[f64]) -> [Option<&'a str>; 3] {
     let mut idx: Vec<usize> = (0..contributions.len())
         .filter(|&j| contributions[j] > 0.0)
         .collect();
@@ -246,9 +246,9 @@ pub fn churn_reasons(names: &[String], contributions: &[f64]) -> [Option<String>
             .total_cmp(&contributions[a])
             .then(a.cmp(&b))
     });
-    let mut out: [Option<String>; 3] = [None, None, None];
+    let mut out: [Option<&'a str>; 3] = [None, None, None];
     for (slot, &j) in out.iter_mut().zip(&idx) {
-        *slot = names.get(j).cloned();
+        *slot = names.get(j).map(String::as_str);
     }
     out
 }
@@ -359,15 +359,11 @@ mod tests {
         let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
         assert_eq!(
             churn_reasons(&names, &[0.5, -1.0, 2.0, 0.1]),
-            [
-                Some("c".to_string()),
-                Some("a".to_string()),
-                Some("d".to_string())
-            ]
+            [Some("c"), Some("a"), Some("d")]
         );
         assert_eq!(
             churn_reasons(&names, &[-0.5, 0.0, 0.3, -0.1]),
-            [Some("c".to_string()), None, None]
+            [Some("c"), None, None]
         );
     }
 }

@@ -225,10 +225,11 @@ pub fn score(
     let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
-    let mut reasons: Vec<[Option<String>; 3]> = vec![[None, None, None]; n];
+    // Reasons borrow the model's feature names: no string per customer until the column.
+    let mut reasons: Vec<[Option<&str>; 3]> = vec![[None, None, None]; n];
     // Per customer, independent: BTYD / CLV evaluation and churn reasons in parallel, then
     // checked and placed in row order (the first bad customer in row order is reported).
-    let per_customer: Vec<(ValueScores, [Option<String>; 3])> = (0..rows.len())
+    let per_customer: Vec<(ValueScores, [Option<&str>; 3])> = (0..rows.len())
         .into_par_iter()
         .map(|k| {
             let v = value.score(&value_inputs[k], f64::from(horizon_days));
@@ -369,9 +370,9 @@ pub fn score(
         int(&clv_decile),
         text(tier.iter().map(|&t| Some(TIERS[t].0)).collect()),
         text(tier.iter().map(|&t| Some(TIERS[t].1)).collect()),
-        text(reasons.iter().map(|r| r[0].as_deref()).collect()),
-        text(reasons.iter().map(|r| r[1].as_deref()).collect()),
-        text(reasons.iter().map(|r| r[2].as_deref()).collect()),
+        text(reasons.iter().map(|r| r[0]).collect()),
+        text(reasons.iter().map(|r| r[1]).collect()),
+        text(reasons.iter().map(|r| r[2]).collect()),
         Arc::new(StringArray::from(vec![model_version; n])),
         Arc::new(StringArray::from(vec![run_id; n])),
     ];

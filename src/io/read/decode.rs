@@ -190,6 +190,18 @@ impl Coded {
     }
 }
 
+/// A text field of a batch: its column, the constant of its partition folder, or absent.
+pub(super) fn text_field(file: &InputFile, batch: &RecordBatch, f: Field) -> Result<Text, String> {
+    match file.sources.get(&f) {
+        Some(Source::Partition(v)) => Ok(Text::Constant(v.clone())),
+        Some(Source::Column(name)) => match batch.column_by_name(name) {
+            Some(a) => Text::from_array(a, name),
+            None => Ok(Text::Absent),
+        },
+        None => Ok(Text::Absent),
+    }
+}
+
 impl<'a> Columns<'a> {
     pub(super) fn from_batch(
         file: &InputFile,
@@ -203,16 +215,7 @@ impl<'a> Columns<'a> {
                 _ => None,
             }
         };
-        let text = |f: Field| -> Result<Text, String> {
-            match file.sources.get(&f) {
-                Some(Source::Partition(v)) => Ok(Text::Constant(v.clone())),
-                Some(Source::Column(name)) => match batch.column_by_name(name) {
-                    Some(a) => Text::from_array(a, name),
-                    None => Ok(Text::Absent),
-                },
-                None => Ok(Text::Absent),
-            }
-        };
+        let text = |f: Field| text_field(file, batch, f);
         let amount_raw = column(Field::Amount);
         let amount = match amount_raw {
             Some(a) => Some(

@@ -15,7 +15,7 @@ use arrow_schema::DataType;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::decode::{time_us, Text};
+use super::decode::{text_field, time_us};
 use super::row_group::{open_row_group, read_error, row_groups};
 use crate::io::input::{Field, InputError, InputFile, InputSet, Source};
 
@@ -166,18 +166,6 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputE
         }
     }
     Ok(keys)
-}
-
-/// A text field of a batch: its column, the constant of its partition folder, or absent.
-fn text_field(file: &InputFile, batch: &RecordBatch, f: Field) -> Result<Text, String> {
-    match file.sources.get(&f) {
-        Some(Source::Partition(v)) => Ok(Text::Constant(v.clone())),
-        Some(Source::Column(name)) => match batch.column_by_name(name) {
-            Some(a) => Text::from_array(a, name),
-            None => Ok(Text::Absent),
-        },
-        None => Ok(Text::Absent),
-    }
 }
 
 /// What decides which of the rows sharing a key is kept: the least by event time, event type

@@ -6,22 +6,10 @@ shard count each run logged. Not part of `make test` (`make scale`)."""
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-
-def timed(cmd):
-    """Runs `cmd`; returns (exit code, wall s, cpu s, peak RSS bytes, stderr text)."""
-    err = tempfile.TemporaryFile()
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - start
-    err.seek(0)
-    return (os.waitstatus_to_exitcode(status), wall, ru.ru_utime + ru.ru_stime,
-            ru.ru_maxrss * 1024, err.read().decode(errors="replace"))
+from whole_run import measure
 
 
 def logged(log, stage, key):
@@ -45,7 +33,7 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(a.events):
         os.makedirs(os.path.dirname(os.path.abspath(a.events)), exist_ok=True)
-        code, wall, cpu, rss, log = timed([a.bin, "--log-format", "json", "generate", "--customers",
+        code, wall, cpu, rss, log = measure([a.bin, "--log-format", "json", "generate", "--customers",
                                           str(a.customers), "--seed", "7", "--out", a.events])
         if code != 0:
             sys.exit(f"generate failed ({code}):\n{log[-2000:]}")
@@ -55,7 +43,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in [("no budget", []), (f"--memory-limit {a.limit}", ["--memory-limit", a.limit])]:
             out = os.path.join(tmp, name.replace(" ", "_"))
-            code, wall, cpu, rss, log = timed([a.bin, "--log-format", "json", "run", "--events",
+            code, wall, cpu, rss, log = measure([a.bin, "--log-format", "json", "run", "--events",
                                                a.events, "--as-of", a.as_of, "--out", out] + extra)
             customers = logged(log, "score", "customers") or 0
             rows = sum(json.loads(l).get("rows_read", 0) for l in log.splitlines()

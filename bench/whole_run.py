@@ -14,18 +14,24 @@ import tempfile
 import time
 
 
-def timed(cmd, stderr_to=None):
-    """Runs `cmd`; returns (wall s, cpu s, peak RSS MB, stderr text)."""
+def measure(cmd):
+    """Runs `cmd`; returns (exit code, wall s, cpu s, peak RSS bytes of the child, stderr)."""
     err = tempfile.TemporaryFile()
     start = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - start
     err.seek(0)
-    text = err.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({status}):\n{text[-2000:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, text
+    return (os.waitstatus_to_exitcode(status), wall, ru.ru_utime + ru.ru_stime,
+            ru.ru_maxrss * 1024, err.read().decode(errors="replace"))
+
+
+def timed(cmd):
+    """Runs `cmd`; returns (wall s, cpu s, peak RSS MB, stderr text); stops on a failure."""
+    code, wall, cpu, rss, text = measure(cmd)
+    if code != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({code}):\n{text[-2000:]}")
+    return wall, cpu, rss / 2**20, text
 
 
 def stages(log):

@@ -20,8 +20,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::Array;
 use arrow_array::{
-    ArrayRef, BooleanArray, Date32Array, Date64Array, Float64Array, Int64Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    ArrayRef, BooleanArray, Date32Array, Date64Array, Float64Array, Int64Array, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
     TimestampSecondArray,
 };
 use common::{bin, snapshot, ts, write};
@@ -294,15 +294,7 @@ fn base(dir: &Path) -> PathBuf {
     events
 }
 
-fn read(path: &Path) -> Vec<RecordBatch> {
-    let file = std::fs::File::open(path).expect("open");
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader")
-        .collect::<Result<_, _>>()
-        .expect("read")
-}
+use crate::common::read_batches as read;
 
 /// (customer_id, reason) of every row of rejects.parquet.
 fn rejects(part: &Published) -> Vec<(Option<String>, String)> {

@@ -15,7 +15,6 @@ use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch};
 use churnclv::io::output::{write_parquet, ParquetOptions};
 use common::{bin, run_dir, snapshot, table, table_file, ts};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 /// The day the reference run scores; the shifted runs score the day after.
@@ -29,15 +28,7 @@ fn base(dir: &Path) -> PathBuf {
     path
 }
 
-fn read(path: &Path) -> Vec<RecordBatch> {
-    let file = std::fs::File::open(path).expect("open");
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader")
-        .map(|b| b.expect("batch"))
-        .collect()
-}
+use crate::common::read_batches as read;
 
 /// `base.parquet` rewritten batch by batch by `f` (one input batch may give several) as
 /// `dir/<name>.parquet`.

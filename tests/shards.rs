@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
 use churnclv::stages::shards::{
     shards_for, ShardPlan, HISTORY_BYTES_PER_ROW, LATEST_BYTES_PER_ROW, MAX_SHARDS,
     SAMPLE_BYTES_PER_ROW, SCAN_FIXED_BYTES,
@@ -18,15 +18,7 @@ use common::{bin, ts};
 
 const AS_OF: &str = "2025-12-31";
 
-fn read(path: &Path) -> Vec<RecordBatch> {
-    let f = std::fs::File::open(path).expect("open");
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .expect("parquet")
-        .build()
-        .expect("reader")
-        .collect::<Result<_, _>>()
-        .expect("read")
-}
+use crate::common::read_batches as read;
 
 /// A generated history plus a file of bad rows and a customer's repeated order id, in one
 /// input folder.

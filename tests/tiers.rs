@@ -6,18 +6,9 @@ use std::collections::HashMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow_array::Array;
 
-fn read(path: &std::path::Path) -> Vec<RecordBatch> {
-    let f = std::fs::File::open(path).expect("open");
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .expect("parquet")
-        .build()
-        .expect("reader")
-        .collect::<Result<_, _>>()
-        .expect("read")
-}
+use crate::common::read_batches as read;
 
 #[test]
 fn dead_customers_are_won_back_not_rewarded_and_vips_are_the_top_clv() {

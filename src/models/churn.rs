@@ -184,12 +184,7 @@ pub fn logged_row(r: &Features) -> [f64; 17] {
 /// Learns the scaling of the raw feature columns ([`FEATURES`] order): `signed_log1p`, then
 /// standardisation (a constant column keeps std 1). Returns it and the scaled matrix.
 pub fn fit_scaling(x: &Array2<f64>) -> Result<(Vec<FeatureScaling>, Array2<f64>), ModelError> {
-    if x.ncols() != FEATURES.len() {
-        return Err(ModelError::Shape {
-            expected: FEATURES.len(),
-            found: x.ncols(),
-        });
-    }
+    // The shape is checked by the logged version.
     fit_scaling_logged(x.mapv(|v| TRANSFORM.apply(v)))
 }
 
@@ -235,12 +230,7 @@ pub fn apply_scaling(
     features: &[FeatureScaling],
     x: &Array2<f64>,
 ) -> Result<Array2<f64>, ModelError> {
-    if x.ncols() != FEATURES.len() {
-        return Err(ModelError::Shape {
-            expected: FEATURES.len(),
-            found: x.ncols(),
-        });
-    }
+    // The shape is checked by the logged version.
     standardise_logged(features, &x.mapv(|v| TRANSFORM.apply(v)))
 }
 

@@ -38,6 +38,17 @@ pub fn write_rg(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usi
     path.to_path_buf()
 }
 
+/// Every batch of a Parquet file.
+pub fn read_batches(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).expect("open");
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("read")
+}
+
 /// µs timestamp of `YYYY-MM-DD` plus hours.
 pub fn ts(date: &str, hours: i64) -> i64 {
     let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("date");

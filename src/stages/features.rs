@@ -108,7 +108,15 @@ pub fn with_duplicates(inputs: &InputSet, read: &ReadOptions) -> Result<ReadOpti
     if !read.deduplicate {
         return Ok(read.clone());
     }
+    let started = Instant::now();
     let dups = crate::io::read::duplicate_rows(inputs)?;
+    tracing::info!(
+        stage = "features",
+        duplicates = dups.count,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "duplicate pass: {} rows share a key with a row kept",
+        dups.count
+    );
     Ok(ReadOptions {
         duplicates: Some(std::sync::Arc::new(dups)),
         ..read.clone()

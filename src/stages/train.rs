@@ -105,7 +105,6 @@ pub fn train(
     min_auc: Option<f64>,
 ) -> Result<Trained> {
     let c = &cutoffs;
-    let t = Instant::now();
     let params = ChurnParams {
         alpha: config.churn.alpha,
         max_iterations: config.churn.max_iterations,
@@ -120,41 +119,60 @@ pub fn train(
         latest,
         customer_sample,
     } = data;
-    let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
-    let params = ChurnParams {
-        alpha: selection.chosen,
-        ..params
-    };
     let Some(detail) = &eval.detail else {
         return Err(Error::Internal(
             "the validation sample has no evaluation columns".into(),
         ));
     };
-    let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
-    evaluation.alpha_selection = Some(selection);
+    // The churn side (L2 choice, out-of-time evaluation) and the BTYD side (holdout
+    // evaluation, then the final value fit on the as-of history) share no state: they run
+    // side by side, so the one's serial stretches (optimiser steps, small sums) fill the
+    // core the other leaves idle. Errors are reported in the order the steps had when they
+    // ran one after another: churn evaluation, BTYD evaluation, the AUC gate, the final fits.
+    let (churn_side, btyd_side) = rayon::join(
+        || {
+            let t = Instant::now();
+            let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
+            let params = ChurnParams {
+                alpha: selection.chosen,
+                ..params
+            };
+            let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
+            evaluation.alpha_selection = Some(selection);
+            tracing::info!(
+                stage = "evaluate",
+                scheme = evaluation.scheme,
+                roc_auc = evaluation.model.roc_auc,
+                baseline_roc_auc = evaluation.baseline.roc_auc,
+                duration_ms = t.elapsed().as_millis() as u64,
+                "out-of-time churn ROC-AUC {:.4} (recency baseline {:.4})",
+                evaluation.model.roc_auc,
+                evaluation.baseline.roc_auc
+            );
+            Ok::<_, Error>((params, evaluation))
+        },
+        || {
+            let t = Instant::now();
+            let btyd = evaluate_btyd(&eval, detail, c, config)?;
+            tracing::info!(
+                stage = "evaluate",
+                model = %btyd.model,
+                holdout_purchases_mae = btyd.holdout_purchases_mae,
+                buy_again_roc_auc = btyd.buy_again_roc_auc,
+                duration_ms = t.elapsed().as_millis() as u64,
+                "BTYD holdout: {:.0} purchases predicted, {} actual",
+                btyd.predicted_total_purchases,
+                btyd.actual_total_purchases
+            );
+            let t = Instant::now();
+            let value =
+                ValueModel::fit(&latest, &config.btyd).context("BTYD model (history before as-of)");
+            Ok::<_, Error>((btyd, value, t.elapsed()))
+        },
+    );
+    let (params, mut evaluation) = churn_side?;
     evaluation.customer_sample = customer_sample;
-    tracing::info!(
-        stage = "evaluate",
-        scheme = evaluation.scheme,
-        roc_auc = evaluation.model.roc_auc,
-        baseline_roc_auc = evaluation.baseline.roc_auc,
-        duration_ms = t.elapsed().as_millis() as u64,
-        "out-of-time churn ROC-AUC {:.4} (recency baseline {:.4})",
-        evaluation.model.roc_auc,
-        evaluation.baseline.roc_auc
-    );
-    let t = Instant::now();
-    let btyd = evaluate_btyd(&eval, detail, c, config)?;
-    tracing::info!(
-        stage = "evaluate",
-        model = %btyd.model,
-        holdout_purchases_mae = btyd.holdout_purchases_mae,
-        buy_again_roc_auc = btyd.buy_again_roc_auc,
-        duration_ms = t.elapsed().as_millis() as u64,
-        "BTYD holdout: {:.0} purchases predicted, {} actual",
-        btyd.predicted_total_purchases,
-        btyd.actual_total_purchases
-    );
+    let (btyd, value, value_took) = btyd_side?;
     if let Some(min) = min_auc {
         if evaluation.model.roc_auc < min {
             return Err(Error::QualityGate(format!(
@@ -164,7 +182,8 @@ pub fn train(
         }
     }
 
-    // Refit on the latest labelled window, and the value models on the history before as-of.
+    // Refit on the latest labelled window (the value models were fitted beside the
+    // evaluation, above, on the history before as-of).
     let t = Instant::now();
     let window = window_name(c.t1, c.as_of);
     if eval.is_empty() {
@@ -173,11 +192,10 @@ pub fn train(
     let churn = Design::from_logged(eval.x)
         .and_then(|d| ChurnModel::fit_design(params, &d, &eval.churned, &window, None))
         .context("final churn model")?;
-    let value =
-        ValueModel::fit(&latest, &config.btyd).context("BTYD model (history before as-of)")?;
+    let value = value?;
     tracing::info!(
         stage = "final fits",
-        duration_ms = t.elapsed().as_millis() as u64,
+        duration_ms = (t.elapsed() + value_took).as_millis() as u64,
         "churn refitted at {}, {} on the history before {}",
         c.t1,
         value.fit.used,

@@ -135,35 +135,44 @@ fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputE
             _ => Ok(None),
         }
     };
-    // The event type as its distinct values (lower-cased once each) and a key per row.
-    let kind_text = |batch: &RecordBatch| text_field(file, batch, Field::EventType).map_err(rerr);
+    // Most rows carry neither key column (page views, emails …): two null checks skip them.
+    // The event type is lower-cased once per distinct value, and only when a batch has a row
+    // keyed by its order id.
     let mut keys = Vec::new();
     let mut row = 0u32;
     for batch in reader {
         let batch = batch?;
+        let n = batch.num_rows() as u32;
         let (order, event) = (text(&batch, Field::OrderId)?, text(&batch, Field::EventId)?);
-        let kind = kind_text(&batch)?;
+        let keyed = |i: usize| {
+            order.as_ref().is_some_and(|a| !a.is_null(i))
+                || event.as_ref().is_some_and(|a| !a.is_null(i))
+        };
+        if !(0..n as usize).any(keyed) {
+            row += n;
+            continue;
+        }
         let customer = text_field(file, &batch, Field::CustomerId).map_err(rerr)?;
-        let (kinds, kind_keys) = kind.keyed(batch.num_rows(), |k| k);
-        let kinds: Vec<String> = kinds
-            .iter()
-            .map(|k| k.trim().to_ascii_lowercase())
-            .collect();
-        for (i, &kind_key) in kind_keys.iter().enumerate() {
+        let kind = text_field(file, &batch, Field::EventType).map_err(rerr)?;
+        let mut lowered: FxHashMap<&str, String> = FxHashMap::default();
+        for i in (0..n as usize).filter(|&i| keyed(i)) {
             let key = match (customer.get(i), get(&event, i), get(&order, i)) {
                 (None, _, _) => None,
                 (Some(c), Some(e), _) => Some(key128(&["e", c, e])),
                 (Some(c), None, Some(o)) => {
-                    let k = kinds.get(kind_key as usize).map_or("", String::as_str);
+                    let k = kind.get(i).unwrap_or("");
+                    let k = lowered
+                        .entry(k)
+                        .or_insert_with(|| k.trim().to_ascii_lowercase());
                     Some(key128(&["o", c, k, o]))
                 }
                 _ => None,
             };
             if let Some(k) = key {
-                keys.push((k, row));
+                keys.push((k, row + i as u32));
             }
-            row += 1;
         }
+        row += n;
     }
     Ok(keys)
 }

@@ -150,6 +150,10 @@ pub struct InputFile {
     pub rows: u64,
     pub row_groups: usize,
     pub metadata: ArrowReaderMetadata,
+    /// The same without the dictionary hints: for a pass that reads customer ids only to
+    /// hash them, plain strings are cheaper than a dictionary the reader must rebuild when a
+    /// writer fell back from dictionary to plain pages (it hashes every row to do so).
+    pub plain: ArrowReaderMetadata,
     pub sources: BTreeMap<Field, Source>,
     /// First row index of each row group within the file.
     pub row_group_offsets: Vec<u64>,
@@ -259,6 +263,7 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
             .map_err(|p| corrupt(p.to_string()))?
             .map_err(|e| corrupt(e.to_string()))?;
     let sources = resolve(path, metadata.schema(), columns)?;
+    let plain = metadata.clone();
     let metadata = with_dictionary_text(metadata, &sources);
     let pq = metadata.metadata();
     let mut offsets = Vec::with_capacity(pq.num_row_groups());
@@ -274,6 +279,7 @@ pub fn open_file(path: &Path, columns: &Columns) -> Result<InputFile, InputError
         rows,
         row_groups: pq.num_row_groups(),
         metadata,
+        plain,
         sources,
         row_group_offsets: offsets,
     })

@@ -165,6 +165,21 @@ impl ValueModel {
     /// [`ValueFit`]. Input errors (no customers, invalid rows or options) are returned as they
     /// are. The Gamma-Gamma spend model falls back to each customer's mean order value.
     pub fn fit(rows: &[ValueInputs], cfg: &BtydConfig) -> Result<ValueModel, BtydError> {
+        let (model, warnings) = ValueModel::fit_with_warnings(rows, cfg)?;
+        for w in warnings {
+            tracing::warn!(stage = "evaluate", "{w}");
+        }
+        Ok(model)
+    }
+
+    /// [`ValueModel::fit`] with its warnings returned instead of logged, in the order they
+    /// arose: for a caller that fits beside other work and logs them only if that work
+    /// succeeded (a run that fails elsewhere prints its one error line, not these).
+    pub fn fit_with_warnings(
+        rows: &[ValueInputs],
+        cfg: &BtydConfig,
+    ) -> Result<(ValueModel, Vec<String>), BtydError> {
+        let mut warnings = Vec::new();
         let requested = cfg.model;
         let options = fit_options(cfg);
         let customers: Vec<Customer> = rows
@@ -199,10 +214,7 @@ impl ValueModel {
                 Err(e) if e.is_input_error() => return Err(e),
                 Err(e) => {
                     let what = format!("{} (penalizer {penalizer:.3e}): {e}", kind.key());
-                    tracing::warn!(
-                        stage = "evaluate",
-                        "BTYD fit failed, trying the next: {what}"
-                    );
+                    warnings.push(format!("BTYD fit failed, trying the next: {what}"));
                     failed.push(what);
                 }
             }
@@ -213,14 +225,13 @@ impl ValueModel {
             });
         };
         if !failed.is_empty() {
-            tracing::warn!(
-                stage = "evaluate",
+            warnings.push(format!(
                 "BTYD: using {} with penalizer {penalizer:.3e} (requested {} with penalizer {}) after {} failed fit(s)",
                 kind.key(),
                 cfg.model.key(),
                 cfg.penalizer,
                 failed.len()
-            );
+            ));
         }
         let convergence_note = (transactions.grad_norm > options.grad_tolerance).then(|| {
             format!(
@@ -240,10 +251,9 @@ impl ValueModel {
                 Ok(gg) => (None, Some(format!("Gamma-Gamma q = {:.4} <= 1 (infinite mean spend): customer mean order value used", gg.q))),
                 Err(e) if e.is_input_error() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(
-                        stage = "evaluate",
+                    warnings.push(format!(
                         "Gamma-Gamma fit failed, customer mean order value used: {e}"
-                    );
+                    ));
                     (None, Some(format!("Gamma-Gamma not used: {e}")))
                 }
             }
@@ -261,14 +271,15 @@ impl ValueModel {
             }
             .to_string(),
         };
-        Ok(ValueModel {
+        let model = ValueModel {
             transactions,
             spend,
             spend_note,
             monthly_discount: cfg.monthly_discount,
             days_per_month: cfg.days_per_month,
             fit,
-        })
+        };
+        Ok((model, warnings))
     }
 
     /// Checks every field used to score; the first bad one comes back with its JSON path

@@ -152,26 +152,38 @@ pub fn train(
             Ok::<_, Error>((params, evaluation))
         },
         || {
+            // Warnings are held until the churn side is known to have succeeded.
+            let mut warnings = Vec::new();
             let t = Instant::now();
-            let btyd = evaluate_btyd(&eval, detail, c, config)?;
-            tracing::info!(
-                stage = "evaluate",
-                model = %btyd.model,
-                holdout_purchases_mae = btyd.holdout_purchases_mae,
-                buy_again_roc_auc = btyd.buy_again_roc_auc,
-                duration_ms = t.elapsed().as_millis() as u64,
-                "BTYD holdout: {:.0} purchases predicted, {} actual",
-                btyd.predicted_total_purchases,
-                btyd.actual_total_purchases
-            );
-            let t = Instant::now();
-            let value =
-                ValueModel::fit(&latest, &config.btyd).context("BTYD model (history before as-of)");
-            Ok::<_, Error>((btyd, value, t.elapsed()))
+            let side = evaluate_btyd(&eval, detail, c, config, &mut warnings).and_then(|btyd| {
+                tracing::info!(
+                    stage = "evaluate",
+                    model = %btyd.model,
+                    holdout_purchases_mae = btyd.holdout_purchases_mae,
+                    buy_again_roc_auc = btyd.buy_again_roc_auc,
+                    duration_ms = t.elapsed().as_millis() as u64,
+                    "BTYD holdout: {:.0} purchases predicted, {} actual",
+                    btyd.predicted_total_purchases,
+                    btyd.actual_total_purchases
+                );
+                let t = Instant::now();
+                let value = ValueModel::fit_with_warnings(&latest, &config.btyd)
+                    .map(|(m, w)| {
+                        warnings.extend(w);
+                        m
+                    })
+                    .context("BTYD model (history before as-of)");
+                Ok((btyd, value, t.elapsed()))
+            });
+            (warnings, side)
         },
     );
     let (params, mut evaluation) = churn_side?;
     evaluation.customer_sample = customer_sample;
+    let (warnings, btyd_side) = btyd_side;
+    for w in warnings {
+        tracing::warn!(stage = "evaluate", "{w}");
+    }
     let (btyd, value, value_took) = btyd_side?;
     if let Some(min) = min_auc {
         if evaluation.model.roc_auc < min {
@@ -508,9 +520,11 @@ fn evaluate_btyd(
     d: &Detail,
     c: &Cutoffs,
     config: &Config,
+    warnings: &mut Vec<String>,
 ) -> Result<BtydEvaluation> {
-    let model =
-        ValueModel::fit(&d.value, &config.btyd).context("BTYD model (calibration before t1)")?;
+    let (model, w) = ValueModel::fit_with_warnings(&d.value, &config.btyd)
+        .context("BTYD model (calibration before t1)")?;
+    warnings.extend(w);
     let h = f64::from(c.horizon_days);
     // Per customer, independent: in parallel, collected in row order.
     let scores: Vec<_> = d.value.par_iter().map(|v| model.score(v, h)).collect();

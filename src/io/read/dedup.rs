@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::decode::{text_field, time_us};
-use super::row_group::{open_row_group, read_error, row_groups};
+use super::row_group::{open_plain_row_group, open_row_group, read_error, row_groups};
 use crate::io::input::{Field, InputError, InputFile, InputSet, Source};
 
 /// Later occurrences of a key, per (file, row group): row numbers within the row group.
@@ -114,7 +114,7 @@ pub fn duplicate_rows(inputs: &InputSet) -> Result<Duplicates, InputError> {
 /// The keyed rows of one row group: (row within the row group, key), in row order.
 fn row_group_keys(file: &InputFile, rg: usize) -> Result<Vec<(Key, u32)>, InputError> {
     let rerr = |message: String| read_error(file, rg, message);
-    let reader = open_row_group(
+    let reader = open_plain_row_group(
         file,
         rg,
         &[

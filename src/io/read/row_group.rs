@@ -44,12 +44,31 @@ pub(super) fn open_row_group<'f>(
     rg: usize,
     only: &[Field],
 ) -> Result<RowGroup<'f>, InputError> {
+    open_row_group_with(file, &file.metadata, rg, only)
+}
+
+/// [`open_row_group`] with the text columns as the file stores them (no dictionary hints):
+/// `InputFile::plain`.
+pub(super) fn open_plain_row_group<'f>(
+    file: &'f InputFile,
+    rg: usize,
+    only: &[Field],
+) -> Result<RowGroup<'f>, InputError> {
+    open_row_group_with(file, &file.plain, rg, only)
+}
+
+fn open_row_group_with<'f>(
+    file: &'f InputFile,
+    metadata: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    rg: usize,
+    only: &[Field],
+) -> Result<RowGroup<'f>, InputError> {
     let handle = File::open(&file.path).map_err(|source| InputError::Io {
         path: file.path.clone(),
         source,
     })?;
     let reader = guard::decode(|| {
-        ParquetRecordBatchReaderBuilder::new_with_metadata(handle, file.metadata.clone())
+        ParquetRecordBatchReaderBuilder::new_with_metadata(handle, metadata.clone())
             .with_projection(file.projection(only))
             .with_row_groups(vec![rg])
             .with_batch_size(BATCH_ROWS)

@@ -41,6 +41,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod publish;
 pub mod score;
+pub mod sharded;
 pub mod shards;
 pub mod summary;
 pub mod train;

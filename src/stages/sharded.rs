@@ -29,7 +29,8 @@ use crate::cuts::{Cuts, RankKeys};
 use crate::error::{Context, Error, Result};
 use crate::features::table::{Expect, FeatureFile};
 use crate::features::FeatureTable;
-use crate::io::output::write_parquet;
+use crate::io::discover::{discover_with, DiscoverOptions};
+use crate::io::output::{write_bytes, write_parquet};
 use crate::io::{ParquetOptions, RunLock};
 use crate::models::SavedModel;
 use crate::plan::{Inputs, Plan};
@@ -127,6 +128,9 @@ pub fn raw_keys(set: &FeatureTable, scored: &Scored) -> Result<RecordBatch> {
 
 /// Writes a pass-1 raw file or a pass-2 part (through a temporary file renamed into place).
 pub fn write_table(path: &Path, batch: &RecordBatch, options: &ParquetOptions) -> Result<u64> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
     Ok(write_parquet(
         path,
         batch.schema(),
@@ -246,6 +250,18 @@ pub fn cuts_json(cuts: &Cuts) -> Result<Vec<u8>> {
     let mut text = serde_json::to_string_pretty(cuts)?;
     text.push('\n');
     Ok(text.into_bytes())
+}
+
+/// Writes `cuts.json` (through a temporary file renamed into place).
+pub fn write_cuts(path: &Path, cuts: &Cuts) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map_or("cuts.json".into(), |n| n.to_string_lossy())
+    ));
+    write_bytes(&tmp, &cuts_json(cuts)?)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("--out {}", path.display()))?;
+    Ok(())
 }
 
 /// Reads `cuts.json`, checks it was made with the config's VIP share; returns it with its
@@ -515,4 +531,20 @@ pub fn score_part(plan: &Plan, model_path: &Path, cuts_path: &Path, out: &Path) 
     )?;
     let options = ParquetOptions::default().metadata(CUTS_DIGEST_KEY, digest);
     write_table(out, &scored.table, &options)
+}
+
+/// The Parquet files of each `spec` (a file, a folder searched recursively, or a glob; names
+/// starting with `.` or `_` skipped, as Spark writes `_SUCCESS`), in order, each once.
+pub fn files_of(flag: &'static str, specs: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for spec in specs {
+        let (found, _) = discover_with(spec, DiscoverOptions::default()).context(flag)?;
+        if found.is_empty() {
+            return Err(Error::Usage(format!(
+                "{flag} {spec}: no Parquet file found"
+            )));
+        }
+        files.extend(found.into_iter().map(|f| f.path));
+    }
+    Ok(files)
 }

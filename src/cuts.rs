@@ -234,6 +234,43 @@ mod tests {
     }
 
     #[test]
+    fn vips_and_median_equal_assign_tiers_ties_included() {
+        use crate::segment::{assign_tiers, TierConfig, TierInput};
+        for (n, seed, share) in [(1, 1, 0.5), (40, 2, 0.1), (500, 3, 0.05), (500, 4, 0.3)] {
+            let (ids, v) = table(n, seed);
+            let cfg = TierConfig {
+                vip_top_share: share,
+                ..TierConfig::default()
+            };
+            let rows: Vec<TierInput> = v
+                .iter()
+                .map(|&clv| TierInput {
+                    purchase_days: 2,
+                    recency_days: Some(1.0),
+                    tenure_days: 100.0,
+                    days_since_cart_abandonment: None,
+                    churn_probability: Some(0.1),
+                    clv,
+                })
+                .collect();
+            let cuts = Cuts::of(&keys(&ids, &v), share);
+            let want: Vec<bool> = assign_tiers(&rows, 90.0, &cfg)
+                .iter()
+                .map(|&t| t == 0)
+                .collect();
+            let got: Vec<bool> = ids
+                .iter()
+                .zip(&v)
+                .map(|(i, c)| cuts.is_vip(*c, i))
+                .collect();
+            assert_eq!(got, want, "n {n}, share {share}");
+            let mut clvs: Vec<f64> = v.iter().flatten().copied().collect();
+            clvs.sort_by(f64::total_cmp);
+            assert_eq!(cuts.clv_median.to_bits(), clvs[clvs.len() / 2].to_bits());
+        }
+    }
+
+    #[test]
     fn the_vip_cut_splits_ties_by_id() {
         let ids: Vec<Box<str>> = ["a", "b", "c", "d", "e"].map(Box::from).to_vec();
         let v = [Some(1.0), Some(5.0), Some(5.0), Some(5.0), None];

@@ -278,10 +278,10 @@ def driver_check(url, binary, root, work):
         problems.append("driver: no _SUCCESS in the published run partition")
     print(f"  driver: {got.num_rows} customers scored, {time.time() - started:.1f} s: "
           f"{'same scores as run (floats to 1e-9)' if not problems else 'DIFFERENT'}")
-    return problems + sharded_check(url, binary, root, work, single, as_of)
+    return problems + sharded_check(url, binary, root, work)
 
 
-def sharded_check(url, binary, root, work, single, as_of):
+def sharded_check(url, binary, root, work, label="local"):
     """Scoring in shards on the engine, exactly: `run`'s own as-of feature table, bucketed by
     the engine as the features step buckets it, scored by the driver's score step (pass 1 on
     the executors, `churnclv cuts`, pass 2 on the executors, `churnclv publish`) with `run`'s
@@ -291,7 +291,9 @@ def sharded_check(url, binary, root, work, single, as_of):
     from pyspark.sql import functions as F
 
     started = time.time()
-    scratch, out = os.path.join(work, "sharded-work"), os.path.join(work, "sharded-out")
+    single, as_of = os.path.join(work, "single"), "2025-12-01"  # driver_check's run
+    scratch = os.path.join(work, f"sharded-work-{label}")
+    out = os.path.join(work, f"sharded-out-{label}")
     spark = SparkSession.builder.remote(url).getOrCreate()
     features = os.path.join(single, "features", f"as_of={as_of}", "features.parquet")
     (spark.read.parquet(features)
@@ -492,6 +494,10 @@ def main():
                 if label == "local":
                     problems += [f"[{label}] {p}" for p in driver_check(url, binary, root, work)]
                     problems += [f"[{label}] {p}" for p in sample_check(url, binary, root, work)]
+                elif label == "local-cluster" and "local" in args.modes.split(","):
+                    # Scoring in shards with the tasks on the 2 workers.
+                    problems += [f"[{label}] {p}"
+                                 for p in sharded_check(url, binary, root, work, label)]
                 spark.stop()
             finally:
                 if proc is not None:

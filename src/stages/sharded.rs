@@ -86,6 +86,8 @@ pub enum ShardedError {
         cuts: f64,
         config: f64,
     },
+    #[error("--scores {path}: no {CUTS_DIGEST_KEY} metadata: not a part written by `churnclv score --cuts … --part`")]
+    NotAPart { path: PathBuf },
     #[error("--scores: customer '{id}' {what}")]
     Coverage { id: String, what: &'static str },
     #[error("--scores {path}: {what} is '{found}', expected '{expected}' ({why})")]
@@ -385,7 +387,7 @@ pub fn gather(
             .iter()
             .find(|(k, _)| k == CUTS_DIGEST_KEY)
             .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+            .ok_or_else(|| ShardedError::NotAPart { path: path.clone() })?;
         match &digest {
             None => digest = Some(d),
             Some(first) if *first != d => {

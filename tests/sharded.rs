@@ -237,6 +237,25 @@ fn publish_refuses_parts_that_miss_a_customer_or_mix_cuts() {
     );
     assert!(!common::published_any(&out));
 
+    // A score table that is not a part (no cuts digest): `run`'s own scores.parquet.
+    let whole = table_file(&single, "scores", AS_OF);
+    bin()
+        .args(["--quiet", "publish", "--as-of", AS_OF, "--features"])
+        .arg(dir.path().join("features"))
+        .arg("--scores")
+        .arg(&whole)
+        .arg("--model")
+        .arg(model(&single))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(format!(
+            "churnclv: error: --scores {}: no churnclv.cuts_sha256 metadata: not a part written by `churnclv score --cuts … --part`\n",
+            whole.display()
+        ));
+    assert!(!common::published_any(&out));
+
     // Cut points made with another VIP share than the config's: refused before scoring.
     let config = dir.path().join("vip.toml");
     std::fs::write(&config, "[tiers]\nvip_top_share = 0.1\n").expect("config");

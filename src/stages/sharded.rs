@@ -71,6 +71,13 @@ pub enum ShardedError {
         row: usize,
         column: &'static str,
     },
+    #[error("--raw {path}: row {row}: column '{column}' is {value}; expected a finite number")]
+    NotFinite {
+        path: PathBuf,
+        row: usize,
+        column: &'static str,
+        value: f64,
+    },
     #[error("{flag}: customer '{id}' is in {first} and in {second}")]
     Duplicate {
         flag: &'static str,
@@ -229,6 +236,18 @@ pub fn cuts_of_raw(paths: &[PathBuf], vip_top_share: f64) -> Result<Cuts> {
                 monetary: value(m, i),
                 clv: value(clv, i),
             };
+            // churnclv writes finite keys only; anything else would rank wrongly.
+            let named = ["recency_key", "frequency_key", "monetary_key", "clv"];
+            let all = [k.recency, k.frequency, k.monetary, k.clv];
+            if let Some(j) = (0..4).find(|&j| all[j].is_some_and(|v| !v.is_finite())) {
+                return Err(ShardedError::NotFinite {
+                    path: path.clone(),
+                    row: i,
+                    column: named[j],
+                    value: all[j].unwrap_or_default(),
+                }
+                .into());
+            }
             keys.push((ids.value(i).into(), k, p));
         }
     }

@@ -278,6 +278,37 @@ fn publish_refuses_parts_that_miss_a_customer_or_mix_cuts() {
         ));
     assert!(!dir.path().join("x.parquet").exists());
 
+    // A raw file with a key that is not a finite number (written by hand, not by churnclv).
+    let bad = dir.path().join("bad-raw/0.parquet");
+    let real = |v: Vec<Option<f64>>| -> arrow_array::ArrayRef {
+        std::sync::Arc::new(arrow_array::Float64Array::from(v))
+    };
+    common::write(
+        &bad,
+        vec![
+            (
+                "customer_id",
+                std::sync::Arc::new(arrow_array::StringArray::from(vec!["a", "b"])),
+            ),
+            ("recency_key", real(vec![Some(-1.0), Some(-2.0)])),
+            ("frequency_key", real(vec![Some(1.0), None])),
+            ("monetary_key", real(vec![Some(5.0), None])),
+            ("clv", real(vec![Some(3.0), Some(f64::NAN)])),
+        ],
+    );
+    bin()
+        .args(["--quiet", "cuts", "--raw"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("cuts3.json"))
+        .assert()
+        .code(2)
+        .stderr(format!(
+            "churnclv: error: --raw {}: row 1: column 'clv' is NaN; expected a finite number\n",
+            bad.display()
+        ));
+    assert!(!dir.path().join("cuts3.json").exists());
+
     // A customer in two raw files: the cuts would count it twice.
     std::fs::copy(
         dir.path().join("raw/1.parquet"),

@@ -1,6 +1,9 @@
 """Airflow DAG: churnclv's three stages on a Spark cluster (docs/scale-out.md) — features on
-the engine (Spark Connect), training on one node from a customer sample, scoring and
-publishing through the churnclv binary — then the partition check.
+the engine (Spark Connect), training on one node from a customer sample, scoring in shards
+(pass 1 on the executors, one task per bucket; the global cut points; pass 2 on the
+executors; one publish through the churnclv binary) — then the partition check. The
+executors run the binary at the same path as the driver (--bin, in the image) and reach
+--work (a shared volume).
 
 Each task runs `spark/churnclv_spark.py --step …` with the same `--work` folder, one per
 as-of date on storage the three tasks share, so a retried or re-run task finds what the
@@ -24,7 +27,8 @@ WORK = "/shared/churnclv-work/as_of=" + AS_OF
 DRIVER = (
     "python /opt/churnclv/spark/churnclv_spark.py --remote sc://spark-connect:15002 "
     "--events s3a://lake/events/ --as-of " + AS_OF + " --horizon 90d --out " + OUT + " "
-    "--work " + WORK + " --buckets 256 --train-sample 0.01 --config /etc/churnclv/churnclv.toml"
+    "--work " + WORK + " --buckets 256 --train-sample 0.01 --config /etc/churnclv/churnclv.toml "
+    "--bin /opt/churnclv/bin/churnclv"
 )
 STEPS = ["features", "train", "score"]
 SUCCESS_FILE = OUT + "/runs/as_of=" + AS_OF + "/_SUCCESS"

@@ -6,7 +6,7 @@ binary, so the output has the layout, manifest and _SUCCESS of a single-node run
     python spark/churnclv_spark.py --remote sc://HOST:PORT --events PATH --as-of D \
         --out DIR [--horizon 90d] [--buckets 16] [--train-sample 1.0] [--work DIR] \
         [--bin churnclv] [--config churnclv.toml] [--map customer_id=user_id ...]
-        [--max-customer-events 3000000] [--step all|features|train|score]
+        [--max-customer-events 3000000] [--step all|features|train|score] [--model FILE]
 
 Steps (docs/scale-out.md):
 1. features at the four cutoffs of `run` (as_of − 3H, − 2H, − H labelled with H; as_of) on
@@ -15,15 +15,17 @@ Steps (docs/scale-out.md):
 2. the training sample: customers with pmod(hash(customer_id), 10^6) < share × 10^6 (the
    same customers at every cutoff, the same on every run), pulled to the driver as four
    files, then `churnclv train` (the churn model and the BTYD / spend fits all see the sample);
-3. `churnclv score --features` on the as-of table pulled to the driver, publishing
-   DIR/{scores,features,rejects,runs}/as_of=D/ exactly as `churnclv score` does.
+3. scoring in shards: pass 1 on the executors, one task per as-of bucket (`churnclv score
+   --raw`: each customer's rank keys); the global cut points — r/f/m quintile and CLV decile
+   boundaries, the last VIP, the median CLV — from the raw files (`churnclv cuts`); pass 2 on
+   the executors (`churnclv score --cuts --part`); `churnclv publish` gathers the buckets and
+   publishes DIR/{scores,features,runs}/as_of=D/ through the binary's one publisher (layout,
+   manifest, _SUCCESS last). The scores equal a single-node run's exactly.
 
 `--step` runs one of the three (with --work shared by them), as three tasks of a scheduler
 (examples/airflow_spark_dag.py). Exit codes are churnclv's: 2 bad input / usage (also a
-customer over --max-customer-events), 3 quality gate, 1 internal.
-
-Not done yet (docs/scale-out.md): scoring each bucket on the executors with global cut points
-(RFM quintiles, CLV deciles, the VIP share) from one aggregate query.
+customer over --max-customer-events), 3 quality gate, 1 internal. The binary and --work must
+be at the same paths on the driver and the executors (a shared volume, or the image).
 Needs pyspark-client (pinned in scripts/requirements-spark.txt); nothing else.
 """
 
@@ -74,6 +76,9 @@ def main():
     ap.add_argument("--step", choices=["all", "features", "train", "score"], default="all",
                     help="run one step (features on the engine, train, score and publish), e.g. "
                          "as three tasks of a scheduler; needs --work shared by the steps")
+    ap.add_argument("--model", default=None,
+                    help="--step score: score with this model.json (e.g. an earlier run's) instead "
+                         "of the one the train step wrote to WORK/model/")
     ap.add_argument("--bin", default="churnclv")
     ap.add_argument("--config")
     ap.add_argument("--map", action="append", default=[])
@@ -91,14 +96,14 @@ def main():
     as_of = dt.date.fromisoformat(args.as_of)
     cutoffs = [(as_of - dt.timedelta(days=k * h), k > 0) for k in (3, 2, 1, 0)]
     work = args.work or tempfile.mkdtemp(prefix="churnclv-spark-")
-    # What the steps hand over: the training sample at each cutoff, the whole as-of table.
+    # What the steps hand over: the training sample at each cutoff (the as-of table in
+    # buckets stays in WORK/features/ for scoring).
     train_file = {c: os.path.join(work, f"train-{c}.parquet") for c, _ in cutoffs}
-    score_table = os.path.join(work, f"features-{as_of}.parquet")
     model_dir = os.path.join(work, "model")
     config = ["--config", args.config] if args.config else []
 
     if args.step in ("all", "features"):
-        features_step(args, work, cutoffs, h, train_file, score_table)
+        features_step(args, work, cutoffs, h, train_file)
     if args.step in ("all", "train"):
         (tv, _), (t0, _), (t1, _), (latest, _) = cutoffs
         run(args.bin, "train", "--tune", train_file[tv], "--train", train_file[t0],
@@ -106,14 +111,92 @@ def main():
             "--horizon", f"{h}d", "--out", model_dir, *config)
         print(f"trained on {args.train_sample:.0%} of the customers -> {model_dir}/model.json")
     if args.step in ("all", "score"):
-        said = run(args.bin, "score", "--model", os.path.join(model_dir, "model.json"),
-                   "--features", score_table, "--as-of", args.as_of, "--out", args.out, *config)
-        sys.stdout.write(said)
+        model = os.path.abspath(args.model or os.path.join(model_dir, "model.json"))
+        score_step(args, work, as_of, model, config)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def features_step(args, work, cutoffs, h, train_file, score_table):
+def on_executors(spark, buckets, task):
+    """Runs `task(bucket)` once per bucket on the executors (one partition per bucket, through
+    mapInArrow); returns {bucket: (exit code, stderr, stdout)}. The binary and --work must be
+    at the same paths on every executor (a shared volume, or the image)."""
+    import pyarrow as pa
+
+    def run_buckets(batches):
+        for batch in batches:
+            for k in batch.column("id").to_pylist():
+                code, err, out = task(k)
+                yield pa.RecordBatch.from_pydict(
+                    {"bucket": [k], "code": [code], "stderr": [err], "stdout": [out]})
+
+    schema = "bucket long, code int, stderr string, stdout string"
+    rows = spark.range(0, buckets, 1, buckets).mapInArrow(run_buckets, schema).collect()
+    return {r["bucket"]: (r["code"], r["stderr"], r["stdout"]) for r in rows}
+
+
+def score_step(args, work, as_of, model, config):
+    """Scoring in shards (docs/scale-out.md): pass 1 on the executors, one task per bucket
+    (`churnclv score --raw`: each customer's rank keys); the global cut points on the driver
+    from the raw files (`churnclv cuts`, a few boundary keys); pass 2 on the executors
+    (`churnclv score --cuts --part`: the bucket's score rows with the whole table's ranks);
+    then `churnclv publish` gathers the buckets and publishes the partition."""
+    import glob
+
+    from pyspark.sql import SparkSession
+
+    binary = shutil.which(args.bin) or args.bin
+    binary = os.path.abspath(binary) if os.path.exists(binary) else binary
+    work = os.path.abspath(work)
+    features = os.path.join(work, "features", f"as_of={as_of}")
+    raw_dir, parts_dir = os.path.join(work, "raw"), os.path.join(work, "parts")
+    for d in (raw_dir, parts_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    cuts = os.path.join(work, "cuts.json")
+
+    def bucket_file(k):
+        files = sorted(glob.glob(os.path.join(features, f"bucket={k}", "*.parquet")))
+        if len(files) > 1:
+            raise SystemExit(f"{features}/bucket={k}: {len(files)} files, expected one")
+        return files[0] if files else None  # an empty bucket has no folder
+
+    def scorer(extra):
+        def task(k):
+            table = bucket_file(k)
+            if table is None:
+                return 0, "", ""
+            out = subprocess.run(
+                [binary, "--quiet", "score", "--features", table, "--model", model,
+                 "--as-of", as_of.isoformat(), *config, *extra(k)],
+                capture_output=True, text=True)
+            return out.returncode, out.stderr, out.stdout
+        return task
+
+    spark = SparkSession.builder.remote(args.remote).getOrCreate()
+    passes = [
+        ("pass 1 (rank keys)", lambda k: ["--raw", os.path.join(raw_dir, f"bucket={k}.parquet")]),
+        ("pass 2 (scores with the global cut points)",
+         lambda k: ["--cuts", cuts, "--part", os.path.join(parts_dir, f"bucket={k}.parquet")]),
+    ]
+    for i, (name, extra) in enumerate(passes):
+        done = on_executors(spark, args.buckets, scorer(extra))
+        failed = sorted((k, r) for k, r in done.items() if r[0] != 0)
+        if failed:
+            k, (code, err, _) = failed[0]
+            sys.stderr.write(f"churnclv_spark: {name}, bucket {k}: {err}")
+            spark.stop()
+            sys.exit(code)
+        print(f"{name}: {len(done)} buckets scored on the executors")
+        if i == 0:
+            sys.stdout.write(run(args.bin, "cuts", "--raw", raw_dir, "--out", cuts, *config))
+    spark.stop()
+    sys.stdout.write(run(args.bin, "publish", "--features", features, "--scores", parts_dir,
+                         "--model", model, "--as-of", as_of.isoformat(), "--out", args.out,
+                         *config))
+
+
+def features_step(args, work, cutoffs, h, train_file):
     """On the engine: the skew guard, then the feature table at each cutoff in buckets, the
     training sample and the as-of table pulled to `work`."""
     import pyarrow.parquet as pq
@@ -166,7 +249,10 @@ def features_step(args, work, cutoffs, h, train_file, score_table):
         # 1. The table in customer-hash buckets (the same customer in the same bucket at every
         #    cutoff): what scoring on the executors reads.
         bucketed = os.path.join(work, "features", f"as_of={cutoff}")
+        # One partition per bucket before the write: one file per bucket folder, which is
+        # what one scoring task reads.
         (df.withColumn("bucket", F.expr(f"pmod(hash(customer_id), {args.buckets})"))
+           .repartition(args.buckets, "bucket")
            .write.mode("overwrite").partitionBy("bucket").parquet(bucketed))
         # 2. The training sample: the same customers at every cutoff (the as-of table too:
         #    the final BTYD and spend fits use it). Scoring reads the whole as-of table.
@@ -175,11 +261,6 @@ def features_step(args, work, cutoffs, h, train_file, score_table):
         if share < 1_000_000:
             sample = table.where(F.expr(f"pmod(hash(customer_id), 1000000) < {share}"))
         pq.write_table(sample.toArrow(), train_file[cutoff])
-        if not labelled:
-            if share < 1_000_000:
-                pq.write_table(table.toArrow(), score_table)
-            else:
-                shutil.copyfile(train_file[cutoff], score_table)
         print(f"features before {cutoff}{' (labelled)' if labelled else ''}: "
               f"{args.buckets} buckets in {bucketed}")
 

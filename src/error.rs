@@ -19,6 +19,7 @@ use crate::models::{ModelError, SavedModelError};
 use crate::report::ReportError;
 use crate::sql::SqlError;
 use crate::stages::score::ScoreError;
+use crate::stages::sharded::ShardedError;
 
 /// Every error a stage or subcommand can end with.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,9 @@ pub enum Error {
     /// A feature-table file without the documented schema (2).
     #[error(transparent)]
     FeatureTable(#[from] FeatureTableError),
+    /// A raw-keys, cut-point or score-part file of scoring in shards (2).
+    #[error(transparent)]
+    Sharded(#[from] ShardedError),
     /// `generate` parameters (2).
     #[error(transparent)]
     Generate(#[from] GenerateError),
@@ -105,6 +109,7 @@ impl Error {
             | Error::Lock(_)
             | Error::SavedModel(_)
             | Error::FeatureTable(_)
+            | Error::Sharded(_)
             | Error::Generate(_) => 2,
             Error::Publish(e) => match e {
                 PublishError::NotOurs { .. } => 2,

@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod cuts;
 pub mod diag;
 pub mod error;
 pub mod evaluate;

@@ -205,6 +205,18 @@ pub fn assign_tiers(rows: &[TierInput], horizon_days: f64, cfg: &TierConfig) -> 
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    assign_tiers_given(rows, &vip, median, horizon_days, cfg)
+}
+
+/// [`assign_tiers`] with the VIPs and the buyers' median CLV given (scoring in shards: from
+/// the whole table's `cuts::Cuts`).
+pub fn assign_tiers_given(
+    rows: &[TierInput],
+    vip: &[bool],
+    median: f64,
+    horizon_days: f64,
+    cfg: &TierConfig,
+) -> Vec<usize> {
     rows.iter()
         .enumerate()
         .map(|(i, r)| {

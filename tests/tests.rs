@@ -25,6 +25,7 @@ mod oracle;
 mod publish;
 mod reader;
 mod run;
+mod sharded;
 mod shards;
 mod sql;
 mod tiers;

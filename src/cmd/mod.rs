@@ -9,12 +9,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use churnclv::plan::{Request, Source};
 
 pub mod btyd;
+pub mod cuts;
 pub mod features;
 pub mod finish;
 pub mod generate;
 pub mod history;
 mod jsonlog;
 pub mod progress;
+pub mod publish;
 pub mod run;
 pub mod score;
 pub mod sql;
@@ -78,6 +80,11 @@ pub enum Command {
     Generate(generate::Args),
     /// List the published runs of an output folder (and those the drift gates refused).
     History(history::Args),
+    /// Scoring in shards: the whole table's cut points from every bucket's raw keys (`score
+    /// --raw`), for `score --cuts`.
+    Cuts(cuts::Args),
+    /// Scoring in shards: publish every bucket's features and score part as one partition.
+    Publish(publish::Args),
     /// Print the feature stage as Spark SQL (features, or rejects by reason) for a Spark
     /// engine: the scale-out path (docs/scale-out.md).
     Sql(sql::Args),
@@ -161,6 +168,8 @@ pub fn dispatch(command: Command) -> churnclv::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Generate(a) => generate::run(a),
         Command::History(a) => history::run(a),
+        Command::Cuts(a) => cuts::run(a),
+        Command::Publish(a) => publish::run(a),
         Command::Sql(a) => sql::run(a),
     }
 }

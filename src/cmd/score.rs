@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use churnclv::plan::{Output, OutputKind, Plan, Request, Source};
-use churnclv::stages::jobs;
+use churnclv::stages::{jobs, sharded};
 
 use super::progress::Progress;
 use super::ReadingArgs;
@@ -41,8 +41,21 @@ pub struct Args {
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
     /// Output root; writes DIR/{scores,features,rejects,runs}/as_of=YYYY-MM-DD/.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["raw", "part"])]
+    pub out: Option<PathBuf>,
+    /// Scoring in shards, pass 1: score this bucket of the as-of table (--features) on its
+    /// own and write each customer's rank keys (customer_id, recency_key, frequency_key,
+    /// monetary_key, clv) to FILE instead of publishing; `churnclv cuts` reads every bucket's.
+    #[arg(long, value_name = "FILE", requires = "features", conflicts_with_all = ["out", "cuts"])]
+    pub raw: Option<PathBuf>,
+    /// Scoring in shards, pass 2: the whole table's cut points (`churnclv cuts --out`): the
+    /// bucket's r/f/m scores, CLV deciles, VIPs and median CLV are those of the whole table.
+    #[arg(long, value_name = "FILE", requires = "part")]
+    pub cuts: Option<PathBuf>,
+    /// Scoring in shards, pass 2: write the bucket's score rows (the columns of scores.parquet)
+    /// to FILE instead of publishing; `churnclv publish` publishes every bucket's.
+    #[arg(long, value_name = "FILE", requires_all = ["features", "cuts"], conflicts_with = "out")]
+    pub part: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> churnclv::Result<()> {
@@ -52,20 +65,41 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         // clap requires one of them.
         (None, None) => Source::Nothing,
     };
+    let (out, kind, flag) = match (&args.raw, &args.part, &args.out) {
+        (Some(f), _, _) => (f.clone(), OutputKind::File, "--raw"),
+        (_, Some(f), _) => (f.clone(), OutputKind::File, "--part"),
+        (_, _, Some(d)) => (d.clone(), OutputKind::Folder, "--out"),
+        // clap requires one of them.
+        (None, None, None) => return Err(churnclv::Error::Usage("--out is required".into())),
+    };
     let plan = Plan::build(&Request {
         source,
         model: Some(args.model.clone()),
         as_of: args.as_of.map(|d| (d, "--as-of")),
         as_of_from_data: true,
         outputs: vec![Output {
-            flag: "--out",
-            path: args.out.clone(),
-            kind: OutputKind::Folder,
+            flag,
+            path: out.clone(),
+            kind,
         }],
         ..args.reading.request()
     })?;
+    if let Some(raw) = &args.raw {
+        let n = sharded::score_raw(&plan, &args.model, raw)?;
+        println!("wrote {} ({n} customers' rank keys)", raw.display());
+        return Ok(());
+    }
+    if let (Some(part), Some(cuts)) = (&args.part, &args.cuts) {
+        let n = sharded::score_part(&plan, &args.model, cuts, part)?;
+        println!(
+            "wrote {} ({n} customers scored with {})",
+            part.display(),
+            cuts.display()
+        );
+        return Ok(());
+    }
     let mut progress = Progress::stages(3);
-    let outcome = jobs::score(&plan, &args.out, &args.model, &mut |s| progress.stage(s))?;
+    let outcome = jobs::score(&plan, &out, &args.model, &mut |s| progress.stage(s))?;
     progress.finish();
     print!("{}", outcome.summary);
     Ok(())

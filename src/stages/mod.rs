@@ -28,6 +28,8 @@
 //!                             io::publish's lock, staging and one-step swap
 //! ```
 //!
+//! [`sharded`] is the score stage over customer buckets (two passes around the whole table's
+//! cut points, `crate::cuts`) and their one publish: the scale-out path.
 //! [`history`] lists the published runs (`churnclv history`, the report's trends).
 //! [`metrics`] holds the metrics.json types, [`summary`] the report page data and the console
 //! summary, [`validate`] and [`btyd`] the two diagnostic subcommands' work. Every stage returns
@@ -41,6 +43,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod publish;
 pub mod score;
+pub mod sharded;
 pub mod shards;
 pub mod summary;
 pub mod train;

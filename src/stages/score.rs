@@ -13,14 +13,15 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
 use crate::models::churn::raw_matrix;
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
 use crate::segment::{
-    assign_tiers, churn_reasons, churn_risk, deciles, lifecycle_stage, quintiles, rfm_segment,
-    TierConfig, TierInput, TIERS,
+    assign_tiers, assign_tiers_given, churn_reasons, churn_risk, deciles, lifecycle_stage,
+    quintiles, rfm_segment, TierConfig, TierInput, TIERS,
 };
 
 /// Schema of `scores.parquet` (the warehouse contract, documented in docs/schema.md). `as_of`
@@ -213,6 +214,57 @@ pub fn score(
     model_version: &str,
     run_id: &str,
 ) -> Result<Scored, ScoreError> {
+    let models = Models {
+        churn,
+        value,
+        horizon_days,
+        model_version,
+    };
+    score_with(set, &models, tiers, run_id, None)
+}
+
+/// The models [`score_with`] applies.
+pub struct Models<'a> {
+    pub churn: &'a ChurnModel,
+    pub value: &'a ValueModel,
+    pub horizon_days: u32,
+    pub model_version: &'a str,
+}
+
+/// The rank keys of a feature table's rows (−recency, purchase days and monetary total of
+/// buyers), as the score table's r/f/m quintiles rank them.
+pub fn rank_keys(set: &FeatureTable) -> [Vec<Option<f64>>; 3] {
+    let buyer = |v: f64, i: usize| set.rows[i].has_purchase().then_some(v);
+    let n = set.rows.len();
+    [
+        (0..n)
+            .map(|i| set.rows[i].recency_days.map(|d| -d))
+            .collect(),
+        (0..n)
+            .map(|i| buyer(set.rows[i].purchase_days as f64, i))
+            .collect(),
+        (0..n)
+            .map(|i| buyer(set.rows[i].monetary_total, i))
+            .collect(),
+    ]
+}
+
+/// [`score`], with the rank columns, VIPs and median CLV from the whole table's cut points
+/// when `cuts` is given (a bucket of it scored alone: `stages::sharded`), else ranked within
+/// `set`.
+pub fn score_with(
+    set: &FeatureTable,
+    models: &Models<'_>,
+    tiers: &TierConfig,
+    run_id: &str,
+    cuts: Option<&Cuts>,
+) -> Result<Scored, ScoreError> {
+    let Models {
+        churn,
+        value,
+        horizon_days,
+        model_version,
+    } = *models;
     let n = set.rows.len();
     // The buyers (the models' population) and their value inputs.
     let (buyers, value_inputs): (Vec<usize>, Vec<ValueInputs>) = (0..n)
@@ -248,24 +300,23 @@ pub fn score(
         values[i] = Some(v);
         reasons[i] = why;
     }
-    let buyer = |v: Option<f64>, i: usize| v.filter(|_| set.rows[i].has_purchase());
-    let r = quintiles(
-        &(0..n)
-            .map(|i| set.rows[i].recency_days.map(|d| -d))
-            .collect::<Vec<_>>(),
-    );
-    let fq = quintiles(
-        &(0..n)
-            .map(|i| buyer(Some(set.rows[i].purchase_days as f64), i))
-            .collect::<Vec<_>>(),
-    );
-    let m = quintiles(
-        &(0..n)
-            .map(|i| buyer(Some(set.rows[i].monetary_total), i))
-            .collect::<Vec<_>>(),
-    );
+    let [r_key, f_key, m_key] = rank_keys(set);
     let clv: Vec<Option<f64>> = values.iter().map(|v| v.map(|s| s.clv)).collect();
-    let clv_decile = deciles(&clv);
+    let ids = &set.customer_ids;
+    let (r, fq, m, clv_decile) = match cuts {
+        None => (
+            quintiles(&r_key),
+            quintiles(&f_key),
+            quintiles(&m_key),
+            deciles(&clv),
+        ),
+        Some(c) => (
+            c.recency.bins_of(&r_key, ids),
+            c.frequency.bins_of(&f_key, ids),
+            c.monetary.bins_of(&m_key, ids),
+            c.clv.bins_of(&clv, ids),
+        ),
+    };
     let inputs: Vec<TierInput> = (0..n)
         .map(|i| TierInput {
             purchase_days: set.rows[i].purchase_days,
@@ -277,7 +328,13 @@ pub fn score(
         })
         .collect();
     let h = f64::from(horizon_days);
-    let tier = assign_tiers(&inputs, h, tiers);
+    let tier = match cuts {
+        None => assign_tiers(&inputs, h, tiers),
+        Some(c) => {
+            let vip: Vec<bool> = (0..n).map(|i| c.is_vip(clv[i], &ids[i])).collect();
+            assign_tiers_given(&inputs, &vip, c.clv_median, h, tiers)
+        }
+    };
 
     let stages: Vec<&'static str> = inputs
         .iter()
@@ -394,16 +451,26 @@ pub fn score_saved(
     tiers: &TierConfig,
     run_id: &str,
 ) -> Result<Scored, crate::Error> {
-    score(
-        set,
-        &saved.churn,
-        &saved.value,
-        saved.horizon_days,
-        tiers,
-        &model_version(&saved.run_id),
-        run_id,
-    )
-    .map_err(|e| match e {
+    score_saved_with(set, saved, path, tiers, run_id, None)
+}
+
+/// [`score_saved`] with the whole table's cut points (see [`score_with`]).
+pub fn score_saved_with(
+    set: &FeatureTable,
+    saved: &SavedModel,
+    path: &Path,
+    tiers: &TierConfig,
+    run_id: &str,
+    cuts: Option<&Cuts>,
+) -> Result<Scored, crate::Error> {
+    let version = model_version(&saved.run_id);
+    let models = Models {
+        churn: &saved.churn,
+        value: &saved.value,
+        horizon_days: saved.horizon_days,
+        model_version: &version,
+    };
+    score_with(set, &models, tiers, run_id, cuts).map_err(|e| match e {
         ScoreError::Unusable { .. } => SavedModelError::Unusable {
             path: path.display().to_string(),
             message: e.to_string(),

@@ -16,6 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -81,7 +82,7 @@ impl ParquetOptions {
         self
     }
 
-    fn properties(&self) -> WriterProperties {
+    fn properties(&self, schema: &arrow_schema::Schema) -> WriterProperties {
         let kv = if self.metadata.is_empty() {
             None
         } else {
@@ -92,11 +93,19 @@ impl ParquetOptions {
                     .collect(),
             )
         };
-        WriterProperties::builder()
+        let mut b = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
-            .set_key_value_metadata(kv)
-            .build()
+            .set_key_value_metadata(kv);
+        // Customer ids (one per row) and floats (scores, money, ratios: nearly one distinct
+        // value per row) are written plain: a dictionary of them would be built a hash per
+        // row only to be abandoned at its page size limit. Integers and labels keep theirs.
+        for f in schema.fields() {
+            if f.name() == "customer_id" || f.data_type() == &arrow_schema::DataType::Float64 {
+                b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+            }
+        }
+        b.build()
     }
 }
 
@@ -208,7 +217,8 @@ fn arrow_writer(
     options: &ParquetOptions,
 ) -> Result<ArrowWriter<BufWriter<File>>, OutputError> {
     let file = File::create(path).map_err(io_err(path))?;
-    ArrowWriter::try_new(BufWriter::new(file), schema, Some(options.properties()))
+    let properties = options.properties(&schema);
+    ArrowWriter::try_new(BufWriter::new(file), schema, Some(properties))
         .map_err(parquet_error(path))
 }
 

@@ -16,7 +16,7 @@ use super::stats::{opt_max, opt_min, ScanStats};
 use super::validate::{ReadOptions, Reason, Shard};
 use crate::batch::{value_code, EventBatch, IdDictionary, Rows};
 use crate::events::EventKind;
-use crate::io::input::{Field, InputError, InputFile, InputSet};
+use crate::io::input::{Field, InputError, InputFile, InputSet, Source};
 use crate::time::{MAX_TIME_US, MIN_TIME_US};
 
 /// Result of a scan: the accumulators (one per customer partition), the counts, and the
@@ -359,6 +359,12 @@ pub fn latest_event_time(inputs: &InputSet, before_us: i64) -> Result<Option<i64
         .par_iter()
         .map(|&(fi, rg)| {
             let file = &inputs.files[fi];
+            // The row group's exact maximum from its statistics when it is in range (then it
+            // is the answer for the row group), else a read of the column.
+            if let Some(t) = time_max_statistic(file, rg).filter(|t| (MIN_TIME_US..end).contains(t))
+            {
+                return Ok(Some(t));
+            }
             let reader = open_row_group(file, rg, &[Field::EventTime])?;
             let mut best: Option<i64> = None;
             for batch in reader {
@@ -373,4 +379,39 @@ pub fn latest_event_time(inputs: &InputSet, before_us: i64) -> Result<Option<i64
             Ok(best)
         })
         .try_reduce(|| None, |a, b| Ok(opt_max(a, b)))
+}
+
+/// The exact maximum event time (µs) of row group `rg` from the Parquet statistics, when the
+/// column is a timestamp stored as a 64-bit integer and its writer recorded an exact maximum:
+/// what [`latest_event_time`] would find by reading the column (it converts the same way).
+fn time_max_statistic(file: &InputFile, rg: usize) -> Option<i64> {
+    use arrow_schema::{DataType, TimeUnit};
+    use parquet::file::statistics::Statistics;
+    let Some(Source::Column(name)) = file.sources.get(&Field::EventTime) else {
+        return None;
+    };
+    let to_us: fn(i64) -> Option<i64> = match file
+        .metadata
+        .schema()
+        .field_with_name(name)
+        .ok()?
+        .data_type()
+    {
+        DataType::Timestamp(TimeUnit::Second, _) => |v| v.checked_mul(1_000_000),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => |v| v.checked_mul(1_000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Some,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => |v| Some(v.div_euclid(1_000)),
+        _ => return None,
+    };
+    let pq = file.metadata.metadata();
+    let column = pq
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [name.clone()])?;
+    match pq.row_groups().get(rg)?.column(column).statistics()? {
+        Statistics::Int64(s) if s.max_is_exact() => s.max_opt().copied().and_then(to_us),
+        _ => None,
+    }
 }

@@ -4,10 +4,12 @@
 
 pub mod btyd;
 pub mod churn;
+pub mod glm;
 pub mod logistic;
 pub mod sample;
 pub mod saved;
 pub mod spend;
+pub mod spend_champion;
 pub mod value;
 
 pub use churn::{ChurnModel, ChurnParams, ModelError};

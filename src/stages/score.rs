@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::features::{FeatureTable, Features};
 use crate::models::churn::raw_matrix;
+use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
@@ -208,6 +209,7 @@ pub fn score(
     set: &FeatureTable,
     churn: &ChurnModel,
     value: &ValueModel,
+    spend: Option<&SpendChampion>,
     horizon_days: u32,
     tiers: &TierConfig,
     model_version: &str,
@@ -220,8 +222,13 @@ pub fn score(
         .unzip();
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
     // Standardised once: the probabilities and the reasons read the same rows.
-    let z = churn.standardise(&raw_matrix(&rows))?;
+    let raw = raw_matrix(&rows);
+    let z = churn.standardise(&raw)?;
     let probs = churn.predict_standardised(&z);
+    // The value champion, when a supervised spend model won the run's value selection: its
+    // expected spend over the horizon, discounted with the BTYD timing, is the CLV.
+    let spend_h = spend.map(|s| s.predict(&raw)).transpose()?;
+    drop(raw);
     let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
@@ -232,7 +239,10 @@ pub fn score(
     let per_customer: Vec<(ValueScores, [Option<&str>; 3])> = (0..rows.len())
         .into_par_iter()
         .map(|k| {
-            let v = value.score(&value_inputs[k], f64::from(horizon_days));
+            let mut v = value.score(&value_inputs[k], f64::from(horizon_days));
+            if let Some(s) = &spend_h {
+                v.clv = SpendChampion::clv(s[k], v.expected_purchases, v.discounted_purchases);
+            }
             let contributions: Vec<f64> = z
                 .row(k)
                 .iter()
@@ -398,6 +408,7 @@ pub fn score_saved(
         set,
         &saved.churn,
         &saved.value,
+        saved.value_spend.as_ref(),
         saved.horizon_days,
         tiers,
         &model_version(&saved.run_id),

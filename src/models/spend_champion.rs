@@ -1,0 +1,109 @@
+//! The supervised spend model that won the value selection of a run (chosen on the validation
+//! window, see `stages::value_select`), as saved in `model.json` (`value_spend`) and applied by
+//! scoring: it predicts each buyer's net spend over the next H days, which scoring turns into a
+//! discounted CLV with the BTYD purchase timing ([`SpendChampion::clv`]).
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::models::churn::{apply_scaling, ChurnModel, ChurnParams, FeatureScaling};
+use crate::models::glm::SpendGlm;
+use crate::models::saved::InvalidField;
+use crate::models::spend::SpendModel;
+use crate::models::ModelError;
+
+/// One of the supervised spend models (externally tagged in JSON: `{"poisson_glm": {…}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendChampion {
+    /// Least squares on `ln(1 + spend)` with Duan's smearing.
+    Log1pOls(SpendModel),
+    /// Log-link GLM, Poisson deviance.
+    PoissonGlm(SpendGlm),
+    /// Log-link GLM, Tweedie deviance (power in (1, 2)).
+    TweedieGlm(SpendGlm),
+}
+
+impl SpendChampion {
+    /// Name used in metrics.json and the logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SpendChampion::Log1pOls(_) => "log1p_ols",
+            SpendChampion::PoissonGlm(_) => "poisson_glm",
+            SpendChampion::TweedieGlm(_) => "tweedie_glm",
+        }
+    }
+
+    fn linear(&self) -> (&[FeatureScaling], &[f64], f64) {
+        match self {
+            SpendChampion::Log1pOls(m) => (&m.features, &m.coefficients, m.intercept),
+            SpendChampion::PoissonGlm(m) | SpendChampion::TweedieGlm(m) => {
+                (&m.features, &m.coefficients, m.intercept)
+            }
+        }
+    }
+
+    /// Expected net spend over the horizon for rows standardised with this model's scaling.
+    pub fn predict_standardised(&self, z: &Array2<f64>) -> Vec<f64> {
+        match self {
+            SpendChampion::Log1pOls(m) => m.predict_standardised(z),
+            SpendChampion::PoissonGlm(m) | SpendChampion::TweedieGlm(m) => {
+                m.predict_standardised(z)
+            }
+        }
+    }
+
+    /// Expected net spend over the horizon for raw feature rows (columns in `FEATURES` order).
+    pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
+        let (features, _, _) = self.linear();
+        Ok(self.predict_standardised(&apply_scaling(features, x)?))
+    }
+
+    /// The discounted CLV of a buyer whose expected spend over the horizon is `spend`: the
+    /// spend spread over the horizon as the BTYD model spreads the buyer's purchases, so it is
+    /// discounted by the same factor as the purchases (`discounted / expected` purchases of
+    /// `FittedTransactions::discounted_purchases`; 1 when no purchase is expected).
+    pub fn clv(spend: f64, expected_purchases: f64, discounted_purchases: f64) -> f64 {
+        if expected_purchases > 0.0 && discounted_purchases.is_finite() {
+            spend * (discounted_purchases / expected_purchases)
+        } else {
+            spend
+        }
+    }
+
+    /// Checks every field used to score (JSON paths relative to `value_spend.<kind>`): the
+    /// scaling and coefficients as the churn model's are checked, the Tweedie power, the
+    /// smearing factor.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let (features, coefficients, intercept) = self.linear();
+        let as_churn = ChurnModel {
+            features: features.to_vec(),
+            coefficients: coefficients.to_vec(),
+            intercept,
+            params: ChurnParams {
+                alpha: 0.0,
+                max_iterations: 0,
+                timeout_seconds: 0,
+                balanced: false,
+            },
+            train_rows: 0,
+            train_churn_rate: 0.0,
+            std_errors: None,
+        };
+        as_churn.validate().map_err(|e| e.within(self.name()))?;
+        match self {
+            SpendChampion::Log1pOls(m) if !(m.smearing.is_finite() && m.smearing > 0.0) => Err(
+                InvalidField::new("log1p_ols.smearing", "must be finite and > 0", m.smearing),
+            ),
+            SpendChampion::PoissonGlm(m) if m.power != 1.0 => Err(InvalidField::new(
+                "poisson_glm.power",
+                "must be 1 (Poisson)",
+                m.power,
+            )),
+            SpendChampion::TweedieGlm(m) if !(m.power > 1.0 && m.power < 2.0) => Err(
+                InvalidField::new("tweedie_glm.power", "must be in (1, 2)", m.power),
+            ),
+            _ => Ok(()),
+        }
+    }
+}

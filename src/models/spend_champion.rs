@@ -7,6 +7,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::models::churn::{apply_scaling, ChurnModel, ChurnParams, FeatureScaling};
+use crate::models::boost::{Ensemble, Objective};
 use crate::models::glm::SpendGlm;
 use crate::models::saved::InvalidField;
 use crate::models::spend::SpendModel;
@@ -22,6 +23,18 @@ pub enum SpendChampion {
     PoissonGlm(SpendGlm),
     /// Log-link GLM, Tweedie deviance (power in (1, 2)).
     TweedieGlm(SpendGlm),
+    /// Gradient-boosted trees, Tweedie deviance, on the standardised inputs.
+    BoostedTweedie(BoostedSpend),
+}
+
+/// A boosted spend model: the inputs are standardised with `features` (the scaling of the
+/// window it was fitted on; trees only compare, so any monotone scale would do, and this one
+/// is shared with the churn fit), then the ensemble's `exp(margin)` is the expected spend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoostedSpend {
+    pub features: Vec<FeatureScaling>,
+    pub ensemble: Ensemble,
 }
 
 impl SpendChampion {
@@ -31,15 +44,27 @@ impl SpendChampion {
             SpendChampion::Log1pOls(_) => "log1p_ols",
             SpendChampion::PoissonGlm(_) => "poisson_glm",
             SpendChampion::TweedieGlm(_) => "tweedie_glm",
+            SpendChampion::BoostedTweedie(_) => "boosted_tweedie",
         }
     }
 
-    fn linear(&self) -> (&[FeatureScaling], &[f64], f64) {
+    fn scaling(&self) -> &[FeatureScaling] {
         match self {
-            SpendChampion::Log1pOls(m) => (&m.features, &m.coefficients, m.intercept),
+            SpendChampion::Log1pOls(m) => &m.features,
+            SpendChampion::PoissonGlm(m) | SpendChampion::TweedieGlm(m) => &m.features,
+            SpendChampion::BoostedTweedie(m) => &m.features,
+        }
+    }
+
+    /// Scaling, coefficients and intercept of a linear model; for the trees, the scaling with
+    /// zero coefficients (so the scaling is checked the same way).
+    fn linear(&self) -> (&[FeatureScaling], Vec<f64>, f64) {
+        match self {
+            SpendChampion::Log1pOls(m) => (&m.features, m.coefficients.clone(), m.intercept),
             SpendChampion::PoissonGlm(m) | SpendChampion::TweedieGlm(m) => {
-                (&m.features, &m.coefficients, m.intercept)
+                (&m.features, m.coefficients.clone(), m.intercept)
             }
+            SpendChampion::BoostedTweedie(m) => (&m.features, vec![0.0; m.features.len()], 0.0),
         }
     }
 
@@ -50,13 +75,13 @@ impl SpendChampion {
             SpendChampion::PoissonGlm(m) | SpendChampion::TweedieGlm(m) => {
                 m.predict_standardised(z)
             }
+            SpendChampion::BoostedTweedie(m) => m.ensemble.predict(z),
         }
     }
 
     /// Expected net spend over the horizon for raw feature rows (columns in `FEATURES` order).
     pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
-        let (features, _, _) = self.linear();
-        Ok(self.predict_standardised(&apply_scaling(features, x)?))
+        Ok(self.predict_standardised(&apply_scaling(self.scaling(), x)?))
     }
 
     /// The discounted CLV of a buyer whose expected spend over the horizon is `spend`: the
@@ -78,7 +103,7 @@ impl SpendChampion {
         let (features, coefficients, intercept) = self.linear();
         let as_churn = ChurnModel {
             features: features.to_vec(),
-            coefficients: coefficients.to_vec(),
+            coefficients,
             intercept,
             params: ChurnParams {
                 alpha: 0.0,
@@ -103,6 +128,20 @@ impl SpendChampion {
             SpendChampion::TweedieGlm(m) if !(m.power > 1.0 && m.power < 2.0) => Err(
                 InvalidField::new("tweedie_glm.power", "must be in (1, 2)", m.power),
             ),
+            SpendChampion::BoostedTweedie(m) => {
+                let names: Vec<&str> = m.features.iter().map(|f| f.name.as_str()).collect();
+                m.ensemble
+                    .validate(&names)
+                    .map_err(|e| e.within("boosted_tweedie.ensemble"))?;
+                match m.ensemble.objective {
+                    Objective::Tweedie { .. } => Ok(()),
+                    Objective::Logistic => Err(InvalidField::new(
+                        "boosted_tweedie.ensemble.objective",
+                        "must be tweedie",
+                        "logistic",
+                    )),
+                }
+            }
             _ => Ok(()),
         }
     }

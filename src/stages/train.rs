@@ -144,7 +144,15 @@ pub fn train(
             "the validation sample has no evaluation columns".into(),
         ));
     };
-    let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
+    let mut evaluation = evaluate(
+        train_sample,
+        &eval,
+        ids,
+        c,
+        config,
+        params,
+        &value_selection,
+    )?;
     evaluation.alpha_selection = Some(selection);
     evaluation.customer_sample = customer_sample;
     tracing::info!(
@@ -378,6 +386,7 @@ fn fit_and_score(
     train: Sample,
     eval: &Sample,
     scheme: Scheme,
+    selection: &ValueSelection,
 ) -> Result<Evaluation> {
     let window = window_name(scheme.train.0, scheme.train.1);
     let what = if scheme.fallback_reason.is_some() {
@@ -397,7 +406,7 @@ fn fit_and_score(
     let z = design.standardise_logged(&eval.x)?;
     // Every supervised spend model on the same design; the Poisson GLM is "the" spend model
     // reported as `value.model` (its fitted total is the training window's, docs/models.md).
-    let value_challengers = value_select::out_of_time(&design, &train.spend, &z, &eval.spend);
+    let value_challengers = value_select::out_of_time(&design, &train.spend, &z, &eval.spend, selection);
     drop(design);
     // (log1p_ols when the GLM could not fit, e.g. no positive spend in the window: warned.)
     let value_model = [value_select::Kind::PoissonGlm, value_select::Kind::Log1pOls]
@@ -449,6 +458,7 @@ fn evaluate(
     c: &Cutoffs,
     config: &Config,
     params: ChurnParams,
+    selection: &ValueSelection,
 ) -> Result<Evaluation> {
     let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
     if eval.is_empty() {
@@ -470,7 +480,7 @@ fn evaluate(
     };
     let train = match train {
         Ok(t) => t,
-        Err(reason) => return customer_split(eval, ids, c, config, params, reason),
+        Err(reason) => return customer_split(eval, ids, c, config, params, reason, selection),
     };
     fit_and_score(
         params,
@@ -482,6 +492,7 @@ fn evaluate(
             eval: (c.t1, c.as_of),
             fallback_reason: None,
         },
+        selection,
     )
 }
 
@@ -493,6 +504,7 @@ fn customer_split(
     config: &Config,
     params: ChurnParams,
     reason: String,
+    selection: &ValueSelection,
 ) -> Result<Evaluation> {
     let mut picked: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     for (i, &customer) in eval.customer.iter().enumerate() {
@@ -512,6 +524,7 @@ fn customer_split(
             eval: (c.t1, c.as_of),
             fallback_reason: Some(reason),
         },
+        selection,
     )
 }
 

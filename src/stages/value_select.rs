@@ -8,17 +8,18 @@
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::labels::Cutoffs;
+use crate::models::boost::{self, BoostParams, Objective};
 use crate::models::churn::Design;
 use crate::models::glm::SpendGlm;
 use crate::models::sample::Sample;
 use crate::models::spend::SpendModel;
-use crate::models::spend_champion::SpendChampion;
+use crate::models::spend_champion::{BoostedSpend, SpendChampion};
 use crate::models::value::ValueModel;
 use crate::models::ModelError;
 use crate::stages::metrics::ValueScoresMetrics;
@@ -34,12 +35,40 @@ pub enum Kind {
     Log1pOls,
     PoissonGlm,
     TweedieGlm,
+    /// Gradient-boosted trees with the Tweedie deviance ([`boost_params`]).
+    BoostedTweedie,
     /// BTYD expected purchases × Gamma-Gamma expected order value.
     Btyd,
 }
 
 /// The supervised candidates, in the order they are reported.
-pub const SUPERVISED: [Kind; 3] = [Kind::Log1pOls, Kind::PoissonGlm, Kind::TweedieGlm];
+pub const SUPERVISED: [Kind; 4] = [
+    Kind::Log1pOls,
+    Kind::PoissonGlm,
+    Kind::TweedieGlm,
+    Kind::BoostedTweedie,
+];
+
+/// The boosted spend model's settings: the booster's defaults (learning rate 0.1, depth 4,
+/// leaves of at least 100 buyers, L2 1, 64 bins) with the Tweedie deviance at
+/// [`TWEEDIE_POWER`] (LightGBM's default variance power). The number of rounds is chosen by
+/// early stopping inside the validation fit's window ([`select`]) and reused by the later
+/// fits, which have no window of their own to stop on.
+pub fn boost_params(rounds: Option<usize>) -> BoostParams {
+    let defaults = BoostParams::default();
+    BoostParams {
+        objective: Objective::Tweedie {
+            power: TWEEDIE_POWER,
+        },
+        max_rounds: rounds.unwrap_or(defaults.max_rounds).max(1),
+        ..defaults
+    }
+}
+
+/// Every `EARLY_STOP_EVERY`-th buyer of the validation fit's window (by position, i.e. by
+/// customer id) is held out to stop the booster on: the rounds are chosen inside that window,
+/// so the validation window judges the booster as it judges the others.
+const EARLY_STOP_EVERY: usize = 5;
 
 impl Kind {
     pub fn name(self) -> &'static str {
@@ -47,14 +76,31 @@ impl Kind {
             Kind::Log1pOls => "log1p_ols",
             Kind::PoissonGlm => "poisson_glm",
             Kind::TweedieGlm => "tweedie_glm",
+            Kind::BoostedTweedie => "boosted_tweedie",
             Kind::Btyd => "btyd_gamma_gamma",
         }
     }
 }
 
-/// Fits a supervised candidate on a standardised design and the next window's net spend.
-pub fn fit(kind: Kind, design: &Design, spend: &[f64]) -> Result<SpendChampion, ModelError> {
+/// Fits a supervised candidate on a standardised design and the next window's net spend
+/// (`rounds`: the boosted model's, chosen by [`select`]).
+pub fn fit(
+    kind: Kind,
+    design: &Design,
+    spend: &[f64],
+    rounds: Option<usize>,
+) -> Result<SpendChampion, ModelError> {
     match kind {
+        Kind::BoostedTweedie => {
+            let y: Vec<f64> = spend.iter().map(|s| s.max(0.0)).collect();
+            let names: Vec<&str> = design.scaling().iter().map(|f| f.name.as_str()).collect();
+            let fitted = boost::fit(&boost_params(rounds), &names, design.z(), &y, None)
+                .map_err(|e| ModelError::Invalid(format!("boosted spend model: {e}")))?;
+            Ok(SpendChampion::BoostedTweedie(BoostedSpend {
+                features: design.scaling().to_vec(),
+                ensemble: fitted.ensemble,
+            }))
+        }
         Kind::Log1pOls => SpendModel::fit_design(design, spend).map(SpendChampion::Log1pOls),
         Kind::PoissonGlm => {
             SpendGlm::fit_design(design, spend, 1.0).map(SpendChampion::PoissonGlm)
@@ -121,6 +167,10 @@ pub struct ValueSelection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validated_on: Option<(NaiveDate, NaiveDate)>,
     pub candidates: Vec<Candidate>,
+    /// Rounds of the boosted candidate, chosen by early stopping in the validation fit's
+    /// window; the out-of-time and final fits grow that many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boosted_rounds: Option<usize>,
     /// Set when the champion's final fit failed and BTYD × Gamma-Gamma scored instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_fit_error: Option<String>,
@@ -139,6 +189,7 @@ impl ValueSelection {
             validated_on: None,
             candidates: Vec::new(),
             final_fit_error: None,
+            boosted_rounds: None,
             kind: Kind::Btyd,
         }
     }
@@ -212,9 +263,18 @@ pub fn select(
         Err(e) => return ValueSelection::default_btyd(format!("validation design failed: {e}")),
     };
     let mut candidates = Vec::new();
+    let mut rounds = None;
     for kind in SUPERVISED {
         let t = Instant::now();
-        match fit(kind, &design, &tune.spend) {
+        let fitted = if kind == Kind::BoostedTweedie {
+            boosted_with_early_stopping(&design, &tune.spend).map(|(m, r)| {
+                rounds = Some(r);
+                m
+            })
+        } else {
+            fit(kind, &design, &tune.spend, None)
+        };
+        match fitted {
             Ok(m) => {
                 let ms = t.elapsed().as_millis() as u64;
                 candidates.push(candidate(
@@ -264,8 +324,40 @@ pub fn select(
         validated_on: Some((c.t0, c.t1)),
         candidates,
         final_fit_error: None,
+        boosted_rounds: rounds,
         kind,
     }
+}
+
+/// The boosted candidate of the validation fit: trees grown on four fifths of the window's
+/// buyers, stopped at the best round on the other fifth (patience 20); returns the model and
+/// its rounds.
+fn boosted_with_early_stopping(
+    design: &Design,
+    spend: &[f64],
+) -> Result<(SpendChampion, usize), ModelError> {
+    let z = design.z();
+    let (fit_rows, stop_rows): (Vec<usize>, Vec<usize>) =
+        (0..z.nrows()).partition(|i| i % EARLY_STOP_EVERY != 0);
+    let y = |rows: &[usize]| -> Vec<f64> { rows.iter().map(|&i| spend[i].max(0.0)).collect() };
+    let (zf, zs) = (z.select(Axis(0), &fit_rows), z.select(Axis(0), &stop_rows));
+    let names: Vec<&str> = design.scaling().iter().map(|f| f.name.as_str()).collect();
+    let fitted = boost::fit(
+        &boost_params(None),
+        &names,
+        &zf,
+        &y(&fit_rows),
+        Some((&zs, &y(&stop_rows))),
+    )
+    .map_err(|e| ModelError::Invalid(format!("boosted spend model: {e}")))?;
+    let rounds = fitted.rounds;
+    Ok((
+        SpendChampion::BoostedTweedie(BoostedSpend {
+            features: design.scaling().to_vec(),
+            ensemble: fitted.ensemble,
+        }),
+        rounds,
+    ))
 }
 
 /// One supervised candidate evaluated out of time (metrics.json `value.challengers`).
@@ -285,11 +377,12 @@ pub fn out_of_time(
     spend: &[f64],
     z: &Array2<f64>,
     actual: &[f64],
+    selection: &ValueSelection,
 ) -> Vec<Challenger> {
     let mut out = Vec::new();
     for kind in SUPERVISED {
         let t = Instant::now();
-        match fit(kind, design, spend) {
+        match fit(kind, design, spend, selection.boosted_rounds) {
             Ok(m) => {
                 let fit_ms = t.elapsed().as_millis() as u64;
                 let predicted = m.predict_standardised(z);
@@ -319,7 +412,7 @@ pub fn final_fit(
     if selection.kind == Kind::Btyd {
         return None;
     }
-    match fit(selection.kind, design, spend) {
+    match fit(selection.kind, design, spend, selection.boosted_rounds) {
         Ok(m) => Some(m),
         Err(e) => {
             tracing::warn!(

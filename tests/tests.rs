@@ -28,3 +28,4 @@ mod run;
 mod shards;
 mod sql;
 mod tiers;
+mod value;

@@ -16,7 +16,7 @@
 //! capped ([`MAX_ITERATIONS`]) and a fit that does not converge within it is an error, never a
 //! silent best point.
 
-use ndarray::{Array1, Array2, ArrayView1};
+use ndarray::{Array1, Array2, ArrayView1, Axis, Slice};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -58,31 +58,31 @@ pub struct SpendGlm {
 }
 
 /// `(loss, gradient, Fisher matrix)` of the Tweedie deviance (halved, summed) at `beta`
-/// (`beta[0]` the intercept), in one parallel pass over the rows.
+/// (`beta[0]` the intercept), in one parallel pass over chunks of rows. The matrix products
+/// of a chunk (`zᵀg`, `zᵀ diag(w) z`) go through ndarray's blocked `dot`, several times faster
+/// than a scalar loop over the 18 × 18 entries of each row.
 fn pass(z: &Array2<f64>, y: &[f64], beta: &[f64], power: f64) -> (f64, Vec<f64>, Vec<f64>) {
     let k = beta.len();
     let n = z.nrows();
+    let w = ArrayView1::from(&beta[1..]);
     let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
     starts
         .par_iter()
         .map(|&lo| {
+            let hi = (lo + CHUNK).min(n);
+            let zc = z.slice_axis(Axis(0), Slice::from(lo..hi));
+            let eta = zc.dot(&w);
             let mut loss = 0.0;
-            let mut g = vec![0.0; k];
-            let mut h = vec![0.0; k * k];
-            let mut x = vec![0.0; k];
-            for i in lo..(lo + CHUNK).min(n) {
-                let row = z.row(i);
-                x[0] = 1.0;
-                for (xj, v) in x[1..].iter_mut().zip(row.iter()) {
-                    *xj = *v;
-                }
-                let eta = linear(beta, row).min(MAX_ETA);
+            let mut gi = Array1::zeros(hi - lo);
+            let mut wi = Array1::zeros(hi - lo);
+            for (r, &e) in eta.iter().enumerate() {
+                let eta = (e + beta[0]).min(MAX_ETA);
                 let mu = eta.exp();
-                let yi = y[i];
+                let yi = y[lo + r];
                 // Loss −y·μ^(1−p)/(1−p) + μ^(2−p)/(2−p) (the deviance up to terms in y alone);
                 // at p = 1 the first term is −y·η. Gradient in η: μ^(1−p)(μ − y); Fisher
                 // weight μ^(2−p).
-                let (l, gi, wi) = if power == 1.0 {
+                let (l, g, h) = if power == 1.0 {
                     (mu - yi * eta, mu - yi, mu)
                 } else {
                     let m1 = ((1.0 - power) * eta).exp();
@@ -94,12 +94,23 @@ fn pass(z: &Array2<f64>, y: &[f64], beta: &[f64], power: f64) -> (f64, Vec<f64>,
                     )
                 };
                 loss += l;
-                for a in 0..k {
-                    g[a] += gi * x[a];
-                    let wa = wi * x[a];
-                    for b in 0..=a {
-                        h[a * k + b] += wa * x[b];
-                    }
+                gi[r] = g;
+                wi[r] = h;
+            }
+            let weighted = &zc * &wi.view().insert_axis(Axis(1));
+            let zg = zc.t().dot(&gi);
+            let zwz = zc.t().dot(&weighted);
+            let zw = weighted.sum_axis(Axis(0));
+            let mut g = vec![0.0; k];
+            let mut h = vec![0.0; k * k];
+            g[0] = gi.sum();
+            h[0] = wi.sum();
+            for a in 1..k {
+                g[a] = zg[a - 1];
+                h[a * k] = zw[a - 1];
+                h[a] = zw[a - 1];
+                for b in 1..k {
+                    h[a * k + b] = zwz[[a - 1, b - 1]];
                 }
             }
             (loss, g, h)
@@ -117,10 +128,6 @@ fn pass(z: &Array2<f64>, y: &[f64], beta: &[f64], power: f64) -> (f64, Vec<f64>,
                 a
             },
         )
-}
-
-fn linear(beta: &[f64], row: ArrayView1<f64>) -> f64 {
-    beta[0] + row.iter().zip(&beta[1..]).map(|(a, b)| a * b).sum::<f64>()
 }
 
 impl SpendGlm {
@@ -157,15 +164,10 @@ impl SpendGlm {
         let (mut loss, mut g, mut h) = pass(z, &y, &beta, power);
         let mut objective = penalised(&beta, loss);
         for iteration in 1..=MAX_ITERATIONS {
-            // Penalised gradient and Fisher matrix (lower triangle filled by the pass).
+            // Penalised gradient and Fisher matrix.
             for a in 1..k {
                 g[a] += ridge * beta[a];
                 h[a * k + a] += ridge;
-            }
-            for a in 0..k {
-                for b in a + 1..k {
-                    h[a * k + b] = h[b * k + a];
-                }
             }
             let step = cholesky_solve(&h, &g).ok_or_else(|| {
                 ModelError::Invalid("spend GLM: the Fisher matrix is singular".into())

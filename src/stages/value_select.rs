@@ -135,7 +135,9 @@ pub fn poisson_deviance(mu: &[f64], y: &[f64]) -> f64 {
 #[derive(Debug, Serialize)]
 pub struct Candidate {
     pub name: &'static str,
-    /// Fit time on the `tv` window's buyers.
+    /// Fit time on the `tv` window's buyers: logged (stage `evaluate`), not in metrics.json,
+    /// which holds only what the data determine (`train` from files reproduces it exactly).
+    #[serde(skip)]
     pub fit_ms: u64,
     /// Mean Poisson deviance on the validation window (the criterion).
     pub poisson_deviance: f64,
@@ -196,6 +198,13 @@ impl ValueSelection {
 }
 
 fn candidate(kind: Kind, fit_ms: u64, predicted: &[f64], actual: &[f64]) -> Candidate {
+    tracing::info!(
+        stage = "evaluate",
+        model = kind.name(),
+        duration_ms = fit_ms,
+        "value candidate {} fitted for the validation window",
+        kind.name()
+    );
     Candidate {
         name: kind.name(),
         fit_ms,
@@ -365,6 +374,8 @@ fn boosted_with_early_stopping(
 pub struct Challenger {
     #[serde(flatten)]
     pub metrics: ValueScoresMetrics,
+    /// Fit time (logged, not in metrics.json: see [`Candidate::fit_ms`]).
+    #[serde(skip)]
     pub fit_ms: u64,
     pub poisson_deviance: f64,
 }
@@ -385,6 +396,13 @@ pub fn out_of_time(
         match fit(kind, design, spend, selection.boosted_rounds) {
             Ok(m) => {
                 let fit_ms = t.elapsed().as_millis() as u64;
+                tracing::info!(
+                    stage = "evaluate",
+                    model = kind.name(),
+                    duration_ms = fit_ms,
+                    "value challenger {} fitted for the out-of-time window",
+                    kind.name()
+                );
                 let predicted = m.predict_standardised(z);
                 out.push(Challenger {
                     poisson_deviance: poisson_deviance(&predicted, actual),

@@ -42,22 +42,26 @@ fn ratio(v: &Value) -> f64 {
 /// model's total ratio and MAE against the baseline's, and the champion's Gini against the best
 /// of log1p OLS and BTYD × Gamma-Gamma.
 #[allow(clippy::too_many_arguments)]
-fn check(
-    m: &Value,
-    total_ratio: f64,
-    mae: (f64, f64),
-    champion: &str,
-    gini: (f64, f64),
-) {
+fn check(m: &Value, total_ratio: f64, mae: (f64, f64), champion: &str, gini: (f64, f64)) {
     let v = &m["value"];
     assert_eq!(v["model"]["name"], "poisson_glm");
     let r = ratio(&v["model"]);
     assert!((r - 1.0).abs() <= 0.10, "spend model total ratio {r}");
-    assert!((r - total_ratio).abs() < 0.005, "ratio {r} (measured {total_ratio})");
+    assert!(
+        (r - total_ratio).abs() < 0.005,
+        "ratio {r} (measured {total_ratio})"
+    );
     let (model_mae, baseline_mae) = (f(&v["model"]["mae"]), f(&v["baseline"]["mae"]));
     assert_eq!(v["baseline"]["name"], "last_window_spend");
-    assert!(model_mae < baseline_mae, "MAE {model_mae} vs {baseline_mae}");
-    assert!((model_mae - mae.0).abs() < 0.05, "MAE {model_mae} (measured {})", mae.0);
+    assert!(
+        model_mae < baseline_mae,
+        "MAE {model_mae} vs {baseline_mae}"
+    );
+    assert!(
+        (model_mae - mae.0).abs() < 0.05,
+        "MAE {model_mae} (measured {})",
+        mae.0
+    );
     assert!((baseline_mae - mae.1).abs() < 0.05, "{baseline_mae}");
     // The champion, chosen on the validation window, and its Gini out of time.
     let s = &v["selection"];
@@ -79,7 +83,13 @@ fn generated_sample_spend_in_scale_and_champion_ranks_best() {
     let events = common::generate(&dir.path().join("events.parquet"), 20_000, 42);
     let m = metrics(&events, "2025-12-31");
     // Poisson GLM: +4.7% (log1p OLS was +11.9%, BTYD +11.2%); MAE 29.18 vs 32.73.
-    check(&m, 1.047, (29.18, 32.73), "boosted_tweedie", (0.8531, 0.8225));
+    check(
+        &m,
+        1.047,
+        (29.18, 32.73),
+        "boosted_tweedie",
+        (0.8531, 0.8225),
+    );
     assert!((ratio(out_of_time(&m, "log1p_ols")) - 1.119).abs() < 0.005);
 }
 
@@ -158,10 +168,16 @@ fn the_champion_is_saved_and_score_reproduces_the_run_clv_exactly() {
     let chosen = metrics["value"]["selection"]["chosen"]
         .as_str()
         .expect("chosen");
-    assert_ne!(chosen, "btyd_gamma_gamma", "a supervised champion in this fixture");
+    assert_ne!(
+        chosen, "btyd_gamma_gamma",
+        "a supervised champion in this fixture"
+    );
     let saved = model["value_spend"].as_object().expect("value_spend");
     assert_eq!(saved.keys().collect::<Vec<_>>(), [chosen]);
-    assert_eq!(metrics["value"]["selection"], model["metrics"]["value"]["selection"]);
+    assert_eq!(
+        metrics["value"]["selection"],
+        model["metrics"]["value"]["selection"]
+    );
 
     let model_path = common::run_dir(&out, &as_of).join("model.json");
     let scored = dir.path().join("scored");

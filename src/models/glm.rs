@@ -174,7 +174,9 @@ impl SpendGlm {
             })?;
             let decrement: f64 = step.iter().zip(&g).map(|(s, g)| s * g).sum();
             if !decrement.is_finite() {
-                return Err(ModelError::Invalid("spend GLM: the fit is not finite".into()));
+                return Err(ModelError::Invalid(
+                    "spend GLM: the fit is not finite".into(),
+                ));
             }
             if decrement / n as f64 <= TOLERANCE * (1.0 + mean) {
                 // Inside the quadratic region: the last full step lands on the optimum to
@@ -219,7 +221,9 @@ impl SpendGlm {
         iterations: usize,
     ) -> Result<SpendGlm, ModelError> {
         if !beta.iter().all(|b| b.is_finite()) {
-            return Err(ModelError::Invalid("spend GLM: the fit is not finite".into()));
+            return Err(ModelError::Invalid(
+                "spend GLM: the fit is not finite".into(),
+            ));
         }
         Ok(SpendGlm {
             power,

@@ -6,8 +6,8 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::models::churn::{apply_scaling, ChurnModel, ChurnParams, FeatureScaling};
 use crate::models::boost::{Ensemble, Objective};
+use crate::models::churn::{apply_scaling, ChurnModel, ChurnParams, FeatureScaling};
 use crate::models::glm::SpendGlm;
 use crate::models::saved::InvalidField;
 use crate::models::spend::SpendModel;
@@ -144,5 +144,19 @@ impl SpendChampion {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clv_is_the_horizon_spend_discounted_like_the_purchases() {
+        // 3 purchases expected, worth 2.9 after monthly discounting: 100 of spend is 96.67.
+        let clv = SpendChampion::clv(100.0, 3.0, 2.9);
+        assert!((clv - 100.0 * 2.9 / 3.0).abs() < 1e-12, "{clv}");
+        // No purchase expected: nothing to time the spend by, left undiscounted.
+        assert_eq!(SpendChampion::clv(5.0, 0.0, 0.0), 5.0);
     }
 }

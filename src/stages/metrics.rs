@@ -13,9 +13,9 @@ use crate::evaluate::{
     roc_auc, spearman, CalibrationBin, Decile,
 };
 use crate::models::value::ValueFit;
-use crate::stages::value_select::{Challenger, ValueSelection};
 use crate::stages::drift::{Drift, Profile};
 use crate::stages::score::{Kpis, TierStats};
+use crate::stages::value_select::{Challenger, ValueSelection};
 
 /// Out-of-time evaluation (or the customer-split fallback).
 #[derive(Debug, Serialize)]

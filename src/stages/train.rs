@@ -24,6 +24,7 @@ use crate::features::FeatureTable;
 use crate::labels::Cutoffs;
 use crate::models::churn::Design;
 use crate::models::sample::{Detail, Sample};
+use crate::models::spend_champion::SpendChampion;
 use crate::models::value::{ValueInputs, ValueModel};
 use crate::models::FORMAT_VERSION;
 use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
@@ -33,7 +34,6 @@ use crate::stages::metrics::{
 };
 use crate::stages::score::Scored;
 use crate::stages::value_select::{self, ValueSelection};
-use crate::models::spend_champion::SpendChampion;
 
 /// What training reads, by date: the samples (buyers reduced to model inputs and labels) at
 /// `tv`, `t0` and `t1`, and the value inputs of the buyers at as-of. `run` builds them from its
@@ -406,12 +406,17 @@ fn fit_and_score(
     let z = design.standardise_logged(&eval.x)?;
     // Every supervised spend model on the same design; the Poisson GLM is "the" spend model
     // reported as `value.model` (its fitted total is the training window's, docs/models.md).
-    let value_challengers = value_select::out_of_time(&design, &train.spend, &z, &eval.spend, selection);
+    let value_challengers =
+        value_select::out_of_time(&design, &train.spend, &z, &eval.spend, selection);
     drop(design);
     // (log1p_ols when the GLM could not fit, e.g. no positive spend in the window: warned.)
     let value_model = [value_select::Kind::PoissonGlm, value_select::Kind::Log1pOls]
         .iter()
-        .find_map(|k| value_challengers.iter().find(|c| c.metrics.name == k.name()))
+        .find_map(|k| {
+            value_challengers
+                .iter()
+                .find(|c| c.metrics.name == k.name())
+        })
         .map(|c| c.metrics.clone())
         .ok_or_else(|| {
             ModelError::Invalid("spend model: neither the Poisson GLM nor log1p OLS fitted".into())

@@ -102,9 +102,7 @@ pub fn fit(
             }))
         }
         Kind::Log1pOls => SpendModel::fit_design(design, spend).map(SpendChampion::Log1pOls),
-        Kind::PoissonGlm => {
-            SpendGlm::fit_design(design, spend, 1.0).map(SpendChampion::PoissonGlm)
-        }
+        Kind::PoissonGlm => SpendGlm::fit_design(design, spend, 1.0).map(SpendChampion::PoissonGlm),
         Kind::TweedieGlm => {
             SpendGlm::fit_design(design, spend, TWEEDIE_POWER).map(SpendChampion::TweedieGlm)
         }
@@ -320,7 +318,8 @@ pub fn select(
         .min_by(|a, b| a.poisson_deviance.total_cmp(&b.poisson_deviance))
         .map(|c| c.kind);
     let Some(kind) = best else {
-        let mut s = ValueSelection::default_btyd("no candidate had a finite validation deviance".into());
+        let mut s =
+            ValueSelection::default_btyd("no candidate had a finite validation deviance".into());
         s.candidates = candidates;
         return s;
     };
@@ -456,6 +455,9 @@ mod tests {
         assert!(poisson_deviance(&[1e-9, 2.0, 10.0], &y) < 1e-8);
         // 2·[10·ln(10/5) − 5] / 3 for the last row alone.
         let d = poisson_deviance(&[1e-9, 2.0, 5.0], &y);
-        assert!((d - 2.0 * (10.0 * 2f64.ln() - 5.0) / 3.0).abs() < 1e-8, "{d}");
+        assert!(
+            (d - 2.0 * (10.0 * 2f64.ln() - 5.0) / 3.0).abs() < 1e-8,
+            "{d}"
+        );
     }
 }

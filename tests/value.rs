@@ -41,7 +41,6 @@ fn ratio(v: &Value) -> f64 {
 /// What both datasets must show, with the measured figures asserted to ±0.005: the spend
 /// model's total ratio and MAE against the baseline's, and the champion's Gini against the best
 /// of log1p OLS and BTYD × Gamma-Gamma.
-#[allow(clippy::too_many_arguments)]
 fn check(m: &Value, total_ratio: f64, mae: (f64, f64), champion: &str, gini: (f64, f64)) {
     let v = &m["value"];
     assert_eq!(v["model"]["name"], "poisson_glm");

@@ -87,7 +87,7 @@ fn generated_sample_spend_in_scale_and_champion_ranks_best() {
         1.047,
         (29.18, 32.73),
         "boosted_tweedie",
-        (0.8531, 0.8225),
+        (0.8522, 0.8225),
     );
     assert!((ratio(out_of_time(&m, "log1p_ols")) - 1.119).abs() < 0.005);
 }

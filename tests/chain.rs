@@ -165,6 +165,7 @@ fn the_stages_run_apart_from_files_give_the_run_scores() {
     for key in [
         "churn",
         "value",
+        "value_spend",
         "trained_on",
         "horizon_days",
         "scores_as_of",

@@ -250,7 +250,14 @@ fn publishes_a_complete_partition_with_known_values() {
         .expect("c000");
     assert_eq!(freq.value(j), 11);
     assert_eq!(money.value(j), 120.0);
-    // BTYD outputs: P(alive) in [0, 1], CLV = discounted expected purchases × order value.
+    // BTYD outputs: P(alive) in [0, 1], expected purchases and order values. The value
+    // champion chosen on the validation window here is the Tweedie spend GLM, so `clv` is its
+    // H-window spend discounted with the BTYD timing (SpendChampion::clv, unit-tested there;
+    // tests/value.rs checks `score` reproduces it), not expected purchases × order value.
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(part.join("metrics.json")).expect("metrics"))
+            .expect("json");
+    assert_eq!(metrics["value"]["selection"]["chosen"], "tweedie_glm");
     let alive = col("p_alive").as_primitive::<Float64Type>();
     let expected = col("expected_purchases").as_primitive::<Float64Type>();
     let aov = col("expected_order_value").as_primitive::<Float64Type>();
@@ -262,8 +269,11 @@ fn publishes_a_complete_partition_with_known_values() {
             alive.value(r)
         );
         assert!(expected.value(r) >= 0.0 && aov.value(r) > 0.0);
-        assert!(clv.value(r) <= expected.value(r) * aov.value(r) + 1e-9);
-        assert!(clv.value(r) >= expected.value(r) * aov.value(r) / 1.01f64.powi(3) - 1e-9);
+        assert!(
+            clv.value(r) > 0.0 && clv.value(r).is_finite(),
+            "{}",
+            clv.value(r)
+        );
     }
     // The browse-only customer is scored, without a churn probability or value.
     let k = b.num_rows() - 1;

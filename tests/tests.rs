@@ -29,3 +29,4 @@ mod sharded;
 mod shards;
 mod sql;
 mod tiers;
+mod value;

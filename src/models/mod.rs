@@ -2,12 +2,15 @@
 //! Gamma-Gamma, by maximum likelihood) and [`value`] (the BTYD value stage of the pipeline). Fitted models are plain serde
 //! structs — what is saved is exactly what is scored.
 
+pub mod boost;
 pub mod btyd;
 pub mod churn;
+pub mod glm;
 pub mod logistic;
 pub mod sample;
 pub mod saved;
 pub mod spend;
+pub mod spend_champion;
 pub mod value;
 
 pub use churn::{ChurnModel, ChurnParams, ModelError};

@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::config::HORIZON_DAYS;
+use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueModel;
 use crate::models::ChurnModel;
 
@@ -99,6 +100,10 @@ pub struct SavedModel {
     pub scores_as_of: NaiveDate,
     pub churn: ChurnModel,
     pub value: ValueModel,
+    /// The supervised spend model that scores CLV when it won the run's value selection
+    /// (absent: BTYD × Gamma-Gamma scores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_spend: Option<SpendChampion>,
     /// The run's out-of-time metrics (as in metrics.json), for reading; not used to score.
     pub metrics: serde_json::Value,
 }
@@ -181,6 +186,9 @@ impl SavedModel {
         self.check_windows()?;
         self.churn.validate().map_err(|e| e.within("churn"))?;
         self.value.validate().map_err(|e| e.within("value"))?;
+        if let Some(s) = &self.value_spend {
+            s.validate().map_err(|e| e.within("value_spend"))?;
+        }
         Ok(())
     }
 

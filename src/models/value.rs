@@ -153,6 +153,9 @@ pub struct ValueScores {
     pub expected_purchases: f64,
     pub expected_order_value: f64,
     pub clv: f64,
+    /// Expected purchases over the horizon, month by month discounted (`clv` over
+    /// `expected_order_value`): the timing a supervised spend champion's CLV is discounted by.
+    pub discounted_purchases: f64,
 }
 
 impl ValueModel {
@@ -363,6 +366,7 @@ impl ValueModel {
             expected_purchases: purchases.expected,
             expected_order_value: value,
             clv: purchases.discounted * value,
+            discounted_purchases: purchases.discounted,
         }
     }
 }

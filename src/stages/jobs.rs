@@ -48,7 +48,8 @@ pub struct Outcome {
 }
 
 /// The tables `run` builds from its scan: `tv`, `t0`, `t1` labelled with the window after
-/// each (the prior window's spend only at `t1`, the one window that reads it), and as-of.
+/// each (the prior window's spend, and the detail columns of the sample, at `t0` — the value
+/// models' validation window, where BTYD competes — and at `t1`), and as-of.
 pub fn tables(c: &Cutoffs) -> [TableSpec; 4] {
     let labelled = |cutoff, prior_window| TableSpec {
         prior_window,
@@ -56,7 +57,7 @@ pub fn tables(c: &Cutoffs) -> [TableSpec; 4] {
     };
     [
         labelled(c.tv, false),
-        labelled(c.t0, false),
+        labelled(c.t0, true),
         labelled(c.t1, true),
         TableSpec::unlabelled(c.as_of),
     ]
@@ -143,6 +144,7 @@ pub fn model_stages(
         &latest,
         &trained.churn,
         &trained.value,
+        trained.spend.as_ref(),
         c.horizon_days,
         &plan.config.tiers,
         &model_version(run_id),

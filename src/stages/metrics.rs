@@ -15,6 +15,7 @@ use crate::evaluate::{
 use crate::models::value::ValueFit;
 use crate::stages::drift::{Drift, Profile};
 use crate::stages::score::{Kpis, TierStats};
+use crate::stages::value_select::{Challenger, ValueSelection};
 
 /// Out-of-time evaluation (or the customer-split fallback).
 #[derive(Debug, Serialize)]
@@ -47,6 +48,9 @@ pub struct Evaluation {
     pub value_model: ValueScoresMetrics,
     #[serde(skip)]
     pub value_baseline: ValueScoresMetrics,
+    /// Every supervised spend model fitted on the same window, out of time (under `value`).
+    #[serde(skip)]
+    pub value_challengers: Vec<Challenger>,
     /// Churn model and recency scores with the labels of the evaluation customers (plots).
     #[serde(skip)]
     pub eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
@@ -140,7 +144,7 @@ pub struct BtydEvaluation {
 }
 
 /// Metrics of a predicted H-window spend against the actual net spend.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ValueScoresMetrics {
     pub name: &'static str,
     pub mae: f64,
@@ -226,6 +230,10 @@ pub struct ValueMetrics<'a> {
     pub btyd: &'a BtydEvaluation,
     /// How the BTYD models used for scoring (history before as-of) were fitted.
     pub btyd_final_fit: &'a ValueFit,
+    /// The value champion, chosen on the validation window: it scores CLV.
+    pub selection: &'a ValueSelection,
+    /// Every supervised spend model, out of time (BTYD × Gamma-Gamma is `btyd.spend`).
+    pub challengers: &'a [Challenger],
 }
 
 /// Customers scored and the scan's rows.

@@ -48,3 +48,4 @@ pub mod shards;
 pub mod summary;
 pub mod train;
 pub mod validate;
+pub mod value_select;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
 use crate::models::churn::raw_matrix;
+use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
@@ -209,6 +210,7 @@ pub fn score(
     set: &FeatureTable,
     churn: &ChurnModel,
     value: &ValueModel,
+    spend: Option<&SpendChampion>,
     horizon_days: u32,
     tiers: &TierConfig,
     model_version: &str,
@@ -217,6 +219,7 @@ pub fn score(
     let models = Models {
         churn,
         value,
+        spend,
         horizon_days,
         model_version,
     };
@@ -227,6 +230,8 @@ pub fn score(
 pub struct Models<'a> {
     pub churn: &'a ChurnModel,
     pub value: &'a ValueModel,
+    /// The value champion when a supervised spend model won (its horizon spend makes the CLV).
+    pub spend: Option<&'a SpendChampion>,
     pub horizon_days: u32,
     pub model_version: &'a str,
 }
@@ -262,6 +267,7 @@ pub fn score_with(
     let Models {
         churn,
         value,
+        spend,
         horizon_days,
         model_version,
     } = *models;
@@ -272,8 +278,13 @@ pub fn score_with(
         .unzip();
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
     // Standardised once: the probabilities and the reasons read the same rows.
-    let z = churn.standardise(&raw_matrix(&rows))?;
+    let raw = raw_matrix(&rows);
+    let z = churn.standardise(&raw)?;
     let probs = churn.predict_standardised(&z);
+    // The value champion, when a supervised spend model won the run's value selection: its
+    // expected spend over the horizon, discounted with the BTYD timing, is the CLV.
+    let spend_h = spend.map(|s| s.predict(&raw)).transpose()?;
+    drop(raw);
     let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
@@ -284,7 +295,10 @@ pub fn score_with(
     let per_customer: Vec<(ValueScores, [Option<&str>; 3])> = (0..rows.len())
         .into_par_iter()
         .map(|k| {
-            let v = value.score(&value_inputs[k], f64::from(horizon_days));
+            let mut v = value.score(&value_inputs[k], f64::from(horizon_days));
+            if let Some(s) = &spend_h {
+                v.clv = SpendChampion::clv(s[k], v.expected_purchases, v.discounted_purchases);
+            }
             let contributions: Vec<f64> = z
                 .row(k)
                 .iter()
@@ -467,6 +481,7 @@ pub fn score_saved_with(
     let models = Models {
         churn: &saved.churn,
         value: &saved.value,
+        spend: saved.value_spend.as_ref(),
         horizon_days: saved.horizon_days,
         model_version: &version,
     };

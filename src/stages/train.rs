@@ -24,7 +24,7 @@ use crate::features::FeatureTable;
 use crate::labels::Cutoffs;
 use crate::models::churn::Design;
 use crate::models::sample::{Detail, Sample};
-use crate::models::spend::SpendModel;
+use crate::models::spend_champion::SpendChampion;
 use crate::models::value::{ValueInputs, ValueModel};
 use crate::models::FORMAT_VERSION;
 use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
@@ -33,6 +33,7 @@ use crate::stages::metrics::{
     Evaluation, KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
 };
 use crate::stages::score::Scored;
+use crate::stages::value_select::{self, ValueSelection};
 
 /// What training reads, by date: the samples (buyers reduced to model inputs and labels) at
 /// `tv`, `t0` and `t1`, and the value inputs of the buyers at as-of. `run` builds them from its
@@ -94,6 +95,10 @@ pub struct Trained {
     pub btyd: BtydEvaluation,
     pub churn: ChurnModel,
     pub value: ValueModel,
+    /// How the value champion was chosen on the validation window.
+    pub value_selection: ValueSelection,
+    /// The supervised spend model that scores CLV, when it won (`None`: BTYD × Gamma-Gamma).
+    pub spend: Option<SpendChampion>,
 }
 
 /// Fits and evaluates on `data`, dropping each sample once read. `min_auc`: the quality gate
@@ -119,6 +124,15 @@ pub fn train(
         latest,
         customer_sample,
     } = data;
+    let selecting = Instant::now();
+    let mut value_selection = value_select::select(tune.as_ref(), train_sample.as_ref(), c, config);
+    tracing::info!(
+        stage = "evaluate",
+        value_champion = value_selection.chosen,
+        duration_ms = selecting.elapsed().as_millis() as u64,
+        "value champion on the validation window: {}",
+        value_selection.chosen
+    );
     let Some(detail) = &eval.detail else {
         return Err(Error::Internal(
             "the validation sample has no evaluation columns".into(),
@@ -137,7 +151,15 @@ pub fn train(
                 alpha: selection.chosen,
                 ..params
             };
-            let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
+            let mut evaluation = evaluate(
+                train_sample,
+                &eval,
+                ids,
+                c,
+                config,
+                params,
+                &value_selection,
+            )?;
             evaluation.alpha_selection = Some(selection);
             tracing::info!(
                 stage = "evaluate",
@@ -201,9 +223,11 @@ pub fn train(
     if eval.is_empty() {
         return Err(ModelError::Empty { window }.into());
     }
-    let churn = Design::from_logged(eval.x)
-        .and_then(|d| ChurnModel::fit_design(params, &d, &eval.churned, &window, None))
+    let design = Design::from_logged(eval.x).context("final churn model")?;
+    let churn = ChurnModel::fit_design(params, &design, &eval.churned, &window, None)
         .context("final churn model")?;
+    let spend = value_select::final_fit(&mut value_selection, &design, &eval.spend);
+    drop(design);
     let value = value?;
     tracing::info!(
         stage = "final fits",
@@ -219,6 +243,8 @@ pub fn train(
         btyd,
         churn,
         value,
+        value_selection,
+        spend,
     })
 }
 
@@ -247,6 +273,8 @@ impl Trained {
                 baseline: &e.value_baseline,
                 btyd: &self.btyd,
                 btyd_final_fit: &self.value.fit,
+                selection: &self.value_selection,
+                challengers: &e.value_challengers,
             },
             tiers: scored.map(|(s, _)| &s.tiers),
             kpis: scored.map(|(s, _)| KpiMetrics {
@@ -276,6 +304,7 @@ impl Trained {
             scores_as_of: c.as_of,
             churn: self.churn.clone(),
             value: self.value.clone(),
+            value_spend: self.spend.clone(),
             metrics: serde_json::to_value(metrics)?,
         })
     }
@@ -387,6 +416,7 @@ fn fit_and_score(
     train: Sample,
     eval: &Sample,
     scheme: Scheme,
+    selection: &ValueSelection,
 ) -> Result<Evaluation> {
     let window = window_name(scheme.train.0, scheme.train.1);
     let what = if scheme.fallback_reason.is_some() {
@@ -403,11 +433,26 @@ fn fit_and_score(
     let design = Design::from_logged(train.x).with_context(|| format!("churn model ({what})"))?;
     let model = ChurnModel::fit_design(params, &design, &train.churned, &window, None)
         .with_context(|| format!("churn model ({what})"))?;
-    let spend = SpendModel::fit_design(&design, &train.spend).context("spend model")?;
     let z = design.standardise_logged(&eval.x)?;
+    // Every supervised spend model on the same design; the Poisson GLM is "the" spend model
+    // reported as `value.model` (its fitted total is the training window's, docs/models.md).
+    let value_challengers =
+        value_select::out_of_time(&design, &train.spend, &z, &eval.spend, selection);
     drop(design);
+    // (log1p_ols when the GLM could not fit, e.g. no positive spend in the window: warned.)
+    let value_model = [value_select::Kind::PoissonGlm, value_select::Kind::Log1pOls]
+        .iter()
+        .find_map(|k| {
+            value_challengers
+                .iter()
+                .find(|c| c.metrics.name == k.name())
+        })
+        .map(|c| c.metrics.clone())
+        .ok_or_else(|| {
+            ModelError::Invalid("spend model: neither the Poisson GLM nor log1p OLS fitted".into())
+        })
+        .context("spend model")?;
     let p = model.predict_standardised(&z);
-    let predicted = spend.predict_standardised(&z);
     let Some(d) = &eval.detail else {
         return Err(Error::Internal(
             "the evaluation sample has no evaluation columns".into(),
@@ -428,12 +473,13 @@ fn fit_and_score(
         customer_sample: None,
         model: ChurnScores::new("logistic", &p, &eval.churned, true),
         baseline: ChurnScores::new("recency", &d.recency, &eval.churned, false),
-        value_model: ValueScoresMetrics::new("log1p_ols", &predicted, &eval.spend),
+        value_model,
         value_baseline: ValueScoresMetrics::new(
             "last_window_spend",
             &d.prior_net_spend,
             &eval.spend,
         ),
+        value_challengers,
         eval_scores: (p, d.recency.clone(), eval.churned.clone()),
     })
 }
@@ -447,6 +493,7 @@ fn evaluate(
     c: &Cutoffs,
     config: &Config,
     params: ChurnParams,
+    selection: &ValueSelection,
 ) -> Result<Evaluation> {
     let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
     if eval.is_empty() {
@@ -468,7 +515,7 @@ fn evaluate(
     };
     let train = match train {
         Ok(t) => t,
-        Err(reason) => return customer_split(eval, ids, c, config, params, reason),
+        Err(reason) => return customer_split(eval, ids, c, config, params, reason, selection),
     };
     fit_and_score(
         params,
@@ -480,6 +527,7 @@ fn evaluate(
             eval: (c.t1, c.as_of),
             fallback_reason: None,
         },
+        selection,
     )
 }
 
@@ -491,6 +539,7 @@ fn customer_split(
     config: &Config,
     params: ChurnParams,
     reason: String,
+    selection: &ValueSelection,
 ) -> Result<Evaluation> {
     let mut picked: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     for (i, &customer) in eval.customer.iter().enumerate() {
@@ -510,6 +559,7 @@ fn customer_split(
             eval: (c.t1, c.as_of),
             fallback_reason: Some(reason),
         },
+        selection,
     )
 }
 

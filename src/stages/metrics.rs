@@ -50,6 +50,11 @@ pub struct Evaluation {
     /// Churn model and recency scores with the labels of the evaluation customers (plots).
     #[serde(skip)]
     pub eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+    /// Under the customer split, the rows of the `t1` sample held out for evaluation: every
+    /// other churn score (BTYD buy-again) is evaluated on these same customers. `None` out of
+    /// time (the whole `t1` sample is evaluated).
+    #[serde(skip)]
+    pub eval_rows: Option<Vec<usize>>,
 }
 
 /// A training on a deterministic customer sample (`run --memory-limit`, docs/operations.md).
@@ -124,6 +129,9 @@ pub struct BtydEvaluation {
     pub calibration_end: NaiveDate,
     pub holdout_until: NaiveDate,
     pub customers: usize,
+    /// Customers the buy-again and spend scores are compared on: the churn model's evaluation
+    /// customers (all of `customers` out of time, the held-out 20% under the customer split).
+    pub compared_customers: usize,
     pub params: serde_json::Value,
     pub log_likelihood: f64,
     pub holdout_purchases_mae: f64,

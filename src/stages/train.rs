@@ -144,7 +144,7 @@ pub fn train(
         evaluation.baseline.roc_auc
     );
     let t = Instant::now();
-    let btyd = evaluate_btyd(&eval, detail, c, config)?;
+    let btyd = evaluate_btyd(&eval, detail, evaluation.eval_rows.as_deref(), c, config)?;
     tracing::info!(
         stage = "evaluate",
         model = %btyd.model,
@@ -405,6 +405,7 @@ fn fit_and_score(
             &eval.spend,
         ),
         eval_scores: (p, d.recency.clone(), eval.churned.clone()),
+        eval_rows: None,
     })
 }
 
@@ -470,7 +471,7 @@ fn customer_split(
         picked[usize::from(split_hash(id, config.run.seed) % 5 == 0)].push(i);
     }
     let (tr, ev) = (eval.select(&picked[0]), eval.select(&picked[1]));
-    fit_and_score(
+    let mut evaluation = fit_and_score(
         params,
         tr,
         &ev,
@@ -480,14 +481,21 @@ fn customer_split(
             eval: (c.t1, c.as_of),
             fallback_reason: Some(reason),
         },
-    )
+    )?;
+    let [_, held_out] = picked;
+    evaluation.eval_rows = Some(held_out);
+    Ok(evaluation)
 }
 
-/// Out-of-time evaluation of the BTYD models: fitted on the history before `t1`, predicting
-/// the holdout `[t1, as_of)` of the customers who had bought before `t1`.
+/// Out-of-time evaluation of the BTYD models: fitted on the history before `t1` (no labels),
+/// predicting the holdout `[t1, as_of)` of the customers who had bought before `t1`. The
+/// holdout purchase totals and MAE cover them all (the literature's design); the buy-again and
+/// spend scores are compared on `rows` (the churn model's held-out customers under the
+/// customer split), so every churn AUC in metrics.json is on the same customers.
 fn evaluate_btyd(
     eval: &Sample,
     d: &Detail,
+    rows: Option<&[usize]>,
     c: &Cutoffs,
     config: &Config,
 ) -> Result<BtydEvaluation> {
@@ -502,25 +510,37 @@ fn evaluate_btyd(
         .iter()
         .map(|s| s.expected_purchases * s.expected_order_value)
         .collect();
-    let buys_again: Vec<bool> = eval.churned.iter().map(|c| !c).collect();
+    let pick = |v: &[f64]| -> Vec<f64> {
+        match rows {
+            Some(r) => r.iter().map(|&i| v[i]).collect(),
+            None => v.to_vec(),
+        }
+    };
+    let (expected_c, spend_c, actual_spend_c) = (pick(&expected), pick(&spend), pick(&eval.spend));
+    let churned_c: Vec<bool> = match rows {
+        Some(r) => r.iter().map(|&i| eval.churned[i]).collect(),
+        None => eval.churned.clone(),
+    };
+    let buys_again: Vec<bool> = churned_c.iter().map(|c| !c).collect();
     Ok(BtydEvaluation {
         model: model.fit.used.clone(),
         fit: model.fit.clone(),
         calibration_end: c.t1,
         holdout_until: c.as_of,
         customers: eval.len(),
+        compared_customers: churned_c.len(),
         params: serde_json::to_value(model.transactions.params)?,
         log_likelihood: model.transactions.log_likelihood,
         holdout_purchases_mae: mae(&expected, &actual),
         predicted_total_purchases: expected.iter().sum(),
         actual_total_purchases: d.purchase_days.iter().sum(),
-        buy_again_roc_auc: auc_or_nan(&expected, &buys_again),
-        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend, &eval.spend),
+        buy_again_roc_auc: auc_or_nan(&expected_c, &buys_again),
+        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend_c, &actual_spend_c),
         spend_note: model.spend_note.clone(),
         churn: ChurnScores::new(
             "btyd_expected_purchases",
-            &expected.iter().map(|e| -e).collect::<Vec<_>>(),
-            &eval.churned,
+            &expected_c.iter().map(|e| -e).collect::<Vec<_>>(),
+            &churned_c,
             false,
         ),
     })

@@ -2,6 +2,7 @@
 //! Gamma-Gamma, by maximum likelihood) and [`value`] (the BTYD value stage of the pipeline). Fitted models are plain serde
 //! structs — what is saved is exactly what is scored.
 
+pub mod boost;
 pub mod btyd;
 pub mod churn;
 pub mod logistic;

@@ -378,6 +378,79 @@ impl Explainer<'_> {
     }
 }
 
+/// Platt scaling of a booster's margin: `P = sigmoid(slope · margin + intercept)`, fitted on
+/// the validation window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platt {
+    pub slope: f64,
+    pub intercept: f64,
+}
+
+impl Platt {
+    pub fn apply(&self, margin: f64) -> f64 {
+        sigmoid(self.slope * margin + self.intercept)
+    }
+}
+
+/// The boosted churn model as saved and scored: the ensemble on the logged model inputs
+/// ([`crate::models::churn::logged_row`]) and, when the validation window showed it
+/// miscalibrated, its Platt scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoostedChurn {
+    pub ensemble: Ensemble,
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub platt: Option<Platt>,
+}
+
+impl BoostedChurn {
+    /// Checks a loaded boosted model: the ensemble on this build's inputs, a logistic
+    /// objective, a finite Platt scaling with a positive slope.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        self.ensemble
+            .validate(&crate::models::churn::FEATURES)
+            .map_err(|e| e.within("ensemble"))?;
+        if self.ensemble.objective != Objective::Logistic {
+            return Err(InvalidField::new(
+                "ensemble.objective",
+                "must be logistic for a churn model",
+                format_args!("{:?}", self.ensemble.objective),
+            ));
+        }
+        if let Some(p) = &self.platt {
+            if !(p.slope.is_finite() && p.slope > 0.0) {
+                return Err(InvalidField::new(
+                    "platt.slope",
+                    "must be finite and > 0",
+                    p.slope,
+                ));
+            }
+            if !p.intercept.is_finite() {
+                return Err(InvalidField::new(
+                    "platt.intercept",
+                    "must be finite",
+                    p.intercept,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// P(churn) of one row of logged inputs.
+    pub fn probability(&self, row: &[f64]) -> f64 {
+        self.probability_of_margin(self.ensemble.margin_row(row))
+    }
+
+    /// P(churn) of an ensemble margin (Platt scaling applied when present).
+    pub fn probability_of_margin(&self, m: f64) -> f64 {
+        match &self.platt {
+            Some(p) => p.apply(m),
+            None => sigmoid(m),
+        }
+    }
+}
+
 fn sigmoid(m: f64) -> f64 {
     1.0 / (1.0 + (-m).exp())
 }

@@ -55,6 +55,10 @@ pub struct Evaluation {
     /// time (the whole `t1` sample is evaluated).
     #[serde(skip)]
     pub eval_rows: Option<Vec<usize>>,
+    /// Every churn score on the evaluation customers (logistic, boosted, BTYD buy-again):
+    /// reported under `churn.challengers`.
+    #[serde(skip)]
+    pub challengers: Vec<crate::stages::challengers::Challenger>,
 }
 
 /// A training on a deterministic customer sample (`run --memory-limit`, docs/operations.md).
@@ -145,6 +149,10 @@ pub struct BtydEvaluation {
     /// Churn as "no purchase in the holdout", ranked by −expected purchases.
     #[serde(skip)]
     pub churn: ChurnScores,
+    /// P(no purchase in the holdout) ≈ exp(−expected purchases) (Poisson), on the compared
+    /// customers: the buy-again score as a churn probability (a challenger).
+    #[serde(skip)]
+    pub churn_probability: Vec<f64>,
 }
 
 /// Metrics of a predicted H-window spend against the actual net spend.
@@ -225,6 +233,12 @@ pub struct ChurnMetrics<'a> {
     /// churn by their negation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub btyd: Option<&'a ChurnScores>,
+    /// The model that scored the customers, and how it was chosen.
+    pub champion: &'a crate::stages::challengers::Champion,
+    /// The boosted model's rounds and scaling, chosen on the validation window.
+    pub booster: &'a crate::stages::challengers::BoostSelection,
+    /// Every churn score on the same out-of-time customers beside the logistic model.
+    pub challengers: &'a [crate::stages::challengers::Challenger],
 }
 
 #[derive(Serialize)]

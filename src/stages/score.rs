@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::features::{FeatureTable, Features};
-use crate::models::churn::raw_matrix;
+use crate::models::churn::{raw_matrix, FEATURES};
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
@@ -221,8 +221,20 @@ pub fn score(
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
     // Standardised once: the probabilities and the reasons read the same rows.
     let z = churn.standardise(&raw_matrix(&rows))?;
-    let probs = churn.predict_standardised(&z);
-    let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
+    // The boosted champion, when it won: its probabilities on the logged inputs, its reasons
+    // from TreeSHAP contributions (stages::challengers).
+    let boosted = churn
+        .boosted
+        .as_ref()
+        .map(|b| crate::stages::challengers::score_boosted(b, &rows));
+    let probs = match &boosted {
+        Some((p, _)) => p.clone(),
+        None => churn.predict_standardised(&z),
+    };
+    let names: Vec<String> = match &boosted {
+        Some(_) => FEATURES.iter().map(|f| f.to_string()).collect(),
+        None => churn.features.iter().map(|f| f.name.clone()).collect(),
+    };
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
     // Reasons borrow the model's feature names: no string per customer until the column.
@@ -233,12 +245,15 @@ pub fn score(
         .into_par_iter()
         .map(|k| {
             let v = value.score(&value_inputs[k], f64::from(horizon_days));
-            let contributions: Vec<f64> = z
-                .row(k)
-                .iter()
-                .zip(&churn.coefficients)
-                .map(|(a, b)| a * b)
-                .collect();
+            let contributions: Vec<f64> = match &boosted {
+                Some((_, c)) => c[k].clone(),
+                None => z
+                    .row(k)
+                    .iter()
+                    .zip(&churn.coefficients)
+                    .map(|(a, b)| a * b)
+                    .collect(),
+            };
             (v, churn_reasons(&names, &contributions))
         })
         .collect();

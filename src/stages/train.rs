@@ -28,6 +28,7 @@ use crate::models::spend::SpendModel;
 use crate::models::value::{ValueInputs, ValueModel};
 use crate::models::FORMAT_VERSION;
 use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
+use crate::stages::challengers::{self, BoostSelection, Challenger, Champion};
 use crate::stages::metrics::{
     auc_or_nan, AlphaSelection, BtydEvaluation, ChurnMetrics, ChurnScores, Counts, CustomerSample,
     Evaluation, KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
@@ -94,6 +95,13 @@ pub struct Trained {
     pub btyd: BtydEvaluation,
     pub churn: ChurnModel,
     pub value: ValueModel,
+    /// The churn model that scores (logistic or boosted) and how it was chosen.
+    pub champion: Champion,
+    pub booster: BoostSelection,
+}
+
+fn boost_error(e: crate::models::boost::BoostError) -> Error {
+    Error::Internal(format!("boosted churn model: {e}"))
 }
 
 /// Fits and evaluates on `data`, dropping each sample once read. `min_auc`: the quality gate
@@ -120,7 +128,31 @@ pub fn train(
         latest,
         customer_sample,
     } = data;
+    // The booster first: choose_alpha standardises the tuning sample in place.
+    let booster = challengers::select_booster(
+        tune.as_ref(),
+        train_sample.as_ref(),
+        config.run.min_train_customers,
+    )
+    .map_err(boost_error)?;
+    tracing::info!(
+        stage = "evaluate",
+        scheme = booster.scheme,
+        rounds = booster.rounds,
+        duration_ms = booster.duration_ms,
+        "booster: {} rounds chosen on the validation window",
+        booster.rounds
+    );
     let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
+    let logistic_validation_loss = (selection.scheme == "time_ordered")
+        .then(|| {
+            selection
+                .grid
+                .iter()
+                .find(|g| g.0 == selection.chosen)
+                .map(|g| g.1)
+        })
+        .flatten();
     let params = ChurnParams {
         alpha: selection.chosen,
         ..params
@@ -130,7 +162,10 @@ pub fn train(
             "the validation sample has no evaluation columns".into(),
         ));
     };
-    let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params)?;
+    let mut evaluation = evaluate(train_sample, &eval, ids, c, config, params, &booster)?;
+    if let Some(l) = evaluation.challengers.first_mut() {
+        l.validation_log_loss = logistic_validation_loss;
+    }
     evaluation.alpha_selection = Some(selection);
     evaluation.customer_sample = customer_sample;
     tracing::info!(
@@ -155,11 +190,27 @@ pub fn train(
         btyd.predicted_total_purchases,
         btyd.actual_total_purchases
     );
+    let mut buy_again = Challenger::new(
+        "btyd_buy_again",
+        btyd.churn_probability.clone(),
+        &evaluation.eval_scores.0,
+        &evaluation.eval_scores.2,
+        None,
+    );
+    // Its inputs at t0 (history before t0 of the validation customers) are not built by the
+    // scan, so it cannot be measured on the validation window.
+    buy_again.not_eligible = Some("no validation-window BTYD fit");
+    evaluation.challengers.push(buy_again);
+    let champion = challengers::choose(logistic_validation_loss, &booster);
+    let champion_auc = evaluation
+        .challengers
+        .iter()
+        .find(|ch| ch.scores.name == champion.name)
+        .map_or(evaluation.model.roc_auc, |ch| ch.scores.roc_auc);
     if let Some(min) = min_auc {
-        if evaluation.model.roc_auc < min {
+        if champion_auc < min {
             return Err(Error::QualityGate(format!(
-                "churn ROC-AUC {:.4} is below --min-auc {min}; nothing published",
-                evaluation.model.roc_auc
+                "churn ROC-AUC {champion_auc:.4} is below --min-auc {min}; nothing published"
             )));
         }
     }
@@ -170,9 +221,16 @@ pub fn train(
     if eval.is_empty() {
         return Err(ModelError::Empty { window }.into());
     }
-    let churn = Design::from_logged(eval.x)
+    let boosted = match champion.name {
+        "boosted" => {
+            Some(challengers::fit_boosted(&booster, &eval.x, &eval.churned).map_err(boost_error)?)
+        }
+        _ => None,
+    };
+    let mut churn = Design::from_logged(eval.x)
         .and_then(|d| ChurnModel::fit_design(params, &d, &eval.churned, &window, None))
         .context("final churn model")?;
+    churn.boosted = boosted;
     let value =
         ValueModel::fit(&latest, &config.btyd).context("BTYD model (history before as-of)")?;
     tracing::info!(
@@ -189,6 +247,8 @@ pub fn train(
         btyd,
         churn,
         value,
+        champion,
+        booster,
     })
 }
 
@@ -211,6 +271,9 @@ impl Trained {
                 model: &e.model,
                 baseline: &e.baseline,
                 btyd: Some(&self.btyd.churn),
+                champion: &self.champion,
+                booster: &self.booster,
+                challengers: &e.challengers,
             },
             value: ValueMetrics {
                 model: &e.value_model,
@@ -357,6 +420,7 @@ fn fit_and_score(
     train: Sample,
     eval: &Sample,
     scheme: Scheme,
+    booster: &BoostSelection,
 ) -> Result<Evaluation> {
     let window = window_name(scheme.train.0, scheme.train.1);
     let what = if scheme.fallback_reason.is_some() {
@@ -368,6 +432,13 @@ fn fit_and_score(
         return Err(ModelError::Empty { window }.into());
     }
     let (train_customers, train_churn_rate) = (train.len(), rate(&train.churned));
+    // The boosted challenger on the same rows (before the design takes the inputs).
+    let boosted =
+        challengers::fit_boosted(booster, &train.x, &train.churned).map_err(boost_error)?;
+    let boosted_p: Vec<f64> = challengers::margins(&boosted.ensemble, &eval.x)
+        .into_iter()
+        .map(|m| boosted.probability_of_margin(m))
+        .collect();
     // One design: the churn and spend models share its scaling, so the evaluation rows are
     // standardised once for both.
     let design = Design::from_logged(train.x).with_context(|| format!("churn model ({what})"))?;
@@ -404,6 +475,16 @@ fn fit_and_score(
             &d.prior_net_spend,
             &eval.spend,
         ),
+        challengers: vec![
+            Challenger::new("logistic", p.clone(), &p, &eval.churned, None),
+            Challenger::new(
+                "boosted",
+                boosted_p,
+                &p,
+                &eval.churned,
+                booster.validation_log_loss,
+            ),
+        ],
         eval_scores: (p, d.recency.clone(), eval.churned.clone()),
         eval_rows: None,
     })
@@ -418,6 +499,7 @@ fn evaluate(
     c: &Cutoffs,
     config: &Config,
     params: ChurnParams,
+    booster: &BoostSelection,
 ) -> Result<Evaluation> {
     let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
     if eval.is_empty() {
@@ -439,7 +521,7 @@ fn evaluate(
     };
     let train = match train {
         Ok(t) => t,
-        Err(reason) => return customer_split(eval, ids, c, config, params, reason),
+        Err(reason) => return customer_split(eval, ids, c, config, params, reason, booster),
     };
     fit_and_score(
         params,
@@ -451,6 +533,7 @@ fn evaluate(
             eval: (c.t1, c.as_of),
             fallback_reason: None,
         },
+        booster,
     )
 }
 
@@ -462,6 +545,7 @@ fn customer_split(
     config: &Config,
     params: ChurnParams,
     reason: String,
+    booster: &BoostSelection,
 ) -> Result<Evaluation> {
     let mut picked: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     for (i, &customer) in eval.customer.iter().enumerate() {
@@ -481,6 +565,7 @@ fn customer_split(
             eval: (c.t1, c.as_of),
             fallback_reason: Some(reason),
         },
+        booster,
     )?;
     let [_, held_out] = picked;
     evaluation.eval_rows = Some(held_out);
@@ -543,6 +628,7 @@ fn evaluate_btyd(
             &churned_c,
             false,
         ),
+        churn_probability: expected_c.iter().map(|e| (-e).exp()).collect(),
     })
 }
 

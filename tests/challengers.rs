@@ -7,8 +7,10 @@ use crate::common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use common::bin;
 
@@ -42,22 +44,47 @@ fn churn_columns(batches: &[RecordBatch]) -> Vec<(Option<u64>, [Option<String>; 
     out
 }
 
+/// One run on 4,000 generated customers (two years: a validation window exists), shared by
+/// the tests of this file.
+struct Fixture {
+    dir: tempfile::TempDir,
+    events: PathBuf,
+    out: PathBuf,
+    as_of: String,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
+        let events = common::generate(&dir.path().join("events.parquet"), 4000, 7);
+        let out = dir.path().join("run");
+        bin()
+            .args(["run", "--quiet", "--events"])
+            .arg(&events)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let partition = common::partitions(&out, "scores")
+            .pop()
+            .expect("a scores partition");
+        let as_of = partition.trim_start_matches("as_of=").to_string();
+        Fixture {
+            dir,
+            events,
+            out,
+            as_of,
+        }
+    })
+}
+
 #[test]
 fn boosted_champion_is_saved_readably_and_scored_exactly() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
-    let events = common::generate(&dir.path().join("events.parquet"), 4000, 7);
-    let out = dir.path().join("run");
-    bin()
-        .args(["run", "--quiet", "--events"])
-        .arg(&events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let as_of = common::partitions(&out, "scores")
-        .pop()
-        .expect("a scores partition");
-    let run = common::run_dir(&out, &as_of);
+    let f = fixture();
+    let (events, out, as_of) = (&f.events, &f.out, &f.as_of);
+    let dir = tempfile::tempdir_in(f.dir.path()).expect("tmp");
+    let run = common::run_dir(out, as_of);
     let m = json(&run.join("metrics.json"));
     let churn = &m["churn"];
 
@@ -132,8 +159,8 @@ fn boosted_champion_is_saved_readably_and_scored_exactly() {
     // `score` with the saved model: the run's probabilities and reasons, bit for bit.
     let scored = dir.path().join("scored");
     bin()
-        .args(["score", "--quiet", "--as-of", &as_of, "--events"])
-        .arg(&events)
+        .args(["score", "--quiet", "--as-of", as_of, "--events"])
+        .arg(events)
         .arg("--model")
         .arg(&model_path)
         .arg("--out")
@@ -154,18 +181,10 @@ fn boosted_champion_is_saved_readably_and_scored_exactly() {
 
 #[test]
 fn an_edited_ensemble_is_refused_with_its_path() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
-    let events = common::generate(&dir.path().join("events.parquet"), 4000, 7);
-    let out = dir.path().join("run");
-    bin()
-        .args(["run", "--quiet", "--events"])
-        .arg(&events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let as_of = common::partitions(&out, "scores").pop().expect("partition");
-    let mut model = json(&common::run_dir(&out, &as_of).join("model.json"));
+    let f = fixture();
+    let (events, as_of) = (&f.events, &f.as_of);
+    let dir = tempfile::tempdir_in(f.dir.path()).expect("tmp");
+    let mut model = json(&common::run_dir(&f.out, as_of).join("model.json"));
     // A child pointing back at its parent would loop forever: refused before scoring.
     model["churn"]["boosted"]["ensemble"]["trees"][0]["nodes"][0]["split"]["left"] =
         serde_json::json!(0);
@@ -173,8 +192,8 @@ fn an_edited_ensemble_is_refused_with_its_path() {
     std::fs::write(&path, serde_json::to_string(&model).expect("json")).expect("write");
     let scored = dir.path().join("scored");
     let assert = bin()
-        .args(["score", "--quiet", "--as-of", &as_of, "--events"])
-        .arg(&events)
+        .args(["score", "--quiet", "--as-of", as_of, "--events"])
+        .arg(events)
         .arg("--model")
         .arg(&path)
         .arg("--out")

@@ -247,9 +247,15 @@ impl Ensemble {
             .map(|t| max_depth(t, 0))
             .max()
             .unwrap_or(0);
+        let node_means = self
+            .trees
+            .iter()
+            .map(|t| (0..t.nodes.len()).map(|i| expected_value(t, i)).collect())
+            .collect();
         Explainer {
             ensemble: self,
             expected,
+            node_means,
             // Depth d's copy of the path holds d + 1 elements, after one unused element.
             path_len: (depth + 2) * (depth + 3) / 2 + 1,
         }
@@ -355,14 +361,48 @@ impl Ensemble {
     }
 }
 
-/// Per-row TreeSHAP of one ensemble.
+/// Per-row contributions of one ensemble (TreeSHAP, or path contributions), with what they
+/// need per tree computed once.
 pub struct Explainer<'a> {
     ensemble: &'a Ensemble,
     expected: f64,
     path_len: usize,
+    /// Per tree, per node: the cover-weighted mean leaf value below it.
+    node_means: Vec<Vec<f64>>,
 }
 
 impl Explainer<'_> {
+    /// Path contributions (the booster's own, as XGBoost's `approx_contribs`, Saabas 2014):
+    /// along the row's path in each tree, the change of the cover-weighted mean leaf value at
+    /// each split goes to the split's input; last, the expected margin. They sum to the
+    /// margin (the changes telescope to the leaf value), and cost one walk per tree
+    /// (TreeSHAP visits every node with a quadratic path update: about 100 times more here).
+    pub fn path_contributions(&self, row: &[f64]) -> Vec<f64> {
+        let k = self.ensemble.features.len();
+        let mut phi = vec![0.0; k + 1];
+        phi[k] = self.expected;
+        for (t, means) in self.ensemble.trees.iter().zip(&self.node_means) {
+            let mut i = 0;
+            while let Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                ..
+            } = t.nodes[i]
+            {
+                let next = if row[feature] <= threshold {
+                    left
+                } else {
+                    right
+                };
+                phi[feature] += means[next] - means[i];
+                i = next;
+            }
+        }
+        phi
+    }
+
     /// Per-input contributions to the margin of `row` by path-dependent TreeSHAP (Lundberg et
     /// al. 2018, algorithm 2): `phi[j]` for each input and, last, the expected margin (the
     /// cover-weighted mean leaf value plus `base_margin`). They sum to the row's margin.
@@ -1144,6 +1184,26 @@ mod tests {
             mean_loss(Objective::Logistic, &margins, &vy)
                 < mean_loss(Objective::Logistic, &base, &vy) - 0.05
         );
+    }
+
+    #[test]
+    fn path_contributions_sum_to_the_margin() {
+        let (x, y) = data(3000);
+        let params = BoostParams {
+            max_rounds: 30,
+            min_leaf_rows: 20,
+            ..BoostParams::default()
+        };
+        let e = fit(&params, &NAMES, &x, &y, None).expect("fit").ensemble;
+        let ex = e.explainer();
+        for r in 0..200 {
+            let row = x.row(r).to_vec();
+            let phi = ex.path_contributions(&row);
+            let sum: f64 = phi.iter().sum();
+            assert!((sum - e.margin_row(&row)).abs() < 1e-9, "row {r}: {sum}");
+            // The expected margin is the same as TreeSHAP's.
+            assert!((phi[3] - ex.contributions(&row)[3]).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -428,10 +428,7 @@ mod tests {
             [0.5, 0.8, 0.2, 0.5, 0.5, 0.1, 0.1],
             [true, true, false, false, true, false, false],
         );
-        assert_eq!(
-            weighted_auc(&s, &idx, &y, &[1, 1, 1, 1, 1, 2]),
-            roc_auc(&s2, &y2)
-        );
+        assert_eq!(sorted.weighted_auc(&[1, 1, 1, 1, 1, 2]), roc_auc(&s2, &y2));
     }
 
     #[test]

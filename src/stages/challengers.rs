@@ -244,7 +244,12 @@ pub fn paired_auc_interval(
         .into_par_iter()
         .filter_map(|k| {
             let mut rng = SplitMix(seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let w: Vec<u32> = (0..y.len()).map(|_| rng.poisson1()).collect();
+            // Eight weights per random number: each byte picks a Poisson(1) quantile.
+            let mut w: Vec<u32> = Vec::with_capacity(y.len() + 8);
+            while w.len() < y.len() {
+                let r = rng.next();
+                w.extend((0..8).map(|b| POISSON1[((r >> (8 * b)) & 0xFF) as usize]));
+            }
             Some(sa.weighted_auc(&w)? - sb.weighted_auc(&w)?)
         })
         .collect();
@@ -313,20 +318,27 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+}
 
-    /// Poisson(1) by inverting its CDF.
-    fn poisson1(&mut self) -> u32 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let (mut k, mut p, mut cdf) = (0u32, (-1.0f64).exp(), 0.0);
-        loop {
-            cdf += p;
-            if u < cdf || k >= 20 {
-                return k;
-            }
+/// Poisson(1) weights at the 256 byte quantiles `(u + ½)/256`: P(0) = P(1) = 94/256 (exact
+/// 0.368), P(2) = 47/256 (0.184), P(3) = 16/256 (0.061), P(4) = 4/256, P(5) = 1/256: the
+/// bootstrap's weights to 1/256 of probability.
+const POISSON1: [u32; 256] = poisson1_table();
+
+const fn poisson1_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut u = 0;
+    // Cumulative Poisson(1) probabilities times 256, rounded: 94, 188, 235, 251, 255, 256.
+    let bounds = [94, 188, 235, 251, 255, 256];
+    let mut k = 0;
+    while u < 256 {
+        while u >= bounds[k] {
             k += 1;
-            p /= f64::from(k);
         }
+        t[u] = k as u32;
+        u += 1;
     }
+    t
 }
 
 /// Resamples of the paired bootstrap and its seed (fixed: the same interval every night for

@@ -64,6 +64,8 @@ pub struct BoostSelection {
     pub validation_calibration_slope: Option<f64>,
     /// Applied when the validation slope is outside 0.95–1.05.
     pub platt: Option<Platt>,
+    /// Logged, not written: metrics.json holds only what the same inputs always give.
+    #[serde(skip)]
     pub duration_ms: u64,
 }
 

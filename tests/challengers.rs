@@ -44,7 +44,7 @@ fn churn_columns(batches: &[RecordBatch]) -> Vec<(Option<u64>, [Option<String>; 
     out
 }
 
-/// One run on 4,000 generated customers (two years: a validation window exists), shared by
+/// One run on 8,000 generated customers (more than 5,000 validation customers) (two years: a validation window exists), shared by
 /// the tests of this file.
 struct Fixture {
     dir: tempfile::TempDir,
@@ -57,7 +57,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
-        let events = common::generate(&dir.path().join("events.parquet"), 4000, 7);
+        let events = common::generate(&dir.path().join("events.parquet"), 8000, 7);
         let out = dir.path().join("run");
         bin()
             .args(["run", "--quiet", "--events"])

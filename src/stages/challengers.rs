@@ -412,8 +412,24 @@ pub struct Champion {
     pub chosen_by: &'static str,
 }
 
-/// Lower validation log loss wins; ties and missing values keep the logistic model.
-pub fn choose(logistic_loss: Option<f64>, boosted: &BoostSelection) -> Champion {
+/// Fewest validation customers for the booster to become champion. Below it a small
+/// validation log-loss edge is noise, and switching model family between nights moves every
+/// score (on 3,000-customer histories the switch tripped the score PSI drift gate).
+pub const MIN_VALIDATION_CUSTOMERS: usize = 5000;
+
+/// Lower validation log loss wins; ties, missing values and validation windows smaller than
+/// [`MIN_VALIDATION_CUSTOMERS`] keep the logistic model.
+pub fn choose(
+    logistic_loss: Option<f64>,
+    boosted: &BoostSelection,
+    validation_customers: usize,
+) -> Champion {
+    if validation_customers < MIN_VALIDATION_CUSTOMERS {
+        return Champion {
+            name: "logistic",
+            chosen_by: "logistic_by_default",
+        };
+    }
     match (logistic_loss, boosted.validation_log_loss) {
         (Some(l), Some(b)) if b.is_finite() && l.is_finite() => Champion {
             name: if b < l { "boosted" } else { "logistic" },

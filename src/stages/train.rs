@@ -143,6 +143,7 @@ pub fn train(
         "booster: {} rounds chosen on the validation window",
         booster.rounds
     );
+    let validation_customers = train_sample.as_ref().map_or(0, Sample::len);
     let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
     let logistic_validation_loss = (selection.scheme == "time_ordered")
         .then(|| {
@@ -201,7 +202,7 @@ pub fn train(
     // scan, so it cannot be measured on the validation window.
     buy_again.not_eligible = Some("no validation-window BTYD fit");
     evaluation.challengers.push(buy_again);
-    let champion = challengers::choose(logistic_validation_loss, &booster);
+    let champion = challengers::choose(logistic_validation_loss, &booster, validation_customers);
     let champion_auc = evaluation
         .challengers
         .iter()

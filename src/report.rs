@@ -55,7 +55,8 @@ pub struct ReportData<'a> {
     /// (label, value) rows of the summary table.
     pub summary: Vec<(String, String)>,
     pub rankings: Vec<Ranking<'a>>,
-    pub calibration: &'a [CalibrationBin],
+    /// (name, calibration table) of every churn probability (one chart, all challengers).
+    pub calibration: Vec<(&'a str, &'a [CalibrationBin])>,
     /// (name, deciles) of value predictions.
     pub value_deciles: Vec<(&'a str, &'a [Decile])>,
     pub coefficients: Vec<(String, f64)>,
@@ -306,13 +307,17 @@ pub fn render(data: &ReportData<'_>) -> Result<String, ReportError> {
         .iter()
         .map(|r| (r.name.to_string(), gains_points(r.scores, r.churned)))
         .collect();
-    let calib = vec![(
-        "model".to_string(),
-        data.calibration
-            .iter()
-            .filter_map(|b| b.mean_predicted.zip(b.observed_rate))
-            .collect::<Vec<_>>(),
-    )];
+    let calib: Vec<(String, Vec<(f64, f64)>)> = data
+        .calibration
+        .iter()
+        .map(|(name, bins)| {
+            let pts = bins
+                .iter()
+                .filter_map(|b| b.mean_predicted.zip(b.observed_rate))
+                .collect::<Vec<_>>();
+            (name.to_string(), pts)
+        })
+        .collect();
     let charts = [
         line_chart(
             "ROC (churn, out of time)",
@@ -419,7 +424,7 @@ mod tests {
                 scores: &s,
                 churned: &y,
             }],
-            calibration: &crate::evaluate::calibration(&s, &y, 10),
+            calibration: vec![("model", &crate::evaluate::calibration(&s, &y, 10))],
             value_deciles: vec![("btyd", &deciles)],
             coefficients: vec![("recency_days".into(), 1.2), ("frequency".into(), -0.4)],
             tiers: vec![("standard", &tier)],

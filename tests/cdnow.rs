@@ -55,8 +55,16 @@ fn full_cohort_with_the_literature_split() {
         "{}",
         f("holdout_purchases_mae")
     );
+    // Every churn score is compared on the same customers: under the customer split, the
+    // buy-again ranking on the 20% held out for the churn model (on all 23,570 it is the
+    // published 0.763; on these 4,665 it is 0.767).
+    let held_out = m["evaluation"]["eval_customers"]
+        .as_u64()
+        .expect("eval customers");
+    assert_eq!(held_out, 4_665);
+    assert_eq!(b["compared_customers"], held_out);
     assert!(
-        (f("buy_again_roc_auc") - 0.763).abs() < 0.002,
+        (f("buy_again_roc_auc") - 0.7666).abs() < 0.0005,
         "{}",
         f("buy_again_roc_auc")
     );

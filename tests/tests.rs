@@ -9,6 +9,7 @@ mod bad_input;
 mod btyd;
 mod cdnow;
 mod chain;
+mod challengers;
 mod corpus;
 mod dedup;
 mod drift;

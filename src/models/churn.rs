@@ -103,6 +103,12 @@ pub struct ChurnModel {
     /// Required in a model file (`null` when the Hessian could not be inverted).
     #[serde(deserialize_with = "Option::deserialize")]
     pub std_errors: Option<BTreeMap<String, f64>>,
+    /// The run's champion when the boosted challenger won on the validation window
+    /// (`stages::challengers`): then it scores the customers (probabilities and reasons) and
+    /// the logistic fields above are kept for reading and the drift checks. Required in a
+    /// model file (`null` when the logistic model scores).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub boosted: Option<crate::models::boost::BoostedChurn>,
 }
 
 /// The key of the intercept's standard error in [`ChurnModel::std_errors`].
@@ -445,6 +451,7 @@ impl ChurnModel {
             params,
             train_rows: n,
             train_churn_rate: positives as f64 / n as f64,
+            boosted: None,
         })
     }
 
@@ -557,6 +564,9 @@ impl ChurnModel {
                     se,
                 ));
             }
+        }
+        if let Some(b) = &self.boosted {
+            b.validate().map_err(|e| e.within("boosted"))?;
         }
         Ok(())
     }

@@ -114,6 +114,7 @@ impl SpendChampion {
             train_rows: 0,
             train_churn_rate: 0.0,
             std_errors: None,
+            boosted: None,
         };
         as_churn.validate().map_err(|e| e.within(self.name()))?;
         match self {

@@ -54,6 +54,15 @@ pub struct Evaluation {
     /// Churn model and recency scores with the labels of the evaluation customers (plots).
     #[serde(skip)]
     pub eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+    /// Under the customer split, the rows of the `t1` sample held out for evaluation: every
+    /// other churn score (BTYD buy-again) is evaluated on these same customers. `None` out of
+    /// time (the whole `t1` sample is evaluated).
+    #[serde(skip)]
+    pub eval_rows: Option<Vec<usize>>,
+    /// Every churn score on the evaluation customers (logistic, boosted, BTYD buy-again):
+    /// reported under `churn.challengers`.
+    #[serde(skip)]
+    pub challengers: Vec<crate::stages::challengers::Challenger>,
 }
 
 /// A training on a deterministic customer sample (`run --memory-limit`, docs/operations.md).
@@ -128,6 +137,9 @@ pub struct BtydEvaluation {
     pub calibration_end: NaiveDate,
     pub holdout_until: NaiveDate,
     pub customers: usize,
+    /// Customers the buy-again and spend scores are compared on: the churn model's evaluation
+    /// customers (all of `customers` out of time, the held-out 20% under the customer split).
+    pub compared_customers: usize,
     pub params: serde_json::Value,
     pub log_likelihood: f64,
     pub holdout_purchases_mae: f64,
@@ -141,6 +153,10 @@ pub struct BtydEvaluation {
     /// Churn as "no purchase in the holdout", ranked by −expected purchases.
     #[serde(skip)]
     pub churn: ChurnScores,
+    /// P(no purchase in the holdout) ≈ exp(−expected purchases) (Poisson), on the compared
+    /// customers: the buy-again score as a churn probability (a challenger).
+    #[serde(skip)]
+    pub churn_probability: Vec<f64>,
 }
 
 /// Metrics of a predicted H-window spend against the actual net spend.
@@ -221,6 +237,12 @@ pub struct ChurnMetrics<'a> {
     /// churn by their negation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub btyd: Option<&'a ChurnScores>,
+    /// The model that scored the customers, and how it was chosen.
+    pub champion: &'a crate::stages::challengers::Champion,
+    /// The boosted model's rounds and scaling, chosen on the validation window.
+    pub booster: &'a crate::stages::challengers::BoostSelection,
+    /// Every churn score on the same out-of-time customers beside the logistic model.
+    pub challengers: &'a [crate::stages::challengers::Challenger],
 }
 
 #[derive(Serialize)]

@@ -36,6 +36,7 @@
 //! [`crate::Error`], whose variants carry their exit code.
 
 pub mod btyd;
+pub mod challengers;
 pub mod drift;
 pub mod features;
 pub mod history;

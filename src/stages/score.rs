@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
-use crate::models::churn::raw_matrix;
+use crate::models::churn::{raw_matrix, FEATURES};
 use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
@@ -280,12 +280,24 @@ pub fn score_with(
     // Standardised once: the probabilities and the reasons read the same rows.
     let raw = raw_matrix(&rows);
     let z = churn.standardise(&raw)?;
-    let probs = churn.predict_standardised(&z);
     // The value champion, when a supervised spend model won the run's value selection: its
     // expected spend over the horizon, discounted with the BTYD timing, is the CLV.
     let spend_h = spend.map(|s| s.predict(&raw)).transpose()?;
     drop(raw);
-    let names: Vec<String> = churn.features.iter().map(|f| f.name.clone()).collect();
+    // The boosted champion, when it won: its probabilities on the logged inputs, its reasons
+    // from its path contributions (stages::challengers).
+    let boosted = churn
+        .boosted
+        .as_ref()
+        .map(|b| crate::stages::challengers::score_boosted(b, &rows));
+    let probs = match &boosted {
+        Some((p, _)) => p.clone(),
+        None => churn.predict_standardised(&z),
+    };
+    let names: Vec<String> = match &boosted {
+        Some(_) => FEATURES.iter().map(|f| f.to_string()).collect(),
+        None => churn.features.iter().map(|f| f.name.clone()).collect(),
+    };
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
     // Reasons borrow the model's feature names: no string per customer until the column.
@@ -299,12 +311,15 @@ pub fn score_with(
             if let Some(s) = &spend_h {
                 v.clv = SpendChampion::clv(s[k], v.expected_purchases, v.discounted_purchases);
             }
-            let contributions: Vec<f64> = z
-                .row(k)
-                .iter()
-                .zip(&churn.coefficients)
-                .map(|(a, b)| a * b)
-                .collect();
+            let contributions: Vec<f64> = match &boosted {
+                Some((_, c)) => c[k].clone(),
+                None => z
+                    .row(k)
+                    .iter()
+                    .zip(&churn.coefficients)
+                    .map(|(a, b)| a * b)
+                    .collect(),
+            };
             (v, churn_reasons(&names, &contributions))
         })
         .collect();

@@ -22,9 +22,9 @@ pub fn report_page(
 ) -> Result<String> {
     let (e, b, churn) = (&trained.evaluation, &trained.btyd, &trained.churn);
     let c = &trained.cutoffs;
-    let (p, recency, churned) = &e.eval_scores;
+    let (_, recency, churned) = &e.eval_scores;
     let f = |v: f64| format!("{v:.4}");
-    let summary = vec![
+    let mut summary = vec![
         ("as of".to_string(), c.as_of.to_string()),
         ("horizon".to_string(), format!("{} days", c.horizon_days)),
         ("run id".to_string(), run_id.to_string()),
@@ -123,6 +123,30 @@ pub fn report_page(
             format!("{:.0} / {}", k.total_clv, fixed(k.mean_clv, 2)),
         ),
     ];
+    // The champion and each challenger's AUC difference to the logistic model.
+    summary.push((
+        "churn champion (chosen by validation log loss)".to_string(),
+        trained.champion.name.to_string(),
+    ));
+    for ch in &e.challengers {
+        let ci = ch
+            .roc_auc_minus_logistic_95
+            .map_or(String::new(), |(lo, hi)| format!(" [{lo:+.4}, {hi:+.4}]"));
+        summary.push((
+            format!(
+                "churn {}: ROC-AUC / − logistic / log loss / calibration slope",
+                ch.scores.name
+            ),
+            format!(
+                "{} / {:+.4}{ci} / {} / {}",
+                f(ch.scores.roc_auc),
+                ch.roc_auc_minus_logistic,
+                ch.scores.log_loss.map_or("-".into(), f),
+                ch.calibration_slope
+                    .map_or("-".into(), |s| format!("{s:.3}"))
+            ),
+        ));
+    }
     for (stage, n) in &k.customers_by_lifecycle_stage {
         kpis.push((format!("customers: {stage}"), n.to_string()));
     }
@@ -130,19 +154,31 @@ pub fn report_page(
         kpis,
         title: format!("churnclv run as of {}", c.as_of),
         summary,
-        rankings: vec![
-            Ranking {
-                name: "logistic model",
-                scores: p,
+        // Every churn challenger on one ROC and one calibration chart (same customers).
+        rankings: e
+            .challengers
+            .iter()
+            .map(|ch| Ranking {
+                name: ch.scores.name,
+                scores: &ch.probabilities,
                 churned,
-            },
-            Ranking {
+            })
+            .chain([Ranking {
                 name: "recency baseline",
                 scores: recency,
                 churned,
-            },
-        ],
-        calibration: e.model.calibration.as_deref().unwrap_or(&[]),
+            }])
+            .collect(),
+        calibration: e
+            .challengers
+            .iter()
+            .map(|ch| {
+                (
+                    ch.scores.name,
+                    ch.scores.calibration.as_deref().unwrap_or(&[]),
+                )
+            })
+            .collect(),
         value_deciles: vec![
             ("spend model", &e.value_model.deciles),
             ("BTYD", &b.spend.deciles),

@@ -28,6 +28,7 @@ use crate::models::spend_champion::SpendChampion;
 use crate::models::value::{ValueInputs, ValueModel};
 use crate::models::FORMAT_VERSION;
 use crate::models::{ChurnModel, ChurnParams, ModelError, SavedModel, TrainingWindow};
+use crate::stages::challengers::{self, BoostSelection, Challenger, Champion};
 use crate::stages::metrics::{
     auc_or_nan, AlphaSelection, BtydEvaluation, ChurnMetrics, ChurnScores, Counts, CustomerSample,
     Evaluation, KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
@@ -99,6 +100,13 @@ pub struct Trained {
     pub value_selection: ValueSelection,
     /// The supervised spend model that scores CLV, when it won (`None`: BTYD × Gamma-Gamma).
     pub spend: Option<SpendChampion>,
+    /// The churn model that scores (logistic or boosted) and how it was chosen.
+    pub champion: Champion,
+    pub booster: BoostSelection,
+}
+
+fn boost_error(e: crate::models::boost::BoostError) -> Error {
+    Error::Internal(format!("boosted churn model: {e}"))
 }
 
 /// Fits and evaluates on `data`, dropping each sample once read. `min_auc`: the quality gate
@@ -124,8 +132,31 @@ pub fn train(
         latest,
         customer_sample,
     } = data;
+    // Three fits that share nothing run side by side: the value champion's selection and the
+    // booster's rounds (both on the tv -> t0 validation design), and the final BTYD /
+    // Gamma-Gamma fit on the history before as-of. Its warnings are held until the churn
+    // evaluation has succeeded, so a run that fails there prints its one error line.
     let selecting = Instant::now();
-    let mut value_selection = value_select::select(tune.as_ref(), train_sample.as_ref(), c, config);
+    let ((mut value_selection, booster), final_value) = rayon::join(
+        || {
+            rayon::join(
+                || value_select::select(tune.as_ref(), train_sample.as_ref(), c, config),
+                || {
+                    challengers::select_booster(
+                        tune.as_ref(),
+                        train_sample.as_ref(),
+                        config.run.min_train_customers,
+                    )
+                },
+            )
+        },
+        || {
+            let t = Instant::now();
+            let fitted = ValueModel::fit_with_warnings(&latest, &config.btyd)
+                .context("BTYD model (history before as-of)");
+            (fitted, t.elapsed())
+        },
+    );
     tracing::info!(
         stage = "evaluate",
         value_champion = value_selection.chosen,
@@ -133,102 +164,137 @@ pub fn train(
         "value champion on the validation window: {}",
         value_selection.chosen
     );
+    let booster = booster.map_err(boost_error)?;
+    tracing::info!(
+        stage = "evaluate",
+        scheme = booster.scheme,
+        rounds = booster.rounds,
+        duration_ms = booster.duration_ms,
+        "booster: {} rounds chosen on the validation window",
+        booster.rounds
+    );
+    let t = Instant::now();
+    let validation_customers = train_sample.as_ref().map_or(0, Sample::len);
+    let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
+    let logistic_validation_loss = (selection.scheme == "time_ordered")
+        .then(|| {
+            selection
+                .grid
+                .iter()
+                .find(|g| g.0 == selection.chosen)
+                .map(|g| g.1)
+        })
+        .flatten();
+    let params = ChurnParams {
+        alpha: selection.chosen,
+        ..params
+    };
     let Some(detail) = &eval.detail else {
         return Err(Error::Internal(
             "the validation sample has no evaluation columns".into(),
         ));
     };
-    // The churn side (L2 choice, out-of-time evaluation) and the BTYD side (holdout
-    // evaluation, then the final value fit on the as-of history) share no state: they run
-    // side by side, so the one's serial stretches (optimiser steps, small sums) fill the
-    // core the other leaves idle. Errors are reported in the order the steps had when they
-    // ran one after another: churn evaluation, BTYD evaluation, the AUC gate, the final fits.
-    let (churn_side, btyd_side) = rayon::join(
-        || {
-            let t = Instant::now();
-            let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
-            let params = ChurnParams {
-                alpha: selection.chosen,
-                ..params
-            };
-            let mut evaluation = evaluate(
-                train_sample,
-                &eval,
-                ids,
-                c,
-                config,
-                params,
-                &value_selection,
-            )?;
-            evaluation.alpha_selection = Some(selection);
-            tracing::info!(
-                stage = "evaluate",
-                scheme = evaluation.scheme,
-                roc_auc = evaluation.model.roc_auc,
-                baseline_roc_auc = evaluation.baseline.roc_auc,
-                duration_ms = t.elapsed().as_millis() as u64,
-                "out-of-time churn ROC-AUC {:.4} (recency baseline {:.4})",
-                evaluation.model.roc_auc,
-                evaluation.baseline.roc_auc
-            );
-            Ok::<_, Error>((params, evaluation))
-        },
-        || {
-            // Warnings are held until the churn side is known to have succeeded.
-            let mut warnings = Vec::new();
-            let t = Instant::now();
-            let side = evaluate_btyd(&eval, detail, c, config, &mut warnings).and_then(|btyd| {
-                tracing::info!(
-                    stage = "evaluate",
-                    model = %btyd.model,
-                    holdout_purchases_mae = btyd.holdout_purchases_mae,
-                    buy_again_roc_auc = btyd.buy_again_roc_auc,
-                    duration_ms = t.elapsed().as_millis() as u64,
-                    "BTYD holdout: {:.0} purchases predicted, {} actual",
-                    btyd.predicted_total_purchases,
-                    btyd.actual_total_purchases
-                );
-                let t = Instant::now();
-                let value = ValueModel::fit_with_warnings(&latest, &config.btyd)
-                    .map(|(m, w)| {
-                        warnings.extend(w);
-                        m
-                    })
-                    .context("BTYD model (history before as-of)");
-                Ok((btyd, value, t.elapsed()))
-            });
-            (warnings, side)
-        },
-    );
-    let (params, mut evaluation) = churn_side?;
+    let mut evaluation = evaluate(
+        train_sample,
+        &eval,
+        ids,
+        c,
+        config,
+        params,
+        &value_selection,
+        &booster,
+    )?;
+    if let Some(l) = evaluation.challengers.first_mut() {
+        l.validation_log_loss = logistic_validation_loss;
+    }
+    evaluation.alpha_selection = Some(selection);
     evaluation.customer_sample = customer_sample;
-    let (warnings, btyd_side) = btyd_side;
+    tracing::info!(
+        stage = "evaluate",
+        scheme = evaluation.scheme,
+        roc_auc = evaluation.model.roc_auc,
+        baseline_roc_auc = evaluation.baseline.roc_auc,
+        duration_ms = t.elapsed().as_millis() as u64,
+        "out-of-time churn ROC-AUC {:.4} (recency baseline {:.4})",
+        evaluation.model.roc_auc,
+        evaluation.baseline.roc_auc
+    );
+    let t = Instant::now();
+    let mut warnings = Vec::new();
+    let btyd = evaluate_btyd(
+        &eval,
+        detail,
+        evaluation.eval_rows.as_deref(),
+        c,
+        config,
+        &mut warnings,
+    );
+    // The held warnings, in the order the fits ran one after another before: the holdout fit's,
+    // then the final fit's.
+    let (final_value, value_took) = final_value;
+    let final_value = final_value.map(|(m, w)| {
+        warnings.extend(w);
+        m
+    });
     for w in warnings {
         tracing::warn!(stage = "evaluate", "{w}");
     }
-    let (btyd, value, value_took) = btyd_side?;
+    let btyd = btyd?;
+    tracing::info!(
+        stage = "evaluate",
+        model = %btyd.model,
+        holdout_purchases_mae = btyd.holdout_purchases_mae,
+        buy_again_roc_auc = btyd.buy_again_roc_auc,
+        duration_ms = t.elapsed().as_millis() as u64,
+        "BTYD holdout: {:.0} purchases predicted, {} actual",
+        btyd.predicted_total_purchases,
+        btyd.actual_total_purchases
+    );
+    let mut buy_again = Challenger::new(
+        "btyd_buy_again",
+        btyd.churn_probability.clone(),
+        &evaluation.eval_scores.0,
+        &evaluation.eval_scores.2,
+        None,
+    );
+    // Its inputs at t0 (history before t0 of the validation customers) are not built by the
+    // scan, so it cannot be measured on the validation window.
+    buy_again.not_eligible = Some("no validation-window BTYD fit");
+    evaluation.challengers.push(buy_again);
+    let champion = challengers::choose(logistic_validation_loss, &booster, validation_customers);
+    let champion_auc = evaluation
+        .challengers
+        .iter()
+        .find(|ch| ch.scores.name == champion.name)
+        .map_or(evaluation.model.roc_auc, |ch| ch.scores.roc_auc);
     if let Some(min) = min_auc {
-        if evaluation.model.roc_auc < min {
+        if champion_auc < min {
             return Err(Error::QualityGate(format!(
-                "churn ROC-AUC {:.4} is below --min-auc {min}; nothing published",
-                evaluation.model.roc_auc
+                "churn ROC-AUC {champion_auc:.4} is below --min-auc {min}; nothing published"
             )));
         }
     }
 
-    // Refit on the latest labelled window (the value models were fitted beside the
-    // evaluation, above, on the history before as-of).
+    // Refit on the latest labelled window (the value models were fitted above, beside the
+    // selections, on the history before as-of).
     let t = Instant::now();
     let window = window_name(c.t1, c.as_of);
     if eval.is_empty() {
         return Err(ModelError::Empty { window }.into());
     }
+    let boosted = match champion.name {
+        "boosted" => {
+            Some(challengers::fit_boosted(&booster, &eval.x, &eval.churned).map_err(boost_error)?)
+        }
+        _ => None,
+    };
     let design = Design::from_logged(eval.x).context("final churn model")?;
-    let churn = ChurnModel::fit_design(params, &design, &eval.churned, &window, None)
+    let mut churn = ChurnModel::fit_design(params, &design, &eval.churned, &window, None)
         .context("final churn model")?;
+    churn.boosted = boosted;
     let spend = value_select::final_fit(&mut value_selection, &design, &eval.spend);
     drop(design);
-    let value = value?;
+    let value = final_value?;
     tracing::info!(
         stage = "final fits",
         duration_ms = (t.elapsed() + value_took).as_millis() as u64,
@@ -245,6 +311,8 @@ pub fn train(
         value,
         value_selection,
         spend,
+        champion,
+        booster,
     })
 }
 
@@ -267,6 +335,9 @@ impl Trained {
                 model: &e.model,
                 baseline: &e.baseline,
                 btyd: Some(&self.btyd.churn),
+                champion: &self.champion,
+                booster: &self.booster,
+                challengers: &e.challengers,
             },
             value: ValueMetrics {
                 model: &e.value_model,
@@ -417,6 +488,7 @@ fn fit_and_score(
     eval: &Sample,
     scheme: Scheme,
     selection: &ValueSelection,
+    booster: &BoostSelection,
 ) -> Result<Evaluation> {
     let window = window_name(scheme.train.0, scheme.train.1);
     let what = if scheme.fallback_reason.is_some() {
@@ -428,6 +500,13 @@ fn fit_and_score(
         return Err(ModelError::Empty { window }.into());
     }
     let (train_customers, train_churn_rate) = (train.len(), rate(&train.churned));
+    // The boosted challenger on the same rows (before the design takes the inputs).
+    let boosted =
+        challengers::fit_boosted(booster, &train.x, &train.churned).map_err(boost_error)?;
+    let boosted_p: Vec<f64> = challengers::margins(&boosted.ensemble, &eval.x)
+        .into_iter()
+        .map(|m| boosted.probability_of_margin(m))
+        .collect();
     // One design: the churn and spend models share its scaling, so the evaluation rows are
     // standardised once for both.
     let design = Design::from_logged(train.x).with_context(|| format!("churn model ({what})"))?;
@@ -480,7 +559,18 @@ fn fit_and_score(
             &eval.spend,
         ),
         value_challengers,
+        challengers: vec![
+            Challenger::new("logistic", p.clone(), &p, &eval.churned, None),
+            Challenger::new(
+                "boosted",
+                boosted_p,
+                &p,
+                &eval.churned,
+                booster.validation_log_loss,
+            ),
+        ],
         eval_scores: (p, d.recency.clone(), eval.churned.clone()),
+        eval_rows: None,
     })
 }
 
@@ -494,6 +584,7 @@ fn evaluate(
     config: &Config,
     params: ChurnParams,
     selection: &ValueSelection,
+    booster: &BoostSelection,
 ) -> Result<Evaluation> {
     let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
     if eval.is_empty() {
@@ -515,7 +606,9 @@ fn evaluate(
     };
     let train = match train {
         Ok(t) => t,
-        Err(reason) => return customer_split(eval, ids, c, config, params, reason, selection),
+        Err(reason) => {
+            return customer_split(eval, ids, c, config, params, reason, selection, booster)
+        }
     };
     fit_and_score(
         params,
@@ -528,6 +621,7 @@ fn evaluate(
             fallback_reason: None,
         },
         selection,
+        booster,
     )
 }
 
@@ -540,6 +634,7 @@ fn customer_split(
     params: ChurnParams,
     reason: String,
     selection: &ValueSelection,
+    booster: &BoostSelection,
 ) -> Result<Evaluation> {
     let mut picked: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     for (i, &customer) in eval.customer.iter().enumerate() {
@@ -549,7 +644,7 @@ fn customer_split(
         picked[usize::from(split_hash(id, config.run.seed) % 5 == 0)].push(i);
     }
     let (tr, ev) = (eval.select(&picked[0]), eval.select(&picked[1]));
-    fit_and_score(
+    let mut evaluation = fit_and_score(
         params,
         tr,
         &ev,
@@ -560,14 +655,22 @@ fn customer_split(
             fallback_reason: Some(reason),
         },
         selection,
-    )
+        booster,
+    )?;
+    let [_, held_out] = picked;
+    evaluation.eval_rows = Some(held_out);
+    Ok(evaluation)
 }
 
-/// Out-of-time evaluation of the BTYD models: fitted on the history before `t1`, predicting
-/// the holdout `[t1, as_of)` of the customers who had bought before `t1`.
+/// Out-of-time evaluation of the BTYD models: fitted on the history before `t1` (no labels),
+/// predicting the holdout `[t1, as_of)` of the customers who had bought before `t1`. The
+/// holdout purchase totals and MAE cover them all (the literature's design); the buy-again and
+/// spend scores are compared on `rows` (the churn model's held-out customers under the
+/// customer split), so every churn AUC in metrics.json is on the same customers.
 fn evaluate_btyd(
     eval: &Sample,
     d: &Detail,
+    rows: Option<&[usize]>,
     c: &Cutoffs,
     config: &Config,
     warnings: &mut Vec<String>,
@@ -584,27 +687,40 @@ fn evaluate_btyd(
         .iter()
         .map(|s| s.expected_purchases * s.expected_order_value)
         .collect();
-    let buys_again: Vec<bool> = eval.churned.iter().map(|c| !c).collect();
+    let pick = |v: &[f64]| -> Vec<f64> {
+        match rows {
+            Some(r) => r.iter().map(|&i| v[i]).collect(),
+            None => v.to_vec(),
+        }
+    };
+    let (expected_c, spend_c, actual_spend_c) = (pick(&expected), pick(&spend), pick(&eval.spend));
+    let churned_c: Vec<bool> = match rows {
+        Some(r) => r.iter().map(|&i| eval.churned[i]).collect(),
+        None => eval.churned.clone(),
+    };
+    let buys_again: Vec<bool> = churned_c.iter().map(|c| !c).collect();
     Ok(BtydEvaluation {
         model: model.fit.used.clone(),
         fit: model.fit.clone(),
         calibration_end: c.t1,
         holdout_until: c.as_of,
         customers: eval.len(),
+        compared_customers: churned_c.len(),
         params: serde_json::to_value(model.transactions.params)?,
         log_likelihood: model.transactions.log_likelihood,
         holdout_purchases_mae: mae(&expected, &actual),
         predicted_total_purchases: expected.iter().sum(),
         actual_total_purchases: d.purchase_days.iter().sum(),
-        buy_again_roc_auc: auc_or_nan(&expected, &buys_again),
-        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend, &eval.spend),
+        buy_again_roc_auc: auc_or_nan(&expected_c, &buys_again),
+        spend: ValueScoresMetrics::new("btyd_clv_undiscounted", &spend_c, &actual_spend_c),
         spend_note: model.spend_note.clone(),
         churn: ChurnScores::new(
             "btyd_expected_purchases",
-            &expected.iter().map(|e| -e).collect::<Vec<_>>(),
-            &eval.churned,
+            &expected_c.iter().map(|e| -e).collect::<Vec<_>>(),
+            &churned_c,
             false,
         ),
+        churn_probability: expected_c.iter().map(|e| (-e).exp()).collect(),
     })
 }
 

@@ -1,0 +1,502 @@
+//! Churn challengers and the champion of a run: the boosted model ([`crate::models::boost`])
+//! beside the logistic model and the BTYD buy-again score. The booster's rounds are chosen by
+//! early stopping on the time-ordered validation window (fitted at `tv`, validated at `t0`),
+//! the same window the logistic model's L2 strength is chosen on; the champion is the model
+//! with the lower validation log loss; every challenger is then measured on the same
+//! out-of-time customers, with a paired bootstrap interval of its ROC-AUC difference to the
+//! logistic model. Nothing here looks at the evaluation window to choose anything.
+
+use std::time::Instant;
+
+use ndarray::Array2;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::evaluate::log_loss;
+use crate::features::Features;
+use crate::models::boost::{
+    self, BoostError, BoostParams, BoostedChurn, Ensemble, Objective, Platt,
+};
+use crate::models::churn::{logged_row, FEATURES};
+use crate::models::sample::Sample;
+use crate::stages::metrics::{auc_or_nan, ChurnScores};
+
+/// The booster's fixed hyperparameters (docs/models.md, "Boosted churn model": chosen on the
+/// generated sample's validation window, tv → t0; the number of rounds is chosen per run).
+pub fn churn_params() -> BoostParams {
+    BoostParams {
+        objective: Objective::Logistic,
+        learning_rate: 0.3,
+        max_depth: 4,
+        min_leaf_rows: 100,
+        lambda: 1.0,
+        bins: 64,
+        max_rounds: 300,
+        patience: 10,
+    }
+}
+
+/// Rounds used when there is no validation window (history shorter than 3H): a conservative
+/// count at the learning rate above, recorded with the reason.
+pub const DEFAULT_ROUNDS: usize = 60;
+
+fn sigmoid(m: f64) -> f64 {
+    1.0 / (1.0 + (-m).exp())
+}
+
+fn labels(y: &[bool]) -> Vec<f64> {
+    y.iter().map(|&c| f64::from(u8::from(c))).collect()
+}
+
+/// How the booster was set up for this run (metrics.json `churn.booster`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BoostSelection {
+    /// `time_ordered` (early stopping on the validation window) or `config` (no validation
+    /// window: [`DEFAULT_ROUNDS`]).
+    pub scheme: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub params: BoostParams,
+    pub rounds: usize,
+    /// The booster's validation log loss at the chosen round (after Platt scaling if used).
+    pub validation_log_loss: Option<f64>,
+    /// Calibration slope of the unscaled booster on the validation window (the Platt slope).
+    pub validation_calibration_slope: Option<f64>,
+    /// Applied when the validation slope is outside 0.95–1.05.
+    pub platt: Option<Platt>,
+    /// Logged, not written: metrics.json holds only what the same inputs always give.
+    #[serde(skip)]
+    pub duration_ms: u64,
+}
+
+/// Chooses the booster's rounds (and Platt scaling) on the validation window: fitted on
+/// `tune` (features before tv, labels [tv, t0)), early-stopped on `val` (before t0, labels
+/// [t0, t1)). Without both, [`DEFAULT_ROUNDS`] and no scaling.
+pub fn select_booster(
+    tune: Option<&Sample>,
+    val: Option<&Sample>,
+    min_rows: usize,
+) -> Result<BoostSelection, BoostError> {
+    let t = Instant::now();
+    let params = churn_params();
+    let fixed = |reason: String| BoostSelection {
+        scheme: "config",
+        reason: Some(reason),
+        params: BoostParams {
+            max_rounds: DEFAULT_ROUNDS,
+            ..params
+        },
+        rounds: DEFAULT_ROUNDS,
+        validation_log_loss: None,
+        validation_calibration_slope: None,
+        platt: None,
+        duration_ms: 0,
+    };
+    let (Some(tune), Some(val)) = (tune, val) else {
+        return Ok(fixed("no labelled tables to validate on".into()));
+    };
+    let one_class = |l: &[bool]| l.iter().all(|&x| x) || l.iter().all(|&x| !x);
+    if tune.len() < min_rows
+        || val.is_empty()
+        || one_class(&tune.churned)
+        || one_class(&val.churned)
+    {
+        return Ok(fixed(format!(
+            "{} tuning and {} validation customers (min_train_customers {min_rows}, both classes needed)",
+            tune.len(),
+            val.len()
+        )));
+    }
+    let vy = labels(&val.churned);
+    let fit = boost::fit(
+        &params,
+        &FEATURES,
+        &tune.x,
+        &labels(&tune.churned),
+        Some((&val.x, &vy)),
+    )?;
+    let margins = margins(&fit.ensemble, &val.x);
+    let platt = fit_platt(&margins, &val.churned);
+    let slope = platt.map(|p| p.slope);
+    // Scaled only when the validation window shows it is needed (slope outside 0.95–1.05).
+    let platt = platt.filter(|p| !(0.95..=1.05).contains(&p.slope));
+    let probs: Vec<f64> = margins
+        .iter()
+        .map(|&m| platt.map_or_else(|| sigmoid(m), |p| p.apply(m)))
+        .collect();
+    Ok(BoostSelection {
+        scheme: "time_ordered",
+        reason: None,
+        params,
+        rounds: fit.rounds.max(1),
+        validation_log_loss: Some(log_loss(&probs, &val.churned)),
+        validation_calibration_slope: slope,
+        platt,
+        duration_ms: t.elapsed().as_millis() as u64,
+    })
+}
+
+/// Probabilities and per-input path contributions (margin scale, without the expected value;
+/// [`crate::models::boost::Explainer::path_contributions`]) of the boosted champion for
+/// `rows`, in parallel: what `score` writes. TreeSHAP gave the same kind of reasons but took
+/// 69 s wall for 199k customers on the (loaded) bench machine with 89 trees of depth 4:
+/// too slow for the nightly run.
+pub fn score_boosted(b: &BoostedChurn, rows: &[&Features]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let explainer = b.ensemble.explainer();
+    rows.par_iter()
+        .map(|f| {
+            let x = logged_row(f);
+            let mut c = explainer.path_contributions(&x);
+            c.truncate(FEATURES.len());
+            (b.probability(&x), c)
+        })
+        .unzip()
+}
+
+/// Margins of every row of `x`, in parallel.
+pub fn margins(e: &Ensemble, x: &Array2<f64>) -> Vec<f64> {
+    (0..x.nrows())
+        .into_par_iter()
+        .map(|r| {
+            let row = x.row(r).to_vec();
+            e.margin_row(&row)
+        })
+        .collect()
+}
+
+/// Fits the booster with the selected rounds on `x` / `churned`.
+pub fn fit_boosted(
+    sel: &BoostSelection,
+    x: &Array2<f64>,
+    churned: &[bool],
+) -> Result<BoostedChurn, BoostError> {
+    let params = BoostParams {
+        max_rounds: sel.rounds,
+        ..sel.params
+    };
+    let fit = boost::fit(&params, &FEATURES, x, &labels(churned), None)?;
+    Ok(BoostedChurn {
+        ensemble: fit.ensemble,
+        platt: sel.platt,
+    })
+}
+
+/// Platt scaling: logistic regression of the labels on the margin (two parameters, Newton's
+/// method). `None` when it does not converge (one class, or a separating margin).
+pub fn fit_platt(margins: &[f64], y: &[bool]) -> Option<Platt> {
+    let (mut a, mut b) = (1.0, 0.0);
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (&m, &y) in margins.iter().zip(y) {
+            let p = sigmoid(a * m + b);
+            let r = p - f64::from(u8::from(y));
+            let w = (p * (1.0 - p)).max(1e-12);
+            ga += r * m;
+            gb += r;
+            haa += w * m * m;
+            hab += w * m;
+            hbb += w;
+        }
+        let det = haa * hbb - hab * hab;
+        if !(det.is_finite() && det > 0.0) {
+            return None;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            return (a.is_finite() && b.is_finite()).then_some(Platt {
+                slope: a,
+                intercept: b,
+            });
+        }
+    }
+    None
+}
+
+/// Calibration slope of probabilities: the slope of a logistic regression of the outcome on
+/// logit(p) (1 = calibrated; below 1 = too extreme).
+pub fn calibration_slope(probabilities: &[f64], y: &[bool]) -> Option<f64> {
+    let logits: Vec<f64> = probabilities
+        .iter()
+        .map(|&p| {
+            let p = p.clamp(1e-15, 1.0 - 1e-15);
+            (p / (1.0 - p)).ln()
+        })
+        .collect();
+    fit_platt(&logits, y).map(|p| p.slope)
+}
+
+/// Paired bootstrap of the ROC-AUC difference `a − b` on the same customers: `resamples`
+/// Poisson(1)-weighted resamples (seeded; each resample's weights from its own stream, so the
+/// interval does not depend on the thread count), the 2.5% and 97.5% quantiles.
+pub fn paired_auc_interval(
+    a: &[f64],
+    b: &[f64],
+    y: &[bool],
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if a.len() != y.len() || b.len() != y.len() || resamples == 0 {
+        return None;
+    }
+    let (sa, sb) = (Sorted::new(a, y), Sorted::new(b, y));
+    let mut diffs: Vec<f64> = (0..resamples)
+        .into_par_iter()
+        .filter_map(|k| {
+            let mut rng = SplitMix(seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            // Eight weights per random number: each byte picks a Poisson(1) quantile.
+            let mut w: Vec<u32> = Vec::with_capacity(y.len() + 8);
+            while w.len() < y.len() {
+                let r = rng.next();
+                w.extend((0..8).map(|b| POISSON1[((r >> (8 * b)) & 0xFF) as usize]));
+            }
+            Some(sa.weighted_auc(&w)? - sb.weighted_auc(&w)?)
+        })
+        .collect();
+    if diffs.len() < resamples / 2 {
+        return None;
+    }
+    diffs.sort_by(f64::total_cmp);
+    let q = |p: f64| diffs[((p * (diffs.len() - 1) as f64).round() as usize).min(diffs.len() - 1)];
+    Some((q(0.025), q(0.975)))
+}
+
+/// Scores in ascending order, prepared once for many weighted AUCs: the row of each position,
+/// its label, and whether the next position has the same score (a tie group continues).
+struct Sorted {
+    row: Vec<u32>,
+    positive: Vec<bool>,
+    tied_with_next: Vec<bool>,
+}
+
+impl Sorted {
+    fn new(s: &[f64], y: &[bool]) -> Sorted {
+        let mut row: Vec<u32> = (0..s.len() as u32).collect();
+        row.sort_by(|&i, &j| s[i as usize].total_cmp(&s[j as usize]));
+        let positive = row.iter().map(|&i| y[i as usize]).collect();
+        let tied_with_next = (0..row.len())
+            .map(|k| k + 1 < row.len() && s[row[k] as usize] == s[row[k + 1] as usize])
+            .collect();
+        Sorted {
+            row,
+            positive,
+            tied_with_next,
+        }
+    }
+
+    /// ROC-AUC with integer row weights `w` (by row): ties share half credit, as in
+    /// [`crate::evaluate::roc_auc`]. `None` without weighted positives or negatives.
+    fn weighted_auc(&self, w: &[u32]) -> Option<f64> {
+        let (mut neg_below, mut num, mut pos_total) = (0.0f64, 0.0f64, 0.0f64);
+        let (mut p, mut n) = (0.0, 0.0);
+        for k in 0..self.row.len() {
+            let wk = f64::from(w[self.row[k] as usize]);
+            if self.positive[k] {
+                p += wk;
+            } else {
+                n += wk;
+            }
+            if !self.tied_with_next[k] {
+                num += p * (neg_below + n / 2.0);
+                neg_below += n;
+                pos_total += p;
+                (p, n) = (0.0, 0.0);
+            }
+        }
+        (pos_total > 0.0 && neg_below > 0.0).then(|| num / (pos_total * neg_below))
+    }
+}
+
+/// SplitMix64: a small, fast, seedable generator for bootstrap weights.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Poisson(1) weights at the 256 byte quantiles `(u + ½)/256`: P(0) = P(1) = 94/256 (exact
+/// 0.368), P(2) = 47/256 (0.184), P(3) = 16/256 (0.061), P(4) = 4/256, P(5) = 1/256: the
+/// bootstrap's weights to 1/256 of probability.
+const POISSON1: [u32; 256] = poisson1_table();
+
+const fn poisson1_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut u = 0;
+    // Cumulative Poisson(1) probabilities times 256, rounded: 94, 188, 235, 251, 255, 256.
+    let bounds = [94, 188, 235, 251, 255, 256];
+    let mut k = 0;
+    while u < 256 {
+        while u >= bounds[k] {
+            k += 1;
+        }
+        t[u] = k as u32;
+        u += 1;
+    }
+    t
+}
+
+/// Resamples of the paired bootstrap and its seed (fixed: the same interval every night for
+/// the same scores).
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+pub const BOOTSTRAP_SEED: u64 = 14;
+
+/// One churn score measured out of time beside the logistic baseline (metrics.json
+/// `churn.challengers`).
+#[derive(Debug, Serialize)]
+pub struct Challenger {
+    #[serde(flatten)]
+    pub scores: ChurnScores,
+    pub calibration_slope: Option<f64>,
+    /// ROC-AUC minus the logistic model's on the same customers, and its 95% paired
+    /// bootstrap interval.
+    pub roc_auc_minus_logistic: f64,
+    pub roc_auc_minus_logistic_95: Option<(f64, f64)>,
+    /// Log loss on the validation window (what the champion is chosen by); `None` for a score
+    /// that cannot compete (no validation-window fit).
+    pub validation_log_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_eligible: Option<&'static str>,
+    /// Probabilities of the evaluation customers (the report's charts).
+    #[serde(skip)]
+    pub probabilities: Vec<f64>,
+}
+
+impl Challenger {
+    /// `probabilities` of churn on the evaluation customers, beside the logistic model's
+    /// (the logistic model itself: a difference of 0, no interval to compute).
+    pub fn new(
+        name: &'static str,
+        probabilities: Vec<f64>,
+        logistic: &[f64],
+        churned: &[bool],
+        validation_log_loss: Option<f64>,
+    ) -> Challenger {
+        let scores = ChurnScores::new(name, &probabilities, churned, true);
+        let diff = scores.roc_auc - auc_or_nan(logistic, churned);
+        Challenger {
+            calibration_slope: calibration_slope(&probabilities, churned),
+            roc_auc_minus_logistic: diff,
+            roc_auc_minus_logistic_95: (name != "logistic")
+                .then(|| {
+                    paired_auc_interval(
+                        &probabilities,
+                        logistic,
+                        churned,
+                        BOOTSTRAP_RESAMPLES,
+                        BOOTSTRAP_SEED,
+                    )
+                })
+                .flatten(),
+            scores,
+            validation_log_loss,
+            not_eligible: None,
+            probabilities,
+        }
+    }
+}
+
+/// The run's champion: which model scores the customers, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Champion {
+    pub name: &'static str,
+    /// How it was chosen: `validation_log_loss` (lower wins) or `logistic_by_default` (no
+    /// validation window for the booster).
+    pub chosen_by: &'static str,
+}
+
+/// Fewest validation customers for the booster to become champion. Below it a small
+/// validation log-loss edge is noise, and switching model family between nights moves every
+/// score (on 3,000-customer histories the switch tripped the score PSI drift gate).
+pub const MIN_VALIDATION_CUSTOMERS: usize = 5000;
+
+/// Lower validation log loss wins; ties, missing values and validation windows smaller than
+/// [`MIN_VALIDATION_CUSTOMERS`] keep the logistic model.
+pub fn choose(
+    logistic_loss: Option<f64>,
+    boosted: &BoostSelection,
+    validation_customers: usize,
+) -> Champion {
+    if validation_customers < MIN_VALIDATION_CUSTOMERS {
+        return Champion {
+            name: "logistic",
+            chosen_by: "logistic_by_default",
+        };
+    }
+    match (logistic_loss, boosted.validation_log_loss) {
+        (Some(l), Some(b)) if b.is_finite() && l.is_finite() => Champion {
+            name: if b < l { "boosted" } else { "logistic" },
+            chosen_by: "validation_log_loss",
+        },
+        _ => Champion {
+            name: "logistic",
+            chosen_by: "logistic_by_default",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::roc_auc;
+
+    #[test]
+    fn weighted_auc_with_unit_weights_is_the_exact_auc() {
+        let s = [0.5, 0.8, 0.2, 0.5, 0.5, 0.1];
+        let y = [true, true, false, false, true, false];
+        let sorted = Sorted::new(&s, &y);
+        assert_eq!(sorted.weighted_auc(&[1; 6]), roc_auc(&s, &y));
+        // Weight 2 on a row = the row twice.
+        let (s2, y2) = (
+            [0.5, 0.8, 0.2, 0.5, 0.5, 0.1, 0.1],
+            [true, true, false, false, true, false, false],
+        );
+        assert_eq!(sorted.weighted_auc(&[1, 1, 1, 1, 1, 2]), roc_auc(&s2, &y2));
+    }
+
+    #[test]
+    fn bootstrap_interval_covers_the_difference_and_is_seeded() {
+        let n = 2000;
+        let y: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+        let good: Vec<f64> = (0..n)
+            .map(|i| f64::from(u8::from(y[i])) + ((i * 7919) % 101) as f64 / 60.0)
+            .collect();
+        let weak: Vec<f64> = (0..n)
+            .map(|i| f64::from(u8::from(y[i])) + ((i * 104_729) % 103) as f64 / 30.0)
+            .collect();
+        let d = roc_auc(&good, &y).unwrap_or(f64::NAN) - roc_auc(&weak, &y).unwrap_or(f64::NAN);
+        let (lo, hi) = paired_auc_interval(&good, &weak, &y, 300, 1).expect("interval");
+        assert!(lo < d && d < hi && lo > 0.0, "{lo} {d} {hi}");
+        assert_eq!(
+            paired_auc_interval(&good, &weak, &y, 300, 1),
+            Some((lo, hi))
+        );
+    }
+
+    #[test]
+    fn platt_recovers_a_known_slope() {
+        // Labels drawn from sigmoid(0.5·m − 0.2): Platt finds about (0.5, −0.2).
+        let mut rng = SplitMix(3);
+        let m: Vec<f64> = (0..20_000).map(|i| (i % 200) as f64 / 20.0 - 5.0).collect();
+        let y: Vec<bool> = m
+            .iter()
+            .map(|&m| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64) < sigmoid(0.5 * m - 0.2))
+            .collect();
+        let p = fit_platt(&m, &y).expect("fit");
+        assert!(
+            (p.slope - 0.5).abs() < 0.03 && (p.intercept + 0.2).abs() < 0.05,
+            "{p:?}"
+        );
+        // Calibrated probabilities have slope 1.
+        let probs: Vec<f64> = m.iter().map(|&m| sigmoid(0.5 * m - 0.2)).collect();
+        let s = calibration_slope(&probs, &y).expect("slope");
+        assert!((s - 1.0).abs() < 0.06, "{s}");
+    }
+}

@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use ndarray::Array2;
 use rayon::prelude::*;
 
 use crate::config::{ClassWeight, Config};
@@ -282,18 +283,26 @@ pub fn train(
     if eval.is_empty() {
         return Err(ModelError::Empty { window }.into());
     }
-    let boosted = match champion.name {
-        "boosted" => {
-            Some(challengers::fit_boosted(&booster, &eval.x, &eval.churned).map_err(boost_error)?)
-        }
-        _ => None,
+    // The final booster (when it is the champion) beside the final linear fits, as above.
+    let linear = |x: Array2<f64>, selection: &mut ValueSelection| -> Result<_> {
+        let design = Design::from_logged(x).context("final churn model")?;
+        let churn = ChurnModel::fit_design(params, &design, &eval.churned, &window, None)
+            .context("final churn model")?;
+        let spend = value_select::final_fit(selection, &design, &eval.spend);
+        Ok((churn, spend))
     };
-    let design = Design::from_logged(eval.x).context("final churn model")?;
-    let mut churn = ChurnModel::fit_design(params, &design, &eval.churned, &window, None)
-        .context("final churn model")?;
+    let (boosted, linear) = match champion.name {
+        "boosted" => {
+            let (b, l) = rayon::join(
+                || challengers::fit_boosted(&booster, &eval.x, &eval.churned),
+                || linear(eval.x.clone(), &mut value_selection),
+            );
+            (Some(b.map_err(boost_error)?), l)
+        }
+        _ => (None, linear(eval.x, &mut value_selection)),
+    };
+    let (mut churn, spend) = linear?;
     churn.boosted = boosted;
-    let spend = value_select::final_fit(&mut value_selection, &design, &eval.spend);
-    drop(design);
     let value = final_value?;
     tracing::info!(
         stage = "final fits",
@@ -500,24 +509,33 @@ fn fit_and_score(
         return Err(ModelError::Empty { window }.into());
     }
     let (train_customers, train_churn_rate) = (train.len(), rate(&train.churned));
-    // The boosted challenger on the same rows (before the design takes the inputs).
-    let boosted =
-        challengers::fit_boosted(booster, &train.x, &train.churned).map_err(boost_error)?;
+    // The boosted challenger and the linear models (churn, spend) share no state: they are
+    // fitted side by side, the design standardising a copy of the inputs the booster reads.
+    // One design: the churn and spend models share its scaling, so the evaluation rows are
+    // standardised once for both. Errors in the order of the fits: booster, then design.
+    let (boosted, linear) = rayon::join(
+        || challengers::fit_boosted(booster, &train.x, &train.churned),
+        || -> Result<_> {
+            let design = Design::from_logged(train.x.clone())
+                .with_context(|| format!("churn model ({what})"))?;
+            let model = ChurnModel::fit_design(params, &design, &train.churned, &window, None)
+                .with_context(|| format!("churn model ({what})"))?;
+            let z = design.standardise_logged(&eval.x)?;
+            // Every supervised spend model on the same design; the Poisson GLM is "the" spend
+            // model reported as `value.model` (its fitted total is the training window's,
+            // docs/models.md).
+            let value_challengers =
+                value_select::out_of_time(&design, &train.spend, &z, &eval.spend, selection);
+            Ok((model, z, value_challengers))
+        },
+    );
+    let boosted = boosted.map_err(boost_error)?;
+    let (model, z, value_challengers) = linear?;
+    drop(train);
     let boosted_p: Vec<f64> = challengers::margins(&boosted.ensemble, &eval.x)
         .into_iter()
         .map(|m| boosted.probability_of_margin(m))
         .collect();
-    // One design: the churn and spend models share its scaling, so the evaluation rows are
-    // standardised once for both.
-    let design = Design::from_logged(train.x).with_context(|| format!("churn model ({what})"))?;
-    let model = ChurnModel::fit_design(params, &design, &train.churned, &window, None)
-        .with_context(|| format!("churn model ({what})"))?;
-    let z = design.standardise_logged(&eval.x)?;
-    // Every supervised spend model on the same design; the Poisson GLM is "the" spend model
-    // reported as `value.model` (its fitted total is the training window's, docs/models.md).
-    let value_challengers =
-        value_select::out_of_time(&design, &train.spend, &z, &eval.spend, selection);
-    drop(design);
     // (log1p_ols when the GLM could not fit, e.g. no positive spend in the window: warned.)
     let value_model = [value_select::Kind::PoissonGlm, value_select::Kind::Log1pOls]
         .iter()

@@ -250,14 +250,20 @@ fn publishes_a_complete_partition_with_known_values() {
         .expect("c000");
     assert_eq!(freq.value(j), 11);
     assert_eq!(money.value(j), 120.0);
-    // BTYD outputs: P(alive) in [0, 1], expected purchases and order values. The value
-    // champion chosen on the validation window here is the Tweedie spend GLM, so `clv` is its
-    // H-window spend discounted with the BTYD timing (SpendChampion::clv, unit-tested there;
-    // tests/value.rs checks `score` reproduces it), not expected purchases × order value.
+    // BTYD outputs: P(alive) in [0, 1], expected purchases and order values. On the
+    // validation window the Tweedie spend GLM has the lowest deviance, but with fewer than
+    // 5,000 validation customers BTYD × Gamma-Gamma stays the value champion (a champion
+    // switching family between nights would move every CLV), so `clv` is BTYD's.
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(part.join("metrics.json")).expect("metrics"))
             .expect("json");
-    assert_eq!(metrics["value"]["selection"]["chosen"], "tweedie_glm");
+    let selection = &metrics["value"]["selection"];
+    assert_eq!(selection["chosen"], "btyd_gamma_gamma");
+    let reason = selection["reason"].as_str().expect("reason");
+    assert!(
+        reason.ends_with("validation customers (< 5000): BTYD x Gamma-Gamma kept; tweedie_glm had the lowest deviance"),
+        "{reason}"
+    );
     let alive = col("p_alive").as_primitive::<Float64Type>();
     let expected = col("expected_purchases").as_primitive::<Float64Type>();
     let aov = col("expected_order_value").as_primitive::<Float64Type>();

@@ -107,7 +107,7 @@ fn cdnow_spend_in_scale_and_champion_ranks_best() {
 /// A run on 3,000 generated customers (a supervised champion wins there), its model and
 /// output folder.
 fn champion_run(dir: &Path) -> (PathBuf, PathBuf, Value, String) {
-    let events = common::generate(&dir.join("events.parquet"), 3000, 11);
+    let events = common::generate(&dir.join("events.parquet"), 8000, 11);
     let out = dir.join("run");
     bin()
         .args(["--quiet", "run", "--events"])

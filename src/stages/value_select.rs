@@ -327,6 +327,22 @@ pub fn select(
         s.candidates = candidates;
         return s;
     };
+    // As for the churn champion: on a small validation window a deviance edge is noise, and a
+    // champion that switches model family between nights moves every CLV (on 3,000-customer
+    // histories it tripped the score PSI drift gate). The candidates are still measured.
+    let min = crate::stages::challengers::MIN_VALIDATION_CUSTOMERS;
+    if kind != Kind::Btyd && val.len() < min {
+        let mut s = ValueSelection::default_btyd(format!(
+            "{} validation customers (< {min}): BTYD x Gamma-Gamma kept; {} had the lowest deviance",
+            val.len(),
+            kind.name()
+        ));
+        s.candidates = candidates;
+        s.fitted_on = Some((c.tv, c.t0));
+        s.validated_on = Some((c.t0, c.t1));
+        s.boosted_rounds = rounds;
+        return s;
+    }
     ValueSelection {
         chosen: kind.name(),
         scheme: "time_ordered",

@@ -1,0 +1,408 @@
+//! Fitting: binning the inputs, growing depth-wise trees on gradient histograms, early
+//! stopping on the validation set.
+
+use super::*;
+
+fn check_inputs(
+    what: &'static str,
+    x: &Array2<f64>,
+    y: &[f64],
+    objective: Objective,
+) -> Result<(), BoostError> {
+    if x.nrows() != y.len() {
+        return Err(BoostError::Shape {
+            what,
+            rows: x.nrows(),
+            labels: y.len(),
+        });
+    }
+    for (r, row) in x.outer_iter().enumerate() {
+        if let Some((column, &value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(BoostError::NonFinite {
+                what,
+                row: r,
+                column,
+                value,
+            });
+        }
+    }
+    for (row, &value) in y.iter().enumerate() {
+        let ok = match objective {
+            Objective::Logistic => value == 0.0 || value == 1.0,
+            Objective::Tweedie { .. } => value >= 0.0 && value.is_finite(),
+        };
+        if !ok {
+            let expected = match objective {
+                Objective::Logistic => "0 or 1",
+                Objective::Tweedie { .. } => "finite and >= 0",
+            };
+            return Err(BoostError::Label {
+                what,
+                row,
+                expected,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Cut points of one input: up to `bins − 1` distinct values at equal-count quantiles (every
+/// distinct value but the largest when there are fewer). Bin of `v` = number of cuts below
+/// `v`, so `bin(v) <= b` exactly when `v <= cuts[b]`.
+fn cut_points(column: impl Iterator<Item = f64>, bins: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = column.collect();
+    v.sort_by(f64::total_cmp);
+    let mut distinct = v.clone();
+    distinct.dedup();
+    if distinct.len() <= bins {
+        distinct.pop();
+        return distinct;
+    }
+    let n = v.len();
+    let mut cuts: Vec<f64> = (1..bins).map(|q| v[(q * n / bins).min(n - 1)]).collect();
+    cuts.dedup();
+    if cuts.last() == distinct.last() {
+        cuts.pop();
+    }
+    cuts
+}
+
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+/// The best split of a node: input, bin (left = bins `<= bin`), gain.
+struct Best {
+    feature: usize,
+    bin: usize,
+    gain: f64,
+}
+
+/// Fits an ensemble on `x` (rows × inputs, finite, any monotone scale) and labels `y`. With
+/// `valid`, stops once the validation loss has not improved for `patience` rounds and keeps
+/// the best round; without it, fits `max_rounds` rounds.
+pub fn fit(
+    params: &BoostParams,
+    features: &[&str],
+    x: &Array2<f64>,
+    y: &[f64],
+    valid: Option<(&Array2<f64>, &[f64])>,
+) -> Result<BoostFit, BoostError> {
+    params.check()?;
+    let obj = params.objective;
+    check_inputs("training", x, y, obj)?;
+    if x.nrows() == 0 {
+        return Err(BoostError::Empty);
+    }
+    if let Some((vx, vy)) = valid {
+        check_inputs("validation", vx, vy, obj)?;
+    }
+    let (n, k) = x.dim();
+    if features.len() != k {
+        return Err(BoostError::Shape {
+            what: "input names",
+            rows: k,
+            labels: features.len(),
+        });
+    }
+    // Bins, one column of u8 per input (columns in parallel).
+    let cuts: Vec<Vec<f64>> = (0..k)
+        .into_par_iter()
+        .map(|j| cut_points(x.column(j).iter().copied(), params.bins))
+        .collect();
+    // Row-major bins (one row's inputs together: a histogram pass reads each row once).
+    let mut off = vec![0usize];
+    for c in &cuts {
+        off.push(off[off.len() - 1] + c.len() + 1);
+    }
+    let mut bins = vec![0u8; n * k];
+    bins.par_chunks_mut(k).enumerate().for_each(|(r, out)| {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = cuts[j].partition_point(|&cut| cut < x[[r, j]]) as u8;
+        }
+    });
+    let binned = Binned { k, bins, off };
+    let mean = y.iter().sum::<f64>() / n as f64;
+    let base_margin = match obj {
+        Objective::Logistic => {
+            let p = mean.clamp(1e-6, 1.0 - 1e-6);
+            (p / (1.0 - p)).ln()
+        }
+        Objective::Tweedie { .. } => mean.max(1e-9).ln(),
+    };
+    let mut margin = vec![base_margin; n];
+    let mut valid_margin: Vec<f64> = valid
+        .map(|(vx, _)| vec![base_margin; vx.nrows()])
+        .unwrap_or_default();
+    let mut grad = vec![(0.0, 0.0); n];
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut valid_loss = Vec::new();
+    let (mut best_round, mut best_loss) = (0usize, f64::INFINITY);
+    let mut rows: Vec<u32> = (0..n as u32).collect();
+    let mut scratch: Vec<u32> = vec![0; n];
+    for round in 0..params.max_rounds {
+        grad.par_iter_mut()
+            .zip(margin.par_iter().zip(y.par_iter()))
+            .for_each(|(g, (&m, &y))| *g = grad_hess(obj, m, y));
+        for (i, r) in rows.iter_mut().enumerate() {
+            *r = i as u32;
+        }
+        let (tree, leaves) = grow(params, &cuts, &binned, &grad, &mut rows, &mut scratch);
+        for (value, start, end) in leaves {
+            for &r in &rows[start..end] {
+                margin[r as usize] += value;
+            }
+        }
+        if let Some((vx, vy)) = valid {
+            valid_margin.par_iter_mut().enumerate().for_each(|(r, m)| {
+                *m += tree.leaf_value(vx.row(r).as_slice().unwrap_or(&vx.row(r).to_vec()))
+            });
+            let loss = mean_loss(obj, &valid_margin, vy);
+            valid_loss.push(loss);
+            trees.push(tree);
+            if loss < best_loss {
+                (best_round, best_loss) = (round + 1, loss);
+            } else if round + 1 - best_round >= params.patience {
+                break;
+            }
+        } else {
+            trees.push(tree);
+            best_round = round + 1;
+        }
+    }
+    trees.truncate(best_round);
+    Ok(BoostFit {
+        rounds: trees.len(),
+        ensemble: Ensemble {
+            objective: obj,
+            features: features.iter().map(|s| s.to_string()).collect(),
+            base_margin,
+            trees,
+        },
+        valid_loss,
+    })
+}
+
+/// Binned inputs, row-major (`bins[r * k + j]`); input `j`'s bins are `off[j]..off[j + 1]` of
+/// a flat histogram.
+struct Binned {
+    k: usize,
+    bins: Vec<u8>,
+    off: Vec<usize>,
+}
+
+/// Rows per histogram chunk: chunks are summed in order, so a fit is the same on any number
+/// of threads.
+const CHUNK: usize = 8192;
+
+impl Binned {
+    fn hist_of(&self, grad: &[(f64, f64)], part: &[u32]) -> Vec<Bin> {
+        let mut h = vec![Bin::default(); self.off[self.k]];
+        for &r in part {
+            let (g, hh) = grad[r as usize];
+            let row = &self.bins[r as usize * self.k..(r as usize + 1) * self.k];
+            for (j, &b) in row.iter().enumerate() {
+                let e = &mut h[self.off[j] + b as usize];
+                e.g += g;
+                e.h += hh;
+                e.n += 1;
+            }
+        }
+        h
+    }
+
+    fn hist(&self, grad: &[(f64, f64)], part: &[u32]) -> Vec<Bin> {
+        if part.len() <= CHUNK {
+            return self.hist_of(grad, part);
+        }
+        let parts: Vec<Vec<Bin>> = part
+            .par_chunks(CHUNK)
+            .map(|c| self.hist_of(grad, c))
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut h = parts.next().unwrap_or_default();
+        for p in parts {
+            for (a, b) in h.iter_mut().zip(p) {
+                a.g += b.g;
+                a.h += b.h;
+                a.n += b.n;
+            }
+        }
+        h
+    }
+}
+
+/// Grows one depth-wise tree on the rows `rows` (reordered in place so that each leaf's rows
+/// are a range). Returns the tree and, per leaf, its value and row range.
+fn grow(
+    params: &BoostParams,
+    cuts: &[Vec<f64>],
+    binned: &Binned,
+    grad: &[(f64, f64)],
+    rows: &mut [u32],
+    scratch: &mut [u32],
+) -> (Tree, Vec<(f64, usize, usize)>) {
+    struct Open {
+        node: usize,
+        start: usize,
+        end: usize,
+        hist: Vec<Bin>,
+    }
+    let k = binned.k;
+    let n = rows.len();
+    let mut nodes: Vec<Node> = vec![Node::Leaf {
+        value: 0.0,
+        cover: n as f64,
+    }];
+    let mut leaves = Vec::new();
+    let mut level = vec![Open {
+        node: 0,
+        start: 0,
+        end: n,
+        hist: binned.hist(grad, rows),
+    }];
+    let lambda = params.lambda;
+    let score = |g: f64, h: f64| g * g / (h + lambda);
+    for depth in 0..=params.max_depth {
+        let mut next = Vec::new();
+        for open in level {
+            // Every row falls in one bin of input 0: its bins sum to the node.
+            let total = open.hist[..binned.off[1]]
+                .iter()
+                .fold(Bin::default(), |a, b| Bin {
+                    g: a.g + b.g,
+                    h: a.h + b.h,
+                    n: a.n + b.n,
+                });
+            let leaf_value = -total.g / (total.h + lambda) * params.learning_rate;
+            let best = if depth == params.max_depth {
+                None
+            } else {
+                best_split(
+                    &open.hist,
+                    &binned.off,
+                    total,
+                    params.min_leaf_rows as u32,
+                    &score,
+                )
+            };
+            let Some(best) = best else {
+                nodes[open.node] = Node::Leaf {
+                    value: leaf_value,
+                    cover: f64::from(total.n),
+                };
+                leaves.push((leaf_value, open.start, open.end));
+                continue;
+            };
+            // Partition the node's rows: left (bin <= best.bin) first, stable.
+            let part = &mut rows[open.start..open.end];
+            let (mut l, mut r) = (0usize, 0usize);
+            let spill = &mut scratch[..part.len()];
+            // Left rows move down in place (never past the one being read), right rows spill.
+            for i in 0..part.len() {
+                let row = part[i];
+                if (binned.bins[row as usize * k + best.feature] as usize) <= best.bin {
+                    part[l] = row;
+                    l += 1;
+                } else {
+                    spill[r] = row;
+                    r += 1;
+                }
+            }
+            part[l..].copy_from_slice(&spill[..r]);
+            let mid = open.start + l;
+            let (left, right) = (nodes.len(), nodes.len() + 1);
+            nodes.push(Node::Leaf {
+                value: 0.0,
+                cover: l as f64,
+            });
+            nodes.push(Node::Leaf {
+                value: 0.0,
+                cover: r as f64,
+            });
+            nodes[open.node] = Node::Split {
+                feature: best.feature,
+                threshold: cuts[best.feature][best.bin],
+                left,
+                right,
+                cover: f64::from(total.n),
+            };
+            // Histogram of the smaller child built, the larger one by subtraction.
+            let (small, small_is_left) = if l <= r {
+                (&rows[open.start..mid], true)
+            } else {
+                (&rows[mid..open.end], false)
+            };
+            let small_hist = binned.hist(grad, small);
+            let large_hist: Vec<Bin> = open
+                .hist
+                .iter()
+                .zip(&small_hist)
+                .map(|(p, s)| Bin {
+                    g: p.g - s.g,
+                    h: p.h - s.h,
+                    n: p.n - s.n,
+                })
+                .collect();
+            let (lh, rh) = if small_is_left {
+                (small_hist, large_hist)
+            } else {
+                (large_hist, small_hist)
+            };
+            next.push(Open {
+                node: left,
+                start: open.start,
+                end: mid,
+                hist: lh,
+            });
+            next.push(Open {
+                node: right,
+                start: mid,
+                end: open.end,
+                hist: rh,
+            });
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    (Tree { nodes }, leaves)
+}
+
+fn best_split(
+    hist: &[Bin],
+    off: &[usize],
+    total: Bin,
+    min_rows: u32,
+    score: &dyn Fn(f64, f64) -> f64,
+) -> Option<Best> {
+    let parent = score(total.g, total.h);
+    let mut best: Option<Best> = None;
+    for feature in 0..off.len() - 1 {
+        let h = &hist[off[feature]..off[feature + 1]];
+        let mut left = Bin::default();
+        // The last bin cannot be a left side (nothing would go right).
+        for (bin, b) in h.iter().enumerate().take(h.len().saturating_sub(1)) {
+            left.g += b.g;
+            left.h += b.h;
+            left.n += b.n;
+            let rn = total.n - left.n;
+            if left.n < min_rows {
+                continue;
+            }
+            if rn < min_rows {
+                break;
+            }
+            let gain = score(left.g, left.h) + score(total.g - left.g, total.h - left.h) - parent;
+            if gain > 1e-12 && best.as_ref().is_none_or(|b| gain > b.gain) {
+                best = Some(Best { feature, bin, gain });
+            }
+        }
+    }
+    best
+}

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::evaluate::log_loss;
 use crate::features::Features;
 use crate::models::boost::{
-    self, BoostError, BoostParams, BoostedChurn, Ensemble, Objective, Platt,
+    self, mix64, BoostError, BoostParams, BoostedChurn, Ensemble, Objective, Platt,
 };
 use crate::models::churn::{logged_row, FEATURES};
 use crate::models::sample::Sample;
@@ -33,6 +33,7 @@ pub fn churn_params() -> BoostParams {
         bins: 64,
         max_rounds: 300,
         patience: 10,
+        subsample: 0.5,
     }
 }
 
@@ -229,8 +230,10 @@ pub fn calibration_slope(probabilities: &[f64], y: &[bool]) -> Option<f64> {
 }
 
 /// Paired bootstrap of the ROC-AUC difference `a − b` on the same customers: `resamples`
-/// Poisson(1)-weighted resamples (seeded; each resample's weights from its own stream, so the
-/// interval does not depend on the thread count), the 2.5% and 97.5% quantiles.
+/// Poisson(1)-weighted resamples, the 2.5% and 97.5% quantiles. Resamples go eight to a pass
+/// over the sorted scores: one hash of (seed, pass, row) gives the row's eight weights, so
+/// both scores see the same weights without a table of them, and the interval depends on the
+/// seed only (not on the thread count). Sums are integers: each AUC is exact for its weights.
 pub fn paired_auc_interval(
     a: &[f64],
     b: &[f64],
@@ -242,17 +245,14 @@ pub fn paired_auc_interval(
         return None;
     }
     let (sa, sb) = (Sorted::new(a, y), Sorted::new(b, y));
-    let mut diffs: Vec<f64> = (0..resamples)
+    let mut diffs: Vec<f64> = (0..resamples.div_ceil(LANES))
         .into_par_iter()
-        .filter_map(|k| {
-            let mut rng = SplitMix(seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            // Eight weights per random number: each byte picks a Poisson(1) quantile.
-            let mut w: Vec<u32> = Vec::with_capacity(y.len() + 8);
-            while w.len() < y.len() {
-                let r = rng.next();
-                w.extend((0..8).map(|b| POISSON1[((r >> (8 * b)) & 0xFF) as usize]));
-            }
-            Some(sa.weighted_auc(&w)? - sb.weighted_auc(&w)?)
+        .flat_map_iter(|pass| {
+            let key = seed ^ (pass as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let weights = |row: u32| mix64(key.wrapping_add(u64::from(row)));
+            let (wa, wb) = (sa.weighted_aucs(weights), sb.weighted_aucs(weights));
+            let lanes = (resamples - pass * LANES).min(LANES);
+            (0..lanes).filter_map(move |l| Some(wa[l]? - wb[l]?))
         })
         .collect();
     if diffs.len() < resamples / 2 {
@@ -263,72 +263,100 @@ pub fn paired_auc_interval(
     Some((q(0.025), q(0.975)))
 }
 
-/// Scores in ascending order, prepared once for many weighted AUCs: the row of each position,
-/// its label, and whether the next position has the same score (a tie group continues).
+/// Resamples per pass: one weight byte each in a 64-bit hash.
+const LANES: usize = 8;
+
+/// Scores in ascending order, prepared once for many weighted AUCs: the row of each position
+/// and its kind (a score of its own, or a member of a tie group).
 struct Sorted {
     row: Vec<u32>,
-    positive: Vec<bool>,
-    tied_with_next: Vec<bool>,
+    kind: Vec<Kind>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// A score of its own: 1 for a positive, 0 for a negative.
+    Single(f64),
+    /// Shares its score with the next position (`last: false`) or ends a tie group.
+    Tied { positive: bool, last: bool },
 }
 
 impl Sorted {
     fn new(s: &[f64], y: &[bool]) -> Sorted {
         let mut row: Vec<u32> = (0..s.len() as u32).collect();
         row.sort_by(|&i, &j| s[i as usize].total_cmp(&s[j as usize]));
-        let positive = row.iter().map(|&i| y[i as usize]).collect();
-        let tied_with_next = (0..row.len())
-            .map(|k| k + 1 < row.len() && s[row[k] as usize] == s[row[k + 1] as usize])
+        let score = |k: usize| s[row[k] as usize];
+        let kind = (0..row.len())
+            .map(|k| {
+                let positive = y[row[k] as usize];
+                let with_next = k + 1 < row.len() && score(k) == score(k + 1);
+                let with_prev = k > 0 && score(k - 1) == score(k);
+                match (with_prev || with_next, positive) {
+                    (true, _) => Kind::Tied {
+                        positive,
+                        last: !with_next,
+                    },
+                    (false, positive) => Kind::Single(f64::from(u8::from(positive))),
+                }
+            })
             .collect();
-        Sorted {
-            row,
-            positive,
-            tied_with_next,
-        }
+        Sorted { row, kind }
     }
 
-    /// ROC-AUC with integer row weights `w` (by row): ties share half credit, as in
-    /// [`crate::evaluate::roc_auc`]. `None` without weighted positives or negatives.
-    fn weighted_auc(&self, w: &[u32]) -> Option<f64> {
-        let (mut neg_below, mut num, mut pos_total) = (0.0f64, 0.0f64, 0.0f64);
-        let (mut p, mut n) = (0.0, 0.0);
-        for k in 0..self.row.len() {
-            let wk = f64::from(w[self.row[k] as usize]);
-            if self.positive[k] {
-                p += wk;
-            } else {
-                n += wk;
-            }
-            if !self.tied_with_next[k] {
-                num += p * (neg_below + n / 2.0);
-                neg_below += n;
-                pos_total += p;
-                (p, n) = (0.0, 0.0);
+    /// ROC-AUCs of [`LANES`] resamples at once: `weights(row)` holds the row's Poisson(1)
+    /// quantile byte of each resample (byte `l` for resample `l`). Ties share half credit, as
+    /// in [`crate::evaluate::roc_auc`]. Every sum is a multiple of ½ far below 2^53, so f64
+    /// keeps it exactly. `None` for a resample without weighted positives or negatives.
+    fn weighted_aucs(&self, weights: impl Fn(u32) -> u64) -> [Option<f64>; LANES] {
+        let mut num = [0.0f64; LANES];
+        let mut neg_below = [0.0f64; LANES];
+        let mut pos_total = [0.0f64; LANES];
+        // A tie group's weighted positives and negatives, until its last member.
+        let (mut p, mut n) = ([0.0f64; LANES], [0.0f64; LANES]);
+        for (&row, &kind) in self.row.iter().zip(&self.kind) {
+            let h = weights(row);
+            let w: [f64; LANES] =
+                std::array::from_fn(|l| POISSON1[((h >> (8 * l)) & 0xFF) as usize]);
+            match kind {
+                // Branch-free for the common case (labels are unpredictable): `m` is 1 for a
+                // positive, 0 for a negative.
+                Kind::Single(m) => {
+                    for l in 0..LANES {
+                        num[l] += m * w[l] * neg_below[l];
+                        pos_total[l] += m * w[l];
+                        neg_below[l] += (1.0 - m) * w[l];
+                    }
+                }
+                Kind::Tied { positive, last } => {
+                    let side = if positive { &mut p } else { &mut n };
+                    for l in 0..LANES {
+                        side[l] += w[l];
+                    }
+                    if last {
+                        for l in 0..LANES {
+                            num[l] += p[l] * (neg_below[l] + 0.5 * n[l]);
+                            neg_below[l] += n[l];
+                            pos_total[l] += p[l];
+                        }
+                        (p, n) = ([0.0; LANES], [0.0; LANES]);
+                    }
+                }
             }
         }
-        (pos_total > 0.0 && neg_below > 0.0).then(|| num / (pos_total * neg_below))
-    }
-}
-
-/// SplitMix64: a small, fast, seedable generator for bootstrap weights.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        std::array::from_fn(|l| {
+            (pos_total[l] > 0.0 && neg_below[l] > 0.0)
+                .then(|| num[l] / (pos_total[l] * neg_below[l]))
+        })
     }
 }
 
 /// Poisson(1) weights at the 256 byte quantiles `(u + ½)/256`: P(0) = P(1) = 94/256 (exact
 /// 0.368), P(2) = 47/256 (0.184), P(3) = 16/256 (0.061), P(4) = 4/256, P(5) = 1/256: the
 /// bootstrap's weights to 1/256 of probability.
-const POISSON1: [u32; 256] = poisson1_table();
+const POISSON1: [f64; 256] = poisson1_table();
 
-const fn poisson1_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
+const fn poisson1_table() -> [f64; 256] {
+    let mut t = [0.0; 256];
     let mut u = 0;
     // Cumulative Poisson(1) probabilities times 256, rounded: 94, 188, 235, 251, 255, 256.
     let bounds = [94, 188, 235, 251, 255, 256];
@@ -337,7 +365,7 @@ const fn poisson1_table() -> [u32; 256] {
         while u >= bounds[k] {
             k += 1;
         }
-        t[u] = k as u32;
+        t[u] = k as f64;
         u += 1;
     }
     t
@@ -452,13 +480,29 @@ mod tests {
         let s = [0.5, 0.8, 0.2, 0.5, 0.5, 0.1];
         let y = [true, true, false, false, true, false];
         let sorted = Sorted::new(&s, &y);
-        assert_eq!(sorted.weighted_auc(&[1; 6]), roc_auc(&s, &y));
-        // Weight 2 on a row = the row twice.
+        // Byte 94 is the first quantile of weight 1, 188 of weight 2 (POISSON1).
+        let ones = u64::from_le_bytes([94; 8]);
+        assert_eq!(sorted.weighted_aucs(|_| ones), [roc_auc(&s, &y); LANES]);
+        // Weight 2 on a row = the row twice; weight 0 = the row left out (lane 1).
         let (s2, y2) = (
             [0.5, 0.8, 0.2, 0.5, 0.5, 0.1, 0.1],
             [true, true, false, false, true, false, false],
         );
-        assert_eq!(sorted.weighted_auc(&[1, 1, 1, 1, 1, 2]), roc_auc(&s2, &y2));
+        let twice_last = |row: u32| {
+            let mut b = [94u8; 8];
+            if row == 5 {
+                b[0] = 188;
+            }
+            if row == 1 {
+                b[1] = 0;
+            }
+            u64::from_le_bytes(b)
+        };
+        let aucs = sorted.weighted_aucs(twice_last);
+        assert_eq!(aucs[0], roc_auc(&s2, &y2));
+        let (s3, y3) = ([0.5, 0.2, 0.5, 0.5, 0.1], [true, false, false, true, false]);
+        assert_eq!(aucs[1], roc_auc(&s3, &y3));
+        assert_eq!(aucs[2], roc_auc(&s, &y));
     }
 
     #[test]
@@ -483,11 +527,13 @@ mod tests {
     #[test]
     fn platt_recovers_a_known_slope() {
         // Labels drawn from sigmoid(0.5·m − 0.2): Platt finds about (0.5, −0.2).
-        let mut rng = SplitMix(3);
         let m: Vec<f64> = (0..20_000).map(|i| (i % 200) as f64 / 20.0 - 5.0).collect();
         let y: Vec<bool> = m
             .iter()
-            .map(|&m| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64) < sigmoid(0.5 * m - 0.2))
+            .zip(0u64..)
+            .map(|(&m, i)| {
+                ((mix64(3 + i) >> 11) as f64 / (1u64 << 53) as f64) < sigmoid(0.5 * m - 0.2)
+            })
             .collect();
         let p = fit_platt(&m, &y).expect("fit");
         assert!(

@@ -64,6 +64,7 @@ pub fn boost_params(rounds: Option<usize>) -> BoostParams {
         },
         learning_rate: 0.3,
         patience: 10,
+        subsample: 0.5,
         max_rounds: rounds.unwrap_or(defaults.max_rounds).max(1),
         ..defaults
     }

@@ -44,6 +44,9 @@ pub struct BoostParams {
     pub max_rounds: usize,
     /// Early stopping: rounds without a better validation loss before stopping (20).
     pub patience: usize,
+    /// Share of the training rows each tree is grown on, drawn afresh every round by a seeded
+    /// hash of (round, row) (1.0: every row). The other rows still get the tree's value.
+    pub subsample: f64,
 }
 
 impl Default for BoostParams {
@@ -57,6 +60,7 @@ impl Default for BoostParams {
             bins: 64,
             max_rounds: 500,
             patience: 20,
+            subsample: 1.0,
         }
     }
 }
@@ -120,6 +124,9 @@ impl BoostParams {
         }
         if self.max_rounds == 0 {
             return bad("max_rounds", ">= 1", "0".into());
+        }
+        if !(self.subsample > 0.0 && self.subsample <= 1.0) {
+            return bad("subsample", "in (0, 1]", self.subsample.to_string());
         }
         if let Objective::Tweedie { power } = self.objective {
             if !(power > 1.0 && power < 2.0) {
@@ -502,32 +509,45 @@ fn link(objective: Objective, margin: f64) -> f64 {
     }
 }
 
+/// SplitMix64's output function: a well-mixed 64-bit hash of `z` (the
+/// booster's row draws, the bootstrap's weights: seeded, and independent of the thread count).
+pub fn mix64(z: u64) -> u64 {
+    let mut z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Rows per chunk of [`mean_loss`]'s parallel sum.
+const LOSS_CHUNK: usize = 8192;
+
 /// Mean loss of margins against labels (log loss, or Tweedie negative log-likelihood up to a
 /// constant): what early stopping watches.
+
 pub fn mean_loss(objective: Objective, margins: &[f64], y: &[f64]) -> f64 {
     let n = margins.len().max(1) as f64;
-    let total: f64 = match objective {
-        Objective::Logistic => margins
-            .iter()
-            .zip(y)
-            .map(|(&m, &y)| {
-                // log(1 + e^m) − y·m, computed stably.
-                let softplus = if m > 0.0 {
-                    m + (-m).exp().ln_1p()
-                } else {
-                    m.exp().ln_1p()
-                };
-                softplus - y * m
-            })
-            .sum(),
-        Objective::Tweedie { power: p } => margins
-            .iter()
-            .zip(y)
-            .map(|(&m, &y)| {
-                -y * ((1.0 - p) * m).exp() / (1.0 - p) + ((2.0 - p) * m).exp() / (2.0 - p)
-            })
-            .sum(),
+    let loss = |(&m, &y): (&f64, &f64)| match objective {
+        Objective::Logistic => {
+            // log(1 + e^m) − y·m, computed stably.
+            let softplus = if m > 0.0 {
+                m + (-m).exp().ln_1p()
+            } else {
+                m.exp().ln_1p()
+            };
+            softplus - y * m
+        }
+        Objective::Tweedie { power: p } => {
+            -y * ((1.0 - p) * m).exp() / (1.0 - p) + ((2.0 - p) * m).exp() / (2.0 - p)
+        }
     };
+    // Chunks summed in parallel, then in order: the same total on any number of threads.
+    let total: f64 = margins
+        .par_chunks(LOSS_CHUNK)
+        .zip(y.par_chunks(LOSS_CHUNK))
+        .map(|(m, y)| m.iter().zip(y).map(loss).sum::<f64>())
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum();
     total / n
 }
 

@@ -142,24 +142,34 @@ pub fn fit(
     let mut trees: Vec<Tree> = Vec::new();
     let mut valid_loss = Vec::new();
     let (mut best_round, mut best_loss) = (0usize, f64::INFINITY);
-    let mut rows: Vec<u32> = (0..n as u32).collect();
+    let mut rows: Vec<u32> = Vec::with_capacity(n);
+    let mut left_out: Vec<u32> = Vec::new();
     let mut scratch: Vec<u32> = vec![0; n];
     for round in 0..params.max_rounds {
         grad.par_iter_mut()
             .zip(margin.par_iter().zip(y.par_iter()))
             .for_each(|(g, (&m, &y))| *g = grad_hess(obj, m, y));
-        for (i, r) in rows.iter_mut().enumerate() {
-            *r = i as u32;
-        }
-        let (tree, leaves) = grow(params, &cuts, &binned, &grad, &mut rows, &mut scratch);
-        for (value, start, end) in leaves {
-            for &r in &rows[start..end] {
-                margin[r as usize] += value;
+        draw_rows(params.subsample, round, n, &mut rows, &mut left_out);
+        let (tree, leaves) = grow(
+            params,
+            &cuts,
+            &binned,
+            &grad,
+            [&mut rows, &mut left_out],
+            &mut scratch,
+        );
+        // Every row gets its leaf's value, the rows the tree was not grown on too.
+        for (value, ranges) in leaves {
+            for (rows, (start, end)) in [&rows, &left_out].into_iter().zip(ranges) {
+                for &r in &rows[start..end] {
+                    margin[r as usize] += value;
+                }
             }
         }
         if let Some((vx, vy)) = valid {
             valid_margin.par_iter_mut().enumerate().for_each(|(r, m)| {
-                *m += tree.leaf_value(vx.row(r).as_slice().unwrap_or(&vx.row(r).to_vec()))
+                let row = vx.row(r);
+                *m += tree.leaf_value_by(|j| row[j]);
             });
             let loss = mean_loss(obj, &valid_margin, vy);
             valid_loss.push(loss);
@@ -185,6 +195,33 @@ pub fn fit(
         },
         valid_loss,
     })
+}
+
+/// Seed of the row draws: the same rows every run for the same data.
+const SUBSAMPLE_SEED: u64 = 0x5EED_B005_7000_0001;
+
+/// The rows round `round` grows its tree on (`rows`, ascending) and the others (`left_out`):
+/// each row is kept with probability `share`, decided by a hash of (round, row) alone. With
+/// `share` 1, or when the draw keeps no row, every row.
+fn draw_rows(share: f64, round: usize, n: usize, rows: &mut Vec<u32>, left_out: &mut Vec<u32>) {
+    rows.clear();
+    left_out.clear();
+    if share < 1.0 {
+        // Keep a row when its 53-bit uniform is below `share`.
+        let limit = (share * (1u64 << 53) as f64) as u64;
+        let key = SUBSAMPLE_SEED ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for r in 0..n as u32 {
+            if mix64(key.wrapping_add(u64::from(r))) >> 11 < limit {
+                rows.push(r);
+            } else {
+                left_out.push(r);
+            }
+        }
+    }
+    if rows.is_empty() {
+        left_out.clear();
+        rows.extend(0..n as u32);
+    }
 }
 
 /// Binned inputs, row-major (`bins[r * k + j]`); input `j`'s bins are `off[j]..off[j + 1]` of
@@ -236,24 +273,27 @@ impl Binned {
     }
 }
 
-/// Grows one depth-wise tree on the rows `rows` (reordered in place so that each leaf's rows
-/// are a range). Returns the tree and, per leaf, its value and row range.
+/// Grows one depth-wise tree on the rows `rows[0]` and sends the rows `rows[1]` (left out of
+/// this round's draw: no part in the histograms) down it too. Both lists are reordered in
+/// place so that each leaf's rows are a range of each. Returns the tree and, per leaf, its
+/// value and its two row ranges.
 fn grow(
     params: &BoostParams,
     cuts: &[Vec<f64>],
     binned: &Binned,
     grad: &[(f64, f64)],
-    rows: &mut [u32],
+    rows: [&mut [u32]; 2],
     scratch: &mut [u32],
-) -> (Tree, Vec<(f64, usize, usize)>) {
+) -> (Tree, Vec<(f64, [(usize, usize); 2])>) {
     struct Open {
         node: usize,
-        start: usize,
-        end: usize,
+        /// Ranges of the node's rows in `rows[0]` and `rows[1]`.
+        ranges: [(usize, usize); 2],
         hist: Vec<Bin>,
     }
     let k = binned.k;
-    let n = rows.len();
+    let [grown, others] = rows;
+    let n = grown.len();
     let mut nodes: Vec<Node> = vec![Node::Leaf {
         value: 0.0,
         cover: n as f64,
@@ -261,9 +301,8 @@ fn grow(
     let mut leaves = Vec::new();
     let mut level = vec![Open {
         node: 0,
-        start: 0,
-        end: n,
-        hist: binned.hist(grad, rows),
+        ranges: [(0, n), (0, others.len())],
+        hist: binned.hist(grad, grown),
     }];
     let lambda = params.lambda;
     let score = |g: f64, h: f64| g * g / (h + lambda);
@@ -295,26 +334,16 @@ fn grow(
                     value: leaf_value,
                     cover: f64::from(total.n),
                 };
-                leaves.push((leaf_value, open.start, open.end));
+                leaves.push((leaf_value, open.ranges));
                 continue;
             };
-            // Partition the node's rows: left (bin <= best.bin) first, stable.
-            let part = &mut rows[open.start..open.end];
-            let (mut l, mut r) = (0usize, 0usize);
-            let spill = &mut scratch[..part.len()];
-            // Left rows move down in place (never past the one being read), right rows spill.
-            for i in 0..part.len() {
-                let row = part[i];
-                if (binned.bins[row as usize * k + best.feature] as usize) <= best.bin {
-                    part[l] = row;
-                    l += 1;
-                } else {
-                    spill[r] = row;
-                    r += 1;
-                }
-            }
-            part[l..].copy_from_slice(&spill[..r]);
-            let mid = open.start + l;
+            let goes_left =
+                |row: u32| (binned.bins[row as usize * k + best.feature] as usize) <= best.bin;
+            let [(start, end), (ostart, oend)] = open.ranges;
+            let l = partition(&mut grown[start..end], scratch, goes_left);
+            let ol = partition(&mut others[ostart..oend], scratch, goes_left);
+            let r = end - start - l;
+            let mid = start + l;
             let (left, right) = (nodes.len(), nodes.len() + 1);
             nodes.push(Node::Leaf {
                 value: 0.0,
@@ -333,9 +362,9 @@ fn grow(
             };
             // Histogram of the smaller child built, the larger one by subtraction.
             let (small, small_is_left) = if l <= r {
-                (&rows[open.start..mid], true)
+                (&grown[start..mid], true)
             } else {
-                (&rows[mid..open.end], false)
+                (&grown[mid..end], false)
             };
             let small_hist = binned.hist(grad, small);
             let large_hist: Vec<Bin> = open
@@ -355,14 +384,12 @@ fn grow(
             };
             next.push(Open {
                 node: left,
-                start: open.start,
-                end: mid,
+                ranges: [(start, mid), (ostart, ostart + ol)],
                 hist: lh,
             });
             next.push(Open {
                 node: right,
-                start: mid,
-                end: open.end,
+                ranges: [(mid, end), (ostart + ol, oend)],
                 hist: rh,
             });
         }
@@ -372,6 +399,25 @@ fn grow(
         level = next;
     }
     (Tree { nodes }, leaves)
+}
+
+/// Reorders `part` stably: the rows `goes_left` first. Returns how many went left. Left rows
+/// move down in place (never past the one being read), right rows spill into `scratch`.
+fn partition(part: &mut [u32], scratch: &mut [u32], goes_left: impl Fn(u32) -> bool) -> usize {
+    let spill = &mut scratch[..part.len()];
+    let (mut l, mut r) = (0usize, 0usize);
+    for i in 0..part.len() {
+        let row = part[i];
+        if goes_left(row) {
+            part[l] = row;
+            l += 1;
+        } else {
+            spill[r] = row;
+            r += 1;
+        }
+    }
+    part[l..].copy_from_slice(&spill[..r]);
+    l
 }
 
 fn best_split(

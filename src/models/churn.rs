@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use ndarray::Array2;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::features::Features;
@@ -166,15 +167,15 @@ pub fn raw_row(r: &Features) -> [f64; 17] {
     ]
 }
 
-/// Raw feature matrix of some customers.
-pub fn raw_matrix(rows: &[&Features]) -> Array2<f64> {
-    let mut x = Array2::zeros((rows.len(), FEATURES.len()));
-    for (i, r) in rows.iter().enumerate() {
-        for (j, v) in raw_row(r).into_iter().enumerate() {
-            x[[i, j]] = v;
-        }
-    }
-    x
+/// [`logged_row`] of every row, in parallel: the matrix every model scores from.
+pub fn logged_matrix(rows: &[&Features]) -> Array2<f64> {
+    let k = FEATURES.len();
+    let mut flat = vec![0.0; rows.len() * k];
+    flat.par_chunks_mut(k)
+        .zip(rows.par_iter())
+        .for_each(|(out, r)| out.copy_from_slice(&logged_row(r)));
+    // `flat` holds rows.len() rows of k values: the shape always matches.
+    Array2::from_shape_vec((rows.len(), k), flat).unwrap_or_else(|_| Array2::zeros((0, k)))
 }
 
 /// The transform every fitted scaling applies (see [`FeatureScaling`]).

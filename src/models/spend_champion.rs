@@ -7,7 +7,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::models::boost::{Ensemble, Objective};
-use crate::models::churn::{apply_scaling, ChurnModel, ChurnParams, FeatureScaling};
+use crate::models::churn::{standardise_logged, ChurnModel, ChurnParams, FeatureScaling};
 use crate::models::glm::SpendGlm;
 use crate::models::saved::InvalidField;
 use crate::models::spend::SpendModel;
@@ -79,9 +79,10 @@ impl SpendChampion {
         }
     }
 
-    /// Expected net spend over the horizon for raw feature rows (columns in `FEATURES` order).
-    pub fn predict(&self, x: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
-        Ok(self.predict_standardised(&apply_scaling(self.scaling(), x)?))
+    /// Expected net spend over the horizon of rows of logged inputs
+    /// ([`crate::models::churn::logged_matrix`]).
+    pub fn predict_logged(&self, logged: &Array2<f64>) -> Result<Vec<f64>, ModelError> {
+        Ok(self.predict_standardised(&standardise_logged(self.scaling(), logged)?))
     }
 
     /// The discounted CLV of a buyer whose expected spend over the horizon is `spend`: the

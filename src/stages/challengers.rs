@@ -13,11 +13,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::evaluate::log_loss;
-use crate::features::Features;
 use crate::models::boost::{
     self, mix64, BoostError, BoostParams, BoostedChurn, Ensemble, Objective, Platt,
 };
-use crate::models::churn::{logged_row, FEATURES};
+use crate::models::churn::FEATURES;
 use crate::models::sample::Sample;
 use crate::stages::metrics::{auc_or_nan, ChurnScores};
 
@@ -138,18 +137,20 @@ pub fn select_booster(
 }
 
 /// Probabilities and per-input path contributions (margin scale, without the expected value;
-/// [`crate::models::boost::Explainer::path_contributions`]) of the boosted champion for
-/// `rows`, in parallel: what `score` writes. TreeSHAP gave the same kind of reasons but took
-/// 69 s wall for 199k customers on the (loaded) bench machine with 89 trees of depth 4:
-/// too slow for the nightly run.
-pub fn score_boosted(b: &BoostedChurn, rows: &[&Features]) -> (Vec<f64>, Vec<Vec<f64>>) {
+/// [`crate::models::boost::Explainer::path_contributions`]) of the boosted champion for the
+/// rows of `logged` (logged inputs, [`crate::models::churn::logged_row`]), in parallel: what `score` writes. One walk
+/// per tree gives both. TreeSHAP gave the same kind of reasons but took 69 s wall for 199k
+/// customers on the (loaded) bench machine with 89 trees of depth 4: too slow for the nightly
+/// run.
+pub fn score_boosted(b: &BoostedChurn, logged: &Array2<f64>) -> (Vec<f64>, Vec<Vec<f64>>) {
     let explainer = b.ensemble.explainer();
-    rows.par_iter()
-        .map(|f| {
-            let x = logged_row(f);
-            let mut c = explainer.path_contributions(&x);
+    (0..logged.nrows())
+        .into_par_iter()
+        .map(|r| {
+            let x = logged.row(r).to_vec();
+            let (margin, mut c) = explainer.margin_and_path_contributions(&x);
             c.truncate(FEATURES.len());
-            (b.probability(&x), c)
+            (b.probability_of_margin(margin), c)
         })
         .unzip()
 }

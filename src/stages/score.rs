@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
-use crate::models::churn::{raw_matrix, FEATURES};
+use crate::models::churn::{logged_matrix, FEATURES};
 use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
@@ -277,22 +277,25 @@ pub fn score_with(
         .filter_map(|i| ValueInputs::of(&set.rows[i]).map(|v| (i, v)))
         .unzip();
     let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
-    // Standardised once: the probabilities and the reasons read the same rows.
-    let raw = raw_matrix(&rows);
-    let z = churn.standardise(&raw)?;
+    // Logged once (in parallel): every model reads these rows.
+    let logged = logged_matrix(&rows);
     // The value champion, when a supervised spend model won the run's value selection: its
     // expected spend over the horizon, discounted with the BTYD timing, is the CLV.
-    let spend_h = spend.map(|s| s.predict(&raw)).transpose()?;
-    drop(raw);
-    // The boosted champion, when it won: its probabilities on the logged inputs, its reasons
-    // from its path contributions (stages::challengers).
-    let boosted = churn
-        .boosted
-        .as_ref()
-        .map(|b| crate::stages::challengers::score_boosted(b, &rows));
-    let probs = match &boosted {
-        Some((p, _)) => p.clone(),
-        None => churn.predict_standardised(&z),
+    let spend_h = spend.map(|s| s.predict_logged(&logged)).transpose()?;
+    // The boosted champion, when it won: its probabilities and its reasons from its path
+    // contributions (stages::challengers); else the logistic model on the standardised rows.
+    let (boosted, z) = match &churn.boosted {
+        Some(b) => (
+            Some(crate::stages::challengers::score_boosted(b, &logged)),
+            None,
+        ),
+        None => (None, Some(churn.standardise_logged(&logged)?)),
+    };
+    drop(logged);
+    let probs = match (&boosted, &z) {
+        (Some((p, _)), _) => p.clone(),
+        (None, Some(z)) => churn.predict_standardised(z),
+        (None, None) => Vec::new(),
     };
     let names: Vec<String> = match &boosted {
         Some(_) => FEATURES.iter().map(|f| f.to_string()).collect(),
@@ -311,14 +314,15 @@ pub fn score_with(
             if let Some(s) = &spend_h {
                 v.clv = SpendChampion::clv(s[k], v.expected_purchases, v.discounted_purchases);
             }
-            let contributions: Vec<f64> = match &boosted {
-                Some((_, c)) => c[k].clone(),
-                None => z
+            let contributions: Vec<f64> = match (&boosted, &z) {
+                (Some((_, c)), _) => c[k].clone(),
+                (None, Some(z)) => z
                     .row(k)
                     .iter()
                     .zip(&churn.coefficients)
                     .map(|(a, b)| a * b)
                     .collect(),
+                (None, None) => Vec::new(),
             };
             (v, churn_reasons(&names, &contributions))
         })

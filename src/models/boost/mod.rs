@@ -385,29 +385,43 @@ impl Explainer<'_> {
     /// margin (the changes telescope to the leaf value), and cost one walk per tree
     /// (TreeSHAP visits every node with a quadratic path update: about 100 times more here).
     pub fn path_contributions(&self, row: &[f64]) -> Vec<f64> {
+        self.margin_and_path_contributions(row).1
+    }
+
+    /// The row's margin (bit for bit [`Ensemble::margin_row`]: the leaf values added in tree
+    /// order) and its [`Explainer::path_contributions`], from one walk per tree.
+    pub fn margin_and_path_contributions(&self, row: &[f64]) -> (f64, Vec<f64>) {
         let k = self.ensemble.features.len();
         let mut phi = vec![0.0; k + 1];
         phi[k] = self.expected;
+        let mut margin = self.ensemble.base_margin;
         for (t, means) in self.ensemble.trees.iter().zip(&self.node_means) {
             let mut i = 0;
-            while let Node::Split {
-                feature,
-                threshold,
-                left,
-                right,
-                ..
-            } = t.nodes[i]
-            {
-                let next = if row[feature] <= threshold {
-                    left
-                } else {
-                    right
-                };
-                phi[feature] += means[next] - means[i];
-                i = next;
+            loop {
+                match t.nodes[i] {
+                    Node::Split {
+                        feature,
+                        threshold,
+                        left,
+                        right,
+                        ..
+                    } => {
+                        let next = if row[feature] <= threshold {
+                            left
+                        } else {
+                            right
+                        };
+                        phi[feature] += means[next] - means[i];
+                        i = next;
+                    }
+                    Node::Leaf { value, .. } => {
+                        margin += value;
+                        break;
+                    }
+                }
             }
         }
-        phi
+        (margin, phi)
     }
 
     /// Per-input contributions to the margin of `row` by path-dependent TreeSHAP (Lundberg et

@@ -4,6 +4,33 @@
 //! (linfa's ROC works in f32: it differed from the exact value by up to 3e-5 and loses the
 //! order of scores past 2^24 distinct values).
 
+use rayon::prelude::*;
+
+/// Positions of `keys` in ascending order of key (descending with `descending`), ties in
+/// position order: what a stable sort of the positions by key gives, but sorting contiguous
+/// (key, position) pairs, in parallel for long inputs (the order is total, so the result does
+/// not depend on the thread count). Every metric below ranks through it.
+pub fn order(keys: &[f64], descending: bool) -> Vec<usize> {
+    let mut pairs: Vec<(f64, usize)> = keys.iter().copied().zip(0..).collect();
+    let cmp = |a: &(f64, usize), b: &(f64, usize)| {
+        let by_key = if descending {
+            b.0.total_cmp(&a.0)
+        } else {
+            a.0.total_cmp(&b.0)
+        };
+        by_key.then(a.1.cmp(&b.1))
+    };
+    if pairs.len() >= PARALLEL_SORT {
+        pairs.par_sort_unstable_by(cmp);
+    } else {
+        pairs.sort_unstable_by(cmp);
+    }
+    pairs.into_iter().map(|p| p.1).collect()
+}
+
+/// Inputs at least this long are sorted in parallel.
+const PARALLEL_SORT: usize = 1 << 15;
+
 /// ROC-AUC of `scores` (any real numbers; higher = more likely positive) against `labels`:
 /// the Mann–Whitney U statistic on average ranks (tied scores share their average rank, so a
 /// tied positive–negative pair counts one half), `(R₊ − n₊(n₊+1)/2) / (n₊ n₋)`, in f64.
@@ -31,8 +58,7 @@ pub fn pr_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     if positives == 0 || scores.len() != labels.len() {
         return None;
     }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let idx = order(scores, true);
     let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
     let mut k = 0;
     while k < idx.len() {
@@ -120,8 +146,7 @@ pub fn lift_capture(scores: &[f64], labels: &[bool], share: f64) -> Option<(f64,
         return None;
     }
     let top = ((share * n as f64).ceil() as usize).clamp(1, n);
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let idx = order(&scores[..n], true);
     let hits = idx[..top].iter().filter(|&&i| labels[i]).count();
     let lift = (hits as f64 / top as f64) / (positives as f64 / n as f64);
     Some((lift, hits as f64 / positives as f64))
@@ -134,8 +159,7 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn average_ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&x, &y| v[x].total_cmp(&v[y]));
+    let idx = order(v, false);
     let mut ranks = vec![0.0; v.len()];
     let mut k = 0;
     while k < idx.len() {
@@ -179,8 +203,7 @@ pub struct Decile {
 /// Mean predicted and actual value per decile of prediction (10 = highest predictions).
 pub fn decile_table(predicted: &[f64], actual: &[f64]) -> Vec<Decile> {
     let n = predicted.len().min(actual.len());
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| predicted[a].total_cmp(&predicted[b]));
+    let idx = order(&predicted[..n], false);
     (0..10)
         .filter_map(|d| {
             let (lo, hi) = (d * n / 10, (d + 1) * n / 10);
@@ -243,8 +266,7 @@ fn gini(order_by: &[f64], actual: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| order_by[b].total_cmp(&order_by[a]));
+    let idx = order(&order_by[..n], true);
     let total: f64 = actual.iter().sum();
     if total == 0.0 {
         return 0.0;

@@ -94,8 +94,7 @@ fn curve(
     if pos == 0.0 || neg == 0.0 {
         return Vec::new();
     }
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let idx = crate::evaluate::order(&scores[..n], true);
     let mut out = vec![(0.0, 0.0)];
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut k = 0;

@@ -284,8 +284,10 @@ enum Kind {
 
 impl Sorted {
     fn new(s: &[f64], y: &[bool]) -> Sorted {
-        let mut row: Vec<u32> = (0..s.len() as u32).collect();
-        row.sort_by(|&i, &j| s[i as usize].total_cmp(&s[j as usize]));
+        let row: Vec<u32> = crate::evaluate::order(s, false)
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
         let score = |k: usize| s[row[k] as usize];
         let kind = (0..row.len())
             .map(|k| {

@@ -52,7 +52,8 @@ fn check_inputs(
 /// `v`, so `bin(v) <= b` exactly when `v <= cuts[b]`.
 fn cut_points(column: impl Iterator<Item = f64>, bins: usize) -> Vec<f64> {
     let mut v: Vec<f64> = column.collect();
-    v.sort_by(f64::total_cmp);
+    // Equal under total_cmp means the same bits: the unstable sort gives the stable one's order.
+    v.sort_unstable_by(f64::total_cmp);
     let mut distinct = v.clone();
     distinct.dedup();
     if distinct.len() <= bins {

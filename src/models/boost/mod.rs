@@ -45,7 +45,8 @@ pub struct BoostParams {
     /// Early stopping: rounds without a better validation loss before stopping (20).
     pub patience: usize,
     /// Share of the training rows each tree is grown on, drawn afresh every round by a seeded
-    /// hash of (round, row) (1.0: every row). The other rows still get the tree's value.
+    /// hash of (round, row) (1.0: every row), from [`SUBSAMPLE_MIN_ROWS`] rows up. The
+    /// other rows still get the tree's value.
     pub subsample: f64,
 }
 
@@ -593,7 +594,7 @@ pub struct BoostFit {
 mod shap;
 mod train;
 use shap::{expected_value, max_depth, tree_shap, PathElement};
-pub use train::fit;
+pub use train::{fit, SUBSAMPLE_MIN_ROWS};
 
 #[cfg(test)]
 mod tests;

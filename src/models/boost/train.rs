@@ -201,13 +201,18 @@ pub fn fit(
 /// Seed of the row draws: the same rows every run for the same data.
 const SUBSAMPLE_SEED: u64 = 0x5EED_B005_7000_0001;
 
+/// Fewest training rows for [`BoostParams::subsample`] to apply. Drawing rows saves time on
+/// large samples at little cost (bench file, 179k rows: ROC-AUC 0.9204 against 0.9207 with
+/// every row) but costs accuracy on small ones (CDNOW 90d, 23k rows: 0.8339 against 0.8370).
+pub const SUBSAMPLE_MIN_ROWS: usize = 50_000;
+
 /// The rows round `round` grows its tree on (`rows`, ascending) and the others (`left_out`):
 /// each row is kept with probability `share`, decided by a hash of (round, row) alone. With
-/// `share` 1, or when the draw keeps no row, every row.
+/// `share` 1, fewer than [`SUBSAMPLE_MIN_ROWS`] rows, or when the draw keeps no row, every row.
 fn draw_rows(share: f64, round: usize, n: usize, rows: &mut Vec<u32>, left_out: &mut Vec<u32>) {
     rows.clear();
     left_out.clear();
-    if share < 1.0 {
+    if share < 1.0 && n >= SUBSAMPLE_MIN_ROWS {
         // Keep a row when its 53-bit uniform is below `share`.
         let limit = (share * (1u64 << 53) as f64) as u64;
         let key = SUBSAMPLE_SEED ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);

@@ -274,29 +274,31 @@ pub fn select(
         Ok(d) => d,
         Err(e) => return ValueSelection::default_btyd(format!("validation design failed: {e}")),
     };
+    // The candidates share no state: fitted side by side, reported in their fixed order.
+    let fitted: Vec<_> = SUPERVISED
+        .par_iter()
+        .map(|&kind| {
+            let t = Instant::now();
+            let fitted = if kind == Kind::BoostedTweedie {
+                boosted_with_early_stopping(&design, &tune.spend).map(|(m, r)| (m, Some(r)))
+            } else {
+                fit(kind, &design, &tune.spend, None).map(|m| (m, None))
+            };
+            let predicted = fitted
+                .map(|(m, r)| (m.predict_standardised(&zv), r))
+                .map_err(|e| e.to_string());
+            (kind, predicted, t.elapsed().as_millis() as u64)
+        })
+        .collect();
     let mut candidates = Vec::new();
     let mut rounds = None;
-    for kind in SUPERVISED {
-        let t = Instant::now();
-        let fitted = if kind == Kind::BoostedTweedie {
-            boosted_with_early_stopping(&design, &tune.spend).map(|(m, r)| {
-                rounds = Some(r);
-                m
-            })
-        } else {
-            fit(kind, &design, &tune.spend, None)
-        };
-        match fitted {
-            Ok(m) => {
-                let ms = t.elapsed().as_millis() as u64;
-                candidates.push(candidate(
-                    kind,
-                    ms,
-                    &m.predict_standardised(&zv),
-                    &val.spend,
-                ));
+    for (kind, predicted, ms) in fitted {
+        match predicted {
+            Ok((predicted, r)) => {
+                rounds = rounds.or(r);
+                candidates.push(candidate(kind, ms, &predicted, &val.spend));
             }
-            Err(e) => candidates.push(failed(kind, e.to_string())),
+            Err(e) => candidates.push(failed(kind, e)),
         }
     }
     drop((design, zv));
@@ -410,12 +412,19 @@ pub fn out_of_time(
     actual: &[f64],
     selection: &ValueSelection,
 ) -> Vec<Challenger> {
+    // The challengers share no state: fitted side by side, reported in their fixed order.
+    let fitted: Vec<_> = SUPERVISED
+        .par_iter()
+        .map(|&kind| {
+            let t = Instant::now();
+            let m = fit(kind, design, spend, selection.boosted_rounds);
+            (kind, m, t.elapsed().as_millis() as u64)
+        })
+        .collect();
     let mut out = Vec::new();
-    for kind in SUPERVISED {
-        let t = Instant::now();
-        match fit(kind, design, spend, selection.boosted_rounds) {
+    for (kind, m, fit_ms) in fitted {
+        match m {
             Ok(m) => {
-                let fit_ms = t.elapsed().as_millis() as u64;
                 tracing::info!(
                     stage = "evaluate",
                     model = kind.name(),

@@ -31,16 +31,73 @@ pub fn order(keys: &[f64], descending: bool) -> Vec<usize> {
 /// Inputs at least this long are sorted in parallel.
 const PARALLEL_SORT: usize = 1 << 15;
 
+/// Scores sorted once for several metrics (a ROC-AUC, a PR-AUC and a lift read one sort).
+pub struct Ranked<'a> {
+    keys: &'a [f64],
+    /// [`order`] ascending.
+    asc: Vec<usize>,
+}
+
+impl<'a> Ranked<'a> {
+    pub fn new(keys: &'a [f64]) -> Ranked<'a> {
+        Ranked {
+            keys,
+            asc: order(keys, false),
+        }
+    }
+
+    /// [`order`] descending, from the ascending one: the tie groups in reverse, each still in
+    /// position order.
+    fn descending(&self) -> Vec<usize> {
+        let (v, idx) = (self.keys, &self.asc);
+        let mut out = Vec::with_capacity(idx.len());
+        let mut end = idx.len();
+        while end > 0 {
+            let mut start = end - 1;
+            while start > 0 && v[idx[start - 1]] == v[idx[end - 1]] {
+                start -= 1;
+            }
+            out.extend_from_slice(&idx[start..end]);
+            end = start;
+        }
+        out
+    }
+
+    /// Average ranks (1-based; tied keys share the mean of their ranks), by position.
+    fn average_ranks(&self) -> Vec<f64> {
+        let (v, idx) = (self.keys, &self.asc);
+        let mut ranks = vec![0.0; v.len()];
+        let mut k = 0;
+        while k < idx.len() {
+            let mut j = k;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[k]] {
+                j += 1;
+            }
+            let r = (k + j) as f64 / 2.0 + 1.0;
+            for &i in &idx[k..=j] {
+                ranks[i] = r;
+            }
+            k = j + 1;
+        }
+        ranks
+    }
+}
+
 /// ROC-AUC of `scores` (any real numbers; higher = more likely positive) against `labels`:
 /// the Mann–Whitney U statistic on average ranks (tied scores share their average rank, so a
 /// tied positive–negative pair counts one half), `(R₊ − n₊(n₊+1)/2) / (n₊ n₋)`, in f64.
 /// `None` when only one class is present or the lengths differ.
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    roc_auc_ranked(&Ranked::new(scores), labels)
+}
+
+/// [`roc_auc`] of scores sorted already.
+pub fn roc_auc_ranked(scores: &Ranked<'_>, labels: &[bool]) -> Option<f64> {
     let pos = labels.iter().filter(|&&l| l).count();
-    if scores.len() != labels.len() || pos == 0 || pos == labels.len() {
+    if scores.keys.len() != labels.len() || pos == 0 || pos == labels.len() {
         return None;
     }
-    let ranks = average_ranks(scores);
+    let ranks = scores.average_ranks();
     let rank_sum: f64 = ranks
         .iter()
         .zip(labels)
@@ -54,11 +111,17 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
 /// Average precision (area under the precision-recall curve, step-wise as in scikit-learn):
 /// `Σ_k (R_k − R_{k−1}) · P_k` over score thresholds, ties grouped. `None` without positives.
 pub fn pr_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    pr_auc_ranked(&Ranked::new(scores), labels)
+}
+
+/// [`pr_auc`] of scores sorted already.
+pub fn pr_auc_ranked(ranked: &Ranked<'_>, labels: &[bool]) -> Option<f64> {
+    let scores = ranked.keys;
     let positives = labels.iter().filter(|&&l| l).count();
     if positives == 0 || scores.len() != labels.len() {
         return None;
     }
-    let idx = order(scores, true);
+    let idx = ranked.descending();
     let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
     let mut k = 0;
     while k < idx.len() {
@@ -141,12 +204,18 @@ pub fn calibration(probabilities: &[f64], labels: &[bool], bins: usize) -> Vec<C
 /// The top holds `ceil(share · n)` customers, ties broken by position.
 pub fn lift_capture(scores: &[f64], labels: &[bool], share: f64) -> Option<(f64, f64)> {
     let n = scores.len().min(labels.len());
+    lift_capture_ranked(&Ranked::new(&scores[..n]), labels, share)
+}
+
+/// [`lift_capture`] of scores sorted already (no more of them than `labels`).
+pub fn lift_capture_ranked(ranked: &Ranked<'_>, labels: &[bool], share: f64) -> Option<(f64, f64)> {
+    let n = ranked.keys.len();
     let positives = labels.iter().filter(|&&l| l).count();
-    if n == 0 || positives == 0 {
+    if n == 0 || positives == 0 || n > labels.len() {
         return None;
     }
     let top = ((share * n as f64).ceil() as usize).clamp(1, n);
-    let idx = order(&scores[..n], true);
+    let idx = ranked.descending();
     let hits = idx[..top].iter().filter(|&&i| labels[i]).count();
     let lift = (hits as f64 / top as f64) / (positives as f64 / n as f64);
     Some((lift, hits as f64 / positives as f64))
@@ -154,26 +223,12 @@ pub fn lift_capture(scores: &[f64], labels: &[bool], share: f64) -> Option<(f64,
 
 /// Spearman rank correlation (average ranks for ties).
 pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let (ra, rb) = (average_ranks(a), average_ranks(b));
-    pearson(&ra, &rb)
+    spearman_ranked(&Ranked::new(a), &Ranked::new(b))
 }
 
-fn average_ranks(v: &[f64]) -> Vec<f64> {
-    let idx = order(v, false);
-    let mut ranks = vec![0.0; v.len()];
-    let mut k = 0;
-    while k < idx.len() {
-        let mut j = k;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[k]] {
-            j += 1;
-        }
-        let r = (k + j) as f64 / 2.0 + 1.0;
-        for &i in &idx[k..=j] {
-            ranks[i] = r;
-        }
-        k = j + 1;
-    }
-    ranks
+/// [`spearman`] of values sorted already.
+pub fn spearman_ranked(a: &Ranked<'_>, b: &Ranked<'_>) -> f64 {
+    pearson(&a.average_ranks(), &b.average_ranks())
 }
 
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
@@ -203,7 +258,16 @@ pub struct Decile {
 /// Mean predicted and actual value per decile of prediction (10 = highest predictions).
 pub fn decile_table(predicted: &[f64], actual: &[f64]) -> Vec<Decile> {
     let n = predicted.len().min(actual.len());
-    let idx = order(&predicted[..n], false);
+    decile_table_ranked(&Ranked::new(&predicted[..n]), actual)
+}
+
+/// [`decile_table`] of predictions sorted already (no more of them than `actual`).
+pub fn decile_table_ranked(ranked: &Ranked<'_>, actual: &[f64]) -> Vec<Decile> {
+    let (predicted, idx) = (ranked.keys, &ranked.asc);
+    let n = predicted.len();
+    if n > actual.len() {
+        return Vec::new();
+    }
     (0..10)
         .filter_map(|d| {
             let (lo, hi) = (d * n / 10, (d + 1) * n / 10);
@@ -254,19 +318,31 @@ pub fn rmse(predicted: &[f64], actual: &[f64]) -> f64 {
 /// ordered by prediction divided by the Gini of the ideal order. 1 = perfect ranking, 0 =
 /// random, −1 = reversed. Ties in `predicted` are broken by position (stable).
 pub fn normalized_gini(predicted: &[f64], actual: &[f64]) -> f64 {
-    let ideal = gini(actual, actual);
+    normalized_gini_ranked(&Ranked::new(predicted), &Ranked::new(actual))
+}
+
+/// [`normalized_gini`] of predictions and actual values sorted already.
+pub fn normalized_gini_ranked(predicted: &Ranked<'_>, actual: &Ranked<'_>) -> f64 {
+    let ideal = gini(actual, actual.keys);
     if ideal == 0.0 || !ideal.is_finite() {
         return f64::NAN;
     }
-    gini(predicted, actual) / ideal
+    gini(predicted, actual.keys) / ideal
 }
 
-fn gini(order_by: &[f64], actual: &[f64]) -> f64 {
+fn gini(order_by: &Ranked<'_>, actual: &[f64]) -> f64 {
     let n = actual.len();
     if n == 0 {
         return f64::NAN;
     }
-    let idx = order(&order_by[..n], true);
+    if order_by.keys.len() < n {
+        return f64::NAN;
+    }
+    let idx: Vec<usize> = order_by
+        .descending()
+        .into_iter()
+        .filter(|&i| i < n)
+        .collect();
     let total: f64 = actual.iter().sum();
     if total == 0.0 {
         return 0.0;
@@ -324,7 +400,10 @@ mod tests {
     fn rank_metrics_by_hand() {
         assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]) - 1.0).abs() < 1e-12);
         assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-        assert_eq!(average_ranks(&[5.0, 1.0, 5.0]), vec![2.5, 1.0, 2.5]);
+        assert_eq!(
+            Ranked::new(&[5.0, 1.0, 5.0]).average_ranks(),
+            vec![2.5, 1.0, 2.5]
+        );
         let pred: Vec<f64> = (0..20).map(f64::from).collect();
         let actual: Vec<f64> = pred.iter().map(|v| v * 2.0).collect();
         let d = decile_table(&pred, &actual);

@@ -9,8 +9,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::evaluate::{
-    brier, calibration, decile_table, lift_capture, log_loss, mae, normalized_gini, pr_auc, rmse,
-    roc_auc, spearman, CalibrationBin, Decile,
+    brier, calibration, decile_table_ranked, lift_capture_ranked, log_loss, mae,
+    normalized_gini_ranked, pr_auc_ranked, rmse, roc_auc, roc_auc_ranked, spearman_ranked,
+    CalibrationBin, Decile, Ranked,
 };
 use crate::models::value::ValueFit;
 use crate::stages::drift::{Drift, Profile};
@@ -111,11 +112,14 @@ impl ChurnScores {
         churned: &[bool],
         probabilities: bool,
     ) -> ChurnScores {
-        let (lift, capture) = lift_capture(scores, churned, 0.1).unwrap_or((f64::NAN, f64::NAN));
+        // One sort of the scores for the three ranking metrics.
+        let ranked = Ranked::new(scores);
+        let (lift, capture) =
+            lift_capture_ranked(&ranked, churned, 0.1).unwrap_or((f64::NAN, f64::NAN));
         ChurnScores {
             name,
-            roc_auc: auc_or_nan(scores, churned),
-            pr_auc: pr_auc(scores, churned).unwrap_or(f64::NAN),
+            roc_auc: roc_auc_ranked(&ranked, churned).unwrap_or(f64::NAN),
+            pr_auc: pr_auc_ranked(&ranked, churned).unwrap_or(f64::NAN),
             lift_top_decile: lift,
             capture_top_decile: capture,
             log_loss: probabilities.then(|| log_loss(scores, churned)),
@@ -174,15 +178,18 @@ pub struct ValueScoresMetrics {
 
 impl ValueScoresMetrics {
     pub fn new(name: &'static str, predicted: &[f64], actual: &[f64]) -> ValueScoresMetrics {
+        // One sort of each side for the rank correlation, the Gini and the deciles.
+        let n = predicted.len().min(actual.len());
+        let (p, a) = (Ranked::new(&predicted[..n]), Ranked::new(&actual[..n]));
         ValueScoresMetrics {
             name,
             mae: mae(predicted, actual),
             rmse: rmse(predicted, actual),
-            spearman: spearman(predicted, actual),
-            gini: normalized_gini(predicted, actual),
+            spearman: spearman_ranked(&p, &a),
+            gini: normalized_gini_ranked(&p, &a),
             predicted_total: predicted.iter().sum(),
             actual_total: actual.iter().sum(),
-            deciles: decile_table(predicted, actual),
+            deciles: decile_table_ranked(&p, actual),
         }
     }
 }

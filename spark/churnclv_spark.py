@@ -123,12 +123,19 @@ def on_executors(spark, buckets, task):
     at the same paths on every executor (a shared volume, or the image)."""
     import pyarrow as pa
 
+    # The batches carry exactly the Arrow types of the declared schema: Apache Spark reads
+    # them as declared (an int64 `code` under `code int` fails in the JVM with "Cannot call
+    # the method getInt"), where Sail casts; from_pydict alone would infer int64.
+    arrow = pa.schema([("bucket", pa.int64()), ("code", pa.int32()), ("stderr", pa.string()),
+                       ("stdout", pa.string())])
+
     def run_buckets(batches):
         for batch in batches:
             for k in batch.column("id").to_pylist():
                 code, err, out = task(k)
                 yield pa.RecordBatch.from_pydict(
-                    {"bucket": [k], "code": [code], "stderr": [err], "stdout": [out]})
+                    {"bucket": [k], "code": [code], "stderr": [err], "stdout": [out]},
+                    schema=arrow)
 
     schema = "bucket long, code int, stderr string, stdout string"
     rows = spark.range(0, buckets, 1, buckets).mapInArrow(run_buckets, schema).collect()

@@ -313,6 +313,20 @@ def driver_check(url, binary, root, work):
     if (stop.returncode, stop.stderr) != (2, want_err) or os.path.exists(guarded):
         guard_problems.append(f"driver: skew guard: exit {stop.returncode}, stderr {stop.stderr!r}, "
                               f"published {os.path.exists(guarded)}")
+    # A training share outside (0, 1] in the config: exit 2 from the binary's validation,
+    # before the engine runs anything; nothing published.
+    bad_config = os.path.join(work, "bad-sample.toml")
+    with open(bad_config, "w") as f:
+        f.write("[spark]\ntrain_sample = 1.5\n")
+    stop = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
+                           "--remote", url, "--events", events, "--as-of", as_of,
+                           "--config", bad_config, "--out", guarded, "--bin", binary],
+                          capture_output=True, text=True)
+    want_err = ("churnclv: error: spark.train_sample must be a share of the customers in "
+                "(0, 1], got 1.5\n")
+    if (stop.returncode, stop.stderr) != (2, want_err) or os.path.exists(guarded):
+        guard_problems.append(f"driver: bad [spark] train_sample: exit {stop.returncode}, "
+                              f"stderr {stop.stderr!r}, published {os.path.exists(guarded)}")
     part = os.path.join("scores", f"as_of={as_of}", "scores.parquet")
     want = normalised(pq.read_table(os.path.join(single, part)))
     got = normalised(pq.read_table(os.path.join(spark_out, part)))
@@ -424,7 +438,8 @@ def sharded_check(url, binary, root, work, label="local"):
 
 
 def sample_check(url, binary, root, work):
-    """Training on a 10% customer sample (spark/churnclv_spark.py --train-sample 0.1) gives BTYD
+    """Training on a 10% customer sample (spark/churnclv_spark.py, `[spark] train_sample = 0.1`
+    in --config) gives BTYD
     and spend parameters within 2 standard errors (the sample fit's) of the full fit's, every
     churn coefficient and the intercept within 3 (the sample fit's; why 3 below), and
     out-of-time churn ROC-AUC within 0.02 of it; 20,000 generated customers."""
@@ -437,10 +452,14 @@ def sample_check(url, binary, root, work):
     as_of = "2025-12-31"
     full_out, sample_out = os.path.join(work, "sample-full"), os.path.join(work, "sample-10")
     churnclv(binary, "run", "--quiet", "--events", events, "--as-of", as_of, "--out", full_out)
+    # The share from the config, as a scheduled job sets it (`[spark] train_sample`).
+    config = os.path.join(work, "sample.toml")
+    with open(config, "w") as f:
+        f.write("[spark]\ntrain_sample = 0.1\n")
     started = time.time()
     out = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
                           "--remote", url, "--events", events, "--as-of", as_of,
-                          "--train-sample", "0.1", "--out", sample_out, "--bin", binary],
+                          "--config", config, "--out", sample_out, "--bin", binary],
                          capture_output=True, text=True)
     if out.returncode != 0:
         return [f"sample: driver exit {out.returncode}: {out.stderr.strip()}"]

@@ -33,10 +33,15 @@ test: $(CHECK_VENV)/.installed $(SPARK_VENV)/.installed
 	$(CHECK_VENV)/bin/python scripts/dag_check.py
 	$(SPARK_VENV)/bin/python scripts/spark_parity.py --bin $(BIN)
 
-## The same parity check on Apache Spark 4 classic in local mode (JVM; Java 17), slower:
-## not part of `make test`. pyspark pinned in scripts/requirements-spark-classic.txt.
-spark-check: build $(CLASSIC_VENV)/.installed
+## The same parity check on Apache Spark 4 classic in local mode (JVM; Java 17), then Apache
+## Spark 4's own Spark Connect server (local[2], started from that pyspark) with the SQL
+## parity and the whole driver, unchanged, through its sc:// URL from the pyspark-client of
+## .venv-spark (features -> train -> score/publish, the skew guard, scoring in shards, the
+## 10% sample): the checks `make test` runs on Sail. Slower (~6 min): not part of `make test`.
+## pyspark pinned in scripts/requirements-spark-classic.txt.
+spark-check: build $(CLASSIC_VENV)/.installed $(SPARK_VENV)/.installed
 	$(CLASSIC_VENV)/bin/python scripts/spark_parity.py --bin $(BIN) --classic
+	$(SPARK_VENV)/bin/python scripts/spark_parity.py --bin $(BIN) --apache-connect $(CLASSIC_VENV)/bin/python
 
 build:
 	$(CARGO) build --release

@@ -11,7 +11,9 @@ previous step handed over. Dates and retries are those of examples/airflow_dag.p
 module docstring): `--as-of` is the END of the data interval; exits 2 and 3 fail at once,
 1 and signals are retried (every step replaces only its own outputs, and publishing replaces
 the as-of partition atomically, so a retry is safe). Both files go in the DAGs folder: this
-one imports `run_churnclv` from the other.
+one imports `run_churnclv` from the other. The training share is the job's config
+(/etc/churnclv/churnclv.toml: `[spark] train_sample = 0.01`, 1% of the customers), so the
+three tasks and a re-run read the same one; `--train-sample` on the command line overrides it.
 """
 from datetime import datetime, timedelta
 
@@ -27,7 +29,7 @@ WORK = "/shared/churnclv-work/as_of=" + AS_OF
 DRIVER = (
     "python /opt/churnclv/spark/churnclv_spark.py --remote sc://spark-connect:15002 "
     "--events s3a://lake/events/ --as-of " + AS_OF + " --horizon 90d --out " + OUT + " "
-    "--work " + WORK + " --buckets 256 --train-sample 0.01 --config /etc/churnclv/churnclv.toml "
+    "--work " + WORK + " --buckets 256 --config /etc/churnclv/churnclv.toml "
     "--bin /opt/churnclv/bin/churnclv"
 )
 STEPS = ["features", "train", "score"]

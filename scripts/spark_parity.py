@@ -1,8 +1,9 @@
 """Parity of `churnclv sql features` on a Spark Connect engine with `churnclv features`.
 
 Starts Sail's Spark Connect server (pysail, pinned in scripts/requirements-spark.txt) in
-local mode and in local-cluster mode with 2 workers — or, with --remote, uses a running
-server (Apache Spark 4 Connect: `make spark-check`) — registers each data set's events as
+local mode and in local-cluster mode with 2 workers — or, with --apache-connect PYTHON,
+Apache Spark 4's own Spark Connect server in local[2] from the pyspark installed beside
+PYTHON (`make spark-check`), or, with --remote, a running server — registers each data set's events as
 the view `events`, runs the printed query and compares its table with the one
 `churnclv features` writes: same columns in the same order, same types, same nulls; counts,
 days and money exactly; ratios (and the few columns that are sums of floats in Rust) to
@@ -13,11 +14,18 @@ Data sets: the CDNOW sample (data/cdnow) and a generated file to which one heavi
 customer (every event type, duplicates, rejected rows) is added. Any difference fails
 (exit 1) with the customer, column and both values.
 
+On Sail local and on Apache Spark Connect it also runs spark/churnclv_spark.py, unchanged,
+through the server's sc:// URL (features -> train -> score/publish; the skew guard; scoring
+in shards; training on a 10% sample) and compares what it publishes with `churnclv run`'s.
+
     python scripts/spark_parity.py --bin target/release/churnclv [--modes local,local-cluster]
+    python scripts/spark_parity.py --bin target/release/churnclv --apache-connect .venv-spark-classic/bin/python
+    python scripts/spark_parity.py --bin target/release/churnclv --classic   # in .venv-spark-classic
 """
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -70,6 +78,41 @@ def start_sail(mode, log):
         time.sleep(0.2)
     proc.terminate()
     raise SystemExit(f"sail server ({mode}) did not listen on {port} within 60 s")
+
+
+def start_apache_connect(python, log):
+    """Apache Spark 4's Spark Connect server (org.apache.spark.sql.connect.service.
+    SparkConnectServer, which pyspark's jars ship; pyspark 4.1.1's pip package has no
+    sbin/start-connect-server.sh, and `SparkSession.builder.remote("local")` starts one
+    inside the calling process, with a token, for that process only) as its own process:
+    `spark-submit` beside `python`, local[2], session time zone UTC. `python` also runs the
+    server's Python workers (mapInArrow), so they have pyspark 4.1.1 and pyarrow, while the
+    client — this script and the driver — stays the pinned pyspark-client of .venv-spark.
+    Returns (process, url)."""
+    port = free_port()
+    submit = os.path.join(os.path.dirname(python), "spark-submit")
+    env = dict(os.environ, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python)
+    env.pop("SPARK_HOME", None)  # the pip package finds its own
+    proc = subprocess.Popen(
+        [submit, "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+         "--master", "local[2]", "--name", "churnclv spark-check",
+         "--conf", f"spark.connect.grpc.binding.port={port}",
+         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+         "--conf", "spark.sql.session.timeZone=UTC",
+         "--conf", "spark.ui.enabled=false",
+         "--conf", "spark.ui.showConsoleProgress=false"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180  # the JVM's start, on 2 shared cores
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"Apache Spark Connect server exited with {proc.returncode} "
+                             f"(log: {log.name})")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"sc://127.0.0.1:{port}"
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit(f"Apache Spark Connect server did not listen on {port} within 180 s")
 
 
 def churnclv(binary, *args):
@@ -270,15 +313,64 @@ def driver_check(url, binary, root, work):
     if (stop.returncode, stop.stderr) != (2, want_err) or os.path.exists(guarded):
         guard_problems.append(f"driver: skew guard: exit {stop.returncode}, stderr {stop.stderr!r}, "
                               f"published {os.path.exists(guarded)}")
+    # A training share outside (0, 1] in the config: exit 2 from the binary's validation,
+    # before the engine runs anything; nothing published.
+    bad_config = os.path.join(work, "bad-sample.toml")
+    with open(bad_config, "w") as f:
+        f.write("[spark]\ntrain_sample = 1.5\n")
+    stop = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
+                           "--remote", url, "--events", events, "--as-of", as_of,
+                           "--config", bad_config, "--out", guarded, "--bin", binary],
+                          capture_output=True, text=True)
+    want_err = ("churnclv: error: spark.train_sample must be a share of the customers in "
+                "(0, 1], got 1.5\n")
+    if (stop.returncode, stop.stderr) != (2, want_err) or os.path.exists(guarded):
+        guard_problems.append(f"driver: bad [spark] train_sample: exit {stop.returncode}, "
+                              f"stderr {stop.stderr!r}, published {os.path.exists(guarded)}")
     part = os.path.join("scores", f"as_of={as_of}", "scores.parquet")
     want = normalised(pq.read_table(os.path.join(single, part)))
     got = normalised(pq.read_table(os.path.join(spark_out, part)))
     problems = guard_problems + compare_scores(want, got)
     if not os.path.exists(os.path.join(spark_out, "runs", f"as_of={as_of}", "_SUCCESS")):
         problems.append("driver: no _SUCCESS in the published run partition")
+    problems += manifest_problems("driver", single, spark_out, as_of, got.num_rows)
     print(f"  driver: {got.num_rows} customers scored, {time.time() - started:.1f} s: "
-          f"{'same scores as run (floats to 1e-9)' if not problems else 'DIFFERENT'}")
+          f"{'same scores as run (floats to 1e-9), _SUCCESS, manifest' if not problems else 'DIFFERENT'}")
     return problems + sharded_check(url, binary, root, work)
+
+
+def manifest_problems(name, single, out, as_of, customers):
+    """The published run's manifest.json: written by `publish` for this as-of, the score and
+    feature tables with `run`'s schemas (docs/schema.md), and every output it lists present
+    with its bytes, sha256 and rows."""
+    runs = os.path.join(out, "runs", f"as_of={as_of}")
+    try:
+        m = json.load(open(os.path.join(runs, "manifest.json")))
+    except (OSError, ValueError) as e:
+        return [f"{name}: manifest.json: {e}"]
+    want = json.load(open(os.path.join(single, "runs", f"as_of={as_of}", "manifest.json")))
+    problems = []
+    if (m.get("command"), m.get("as_of")) != ("publish", as_of):
+        problems.append(f"{name}: manifest command {m.get('command')!r}, as_of {m.get('as_of')!r}")
+    for table in ("scores", "features"):
+        if m.get("schema", {}).get(table) != want["schema"][table]:
+            problems.append(f"{name}: manifest schema of {table} differs from run's")
+    listed = {o["file"]: o for o in m.get("outputs", [])}
+    for f in (f"scores/as_of={as_of}/scores.parquet", f"features/as_of={as_of}/features.parquet",
+              f"runs/as_of={as_of}/model.json"):
+        if f not in listed:
+            problems.append(f"{name}: manifest does not list {f}")
+    for f, o in listed.items():
+        path = os.path.join(out, f)
+        if not os.path.isfile(path):
+            problems.append(f"{name}: manifest lists {f}, not published")
+            continue
+        data = open(path, "rb").read()
+        if (len(data), hashlib.sha256(data).hexdigest()) != (o.get("bytes"), o.get("sha256")):
+            problems.append(f"{name}: {f}: bytes/sha256 differ from the manifest's")
+        if o.get("table") in ("scores", "features") and o.get("rows") != customers:
+            problems.append(f"{name}: manifest {f}: {o.get('rows')} rows, published {customers}")
+    return problems
 
 
 def sharded_check(url, binary, root, work, label="local"):
@@ -330,6 +422,7 @@ def sharded_check(url, binary, root, work, label="local"):
         problems.append(f"sharded: run_id {run_ids}")
     if not os.path.exists(os.path.join(out, "runs", f"as_of={as_of}", "_SUCCESS")):
         problems.append("sharded: no _SUCCESS in the published run partition")
+    problems += manifest_problems("sharded", single, out, as_of, got.num_rows)
     # The point of the cut points: customers tied in value on both sides of a cut.
     ties = {}
     for f, q in zip(want.column("frequency").to_pylist(), want.column("f_score").to_pylist()):
@@ -345,7 +438,8 @@ def sharded_check(url, binary, root, work, label="local"):
 
 
 def sample_check(url, binary, root, work):
-    """Training on a 10% customer sample (spark/churnclv_spark.py --train-sample 0.1) gives BTYD
+    """Training on a 10% customer sample (spark/churnclv_spark.py, `[spark] train_sample = 0.1`
+    in --config) gives BTYD
     and spend parameters within 2 standard errors (the sample fit's) of the full fit's, every
     churn coefficient and the intercept within 3 (the sample fit's; why 3 below), and
     out-of-time churn ROC-AUC within 0.02 of it; 20,000 generated customers."""
@@ -358,10 +452,14 @@ def sample_check(url, binary, root, work):
     as_of = "2025-12-31"
     full_out, sample_out = os.path.join(work, "sample-full"), os.path.join(work, "sample-10")
     churnclv(binary, "run", "--quiet", "--events", events, "--as-of", as_of, "--out", full_out)
+    # The share from the config, as a scheduled job sets it (`[spark] train_sample`).
+    config = os.path.join(work, "sample.toml")
+    with open(config, "w") as f:
+        f.write("[spark]\ntrain_sample = 0.1\n")
     started = time.time()
     out = subprocess.run([sys.executable, os.path.join(root, "spark", "churnclv_spark.py"),
                           "--remote", url, "--events", events, "--as-of", as_of,
-                          "--train-sample", "0.1", "--out", sample_out, "--bin", binary],
+                          "--config", config, "--out", sample_out, "--bin", binary],
                          capture_output=True, text=True)
     if out.returncode != 0:
         return [f"sample: driver exit {out.returncode}: {out.stderr.strip()}"]
@@ -456,6 +554,10 @@ def main():
     ap.add_argument("--remote", help="a running Spark Connect server (sc://host:port) instead of Sail")
     ap.add_argument("--classic", action="store_true",
                     help="Apache Spark classic in local mode (pyspark with its JVM) instead of Sail")
+    ap.add_argument("--apache-connect", metavar="PYTHON",
+                    help="instead of Sail, Apache Spark 4's Spark Connect server, local[2], from "
+                         "the pyspark beside PYTHON (e.g. .venv-spark-classic/bin/python); the "
+                         "SQL parity, the driver, the sharded and the 10%%-sample checks through it")
     args = ap.parse_args()
     from pyspark.sql import SparkSession
 
@@ -470,13 +572,18 @@ def main():
         ]
         if args.classic:
             targets = [("spark-classic local[2]", None)]
+        elif args.apache_connect:
+            targets = [("apache-connect local[2]", "apache")]
         elif args.remote:
             targets = [("remote", None)]
         else:
             targets = [(m, m) for m in args.modes.split(",")]
         for label, mode in targets:
             log = open(os.path.join(work, f"sail-{label}.log"), "w")
-            proc, url = (None, args.remote) if mode is None else start_sail(mode, log)
+            if mode == "apache":
+                proc, url = start_apache_connect(os.path.abspath(args.apache_connect), log)
+            else:
+                proc, url = (None, args.remote) if mode is None else start_sail(mode, log)
             try:
                 if args.classic:
                     url = "local[2]"
@@ -491,7 +598,8 @@ def main():
                 print(f"{label} ({url}):")
                 for d in datasets:
                     problems += [f"[{label}] {p}" for p in check(spark, binary, *d, work)]
-                if label == "local":
+                if label in ("local", "apache-connect local[2]"):
+                    # The whole driver, unchanged, through the server's sc:// URL.
                     problems += [f"[{label}] {p}" for p in driver_check(url, binary, root, work)]
                     problems += [f"[{label}] {p}" for p in sample_check(url, binary, root, work)]
                 elif label == "local-cluster" and "local" in args.modes.split(","):

@@ -4,7 +4,7 @@ node from a deterministic sample of customers; scoring and publishing use the ch
 binary, so the output has the layout, manifest and _SUCCESS of a single-node run.
 
     python spark/churnclv_spark.py --remote sc://HOST:PORT --events PATH --as-of D \
-        --out DIR [--horizon 90d] [--buckets 16] [--train-sample 1.0] [--work DIR] \
+        --out DIR [--horizon 90d] [--buckets 16] [--train-sample SHARE] [--work DIR] \
         [--bin churnclv] [--config churnclv.toml] [--map customer_id=user_id ...]
         [--max-customer-events 3000000] [--step all|features|train|score] [--model FILE]
 
@@ -13,7 +13,8 @@ Steps (docs/scale-out.md):
    the engine, one query each over the view `events`, written as Parquet in --buckets
    customer-hash buckets (WORK/features/as_of=C/bucket=k/);
 2. the training sample: customers with pmod(hash(customer_id), 10^6) < share × 10^6 (the
-   same customers at every cutoff, the same on every run), pulled to the driver as four
+   share is `[spark] train_sample` in --config, 1 by default; --train-sample overrides it;
+   the same customers at every cutoff, the same on every run), pulled to the driver as four
    files, then `churnclv train` (the churn model and the BTYD / spend fits all see the sample);
 3. scoring in shards: pass 1 on the executors, one task per as-of bucket (`churnclv score
    --raw`: each customer's rank keys); the global cut points — r/f/m quintile and CLV decile
@@ -37,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 OPTIONAL = ["amount", "channel", "category", "order_id", "event_id"]
 
@@ -65,8 +67,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--horizon", default="90d")
     ap.add_argument("--buckets", type=int, default=16)
-    ap.add_argument("--train-sample", type=float, default=1.0,
-                    help="share of customers the models train on (0 < share <= 1)")
+    ap.add_argument("--train-sample", type=float, default=None,
+                    help="share of the customers the models train on (0 < share <= 1); "
+                         "default: [spark] train_sample in --config, else 1")
     ap.add_argument("--work", default=None,
                     help="scratch folder the engine and the driver both reach (default: a new temporary folder)")
     ap.add_argument("--max-customer-events", type=int, default=3_000_000,
@@ -83,6 +86,15 @@ def main():
     ap.add_argument("--config")
     ap.add_argument("--map", action="append", default=[])
     args = ap.parse_args()
+    if args.config:
+        # The binary validates the whole file first (exit 2 naming the key, `[spark]` included),
+        # before anything runs on the engine; then the driver reads its own key.
+        run(args.bin, "sql", "rejects", "--as-of", args.as_of, "--config", args.config)
+        if args.train_sample is None:
+            with open(args.config, "rb") as f:
+                args.train_sample = float(tomllib.load(f).get("spark", {}).get("train_sample", 1))
+    if args.train_sample is None:
+        args.train_sample = 1.0
     if not 0 < args.train_sample <= 1:
         raise SystemExit(f"--train-sample {args.train_sample}: expected a share in (0, 1]")
     if args.buckets < 1:
@@ -123,12 +135,19 @@ def on_executors(spark, buckets, task):
     at the same paths on every executor (a shared volume, or the image)."""
     import pyarrow as pa
 
+    # The batches carry exactly the Arrow types of the declared schema: Apache Spark reads
+    # them as declared (an int64 `code` under `code int` fails in the JVM with "Cannot call
+    # the method getInt"), where Sail casts; from_pydict alone would infer int64.
+    arrow = pa.schema([("bucket", pa.int64()), ("code", pa.int32()), ("stderr", pa.string()),
+                       ("stdout", pa.string())])
+
     def run_buckets(batches):
         for batch in batches:
             for k in batch.column("id").to_pylist():
                 code, err, out = task(k)
                 yield pa.RecordBatch.from_pydict(
-                    {"bucket": [k], "code": [code], "stderr": [err], "stdout": [out]})
+                    {"bucket": [k], "code": [code], "stderr": [err], "stdout": [out]},
+                    schema=arrow)
 
     schema = "bucket long, code int, stderr string, stdout string"
     rows = spark.range(0, buckets, 1, buckets).mapInArrow(run_buckets, schema).collect()

@@ -711,7 +711,7 @@ fn malformed_toml_and_out_of_range_settings() {
         ),
         (
             b"[runn]\nseed = 1\n",
-            format!("{t}: invalid config: unknown field `runn`, expected one of `columns`, `input`, `event_types`, `run`, `validation`, `churn`, `btyd`, `tiers`, `gates`"),
+            format!("{t}: invalid config: unknown field `runn`, expected one of `columns`, `input`, `event_types`, `run`, `validation`, `churn`, `btyd`, `tiers`, `gates`, `spark`"),
         ),
         (
             b"[run]\nseed = -1\n",

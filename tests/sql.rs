@@ -71,6 +71,44 @@ fn the_config_switches_deduplication_off_and_adds_aliases() {
 }
 
 #[test]
+fn the_spark_drivers_train_sample_is_validated_with_the_config() {
+    // `[spark] train_sample` is read by spark/churnclv_spark.py, which runs `churnclv sql
+    // rejects --config` first so that a bad share stops it before the engine runs anything.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    for (share, want) in [
+        ("0.1", None),
+        ("1", None),
+        ("0", Some("0")),
+        ("1.5", Some("1.5")),
+    ] {
+        std::fs::write(&cfg, format!("[spark]\ntrain_sample = {share}\n")).expect("config");
+        let (code, out, err) = sql(&[
+            "rejects",
+            "--as-of",
+            "2025-07-01",
+            "--config",
+            cfg.to_str().expect("path"),
+        ]);
+        match want {
+            None => assert_eq!(code, 0, "{share}: {err}"),
+            Some(v) => assert_eq!(
+                (code, out.as_str(), err.as_str()),
+                (
+                    2,
+                    "",
+                    format!(
+                        "churnclv: error: spark.train_sample must be a share of the customers in (0, 1], got {v}\n"
+                    )
+                    .as_str()
+                ),
+                "{share}"
+            ),
+        }
+    }
+}
+
+#[test]
 fn bad_flags_are_exit_2_with_one_line() {
     for (args, want) in [
         (

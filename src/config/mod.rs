@@ -14,10 +14,12 @@ use crate::time;
 
 mod choice;
 mod gates;
+mod spark;
 
 use choice::{model_key, refused_choice};
 pub use choice::{parse_date, ClassWeight, Horizon, MaxFuture, MemoryLimit, HORIZON_DAYS};
 pub use gates::GatesConfig;
+pub use spark::SparkConfig;
 
 /// Errors in configuration files, flags or their combination (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +320,8 @@ pub struct Config {
     pub btyd: BtydConfig,
     pub tiers: crate::segment::TierConfig,
     pub gates: GatesConfig,
+    /// `[spark]`: read by the Spark driver only (docs/scale-out.md).
+    pub spark: SparkConfig,
 }
 
 impl Config {
@@ -429,6 +433,7 @@ impl Config {
                 value: value.to_string(),
             })?;
         self.gates.validate()?;
+        self.spark.validate()?;
         let b = &self.btyd;
         for (key, v, ok) in [
             ("btyd.penalizer", b.penalizer, b.penalizer >= 0.0),

@@ -3,6 +3,7 @@
 //! structs — what is saved is exactly what is scored.
 
 pub mod boost;
+pub mod buy_again;
 pub mod btyd;
 pub mod churn;
 pub mod glm;

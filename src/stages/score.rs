@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
+use crate::models::buy_again::{self, BuyAgainChurn};
 use crate::models::churn::{raw_matrix, FEATURES};
 use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
@@ -290,13 +291,21 @@ pub fn score_with(
         .boosted
         .as_ref()
         .map(|b| crate::stages::challengers::score_boosted(b, &rows));
-    let probs = match &boosted {
-        Some((p, _)) => p.clone(),
-        None => churn.predict_standardised(&z),
+    // The BTYD buy-again champion, when it won: P(no purchase in H) from the value model's
+    // transaction fit, reasons against the saved medians (models::buy_again).
+    let buy_again = churn
+        .btyd_buy_again
+        .as_ref()
+        .map(|b| buy_again_scores(b, value, &value_inputs, f64::from(horizon_days)))
+        .transpose()?;
+    let probs = match (&boosted, &buy_again) {
+        (Some((p, _)), _) | (None, Some((p, _))) => p.clone(),
+        (None, None) => churn.predict_standardised(&z),
     };
-    let names: Vec<String> = match &boosted {
-        Some(_) => FEATURES.iter().map(|f| f.to_string()).collect(),
-        None => churn.features.iter().map(|f| f.name.clone()).collect(),
+    let names: Vec<String> = match (&boosted, &buy_again) {
+        (Some(_), _) => FEATURES.iter().map(|f| f.to_string()).collect(),
+        (None, Some(_)) => buy_again::INPUTS.iter().map(|f| f.to_string()).collect(),
+        (None, None) => churn.features.iter().map(|f| f.name.clone()).collect(),
     };
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
@@ -311,9 +320,10 @@ pub fn score_with(
             if let Some(s) = &spend_h {
                 v.clv = SpendChampion::clv(s[k], v.expected_purchases, v.discounted_purchases);
             }
-            let contributions: Vec<f64> = match &boosted {
-                Some((_, c)) => c[k].clone(),
-                None => z
+            let contributions: Vec<f64> = match (&boosted, &buy_again) {
+                (Some((_, c)), _) => c[k].clone(),
+                (None, Some((_, c))) => c[k].to_vec(),
+                (None, None) => z
                     .row(k)
                     .iter()
                     .zip(&churn.coefficients)
@@ -468,6 +478,32 @@ pub fn score_with(
         kpis: run_kpis,
         kpis_by_tier,
         with_probability: buyers.len(),
+    })
+}
+
+/// Probabilities and reason contributions of the BTYD buy-again champion for the buyers'
+/// value inputs, in parallel (what `score` writes).
+fn buy_again_scores(
+    b: &BuyAgainChurn,
+    value: &ValueModel,
+    inputs: &[ValueInputs],
+    horizon_days: f64,
+) -> Result<(Vec<f64>, Vec<[f64; 3]>), ModelError> {
+    let t = &value.transactions;
+    let scored: Option<Vec<(f64, [f64; 3])>> = inputs
+        .par_iter()
+        .map(|v| {
+            Some((
+                buy_again::probability(t, v, horizon_days)?,
+                b.contributions(t, v, horizon_days)?,
+            ))
+        })
+        .collect();
+    scored.map(|s| s.into_iter().unzip()).ok_or_else(|| {
+        ModelError::Invalid(format!(
+            "the BTYD buy-again champion needs a bgnbd or mbgnbd value model, not {}",
+            t.kind.key()
+        ))
     })
 }
 

@@ -3,8 +3,8 @@
 //! structs — what is saved is exactly what is scored.
 
 pub mod boost;
-pub mod buy_again;
 pub mod btyd;
+pub mod buy_again;
 pub mod churn;
 pub mod glm;
 pub mod logistic;

@@ -513,14 +513,20 @@ mod tests {
         };
         let n = MIN_VALIDATION_CUSTOMERS;
         let pick = |l, b, y, n| choose(l, &booster(b), y, n).name;
-        assert_eq!(pick(Some(0.40), Some(0.35), Some(0.30), n), "btyd_buy_again");
+        assert_eq!(
+            pick(Some(0.40), Some(0.35), Some(0.30), n),
+            "btyd_buy_again"
+        );
         assert_eq!(pick(Some(0.40), Some(0.30), Some(0.35), n), "boosted");
         assert_eq!(pick(Some(0.30), Some(0.35), Some(0.40), n), "logistic");
         // Ties keep the earlier model; a missing or non-finite loss does not compete.
         assert_eq!(pick(Some(0.30), Some(0.35), Some(0.30), n), "logistic");
         assert_eq!(pick(Some(0.40), Some(0.30), Some(0.30), n), "boosted");
         assert_eq!(pick(Some(0.40), None, Some(0.30), n), "btyd_buy_again");
-        assert_eq!(pick(Some(0.40), Some(f64::NAN), Some(0.30), n), "btyd_buy_again");
+        assert_eq!(
+            pick(Some(0.40), Some(f64::NAN), Some(0.30), n),
+            "btyd_buy_again"
+        );
         let c = choose(Some(0.40), &booster(None), None, n);
         assert_eq!((c.name, c.chosen_by), ("logistic", "logistic_by_default"));
         // Too few validation customers, or no logistic loss: the logistic model.

@@ -315,7 +315,11 @@ pub fn train(
     if champion.name == "btyd_buy_again" {
         // The final BTYD fit (before as-of) scores; it may have fallen back to Pareto/NBD,
         // which has no closed-form P(no purchase): then the logistic model scores.
-        if value.transactions.p_no_purchase(&Customer::new(0.0, 0.0, 1.0), 1.0).is_some() {
+        if value
+            .transactions
+            .p_no_purchase(&Customer::new(0.0, 0.0, 1.0), 1.0)
+            .is_some()
+        {
             churn.btyd_buy_again = Some(BuyAgainChurn {
                 reference: Reference::of(&latest),
             });

@@ -262,7 +262,10 @@ mod tests {
             }
             let (mp, mo) = (p / f64::from(k), o / f64::from(k));
             let se = (mp * (1.0 - mp) / f64::from(k)).sqrt();
-            assert!((mp - mo).abs() < 3.5 * se + 1e-3, "band of {k}: {mp} vs {mo}");
+            assert!(
+                (mp - mo).abs() < 3.5 * se + 1e-3,
+                "band of {k}: {mp} vs {mo}"
+            );
         }
         let (mp, mo) = (p_all / n as f64, o_all / n as f64);
         assert!((mp - mo).abs() < 0.004, "{mp} vs {mo}");

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 use serde_json::Value;
 
+use churnclv::models::buy_again;
 use common::bin;
 
 const AS_OF: &str = "2025-07-01";
@@ -197,6 +198,9 @@ fn btyd_buy_again_wins_in_a_bgnbd_world_and_scores_with_its_reasons() {
     )
     .expect("params");
     let features = common::read_batches(&common::table_file(&f.out, "features", AS_OF));
+    let saved: buy_again::BuyAgainChurn =
+        serde_json::from_value(model["churn"]["btyd_buy_again"].clone()).expect("saved");
+    let mut reasons = [0usize; 4];
     let by_id: std::collections::HashMap<&str, &Row> =
         scored.iter().map(|r| (r.0.as_str(), r)).collect();
     let mut checked = 0;
@@ -223,13 +227,31 @@ fn btyd_buy_again_wins_in_a_bgnbd_world_and_scores_with_its_reasons() {
             );
             let p = t.p_no_purchase(&c, 90.0).expect("bgnbd");
             assert_eq!(row.1, Some(p), "{}", row.0);
-            for r in row.2.iter().flatten() {
-                assert!(["frequency", "recency_days", "t_days"].contains(&r.as_str()));
-            }
+            // The reasons: inputs with a positive logit difference to the saved medians,
+            // largest first (recomputed here from the saved reference).
+            let v = churnclv::models::value::ValueInputs {
+                frequency: c.x,
+                t_x_days: c.t_x,
+                t_days: t_days.value(i),
+                repeat_spend_mean: None,
+                avg_order_value: None,
+            };
+            let contributions = saved.contributions(&t, &v, 90.0).expect("bgnbd");
+            let names = buy_again::INPUTS.map(String::from);
+            let want = churnclv::segment::churn_reasons(&names, &contributions)
+                .map(|r| r.map(String::from));
+            assert_eq!(row.2, want, "{}", row.0);
+            reasons[names
+                .iter()
+                .position(|n| Some(n) == row.2[0].as_ref())
+                .unwrap_or(3)] += 1;
             checked += 1;
         }
     }
     assert_eq!(checked, 12_000);
+    eprintln!("first reasons (frequency, recency_days, t_days, none): {reasons:?}");
+    // Every input is somebody's first reason, and some customers have none.
+    assert!(reasons.iter().all(|&k| k > 100), "{reasons:?}");
     assert!(scored.iter().filter(|r| r.2[0].is_some()).count() > 1000);
 }
 

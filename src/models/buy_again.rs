@@ -224,6 +224,47 @@ mod tests {
     }
 
     #[test]
+    fn validation_log_loss_is_on_the_sample_rows_and_labels() {
+        use crate::models::sample::Detail;
+        let rows = [
+            buyer(0.0, 0.0, 100.0),
+            buyer(4.0, 90.0, 100.0),
+            buyer(2.0, 10.0, 200.0),
+        ];
+        let churned = vec![true, false, true];
+        let sample = |detail| Sample {
+            customer: vec![0, 1, 2],
+            x: ndarray::Array2::zeros((3, crate::models::churn::FEATURES.len())),
+            churned: churned.clone(),
+            spend: vec![0.0; 3],
+            detail,
+        };
+        let with = sample(Some(Detail {
+            value: rows.to_vec(),
+            ..Detail::default()
+        }));
+        let t = FittedTransactions::from_params(ModelKind::BgNbd, [0.24, 4.4, 0.79, 2.4])
+            .expect("params");
+        let p: Vec<f64> = rows
+            .iter()
+            .map(|v| t.p_no_purchase(&v.summary(), 30.0).expect("bgnbd"))
+            .collect();
+        let want = log_loss(&p, &churned);
+        assert_eq!(validation_log_loss(&t, &with, 30.0), Ok(want));
+        assert!(want > 0.0 && want.is_finite());
+        let pareto = FittedTransactions::from_params(ModelKind::ParetoNbd, [0.5, 10.0, 0.5, 10.0])
+            .expect("params");
+        assert_eq!(
+            validation_log_loss(&pareto, &with, 30.0),
+            Err("pnbd has no closed-form P(no purchase) in this build")
+        );
+        assert_eq!(
+            validation_log_loss(&t, &sample(None), 30.0),
+            Err("no BTYD inputs at the validation cutoff")
+        );
+    }
+
+    #[test]
     fn lower_median_and_reference() {
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.0);
         assert_eq!(median(vec![5.0]), 5.0);

@@ -311,3 +311,39 @@ fn a_saved_btyd_champion_with_a_pareto_value_model_is_refused() {
     assert!(stderr.starts_with(&want), "want {want}\ngot  {stderr}");
     assert!(!common::published_any(&out));
 }
+
+#[test]
+fn a_saved_model_with_two_churn_champions_is_refused() {
+    let f = fixture();
+    let dir = tempfile::tempdir_in(f.dir.path()).expect("tmp");
+    let mut model = json(&common::run_dir(&f.out, AS_OF).join("model.json"));
+    // A valid (if empty) boosted champion beside the buy-again one: which would score?
+    model["churn"]["boosted"] = serde_json::json!({
+        "ensemble": {
+            "objective": {"name": "logistic"},
+            "features": churnclv::models::churn::FEATURES,
+            "base_margin": 0.0,
+            "trees": []
+        },
+        "platt": null
+    });
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, serde_json::to_string(&model).expect("json")).expect("write");
+    let out = dir.path().join("scored");
+    let assert = bin()
+        .args(["score", "--quiet", "--as-of", AS_OF, "--events"])
+        .arg(&f.events)
+        .arg("--model")
+        .arg(&path)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let want = format!(
+        "churnclv: error: {}: invalid model: churn.btyd_buy_again: must be absent when `boosted` is set (one champion scores) (got both set)",
+        path.display()
+    );
+    assert!(stderr.starts_with(&want), "want {want}\ngot  {stderr}");
+    assert!(!common::published_any(&out));
+}

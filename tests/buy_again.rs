@@ -347,3 +347,42 @@ fn a_saved_model_with_two_churn_champions_is_refused() {
     assert!(stderr.starts_with(&want), "want {want}\ngot  {stderr}");
     assert!(!common::published_any(&out));
 }
+
+/// With `btyd.model = "pnbd"` the buy-again score has no closed form: it does not compete, the
+/// entry says why, and the booster or the logistic model scores.
+#[test]
+fn pareto_nbd_runs_keep_the_buy_again_score_out_of_the_contest() {
+    let f = fixture();
+    let dir = tempfile::tempdir_in(f.dir.path()).expect("tmp");
+    let config = dir.path().join("churnclv.toml");
+    std::fs::write(&config, "[btyd]\nmodel = \"pnbd\"\n").expect("config");
+    let out = dir.path().join("run");
+    bin()
+        .args([
+            "run",
+            "--quiet",
+            "--as-of",
+            AS_OF,
+            "--horizon",
+            "90d",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--events")
+        .arg(&f.events)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let m = json(&common::run_dir(&out, AS_OF).join("metrics.json"));
+    let buy_again = &m["churn"]["challengers"][2];
+    assert_eq!(buy_again["name"], "btyd_buy_again");
+    assert_eq!(
+        buy_again["not_eligible"],
+        "pnbd has no closed-form P(no purchase) in this build"
+    );
+    assert!(buy_again["validation_log_loss"].is_null());
+    assert_eq!(m["churn"]["champion"]["name"], "boosted");
+    let model = json(&common::run_dir(&out, AS_OF).join("model.json"));
+    assert!(model["churn"].get("btyd_buy_again").is_none());
+}

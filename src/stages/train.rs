@@ -271,6 +271,26 @@ pub fn train(
         buy_again_validation.ok(),
         validation_customers,
     );
+    // The buy-again champion scores with the final BTYD fit (before as-of), which may have
+    // fallen back to Pareto/NBD, without a closed-form P(no purchase): then the logistic model
+    // scores (decided before the quality gate, which checks the model that scores).
+    if let (Ok(m), "btyd_buy_again") = (&final_value, champion.name) {
+        let closed_form = m
+            .transactions
+            .p_no_purchase(&Customer::new(0.0, 0.0, 1.0), 1.0)
+            .is_some();
+        if !closed_form {
+            tracing::warn!(
+                stage = "evaluate",
+                "the BTYD buy-again score won on the validation window, but the final BTYD fit is {}: the logistic model scores",
+                m.fit.used
+            );
+            champion = Champion {
+                name: "logistic",
+                chosen_by: "logistic_final_btyd_fit_pnbd",
+            };
+        }
+    }
     let champion_auc = evaluation
         .challengers
         .iter()
@@ -313,27 +333,10 @@ pub fn train(
     churn.boosted = boosted;
     let value = final_value?;
     if champion.name == "btyd_buy_again" {
-        // The final BTYD fit (before as-of) scores; it may have fallen back to Pareto/NBD,
-        // which has no closed-form P(no purchase): then the logistic model scores.
-        if value
-            .transactions
-            .p_no_purchase(&Customer::new(0.0, 0.0, 1.0), 1.0)
-            .is_some()
-        {
-            churn.btyd_buy_again = Some(BuyAgainChurn {
-                reference: Reference::of(&latest),
-            });
-        } else {
-            tracing::warn!(
-                stage = "final fits",
-                "the BTYD buy-again champion's final fit is {}: the logistic model scores",
-                value.fit.used
-            );
-            champion = Champion {
-                name: "logistic",
-                chosen_by: "logistic_final_btyd_fit_pnbd",
-            };
-        }
+        // The final BTYD fit (before as-of) scores (its kind was checked before the gate).
+        churn.btyd_buy_again = Some(BuyAgainChurn {
+            reference: Reference::of(&latest),
+        });
     }
     tracing::info!(
         stage = "final fits",

@@ -62,6 +62,16 @@ fn full_cohort_with_the_literature_split() {
         .as_u64()
         .expect("eval customers");
     assert_eq!(held_out, 4_665);
+    // No validation window (nobody bought before t0): no challenger can be judged, the
+    // logistic model scores, and the buy-again score says why it did not compete.
+    assert_eq!(
+        m["churn"]["champion"],
+        serde_json::json!({"name": "logistic", "chosen_by": "logistic_by_default"})
+    );
+    let buy_again = &m["churn"]["challengers"][2];
+    assert_eq!(buy_again["name"], "btyd_buy_again");
+    assert_eq!(buy_again["not_eligible"], "no validation-window BTYD fit");
+    assert!(buy_again["validation_log_loss"].is_null());
     assert_eq!(b["compared_customers"], held_out);
     assert!(
         (f("buy_again_roc_auc") - 0.7666).abs() < 0.0005,

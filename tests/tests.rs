@@ -7,6 +7,7 @@ mod common;
 mod attack;
 mod bad_input;
 mod btyd;
+mod buy_again;
 mod cdnow;
 mod chain;
 mod challengers;

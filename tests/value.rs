@@ -75,6 +75,26 @@ fn check(m: &Value, total_ratio: f64, mae: (f64, f64), champion: &str, gini: (f6
     assert!((best_before - gini.1).abs() < 0.005, "{best_before}");
 }
 
+/// The churn champion among three (issue 14, point 2) on the same run: its name, and the
+/// validation log losses (tv → t0) of the logistic model, the booster and the BTYD buy-again
+/// score, to ±0.0005 (docs/models.md, "Champion").
+fn churn_champion(m: &Value, champion: &str, losses: [f64; 3]) {
+    let c = &m["churn"];
+    assert_eq!(c["champion"]["name"], champion);
+    assert_eq!(c["champion"]["chosen_by"], "validation_log_loss");
+    let ch = c["challengers"].as_array().expect("challengers");
+    for (i, (name, want)) in ["logistic", "boosted", "btyd_buy_again"]
+        .iter()
+        .zip(losses)
+        .enumerate()
+    {
+        assert_eq!(ch[i]["name"], *name);
+        let got = f(&ch[i]["validation_log_loss"]);
+        assert!((got - want).abs() < 0.0005, "{name}: {got}");
+    }
+    assert!(ch[2].get("not_eligible").is_none());
+}
+
 #[test]
 fn generated_sample_spend_in_scale_and_champion_ranks_best() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -90,6 +110,8 @@ fn generated_sample_spend_in_scale_and_champion_ranks_best() {
         (0.8522, 0.8225),
     );
     assert!((ratio(out_of_time(&m, "log1p_ols")) - 1.119).abs() < 0.005);
+    // The booster stays the churn champion; BTYD buy-again is last on this behaviour-rich data.
+    churn_champion(&m, "boosted", [0.3598, 0.3454, 0.3995]);
 }
 
 #[test]
@@ -102,6 +124,9 @@ fn cdnow_spend_in_scale_and_champion_ranks_best() {
     check(&m, 1.096, (11.14, 11.57), "tweedie_glm", (0.7805, 0.7736));
     assert!((ratio(out_of_time(&m, "log1p_ols")) - 1.429).abs() < 0.005);
     assert!((ratio(out_of_time(&m, "tweedie_glm")) - 1.166).abs() < 0.005);
+    // Purchases only, but the logistic model stays the churn champion: BTYD buy-again's
+    // validation log loss is 0.007 above it.
+    churn_champion(&m, "logistic", [0.3454, 0.3485, 0.3525]);
 }
 
 /// A run on 3,000 generated customers (a supervised champion wins there), its model and

@@ -110,6 +110,12 @@ pub struct ChurnModel {
     /// model file (`null` when the logistic model scores).
     #[serde(deserialize_with = "Option::deserialize")]
     pub boosted: Option<crate::models::boost::BoostedChurn>,
+    /// The run's champion when the BTYD buy-again score won on the validation window
+    /// ([`crate::models::buy_again`]): the saved value model's transaction fit then gives the
+    /// probabilities, this the reasons' reference. Absent (not `null`) otherwise, so a model
+    /// file written before it existed reads as what it is: a logistic or boosted champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub btyd_buy_again: Option<crate::models::buy_again::BuyAgainChurn>,
 }
 
 /// The key of the intercept's standard error in [`ChurnModel::std_errors`].
@@ -453,6 +459,7 @@ impl ChurnModel {
             train_rows: n,
             train_churn_rate: positives as f64 / n as f64,
             boosted: None,
+            btyd_buy_again: None,
         })
     }
 
@@ -568,6 +575,16 @@ impl ChurnModel {
         }
         if let Some(b) = &self.boosted {
             b.validate().map_err(|e| e.within("boosted"))?;
+        }
+        if let Some(b) = &self.btyd_buy_again {
+            if self.boosted.is_some() {
+                return Err(InvalidField::new(
+                    "btyd_buy_again",
+                    "must be absent when `boosted` is set (one champion scores)",
+                    "both set",
+                ));
+            }
+            b.validate().map_err(|e| e.within("btyd_buy_again"))?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod boost;
 pub mod btyd;
+pub mod buy_again;
 pub mod churn;
 pub mod glm;
 pub mod logistic;

@@ -186,6 +186,15 @@ impl SavedModel {
         self.check_windows()?;
         self.churn.validate().map_err(|e| e.within("churn"))?;
         self.value.validate().map_err(|e| e.within("value"))?;
+        if self.churn.btyd_buy_again.is_some()
+            && self.value.transactions.kind == crate::models::btyd::ModelKind::ParetoNbd
+        {
+            return Err(InvalidField::new(
+                "churn.btyd_buy_again",
+                "needs value.transactions of kind bgnbd or mbgnbd (P(no purchase) in closed form)",
+                self.value.transactions.kind.key(),
+            ));
+        }
         if let Some(s) = &self.value_spend {
             s.validate().map_err(|e| e.within("value_spend"))?;
         }

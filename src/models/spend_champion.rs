@@ -116,6 +116,7 @@ impl SpendChampion {
             train_churn_rate: 0.0,
             std_errors: None,
             boosted: None,
+            btyd_buy_again: None,
         };
         as_churn.validate().map_err(|e| e.within(self.name()))?;
         match self {

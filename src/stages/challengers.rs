@@ -448,28 +448,47 @@ pub struct Champion {
 /// score (on 3,000-customer histories the switch tripped the score PSI drift gate).
 pub const MIN_VALIDATION_CUSTOMERS: usize = 5000;
 
-/// Lower validation log loss wins; ties, missing values and validation windows smaller than
-/// [`MIN_VALIDATION_CUSTOMERS`] keep the logistic model.
+/// The lowest validation log loss among the logistic model, the booster and the BTYD
+/// buy-again score (`btyd_buy_again`: its loss on the same validation customers,
+/// `models::buy_again`) wins; a challenger must be strictly lower than every one before it in
+/// that order, so ties keep the logistic model (then the booster). Without the logistic
+/// model's loss, or with validation windows smaller than [`MIN_VALIDATION_CUSTOMERS`], the
+/// logistic model stays; a challenger without a finite loss does not compete.
 pub fn choose(
     logistic_loss: Option<f64>,
     boosted: &BoostSelection,
+    btyd_buy_again: Option<f64>,
     validation_customers: usize,
 ) -> Champion {
+    let by_default = Champion {
+        name: "logistic",
+        chosen_by: "logistic_by_default",
+    };
     if validation_customers < MIN_VALIDATION_CUSTOMERS {
-        return Champion {
-            name: "logistic",
-            chosen_by: "logistic_by_default",
-        };
+        return by_default;
     }
-    match (logistic_loss, boosted.validation_log_loss) {
-        (Some(l), Some(b)) if b.is_finite() && l.is_finite() => Champion {
-            name: if b < l { "boosted" } else { "logistic" },
-            chosen_by: "validation_log_loss",
-        },
-        _ => Champion {
-            name: "logistic",
-            chosen_by: "logistic_by_default",
-        },
+    let Some(l) = logistic_loss.filter(|l| l.is_finite()) else {
+        return by_default;
+    };
+    let mut best = ("logistic", l);
+    let mut competed = false;
+    for (name, loss) in [
+        ("boosted", boosted.validation_log_loss),
+        ("btyd_buy_again", btyd_buy_again),
+    ] {
+        if let Some(loss) = loss.filter(|v| v.is_finite()) {
+            competed = true;
+            if loss < best.1 {
+                best = (name, loss);
+            }
+        }
+    }
+    if !competed {
+        return by_default;
+    }
+    Champion {
+        name: best.0,
+        chosen_by: "validation_log_loss",
     }
 }
 
@@ -525,6 +544,42 @@ mod tests {
             paired_auc_interval(&good, &weak, &y, 300, 1),
             Some((lo, hi))
         );
+    }
+
+    #[test]
+    fn champion_among_three_by_validation_log_loss() {
+        let booster = |loss: Option<f64>| BoostSelection {
+            scheme: "time_ordered",
+            reason: None,
+            params: churn_params(),
+            rounds: 10,
+            validation_log_loss: loss,
+            validation_calibration_slope: None,
+            platt: None,
+            duration_ms: 0,
+        };
+        let n = MIN_VALIDATION_CUSTOMERS;
+        let pick = |l, b, y, n| choose(l, &booster(b), y, n).name;
+        assert_eq!(
+            pick(Some(0.40), Some(0.35), Some(0.30), n),
+            "btyd_buy_again"
+        );
+        assert_eq!(pick(Some(0.40), Some(0.30), Some(0.35), n), "boosted");
+        assert_eq!(pick(Some(0.30), Some(0.35), Some(0.40), n), "logistic");
+        // Ties keep the earlier model; a missing or non-finite loss does not compete.
+        assert_eq!(pick(Some(0.30), Some(0.35), Some(0.30), n), "logistic");
+        assert_eq!(pick(Some(0.40), Some(0.30), Some(0.30), n), "boosted");
+        assert_eq!(pick(Some(0.40), None, Some(0.30), n), "btyd_buy_again");
+        assert_eq!(
+            pick(Some(0.40), Some(f64::NAN), Some(0.30), n),
+            "btyd_buy_again"
+        );
+        let c = choose(Some(0.40), &booster(None), None, n);
+        assert_eq!((c.name, c.chosen_by), ("logistic", "logistic_by_default"));
+        // Too few validation customers, or no logistic loss: the logistic model.
+        let c = choose(Some(0.40), &booster(Some(0.3)), Some(0.2), n - 1);
+        assert_eq!((c.name, c.chosen_by), ("logistic", "logistic_by_default"));
+        assert_eq!(pick(None, Some(0.3), Some(0.2), n), "logistic");
     }
 
     #[test]

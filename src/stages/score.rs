@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
+use crate::models::buy_again::{self, BuyAgainChurn};
 use crate::models::churn::{logged_matrix, FEATURES};
 use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
@@ -283,23 +284,33 @@ pub fn score_with(
     // expected spend over the horizon, discounted with the BTYD timing, is the CLV.
     let spend_h = spend.map(|s| s.predict_logged(&logged)).transpose()?;
     // The boosted champion, when it won: its probabilities and its reasons from its path
-    // contributions (stages::challengers); else the logistic model on the standardised rows.
-    let (boosted, z) = match &churn.boosted {
-        Some(b) => (
-            Some(crate::stages::challengers::score_boosted(b, &logged)),
-            None,
-        ),
-        None => (None, Some(churn.standardise_logged(&logged)?)),
+    // contributions (stages::challengers).
+    let boosted = churn
+        .boosted
+        .as_ref()
+        .map(|b| crate::stages::challengers::score_boosted(b, &logged));
+    // The BTYD buy-again champion, when it won: P(no purchase in H) from the value model's
+    // transaction fit, reasons against the saved medians (models::buy_again).
+    let buy_again = churn
+        .btyd_buy_again
+        .as_ref()
+        .map(|b| buy_again_scores(b, value, &value_inputs, f64::from(horizon_days)))
+        .transpose()?;
+    // The logistic model's standardised rows, only when it is the champion.
+    let z = match (&boosted, &buy_again) {
+        (None, None) => Some(churn.standardise_logged(&logged)?),
+        _ => None,
     };
     drop(logged);
-    let probs = match (&boosted, &z) {
-        (Some((p, _)), _) => p.clone(),
-        (None, Some(z)) => churn.predict_standardised(z),
-        (None, None) => Vec::new(),
+    let probs = match (&boosted, &buy_again, &z) {
+        (Some((p, _)), _, _) | (None, Some((p, _)), _) => p.clone(),
+        (None, None, Some(z)) => churn.predict_standardised(z),
+        (None, None, None) => Vec::new(),
     };
-    let names: Vec<String> = match &boosted {
-        Some(_) => FEATURES.iter().map(|f| f.to_string()).collect(),
-        None => churn.features.iter().map(|f| f.name.clone()).collect(),
+    let names: Vec<String> = match (&boosted, &buy_again) {
+        (Some(_), _) => FEATURES.iter().map(|f| f.to_string()).collect(),
+        (None, Some(_)) => buy_again::INPUTS.iter().map(|f| f.to_string()).collect(),
+        (None, None) => churn.features.iter().map(|f| f.name.clone()).collect(),
     };
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
@@ -314,15 +325,16 @@ pub fn score_with(
             if let Some(s) = &spend_h {
                 v.clv = SpendChampion::clv(s[k], v.expected_purchases, v.discounted_purchases);
             }
-            let contributions: Vec<f64> = match (&boosted, &z) {
-                (Some((_, c)), _) => c[k].clone(),
-                (None, Some(z)) => z
+            let contributions: Vec<f64> = match (&boosted, &buy_again, &z) {
+                (Some((_, c)), _, _) => c[k].clone(),
+                (None, Some((_, c)), _) => c[k].to_vec(),
+                (None, None, Some(z)) => z
                     .row(k)
                     .iter()
                     .zip(&churn.coefficients)
                     .map(|(a, b)| a * b)
                     .collect(),
-                (None, None) => Vec::new(),
+                (None, None, None) => Vec::new(),
             };
             (v, churn_reasons(&names, &contributions))
         })
@@ -472,6 +484,32 @@ pub fn score_with(
         kpis: run_kpis,
         kpis_by_tier,
         with_probability: buyers.len(),
+    })
+}
+
+/// Probabilities and reason contributions of the BTYD buy-again champion for the buyers'
+/// value inputs, in parallel (what `score` writes).
+fn buy_again_scores(
+    b: &BuyAgainChurn,
+    value: &ValueModel,
+    inputs: &[ValueInputs],
+    horizon_days: f64,
+) -> Result<(Vec<f64>, Vec<[f64; 3]>), ModelError> {
+    let t = &value.transactions;
+    let scored: Option<Vec<(f64, [f64; 3])>> = inputs
+        .par_iter()
+        .map(|v| {
+            Some((
+                buy_again::probability(t, v, horizon_days)?,
+                b.contributions(t, v, horizon_days)?,
+            ))
+        })
+        .collect();
+    scored.map(|s| s.into_iter().unzip()).ok_or_else(|| {
+        ModelError::Invalid(format!(
+            "the BTYD buy-again champion needs a bgnbd or mbgnbd value model, not {}",
+            t.kind.key()
+        ))
     })
 }
 

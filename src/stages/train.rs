@@ -23,6 +23,8 @@ use crate::error::{Context, Error, Result};
 use crate::evaluate::{log_loss, mae};
 use crate::features::FeatureTable;
 use crate::labels::Cutoffs;
+use crate::models::btyd::Customer;
+use crate::models::buy_again::{self, BuyAgainChurn, Reference};
 use crate::models::churn::Design;
 use crate::models::sample::{Detail, Sample};
 use crate::models::spend_champion::SpendChampion;
@@ -174,6 +176,9 @@ pub fn train(
         "booster: {} rounds chosen on the validation window",
         booster.rounds
     );
+    // The BTYD buy-again score on the validation window: the value selection's BTYD fit on
+    // the validation customers' history before t0, their labels in [t0, t1).
+    let buy_again_validation = buy_again_validation(&value_selection, train_sample.as_ref(), c);
     let t = Instant::now();
     let validation_customers = train_sample.as_ref().map_or(0, Sample::len);
     let selection = choose_alpha(tune, train_sample.as_ref(), c, config, params);
@@ -256,13 +261,36 @@ pub fn train(
         btyd.churn_probability.clone(),
         &evaluation.eval_scores.0,
         &evaluation.eval_scores.2,
-        None,
+        buy_again_validation.ok(),
     );
-    // Its inputs at t0 (history before t0 of the validation customers) are not built by the
-    // scan, so it cannot be measured on the validation window.
-    buy_again.not_eligible = Some("no validation-window BTYD fit");
+    buy_again.not_eligible = buy_again_validation.err();
     evaluation.challengers.push(buy_again);
-    let champion = challengers::choose(logistic_validation_loss, &booster, validation_customers);
+    let mut champion = challengers::choose(
+        logistic_validation_loss,
+        &booster,
+        buy_again_validation.ok(),
+        validation_customers,
+    );
+    // The buy-again champion scores with the final BTYD fit (before as-of), which may have
+    // fallen back to Pareto/NBD, without a closed-form P(no purchase): then the logistic model
+    // scores (decided before the quality gate, which checks the model that scores).
+    if let (Ok(m), "btyd_buy_again") = (&final_value, champion.name) {
+        let closed_form = m
+            .transactions
+            .p_no_purchase(&Customer::new(0.0, 0.0, 1.0), 1.0)
+            .is_some();
+        if !closed_form {
+            tracing::warn!(
+                stage = "evaluate",
+                "the BTYD buy-again score won on the validation window, but the final BTYD fit is {}: the logistic model scores",
+                m.fit.used
+            );
+            champion = Champion {
+                name: "logistic",
+                chosen_by: "logistic_final_btyd_fit_pnbd",
+            };
+        }
+    }
     let champion_auc = evaluation
         .challengers
         .iter()
@@ -304,6 +332,12 @@ pub fn train(
     let (mut churn, spend) = linear?;
     churn.boosted = boosted;
     let value = final_value?;
+    if champion.name == "btyd_buy_again" {
+        // The final BTYD fit (before as-of) scores (its kind was checked before the gate).
+        churn.btyd_buy_again = Some(BuyAgainChurn {
+            reference: Reference::of(&latest),
+        });
+    }
     tracing::info!(
         stage = "final fits",
         duration_ms = (t.elapsed() + value_took).as_millis() as u64,
@@ -700,6 +734,14 @@ fn evaluate_btyd(
     // Per customer, independent: in parallel, collected in row order.
     let scores: Vec<_> = d.value.par_iter().map(|v| model.score(v, h)).collect();
     let expected: Vec<f64> = scores.iter().map(|s| s.expected_purchases).collect();
+    // The buy-again score: P(no purchase in the holdout), in closed form for BG/NBD and
+    // MBG/NBD (models::buy_again); Pareto/NBD keeps the Poisson approximation exp(−E[X]).
+    let no_purchase: Vec<f64> = d
+        .value
+        .par_iter()
+        .zip(&expected)
+        .map(|(v, e)| buy_again::probability(&model.transactions, v, h).unwrap_or((-e).exp()))
+        .collect();
     let actual: Vec<f64> = d.purchase_days.iter().map(|&d| d as f64).collect();
     let spend: Vec<f64> = scores
         .iter()
@@ -738,8 +780,22 @@ fn evaluate_btyd(
             &churned_c,
             false,
         ),
-        churn_probability: expected_c.iter().map(|e| (-e).exp()).collect(),
+        churn_probability: pick(&no_purchase),
     })
+}
+
+/// The BTYD buy-again score's validation log loss ([`buy_again::validation_log_loss`]) with
+/// the transaction model the value selection fitted on `val`'s history before `t0`; `Err`
+/// says why it cannot compete (metrics.json `not_eligible`).
+fn buy_again_validation(
+    selection: &ValueSelection,
+    val: Option<&Sample>,
+    c: &Cutoffs,
+) -> std::result::Result<f64, &'static str> {
+    let (Some(fit), Some(val)) = (&selection.btyd_validation_fit, val) else {
+        return Err("no validation-window BTYD fit");
+    };
+    buy_again::validation_log_loss(fit, val, f64::from(c.horizon_days))
 }
 
 /// FNV-1a of the customer id mixed with the seed: a platform-independent split.

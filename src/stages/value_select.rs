@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::labels::Cutoffs;
 use crate::models::boost::{self, BoostParams, Objective};
+use crate::models::btyd::FittedTransactions;
 use crate::models::churn::Design;
 use crate::models::glm::SpendGlm;
 use crate::models::sample::Sample;
@@ -181,6 +182,11 @@ pub struct ValueSelection {
     pub final_fit_error: Option<String>,
     #[serde(skip)]
     pub kind: Kind,
+    /// The BTYD transaction model fitted on the validation customers' history before `t0`
+    /// (the BTYD candidate's): the churn champion's buy-again challenger is judged with it
+    /// on the same window (`models::buy_again`).
+    #[serde(skip)]
+    pub btyd_validation_fit: Option<FittedTransactions>,
 }
 
 impl ValueSelection {
@@ -196,6 +202,7 @@ impl ValueSelection {
             final_fit_error: None,
             boosted_rounds: None,
             kind: Kind::Btyd,
+            btyd_validation_fit: None,
         }
     }
 }
@@ -303,6 +310,7 @@ pub fn select(
     }
     drop((design, zv));
     let t = Instant::now();
+    let mut btyd_validation_fit = None;
     match ValueModel::fit(&detail.value, &config.btyd) {
         Ok(model) => {
             let h = f64::from(c.horizon_days);
@@ -316,6 +324,7 @@ pub fn select(
                 .collect();
             let ms = t.elapsed().as_millis() as u64;
             candidates.push(candidate(Kind::Btyd, ms, &predicted, &val.spend));
+            btyd_validation_fit = Some(model.transactions);
         }
         Err(e) => candidates.push(failed(Kind::Btyd, e.to_string())),
     }
@@ -328,6 +337,7 @@ pub fn select(
         let mut s =
             ValueSelection::default_btyd("no candidate had a finite validation deviance".into());
         s.candidates = candidates;
+        s.btyd_validation_fit = btyd_validation_fit;
         return s;
     };
     // As for the churn champion: on a small validation window a deviance edge is noise, and a
@@ -344,6 +354,7 @@ pub fn select(
         s.fitted_on = Some((c.tv, c.t0));
         s.validated_on = Some((c.t0, c.t1));
         s.boosted_rounds = rounds;
+        s.btyd_validation_fit = btyd_validation_fit;
         return s;
     }
     ValueSelection {
@@ -357,6 +368,7 @@ pub fn select(
         final_fit_error: None,
         boosted_rounds: rounds,
         kind,
+        btyd_validation_fit,
     }
 }
 

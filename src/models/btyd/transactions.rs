@@ -169,6 +169,19 @@ impl FittedTransactions {
         }
     }
 
+    /// P(no purchase in `(T, T + horizon]` | the customer's history): the BTYD buy-again
+    /// score's churn probability. BG/NBD and MBG/NBD in closed form
+    /// ([`beta_geo::p_no_purchase`]); `None` for Pareto/NBD, whose posterior needs a
+    /// hypergeometric integral this build does not compute.
+    pub fn p_no_purchase(&self, c: &Customer, horizon: f64) -> Option<f64> {
+        let p = self.params.values();
+        match self.kind {
+            ModelKind::BgNbd => Some(beta_geo::p_no_purchase(&p, c, horizon, false)),
+            ModelKind::MbgNbd => Some(beta_geo::p_no_purchase(&p, c, horizon, true)),
+            ModelKind::ParetoNbd => None,
+        }
+    }
+
     /// Expected purchases in `(T, T + horizon]`, and the same purchases discounted month by
     /// month: month `m` is `((m−1)·M, m·M]` after `T` (`M` = `periods_per_month`, in the data's
     /// time unit), the last one cut at the horizon, and its expected purchases are discounted at

@@ -126,7 +126,21 @@ pub fn fit(
             *o = cuts[j].partition_point(|&cut| cut < x[[r, j]]) as u8;
         }
     });
-    let binned = Binned { k, bins, off };
+    // And column-major: a split sends a node's rows left or right by one input's bins, a
+    // column of n bytes that stays in cache where a row-major lookup misses once per row.
+    let mut columns = vec![0u8; n * k];
+    columns.par_chunks_mut(n.max(1)).enumerate().for_each(|(j, col)| {
+        for (r, o) in col.iter_mut().enumerate() {
+            *o = bins[r * k + j];
+        }
+    });
+    let binned = Binned {
+        k,
+        n,
+        bins,
+        columns,
+        off,
+    };
     let mean = y.iter().sum::<f64>() / n as f64;
     let base_margin = match obj {
         Objective::Logistic => {
@@ -216,13 +230,20 @@ fn draw_rows(share: f64, round: usize, n: usize, rows: &mut Vec<u32>, left_out: 
         // Keep a row when its 53-bit uniform is below `share`.
         let limit = (share * (1u64 << 53) as f64) as u64;
         let key = SUBSAMPLE_SEED ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Branch-free (the draw is a coin flip a branch would mispredict half the time):
+        // every row is written to both lists, and only its own list's length moves on.
+        rows.resize(n, 0);
+        left_out.resize(n, 0);
+        let (mut kept, mut out) = (0usize, 0usize);
         for r in 0..n as u32 {
-            if mix64(key.wrapping_add(u64::from(r))) >> 11 < limit {
-                rows.push(r);
-            } else {
-                left_out.push(r);
-            }
+            let keep = usize::from(mix64(key.wrapping_add(u64::from(r))) >> 11 < limit);
+            rows[kept] = r;
+            left_out[out] = r;
+            kept += keep;
+            out += 1 - keep;
         }
+        rows.truncate(kept);
+        left_out.truncate(out);
     }
     if rows.is_empty() {
         left_out.clear();
@@ -230,11 +251,14 @@ fn draw_rows(share: f64, round: usize, n: usize, rows: &mut Vec<u32>, left_out: 
     }
 }
 
-/// Binned inputs, row-major (`bins[r * k + j]`); input `j`'s bins are `off[j]..off[j + 1]` of
-/// a flat histogram.
+/// Binned inputs, row-major (`bins[r * k + j]`, for histograms) and column-major
+/// (`columns[j * n + r]`, for splits); input `j`'s bins are `off[j]..off[j + 1]` of a flat
+/// histogram.
 struct Binned {
     k: usize,
+    n: usize,
     bins: Vec<u8>,
+    columns: Vec<u8>,
     off: Vec<usize>,
 }
 
@@ -297,7 +321,6 @@ fn grow(
         ranges: [(usize, usize); 2],
         hist: Vec<Bin>,
     }
-    let k = binned.k;
     let [grown, others] = rows;
     let n = grown.len();
     let mut nodes: Vec<Node> = vec![Node::Leaf {
@@ -343,8 +366,8 @@ fn grow(
                 leaves.push((leaf_value, open.ranges));
                 continue;
             };
-            let goes_left =
-                |row: u32| (binned.bins[row as usize * k + best.feature] as usize) <= best.bin;
+            let column = &binned.columns[best.feature * binned.n..(best.feature + 1) * binned.n];
+            let goes_left = |row: u32| (column[row as usize] as usize) <= best.bin;
             let [(start, end), (ostart, oend)] = open.ranges;
             let l = partition(&mut grown[start..end], scratch, goes_left);
             let ol = partition(&mut others[ostart..oend], scratch, goes_left);
@@ -412,15 +435,14 @@ fn grow(
 fn partition(part: &mut [u32], scratch: &mut [u32], goes_left: impl Fn(u32) -> bool) -> usize {
     let spill = &mut scratch[..part.len()];
     let (mut l, mut r) = (0usize, 0usize);
+    // Branch-free, as the row draw: each row is written to both places, one index moves on.
     for i in 0..part.len() {
         let row = part[i];
-        if goes_left(row) {
-            part[l] = row;
-            l += 1;
-        } else {
-            spill[r] = row;
-            r += 1;
-        }
+        let left = usize::from(goes_left(row));
+        part[l] = row;
+        spill[r] = row;
+        l += left;
+        r += 1 - left;
     }
     part[l..].copy_from_slice(&spill[..r]);
     l

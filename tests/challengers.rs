@@ -145,7 +145,7 @@ fn boosted_champion_is_saved_readably_and_scored_exactly() {
     // The ensemble in model.json, readable: nodes with feature, threshold, left, right.
     let model_path = run.join("model.json");
     let model = json(&model_path);
-    assert_eq!(model["format_version"], 3);
+    assert_eq!(model["format_version"], 4);
     let trees = model["churn"]["boosted"]["ensemble"]["trees"]
         .as_array()
         .expect("trees");

@@ -132,16 +132,16 @@ fn format_version_missing() {
             m.as_object_mut().map(|o| o.remove("format_version"));
         },
         None,
-        "not a churnclv model file: missing field `format_version` (this build reads model files of format_version 3, written by `churnclv run` ",
+        "not a churnclv model file: missing field `format_version` (this build reads model files of format_version 4, written by `churnclv run` ",
     );
 }
 
 #[test]
 fn format_version_newer() {
     invalid(
-        |m| m["format_version"] = json!(4),
+        |m| m["format_version"] = json!(5),
         "format_version",
-        "this build reads model files of format_version 3 only; rerun `churnclv run` with this build to write one (got 4)",
+        "this build reads model files of format_version 4 only; rerun `churnclv run` with this build to write one (got 5)",
     );
 }
 
@@ -150,7 +150,7 @@ fn format_version_not_a_number() {
     invalid(
         |m| m["format_version"] = json!("1"),
         "format_version",
-        "this build reads model files of format_version 3 only; rerun `churnclv run` with this build to write one (got \"1\")",
+        "this build reads model files of format_version 4 only; rerun `churnclv run` with this build to write one (got \"1\")",
     );
 }
 

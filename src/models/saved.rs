@@ -23,7 +23,7 @@ use crate::models::ChurnModel;
 
 /// The model-file format this build writes and reads. Bump it whenever a field is added,
 /// removed or changes meaning; a build reads only its own format.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Errors reading a model file.
 #[derive(Debug, thiserror::Error)]

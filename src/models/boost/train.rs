@@ -129,11 +129,14 @@ pub fn fit(
     // And column-major: a split sends a node's rows left or right by one input's bins, a
     // column of n bytes that stays in cache where a row-major lookup misses once per row.
     let mut columns = vec![0u8; n * k];
-    columns.par_chunks_mut(n.max(1)).enumerate().for_each(|(j, col)| {
-        for (r, o) in col.iter_mut().enumerate() {
-            *o = bins[r * k + j];
-        }
-    });
+    columns
+        .par_chunks_mut(n.max(1))
+        .enumerate()
+        .for_each(|(j, col)| {
+            for (r, o) in col.iter_mut().enumerate() {
+                *o = bins[r * k + j];
+            }
+        });
     let binned = Binned {
         k,
         n,

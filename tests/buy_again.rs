@@ -281,19 +281,13 @@ fn score_with_the_saved_btyd_champion_reproduces_the_run() {
     assert_eq!(bits(&ran), bits(&again));
 }
 
-#[test]
-fn a_saved_btyd_champion_with_a_pareto_value_model_is_refused() {
+/// `score` with `model` written in `dir` exits 2 with `invalid model: {what}` naming the file,
+/// and publishes nothing.
+fn refused(model: &Value, dir: &Path, what: &str) {
     let f = fixture();
-    let dir = tempfile::tempdir_in(f.dir.path()).expect("tmp");
-    let mut model = json(&common::run_dir(&f.out, AS_OF).join("model.json"));
-    let p = model["value"]["transactions"]["params"].clone();
-    model["value"]["transactions"]["kind"] = serde_json::json!("ParetoNbd");
-    model["value"]["transactions"]["params"] =
-        serde_json::json!({"r": p["r"], "alpha": p["alpha"], "s": 1.0, "beta": 10.0});
-    model["value"]["transactions"]["std_errors"] = Value::Null;
-    let path = dir.path().join("model.json");
-    std::fs::write(&path, serde_json::to_string(&model).expect("json")).expect("write");
-    let out = dir.path().join("scored");
+    let path = dir.join("model.json");
+    std::fs::write(&path, serde_json::to_string(model).expect("json")).expect("write");
+    let out = dir.join("scored");
     let assert = bin()
         .args(["score", "--quiet", "--as-of", AS_OF, "--events"])
         .arg(&f.events)
@@ -304,12 +298,26 @@ fn a_saved_btyd_champion_with_a_pareto_value_model_is_refused() {
         .assert()
         .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
-    let want = format!(
-        "churnclv: error: {}: invalid model: churn.btyd_buy_again: needs value.transactions of kind bgnbd or mbgnbd (P(no purchase) in closed form) (got pnbd)",
-        path.display()
-    );
+    let want = format!("churnclv: error: {}: invalid model: {what}", path.display());
     assert!(stderr.starts_with(&want), "want {want}\ngot  {stderr}");
     assert!(!common::published_any(&out));
+}
+
+#[test]
+fn a_saved_btyd_champion_with_a_pareto_value_model_is_refused() {
+    let f = fixture();
+    let dir = tempfile::tempdir_in(f.dir.path()).expect("tmp");
+    let mut model = json(&common::run_dir(&f.out, AS_OF).join("model.json"));
+    let p = model["value"]["transactions"]["params"].clone();
+    model["value"]["transactions"]["kind"] = serde_json::json!("ParetoNbd");
+    model["value"]["transactions"]["params"] =
+        serde_json::json!({"r": p["r"], "alpha": p["alpha"], "s": 1.0, "beta": 10.0});
+    model["value"]["transactions"]["std_errors"] = Value::Null;
+    refused(
+        &model,
+        dir.path(),
+        "churn.btyd_buy_again: needs value.transactions of kind bgnbd or mbgnbd (P(no purchase) in closed form) (got pnbd)",
+    );
 }
 
 #[test]
@@ -327,25 +335,11 @@ fn a_saved_model_with_two_churn_champions_is_refused() {
         },
         "platt": null
     });
-    let path = dir.path().join("model.json");
-    std::fs::write(&path, serde_json::to_string(&model).expect("json")).expect("write");
-    let out = dir.path().join("scored");
-    let assert = bin()
-        .args(["score", "--quiet", "--as-of", AS_OF, "--events"])
-        .arg(&f.events)
-        .arg("--model")
-        .arg(&path)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
-    let want = format!(
-        "churnclv: error: {}: invalid model: churn.btyd_buy_again: must be absent when `boosted` is set (one champion scores) (got both set)",
-        path.display()
+    refused(
+        &model,
+        dir.path(),
+        "churn.btyd_buy_again: must be absent when `boosted` is set (one champion scores) (got both set)",
     );
-    assert!(stderr.starts_with(&want), "want {want}\ngot  {stderr}");
-    assert!(!common::published_any(&out));
 }
 
 /// With `btyd.model = "pnbd"` the buy-again score has no closed form: it does not compete, the

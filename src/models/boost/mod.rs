@@ -179,6 +179,13 @@ impl Tree {
     }
 
     fn leaf_value_by(&self, input: impl Fn(usize) -> f64) -> f64 {
+        self.walk(input, |_, _, _| {})
+    }
+
+    /// Follows a row down from the root, calling `step(feature, node, child)` at each split
+    /// passed; returns the value of the leaf reached. The one walk scoring and the path
+    /// contributions share.
+    fn walk(&self, input: impl Fn(usize) -> f64, mut step: impl FnMut(usize, usize, usize)) -> f64 {
         let mut i = 0;
         loop {
             match self.nodes[i] {
@@ -190,11 +197,13 @@ impl Tree {
                     right,
                     ..
                 } => {
-                    i = if input(feature) <= threshold {
+                    let next = if input(feature) <= threshold {
                         left
                     } else {
                         right
-                    }
+                    };
+                    step(feature, i, next);
+                    i = next;
                 }
             }
         }
@@ -397,30 +406,7 @@ impl Explainer<'_> {
         phi[k] = self.expected;
         let mut margin = self.ensemble.base_margin;
         for (t, means) in self.ensemble.trees.iter().zip(&self.node_means) {
-            let mut i = 0;
-            loop {
-                match t.nodes[i] {
-                    Node::Split {
-                        feature,
-                        threshold,
-                        left,
-                        right,
-                        ..
-                    } => {
-                        let next = if row[feature] <= threshold {
-                            left
-                        } else {
-                            right
-                        };
-                        phi[feature] += means[next] - means[i];
-                        i = next;
-                    }
-                    Node::Leaf { value, .. } => {
-                        margin += value;
-                        break;
-                    }
-                }
-            }
+            margin += t.walk(|j| row[j], |f, from, to| phi[f] += means[to] - means[from]);
         }
         (margin, phi)
     }

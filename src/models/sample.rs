@@ -121,6 +121,77 @@ impl SampleBuilder {
         }
     }
 
+    /// Room for `n` buyers arriving in any order ([`SampleBuilder::push`]): memory is touched
+    /// as rows arrive (a zeroed sample filled at scattered positions is resident in full from
+    /// its first rows on), then [`SampleBuilder::permute`] puts them in place.
+    pub fn with_capacity(n: usize, detail: bool) -> SampleBuilder {
+        SampleBuilder {
+            customer: Vec::with_capacity(n),
+            x: Vec::with_capacity(n * FEATURES.len()),
+            churned: Vec::with_capacity(n),
+            spend: Vec::with_capacity(n),
+            detail: detail.then(|| Detail {
+                recency: Vec::with_capacity(n),
+                value: Vec::with_capacity(n),
+                purchase_days: Vec::with_capacity(n),
+                prior_net_spend: Vec::with_capacity(n),
+            }),
+        }
+    }
+
+    /// Appends `row` (its place is given to [`SampleBuilder::permute`]).
+    pub fn push(&mut self, row: SampleRow) {
+        self.customer.push(row.customer);
+        self.x.extend_from_slice(&row.x);
+        self.churned.push(row.churned);
+        self.spend.push(row.spend);
+        if let Some(d) = &mut self.detail {
+            let r = row.detail.unwrap_or(DetailRow {
+                recency: 0.0,
+                value: ValueInputs::default(),
+                purchase_days: 0,
+                prior_net_spend: 0.0,
+            });
+            d.recency.push(r.recency);
+            d.value.push(r.value);
+            d.purchase_days.push(r.purchase_days);
+            d.prior_net_spend.push(r.prior_net_spend);
+        }
+    }
+
+    /// Moves row `j` to position `dest[j]`, in place (each swap puts one row where it
+    /// belongs). `dest` must be a permutation of `0..len`: otherwise an error, naming the
+    /// first position found twice or out of range.
+    pub fn permute(&mut self, dest: &mut [u32]) -> Result<(), String> {
+        let n = self.len();
+        if dest.len() != n {
+            return Err(format!("{} places for {n} rows", dest.len()));
+        }
+        let k = FEATURES.len();
+        for p in 0..n {
+            while dest[p] as usize != p {
+                let r = dest[p] as usize;
+                if r >= n || dest[r] as usize == r {
+                    return Err(format!("place {r} is out of range or taken twice"));
+                }
+                self.customer.swap(p, r);
+                for j in 0..k {
+                    self.x.swap(p * k + j, r * k + j);
+                }
+                self.churned.swap(p, r);
+                self.spend.swap(p, r);
+                if let Some(d) = &mut self.detail {
+                    d.recency.swap(p, r);
+                    d.value.swap(p, r);
+                    d.purchase_days.swap(p, r);
+                    d.prior_net_spend.swap(p, r);
+                }
+                dest.swap(p, r);
+            }
+        }
+        Ok(())
+    }
+
     /// Rows it was made for.
     pub fn len(&self) -> usize {
         self.customer.len()
@@ -229,5 +300,64 @@ impl Sample {
                 prior_net_spend: pick(&d.prior_net_spend, keep),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(c: u32) -> SampleRow {
+        SampleRow {
+            customer: c,
+            x: [f64::from(c); FEATURES.len()],
+            churned: c % 2 == 0,
+            spend: f64::from(c) * 10.0,
+            detail: Some(DetailRow {
+                recency: f64::from(c),
+                value: ValueInputs::default(),
+                purchase_days: u64::from(c),
+                prior_net_spend: -f64::from(c),
+            }),
+        }
+    }
+
+    #[test]
+    fn rows_pushed_in_any_order_are_put_in_place() {
+        let arrival = [3u32, 0, 4, 1, 2];
+        let mut b = SampleBuilder::with_capacity(arrival.len(), true);
+        for &c in &arrival {
+            b.push(row(c));
+        }
+        let mut places = arrival.to_vec();
+        b.permute(&mut places).expect("a permutation");
+        let s = b.finish();
+        assert_eq!(s.customer, vec![0, 1, 2, 3, 4]);
+        assert_eq!(s.x.column(5).to_vec(), vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(s.churned, vec![true, false, true, false, true]);
+        assert_eq!(s.spend, vec![0.0, 10.0, 20.0, 30.0, 40.0]);
+        let d = s.detail.expect("detail");
+        assert_eq!(d.purchase_days, vec![0, 1, 2, 3, 4]);
+        assert_eq!(d.prior_net_spend, vec![0.0, -1.0, -2.0, -3.0, -4.0]);
+    }
+
+    #[test]
+    fn places_that_are_not_a_permutation_are_refused() {
+        let mut b = SampleBuilder::with_capacity(3, false);
+        for c in 0..3 {
+            b.push(row(c));
+        }
+        assert_eq!(
+            b.permute(&mut [1, 1, 0]),
+            Err("place 1 is out of range or taken twice".to_string())
+        );
+        assert_eq!(
+            b.permute(&mut [0, 1]),
+            Err("2 places for 3 rows".to_string())
+        );
+        assert_eq!(
+            b.permute(&mut [0, 1, 7]),
+            Err("place 7 is out of range or taken twice".to_string())
+        );
     }
 }

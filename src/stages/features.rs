@@ -411,7 +411,14 @@ impl Scanned {
         let mut builders: Vec<SampleBuilder> = windows
             .iter()
             .zip(&totals)
-            .map(|(w, &t)| SampleBuilder::zeroed(t as usize, w.prior_from.is_some()))
+            .map(|(w, &t)| SampleBuilder::with_capacity(t as usize, w.prior_from.is_some()))
+            .collect();
+        // Rows arrive a hash partition of customers at a time and are appended (the samples'
+        // memory grows as the histories' shrinks), each with its place in id order; they are
+        // put in place at the end.
+        let mut places: Vec<Vec<u32>> = totals
+            .iter()
+            .map(|&t| Vec::with_capacity(t as usize))
             .collect();
         let cutoffs = hist.cutoffs.clone();
         let latest_k = self.index(latest_spec.cutoff);
@@ -470,9 +477,10 @@ impl Scanned {
             let done: Vec<Result<Rows>> = these.into_par_iter().map(one_part).collect();
             for d in done {
                 let (rows, as_of) = d?;
-                for (b, rows) in builders.iter_mut().zip(rows) {
+                for ((b, places), rows) in builders.iter_mut().zip(&mut places).zip(rows) {
                     for (at, row) in rows {
-                        b.set(at as usize, row);
+                        b.push(row);
+                        places.push(at);
                     }
                 }
                 for (i, f, id) in as_of {
@@ -484,6 +492,10 @@ impl Scanned {
         // Put in id order in place (each row's rank is its final index: one swap per row
         // out of place, no comparison sort of 370-byte rows) and mapped in place (a `Vec`
         // collected from its own `into_iter` reuses the allocation): held once.
+        for (b, places) in builders.iter_mut().zip(&mut places) {
+            b.permute(places)
+                .map_err(|e| Error::Internal(format!("sample rows: {e}")))?;
+        }
         permute_to_rank(&mut latest_rows, |r| r.0)?;
         permute_to_rank(&mut latest_ids, |r| r.0)?;
         let rows: Vec<Features> = latest_rows.into_iter().map(|(_, f)| f).collect();

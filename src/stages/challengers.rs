@@ -245,23 +245,65 @@ pub fn paired_auc_interval(
     if a.len() != y.len() || b.len() != y.len() || resamples == 0 {
         return None;
     }
-    let (sa, sb) = (Sorted::new(a, y), Sorted::new(b, y));
-    let mut diffs: Vec<f64> = (0..resamples.div_ceil(LANES))
+    interval_of(
+        &resample_aucs(a, y, resamples, seed),
+        &resample_aucs(b, y, resamples, seed),
+        resamples,
+    )
+}
+
+/// ROC-AUC of `s` on each of `resamples` Poisson(1)-weighted resamples, in resample order
+/// (`None` for a resample without weighted positives or negatives). Resample `l` of pass
+/// `pass` weighs customer `row` by byte `l` of `mix64(key(pass) + row)`: the same weights
+/// for every score of a pair.
+fn resample_aucs(s: &[f64], y: &[bool], resamples: usize, seed: u64) -> Vec<Option<f64>> {
+    let sorted = Sorted::new(s, y);
+    (0..resamples.div_ceil(LANES))
         .into_par_iter()
         .flat_map_iter(|pass| {
             let key = seed ^ (pass as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let weights = |row: u32| mix64(key.wrapping_add(u64::from(row)));
-            let (wa, wb) = (sa.weighted_aucs(weights), sb.weighted_aucs(weights));
+            let aucs = sorted.weighted_aucs(|row| mix64(key.wrapping_add(u64::from(row))));
             let lanes = (resamples - pass * LANES).min(LANES);
-            (0..lanes).filter_map(move |l| Some(wa[l]? - wb[l]?))
+            aucs.into_iter().take(lanes)
         })
+        .collect()
+}
+
+/// The 2.5% and 97.5% quantiles of `a − b` over the resamples where both are defined (`None`
+/// when fewer than half are).
+fn interval_of(a: &[Option<f64>], b: &[Option<f64>], resamples: usize) -> Option<(f64, f64)> {
+    let mut diffs: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(&x, &y)| Some(x? - y?))
         .collect();
-    if diffs.len() < resamples / 2 {
+    if diffs.is_empty() || diffs.len() < resamples / 2 {
         return None;
     }
     diffs.sort_by(f64::total_cmp);
     let q = |p: f64| diffs[((p * (diffs.len() - 1) as f64).round() as usize).min(diffs.len() - 1)];
     Some((q(0.025), q(0.975)))
+}
+
+/// The logistic baseline's side of every paired interval of a run: its ROC-AUC and its AUC on
+/// each bootstrap resample, computed once for all the challengers compared with it.
+#[derive(Debug, Clone, Default)]
+pub struct Resampled {
+    pub auc: f64,
+    aucs: Vec<Option<f64>>,
+}
+
+impl Resampled {
+    pub fn new(scores: &[f64], y: &[bool]) -> Resampled {
+        Resampled {
+            auc: auc_or_nan(scores, y),
+            aucs: if scores.len() == y.len() {
+                resample_aucs(scores, y, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// Resamples per pass: one weight byte each in a 64-bit hash.
@@ -402,29 +444,26 @@ pub struct Challenger {
 
 impl Challenger {
     /// `probabilities` of churn on the evaluation customers, beside the logistic model's
-    /// (the logistic model itself: a difference of 0, no interval to compute).
+    /// (`logistic`, resampled once per run; the logistic model itself: a difference of 0, no
+    /// interval to compute).
     pub fn new(
         name: &'static str,
         probabilities: Vec<f64>,
-        logistic: &[f64],
+        logistic: &Resampled,
         churned: &[bool],
         validation_log_loss: Option<f64>,
     ) -> Challenger {
         let scores = ChurnScores::new(name, &probabilities, churned, true);
-        let diff = scores.roc_auc - auc_or_nan(logistic, churned);
+        let diff = scores.roc_auc - logistic.auc;
+        let interval = || {
+            let own = resample_aucs(&probabilities, churned, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED);
+            interval_of(&own, &logistic.aucs, BOOTSTRAP_RESAMPLES)
+        };
         Challenger {
             calibration_slope: calibration_slope(&probabilities, churned),
             roc_auc_minus_logistic: diff,
-            roc_auc_minus_logistic_95: (name != "logistic")
-                .then(|| {
-                    paired_auc_interval(
-                        &probabilities,
-                        logistic,
-                        churned,
-                        BOOTSTRAP_RESAMPLES,
-                        BOOTSTRAP_SEED,
-                    )
-                })
+            roc_auc_minus_logistic_95: (name != "logistic" && probabilities.len() == churned.len())
+                .then(interval)
                 .flatten(),
             scores,
             validation_log_loss,

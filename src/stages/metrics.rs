@@ -55,6 +55,10 @@ pub struct Evaluation {
     /// Churn model and recency scores with the labels of the evaluation customers (plots).
     #[serde(skip)]
     pub eval_scores: (Vec<f64>, Vec<f64>, Vec<bool>),
+    /// The logistic model's bootstrap resamples on those customers, shared by every
+    /// challenger's paired interval.
+    #[serde(skip)]
+    pub resampled_logistic: crate::stages::challengers::Resampled,
     /// Under the customer split, the rows of the `t1` sample held out for evaluation: every
     /// other churn score (BTYD buy-again) is evaluated on these same customers. `None` out of
     /// time (the whole `t1` sample is evaluated).

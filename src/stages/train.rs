@@ -259,7 +259,7 @@ pub fn train(
     let mut buy_again = Challenger::new(
         "btyd_buy_again",
         btyd.churn_probability.clone(),
-        &evaluation.eval_scores.0,
+        &evaluation.resampled_logistic,
         &evaluation.eval_scores.2,
         buy_again_validation.ok(),
     );
@@ -584,6 +584,7 @@ fn fit_and_score(
         })
         .context("spend model")?;
     let p = model.predict_standardised(&z);
+    let resampled = challengers::Resampled::new(&p, &eval.churned);
     let Some(d) = &eval.detail else {
         return Err(Error::Internal(
             "the evaluation sample has no evaluation columns".into(),
@@ -612,16 +613,17 @@ fn fit_and_score(
         ),
         value_challengers,
         challengers: vec![
-            Challenger::new("logistic", p.clone(), &p, &eval.churned, None),
+            Challenger::new("logistic", p.clone(), &resampled, &eval.churned, None),
             Challenger::new(
                 "boosted",
                 boosted_p,
-                &p,
+                &resampled,
                 &eval.churned,
                 booster.validation_log_loss,
             ),
         ],
         eval_scores: (p, d.recency.clone(), eval.churned.clone()),
+        resampled_logistic: resampled,
         eval_rows: None,
     })
 }

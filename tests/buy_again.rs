@@ -92,21 +92,7 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
         let events = bgnbd_world(&dir.path().join("events.parquet"), 12_000, 3);
         let out = dir.path().join("run");
-        bin()
-            .args([
-                "run",
-                "--quiet",
-                "--as-of",
-                AS_OF,
-                "--horizon",
-                "90d",
-                "--events",
-            ])
-            .arg(&events)
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+        common::run_90d(&events, &out, AS_OF, &[]);
         Fixture { dir, events, out }
     })
 }
@@ -351,23 +337,8 @@ fn pareto_nbd_runs_keep_the_buy_again_score_out_of_the_contest() {
     let config = dir.path().join("churnclv.toml");
     std::fs::write(&config, "[btyd]\nmodel = \"pnbd\"\n").expect("config");
     let out = dir.path().join("run");
-    bin()
-        .args([
-            "run",
-            "--quiet",
-            "--as-of",
-            AS_OF,
-            "--horizon",
-            "90d",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--events")
-        .arg(&f.events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let config_arg = config.to_string_lossy().to_string();
+    common::run_90d(&f.events, &out, AS_OF, &["--config", &config_arg]);
     let m = json(&common::run_dir(&out, AS_OF).join("metrics.json"));
     let buy_again = &m["churn"]["challengers"][2];
     assert_eq!(buy_again["name"], "btyd_buy_again");

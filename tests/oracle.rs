@@ -13,7 +13,7 @@ use churnclv::features::{Histories, HistoryAcc};
 use churnclv::io::{open_inputs, scan, ReadOptions};
 use churnclv::labels::labels;
 use churnclv::time::DAY_US;
-use common::{bin, ts};
+use common::ts;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 #[test]
@@ -21,21 +21,7 @@ fn churn_auc_is_within_005_of_the_oracle() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = common::generate(&dir.path().join("events.parquet"), 20_000, 42);
     let out = dir.path().join("out");
-    bin()
-        .args([
-            "run",
-            "--quiet",
-            "--as-of",
-            "2025-12-31",
-            "--horizon",
-            "90d",
-            "--events",
-        ])
-        .arg(&events)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    common::run_90d(&events, &out, "2025-12-31", &[]);
     let m: serde_json::Value = serde_json::from_slice(
         &std::fs::read(common::run_dir(&out, "2025-12-31").join("metrics.json")).expect("metrics"),
     )

@@ -61,6 +61,20 @@ pub fn bin() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("churnclv").expect("binary")
 }
 
+/// `churnclv run --quiet --as-of AS_OF --horizon 90d EXTRA… --events EVENTS --out OUT`, which
+/// must succeed.
+pub fn run_90d(events: &Path, out: &Path, as_of: &str, extra: &[&str]) {
+    bin()
+        .args(["run", "--quiet", "--as-of", as_of, "--horizon", "90d"])
+        .args(extra)
+        .arg("--events")
+        .arg(events)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
 /// Every file and folder under `dir` (folders with `None`, files with their bytes), except the
 /// output lock `.churnclv.lock`: churnclv's own bookkeeping, created on first use and never
 /// removed (docs/operations.md), so not part of what a refused run may have touched.

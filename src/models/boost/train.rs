@@ -144,6 +144,17 @@ pub fn fit(
         columns,
         off,
     };
+    // The validation rows binned with the training cuts once: each round then walks its tree
+    // by byte compares (`bin <= b` exactly when `x <= cuts[b]`), the same leaves as by value.
+    let valid_bins: Vec<u8> = valid.map_or_else(Vec::new, |(vx, _)| {
+        let mut vb = vec![0u8; vx.nrows() * k];
+        vb.par_chunks_mut(k).enumerate().for_each(|(r, out)| {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = cuts[j].partition_point(|&cut| cut < vx[[r, j]]) as u8;
+            }
+        });
+        vb
+    });
     let mean = y.iter().sum::<f64>() / n as f64;
     let base_margin = match obj {
         Objective::Logistic => {
@@ -184,11 +195,12 @@ pub fn fit(
                 }
             }
         }
-        if let Some((vx, vy)) = valid {
-            valid_margin.par_iter_mut().enumerate().for_each(|(r, m)| {
-                let row = vx.row(r);
-                *m += tree.leaf_value_by(|j| row[j]);
-            });
+        if let Some((_, vy)) = valid {
+            let by_bin = BinnedTree::of(&tree, &cuts);
+            valid_margin
+                .par_iter_mut()
+                .zip(valid_bins.par_chunks(k.max(1)))
+                .for_each(|(m, row)| *m += by_bin.leaf_value(row));
             let loss = mean_loss(obj, &valid_margin, vy);
             valid_loss.push(loss);
             trees.push(tree);
@@ -213,6 +225,51 @@ pub fn fit(
         },
         valid_loss,
     })
+}
+
+/// A tree's splits as (input, bin) for rows binned with the fit's cuts: node `i` sends a row
+/// left when its bin of `feature[i]` is at most `bin[i]`.
+struct BinnedTree<'a> {
+    tree: &'a Tree,
+    bin: Vec<u8>,
+}
+
+impl<'a> BinnedTree<'a> {
+    fn of(tree: &'a Tree, cuts: &[Vec<f64>]) -> BinnedTree<'a> {
+        let bin = tree
+            .nodes
+            .iter()
+            .map(|node| match *node {
+                // The threshold is one of the input's cuts (strictly increasing): its index.
+                Node::Split {
+                    feature, threshold, ..
+                } => cuts[feature].partition_point(|&c| c < threshold) as u8,
+                Node::Leaf { .. } => 0,
+            })
+            .collect();
+        BinnedTree { tree, bin }
+    }
+
+    fn leaf_value(&self, row: &[u8]) -> f64 {
+        let mut i = 0;
+        loop {
+            match self.tree.nodes[i] {
+                Node::Leaf { value, .. } => return value,
+                Node::Split {
+                    feature,
+                    left,
+                    right,
+                    ..
+                } => {
+                    i = if row[feature] <= self.bin[i] {
+                        left
+                    } else {
+                        right
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Seed of the row draws: the same rows every run for the same data.

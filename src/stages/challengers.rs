@@ -13,9 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::evaluate::log_loss;
-use crate::models::boost::{
-    self, mix64, BoostError, BoostParams, BoostedChurn, Ensemble, Objective, Platt,
-};
+use crate::models::boost::{self, mix64, BoostError, BoostParams, BoostedChurn, Objective, Platt};
 use crate::models::churn::FEATURES;
 use crate::models::sample::Sample;
 use crate::stages::metrics::{auc_or_nan, ChurnScores};
@@ -115,7 +113,7 @@ pub fn select_booster(
         &labels(&tune.churned),
         Some((&val.x, &vy)),
     )?;
-    let margins = margins(&fit.ensemble, &val.x);
+    let margins = fit.ensemble.margins(&val.x);
     let platt = fit_platt(&margins, &val.churned);
     let slope = platt.map(|p| p.slope);
     // Scaled only when the validation window shows it is needed (slope outside 0.95–1.05).
@@ -153,17 +151,6 @@ pub fn score_boosted(b: &BoostedChurn, logged: &Array2<f64>) -> (Vec<f64>, Vec<V
             (b.probability_of_margin(margin), c)
         })
         .unzip()
-}
-
-/// Margins of every row of `x`, in parallel.
-pub fn margins(e: &Ensemble, x: &Array2<f64>) -> Vec<f64> {
-    (0..x.nrows())
-        .into_par_iter()
-        .map(|r| {
-            let row = x.row(r).to_vec();
-            e.margin_row(&row)
-        })
-        .collect()
 }
 
 /// Fits the booster with the selected rounds on `x` / `churned`.

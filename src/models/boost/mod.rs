@@ -7,8 +7,9 @@
 //!
 //! Prediction compares the raw input with the saved threshold (`x <= threshold` goes left);
 //! the fit's bins are cut at those same thresholds, so what is saved is exactly what was
-//! fitted, and `margin_row` is the only scoring path (run and `score` give identical
-//! numbers).
+//! fitted. A row's margin is `margin_row`'s walk, or bit for bit the same from the batch
+//! layout of `predict.rs` (`margins`: every tree padded to a complete tree), so run and
+//! `score` give identical numbers.
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -237,15 +238,13 @@ impl Ensemble {
         link(self.objective, self.margin_row(row))
     }
 
-    /// Predictions of every row of `x`, in parallel.
+    /// Predictions of every row of `x`, in parallel ([`Ensemble::margins`]).
     pub fn predict(&self, x: &Array2<f64>) -> Vec<f64> {
-        let rows: Vec<usize> = (0..x.nrows()).collect();
-        rows.par_iter()
-            .map(|&r| {
-                let row: Vec<f64> = x.row(r).to_vec();
-                self.predict_row(&row)
-            })
-            .collect()
+        let mut m = self.margins(x);
+        for v in &mut m {
+            *v = link(self.objective, *v);
+        }
+        m
     }
 
     /// Per-input contributions to the margin of `row` by path-dependent TreeSHAP: see
@@ -577,6 +576,7 @@ pub struct BoostFit {
     pub valid_loss: Vec<f64>,
 }
 
+mod predict;
 mod shap;
 mod train;
 use shap::{expected_value, max_depth, tree_shap, PathElement};

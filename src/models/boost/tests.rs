@@ -235,3 +235,41 @@ fn rejects_bad_input_with_the_row() {
         Some("booster parameter bins: must be in 2..=255 (got 300)".into())
     );
 }
+
+#[test]
+fn batch_margins_are_margin_row_bit_for_bit() {
+    // Shallow and deep leaves (min_leaf_rows large against depth 6), a NaN and infinities.
+    let (x, y) = data(3000);
+    let params = BoostParams {
+        max_depth: 6,
+        min_leaf_rows: 300,
+        max_rounds: 25,
+        ..BoostParams::default()
+    };
+    let e = fit(&params, &NAMES, &x, &y, None).expect("fit").ensemble;
+    let depths: Vec<usize> = e.trees.iter().map(|t| t.nodes.len()).collect();
+    assert!(
+        depths.iter().any(|&n| n < 127),
+        "some tree is not complete: {depths:?}"
+    );
+    let (mut z, _) = data(1003);
+    z[[0, 0]] = f64::NAN;
+    z[[1, 1]] = f64::INFINITY;
+    z[[2, 2]] = f64::NEG_INFINITY;
+    let batch = e.margins(&z);
+    assert_eq!(batch.len(), 1003);
+    for (r, m) in batch.iter().enumerate() {
+        let row = z.row(r).to_vec();
+        assert_eq!(m.to_bits(), e.margin_row(&row).to_bits(), "row {r}");
+    }
+    let single_leaf = Ensemble {
+        trees: vec![Tree {
+            nodes: vec![Node::Leaf {
+                value: 0.25,
+                cover: 1.0,
+            }],
+        }],
+        ..e.clone()
+    };
+    assert_eq!(single_leaf.margins(&z)[5], e.base_margin + 0.25);
+}

@@ -64,7 +64,9 @@ fn fit_and_score(
     let boosted = boosted.map_err(boost_error)?;
     let (model, z, value_challengers) = linear?;
     drop(train);
-    let boosted_p: Vec<f64> = challengers::margins(&boosted.ensemble, &eval.x)
+    let boosted_p: Vec<f64> = boosted
+        .ensemble
+        .margins(&eval.x)
         .into_iter()
         .map(|m| boosted.probability_of_margin(m))
         .collect();

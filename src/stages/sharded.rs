@@ -18,14 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use sha2::{Digest, Sha256};
 
-use crate::cuts::{Cuts, RankKeys};
+use crate::cuts::Cuts;
 use crate::error::{Context, Error, Result};
 use crate::features::table::{Expect, FeatureFile};
 use crate::features::FeatureTable;
@@ -77,6 +76,14 @@ pub enum ShardedError {
         row: usize,
         column: &'static str,
         value: f64,
+    },
+    #[error("{flag} {path}: row {row}: customer_id '{id}' follows '{previous}': the rows must be in customer_id order, as churnclv writes them")]
+    NotSorted {
+        flag: &'static str,
+        path: PathBuf,
+        row: u64,
+        id: String,
+        previous: String,
     },
     #[error("{flag}: customer '{id}' is in {first} and in {second}")]
     Duplicate {
@@ -148,13 +155,15 @@ pub fn write_table(path: &Path, batch: &RecordBatch, options: &ParquetOptions) -
     )?)
 }
 
-/// Reads a whole Parquet file of `schema`'s columns (names and types; the file's nullability
-/// is not checked, the values are), with its key-value metadata.
-fn read_whole(
+/// Opens a Parquet file of `schema`'s columns (names and types; the file's nullability is
+/// not checked, the values are) for reading in batches of `batch_rows`, with its key-value
+/// metadata.
+pub(crate) fn open_reader(
     flag: &'static str,
     path: &Path,
     schema: &Schema,
-) -> Result<(RecordBatch, Vec<(String, String)>), ShardedError> {
+    batch_rows: usize,
+) -> Result<(ParquetRecordBatchReader, Vec<(String, String)>), ShardedError> {
     let parquet = |source| ShardedError::Parquet {
         flag,
         path: path.to_path_buf(),
@@ -198,9 +207,27 @@ fn read_whole(
             found: describe(&found),
         });
     }
-    let batches: Vec<RecordBatch> = builder
+    let reader = builder
+        .with_batch_size(batch_rows)
         .build()
-        .map_err(parquet)?
+        .map_err(parquet)?;
+    Ok((reader, meta))
+}
+
+/// Reads a whole Parquet file of `schema`'s columns ([`open_reader`]), with its key-value
+/// metadata.
+pub(crate) fn read_whole(
+    flag: &'static str,
+    path: &Path,
+    schema: &Schema,
+) -> Result<(RecordBatch, Vec<(String, String)>), ShardedError> {
+    let parquet = |source| ShardedError::Parquet {
+        flag,
+        path: path.to_path_buf(),
+        source,
+    };
+    let (reader, meta) = open_reader(flag, path, schema, 8192)?;
+    let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
         .map_err(|e| parquet(e.into()))?;
     let target = Arc::new(schema.clone());
@@ -209,61 +236,16 @@ fn read_whole(
     Ok((batch, meta))
 }
 
-/// The cut points of every bucket's raw file (each customer in exactly one).
+/// The cut points of every bucket's raw file (each customer in exactly one, each file in
+/// customer_id order as `score --raw` writes it), in bounded memory
+/// ([`crate::stages::sharded_cuts`]).
 pub fn cuts_of_raw(paths: &[PathBuf], vip_top_share: f64) -> Result<Cuts> {
-    let flag = "--raw";
-    let mut keys: Vec<(Box<str>, RankKeys, usize)> = Vec::new();
-    for (p, path) in paths.iter().enumerate() {
-        let (batch, _) = read_whole(flag, path, &raw_schema())?;
-        let ids = batch.column(0).as_string::<i32>();
-        if let Some(row) = (0..ids.len()).find(|&i| ids.is_null(i)) {
-            return Err(ShardedError::Null {
-                flag,
-                path: path.clone(),
-                row,
-                column: "customer_id",
-            }
-            .into());
-        }
-        let real = |c: usize| batch.column(c).as_primitive::<Float64Type>();
-        let (r, f, m, clv) = (real(1), real(2), real(3), real(4));
-        let value =
-            |a: &arrow_array::PrimitiveArray<Float64Type>, i| a.is_valid(i).then(|| a.value(i));
-        for i in 0..ids.len() {
-            let k = RankKeys {
-                recency: value(r, i),
-                frequency: value(f, i),
-                monetary: value(m, i),
-                clv: value(clv, i),
-            };
-            // churnclv writes finite keys only; anything else would rank wrongly.
-            let named = ["recency_key", "frequency_key", "monetary_key", "clv"];
-            let all = [k.recency, k.frequency, k.monetary, k.clv];
-            if let Some(j) = (0..4).find(|&j| all[j].is_some_and(|v| !v.is_finite())) {
-                return Err(ShardedError::NotFinite {
-                    path: path.clone(),
-                    row: i,
-                    column: named[j],
-                    value: all[j].unwrap_or_default(),
-                }
-                .into());
-            }
-            keys.push((ids.value(i).into(), k, p));
-        }
-    }
-    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
-        let (a, b) = (w[0].2.min(w[1].2), w[0].2.max(w[1].2));
-        return Err(ShardedError::Duplicate {
-            flag,
-            id: w[0].0.to_string(),
-            first: paths[a].clone(),
-            second: paths[b].clone(),
-        }
-        .into());
-    }
-    let keys: Vec<(Box<str>, RankKeys)> = keys.into_iter().map(|(id, k, _)| (id, k)).collect();
-    Ok(Cuts::of(&keys, vip_top_share))
+    Ok(crate::stages::sharded_cuts::cuts_of_raw_with(
+        paths,
+        vip_top_share,
+        crate::stages::sharded_cuts::BUDGET,
+    )?
+    .0)
 }
 
 /// `cuts.json` as written (pretty JSON; f64 round-trips exactly).

@@ -1,0 +1,1 @@
+//! Publishing a table scored in shards in bounded memory (see below).

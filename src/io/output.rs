@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
-use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -206,6 +207,85 @@ pub fn write_parquet_direct_from(
         path: path.to_path_buf(),
         source: e.into(),
     })?;
+    fault("stage-after-file").map_err(io_err(path))?;
+    Ok(rows)
+}
+
+/// [`write_parquet_direct_from`] for a stream of batches of any size (a merge's output):
+/// rows are gathered into row groups of exactly `options.row_group_rows` (the last one
+/// smaller), each batch fed to the open row group's column writers as it comes (its columns
+/// encoded in parallel), so only one batch and the encoded row group are in memory. The row
+/// groups are the ones [`write_parquet_direct`] makes of the same rows in one batch.
+pub fn write_parquet_direct_grouped(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    let perr = parquet_error(path);
+    let writer = arrow_writer(path, schema.clone(), options)?;
+    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
+    let group_rows = options.row_group_rows;
+    let mut open: Option<Vec<ArrowColumnWriter>> = None;
+    let (mut in_group, mut index, mut rows) = (0usize, 0usize, 0u64);
+    let close = |columns: Vec<ArrowColumnWriter>,
+                 file_writer: &mut SerializedFileWriter<BufWriter<File>>|
+     -> Result<(), OutputError> {
+        let chunks = columns
+            .into_par_iter()
+            .map(|c| c.close())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(perr)?;
+        let mut group = file_writer.next_row_group().map_err(perr)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group).map_err(perr)?;
+        }
+        group.close().map_err(perr)?;
+        Ok(())
+    };
+    for whole in batches {
+        let whole = whole.map_err(|e| OutputError::Parquet {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        let mut start = 0;
+        while start < whole.num_rows() {
+            let take = (group_rows - in_group).min(whole.num_rows() - start);
+            let batch = whole.slice(start, take);
+            let columns = match open.as_mut() {
+                Some(c) => c,
+                None => {
+                    index += 1;
+                    open.insert(factory.create_column_writers(index - 1).map_err(perr)?)
+                }
+            };
+            // One writer per column: the schemas written here are flat.
+            columns
+                .par_iter_mut()
+                .zip(batch.columns().par_iter())
+                .zip(schema.fields().par_iter())
+                .try_for_each(|((column, array), field)| {
+                    for leaf in compute_leaves(field, array)? {
+                        column.write(&leaf)?;
+                    }
+                    Ok::<(), parquet::errors::ParquetError>(())
+                })
+                .map_err(perr)?;
+            start += take;
+            in_group += take;
+            rows += take as u64;
+            if in_group == group_rows {
+                if let Some(columns) = open.take() {
+                    close(columns, &mut file_writer)?;
+                }
+                in_group = 0;
+            }
+        }
+    }
+    if let Some(columns) = open.take() {
+        close(columns, &mut file_writer)?;
+    }
+    synced(path, file_writer.into_inner().map_err(perr)?)?;
     fault("stage-after-file").map_err(io_err(path))?;
     Ok(rows)
 }

@@ -413,3 +413,46 @@ fn temp_sibling(path: &Path) -> PathBuf {
         .unwrap_or_else(|| "output".to_string());
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn grouped_batches_of_any_size_write_the_bytes_of_one_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 10_000;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("customer_id", arrow_schema::DataType::Utf8, false),
+            arrow_schema::Field::new("x", arrow_schema::DataType::Float64, true),
+        ]));
+        let ids = StringArray::from_iter_values((0..n).map(|i| format!("c{i:06}")));
+        let xs = Float64Array::from_iter((0..n).map(|i| (i % 7 != 0).then(|| i as f64 / 3.0)));
+        let whole =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(xs)]).expect("b");
+        // Row groups of 3,000 rows: 4 groups, the batches (1,024, 8,192, 7, …) cutting across.
+        let options = ParquetOptions::default().row_group_rows(3000);
+        let one = dir.path().join("one.parquet");
+        write_parquet_direct(&one, schema.clone(), &[whole.clone()], &options).expect("one");
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for size in [1024, 8192, 7, 1].into_iter().cycle() {
+            if start == n {
+                break;
+            }
+            let take = size.min(n - start);
+            pieces.push(Ok(whole.slice(start, take)));
+            start += take;
+        }
+        let grouped = dir.path().join("grouped.parquet");
+        let rows =
+            write_parquet_direct_grouped(&grouped, schema, pieces, &options).expect("grouped");
+        assert_eq!(rows, n as u64);
+        assert_eq!(
+            std::fs::read(&grouped).expect("read"),
+            std::fs::read(&one).expect("read")
+        );
+    }
+}

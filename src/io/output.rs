@@ -58,6 +58,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 #[derive(Debug, Clone)]
 pub struct ParquetOptions {
     row_group_rows: usize,
+    page_rows: Option<usize>,
     metadata: Vec<(String, String)>,
 }
 
@@ -65,6 +66,7 @@ impl Default for ParquetOptions {
     fn default() -> Self {
         ParquetOptions {
             row_group_rows: 1 << 20,
+            page_rows: None,
             metadata: Vec::new(),
         }
     }
@@ -74,6 +76,14 @@ impl ParquetOptions {
     /// Maximum rows per row group (default 1,048,576).
     pub fn row_group_rows(mut self, rows: usize) -> Self {
         self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// At most `rows` rows per data page (default: pages of up to 1 MB): a reader holds one
+    /// decompressed page per column, so files merged many at a time are written with small
+    /// pages.
+    pub fn page_rows(mut self, rows: usize) -> Self {
+        self.page_rows = Some(rows.max(1));
         self
     }
 
@@ -98,6 +108,11 @@ impl ParquetOptions {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_key_value_metadata(kv);
+        if let Some(rows) = self.page_rows {
+            b = b
+                .set_data_page_row_count_limit(rows)
+                .set_write_batch_size(rows);
+        }
         // Customer ids (one per row) and floats (scores, money, ratios: nearly one distinct
         // value per row) are written plain: a dictionary of them would be built a hash per
         // row only to be abandoned at its page size limit. Integers and labels keep theirs.

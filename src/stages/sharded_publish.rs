@@ -4,18 +4,19 @@
 //! the table. Three steps under the output folder's lock:
 //!
 //! 1. **one bucket at a time**: each feature bucket read and checked as `churnclv score` reads
-//!    a table (sorted by id; an engine writes buckets in any order) and written back sorted
-//!    into a scratch folder (a marked staging folder of `io::publish`: removed when done, and
-//!    by the next run if this one is killed); each part read and checked (cuts digest, model,
-//!    as-of), used as it is when in id order (as `score --part` writes it), else sorted into
-//!    the scratch folder too;
+//!    a table (sorted by id; an engine writes buckets in any order), each part read and
+//!    checked (cuts digest, model, as-of) and sorted if it is not (`score --part` writes it
+//!    sorted); both written back into a scratch folder (a marked staging folder of
+//!    `io::publish`: removed when done, and by the next run if this one is killed) with pages
+//!    of [`READ_ROWS`] rows, so that a merge holds a small page per column of each file;
 //! 2. **coverage**: the ids alone, merged — every feature customer in one bucket and scored
 //!    exactly once — before anything is staged;
-//! 3. **publish**: both tables merged again (a k-way merge of the sorted files) and streamed
+//! 3. **publish**: each table merged again (a k-way merge of the sorted files) and streamed
 //!    into `stages::publish::publish_streamed`, the one publisher, whose row groups are those
 //!    of the in-memory write (the files are byte-identical to the earlier in-memory publish).
 //!
-//! Memory: one bucket in step 1; then a batch per bucket file and one row group being encoded.
+//! Memory: one bucket in step 1; then a batch and a page per column of every bucket file,
+//! and one row group being encoded. Disk: a copy of the buckets in the scratch folder.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -259,9 +260,23 @@ fn check_coverage(features: &[Run], parts: &[Run], feature_paths: &[PathBuf]) ->
     }
 }
 
-/// A merge as the publisher's batch stream (a customer twice cannot happen: checked before).
-fn stream(mut merge: Merge) -> publish::BatchStream<'static> {
-    Box::new(std::iter::from_fn(move || match merge.next_batch() {
+/// A merge as the publisher's batch stream, its files opened at the first batch (the score
+/// table is written before the feature table). A customer twice cannot happen: checked before.
+fn stream(runs: &[Run]) -> publish::BatchStream<'_> {
+    let mut merge: Option<Merge> = None;
+    Box::new(std::iter::from_fn(move || {
+        if merge.is_none() {
+            match Merge::open(runs, false) {
+                Ok(m) => merge = Some(m),
+                Err(e) => return Some(Err(ArrowError::ExternalError(Box::new(e)))),
+            }
+        }
+        next_of(merge.as_mut()?)
+    }))
+}
+
+fn next_of(merge: &mut Merge) -> Option<std::result::Result<RecordBatch, ArrowError>> {
+    match merge.next_batch() {
         Ok(None) => None,
         Ok(Some(Ok(b))) => Some(Ok(b)),
         Ok(Some(Err(t))) => Some(Err(ArrowError::InvalidArgumentError(format!(
@@ -269,7 +284,7 @@ fn stream(mut merge: Merge) -> publish::BatchStream<'static> {
             t.id
         )))),
         Err(e) => Some(Err(ArrowError::ExternalError(Box::new(e)))),
-    }))
+    }
 }
 
 /// Publishes the feature buckets (`--features`, cutoff `as_of` when given) and the parts
@@ -288,7 +303,8 @@ pub fn publish_sharded(
     let lock = RunLock::acquire(out)?;
     lock.recover()?;
     let scratch = lock.stage("scores", ".sort", "publish-sort")?;
-    let plain = ParquetOptions::default();
+    // Pages of READ_ROWS rows: the merges hold one page per column of every file.
+    let plain = ParquetOptions::default().page_rows(READ_ROWS);
 
     // 1. The feature buckets, one at a time, written back sorted.
     let mut cutoff = as_of;
@@ -384,17 +400,17 @@ pub fn publish_sharded(
             }
             .into());
         }
+        // Written back sorted (as `score --part` writes them, already) with small pages.
         let sorted = (1..ids.len()).all(|i| ids.value(i - 1) <= ids.value(i));
-        let run = if sorted {
-            path.clone()
+        let batch = if sorted {
+            batch
         } else {
             let mut order: Vec<u32> = (0..ids.len() as u32).collect();
             order.sort_unstable_by(|&a, &b| ids.value(a as usize).cmp(ids.value(b as usize)));
-            let batch = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))?;
-            let run = scratch.path(&format!("scores-{p}.parquet"));
-            write_parquet_direct_from(&run, scores_schema(), [Ok(batch)], &plain)?;
-            run
+            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))?
         };
+        let run = scratch.path(&format!("scores-{p}.parquet"));
+        write_parquet_direct_from(&run, scores_schema(), [Ok(batch)], &plain)?;
         part_runs.push(Run {
             path: run,
             source: p,
@@ -418,8 +434,8 @@ pub fn publish_sharded(
             rows: None,
             config: None,
         },
-        stream(Merge::open(&part_runs, false)?),
-        stream(Merge::open(&feature_runs, false)?),
+        stream(&part_runs),
+        stream(&feature_runs),
         saved,
     )?;
     drop(scratch);

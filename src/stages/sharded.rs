@@ -239,12 +239,17 @@ pub(crate) fn read_whole(
 /// customer_id order as `score --raw` writes it), in bounded memory
 /// ([`crate::stages::sharded_cuts`]).
 pub fn cuts_of_raw(paths: &[PathBuf], vip_top_share: f64) -> Result<Cuts> {
-    Ok(crate::stages::sharded_cuts::cuts_of_raw_with(
-        paths,
-        vip_top_share,
-        crate::stages::sharded_cuts::BUDGET,
-    )?
-    .0)
+    use crate::stages::sharded_cuts::{cuts_of_raw_with, BUDGET};
+    let (cuts, passes) = cuts_of_raw_with(paths, vip_top_share, BUDGET)?;
+    tracing::info!(
+        stage = "cuts",
+        "{} customers: {} passes over {} raw files, at most {} keys held for sorting",
+        cuts.customers,
+        passes.scans,
+        paths.len(),
+        passes.held
+    );
+    Ok(cuts)
 }
 
 /// `cuts.json` as written (pretty JSON; f64 round-trips exactly).

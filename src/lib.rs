@@ -31,6 +31,7 @@ pub mod models;
 pub mod plan;
 pub mod report;
 pub mod segment;
+pub mod select;
 pub mod sql;
 pub mod stages;
 pub mod time;

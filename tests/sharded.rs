@@ -333,3 +333,157 @@ fn publish_refuses_parts_that_miss_a_customer_or_mix_cuts() {
             dir.path().join("raw/9.parquet").display()
         ));
 }
+
+/// The folders in DIR/scores: the partition, and no scratch left behind.
+fn scores_entries(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join("scores"))
+        .map(|d| {
+            d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn bounded_cut_points_and_streamed_publish_equal_the_whole_table_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (single, buckets) = setup(dir.path());
+    let cuts = raw_and_cuts(dir.path(), &single, &buckets);
+
+    // The cut points with a tiny range budget (the tied purchase-day ranges refined again,
+    // over the ids) equal the CLI's and the whole table's in memory (`Cuts::of`).
+    let raw: Vec<PathBuf> = (0..BUCKETS)
+        .map(|k| dir.path().join(format!("raw/{k}.parquet")))
+        .collect();
+    let written: churnclv::cuts::Cuts =
+        serde_json::from_slice(&std::fs::read(&cuts).expect("cuts")).expect("json");
+    let mut keys = Vec::new();
+    for r in &raw {
+        let b = one(r);
+        let ids = b.column(0).as_string::<i32>();
+        let real = |c: usize| {
+            let a = b
+                .column(c)
+                .as_primitive::<arrow_array::types::Float64Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        };
+        let (rr, f, m, c) = (real(1), real(2), real(3), real(4));
+        for i in 0..ids.len() {
+            let k = churnclv::cuts::RankKeys {
+                recency: rr[i],
+                frequency: f[i],
+                monetary: m[i],
+                clv: c[i],
+            };
+            keys.push((Box::<str>::from(ids.value(i)), k));
+        }
+    }
+    assert_eq!(churnclv::cuts::Cuts::of(&keys, 0.05), written);
+    for (budget, scans) in [(2, 4), (50, 3)] {
+        let (small, passes) =
+            churnclv::stages::sharded_cuts::cuts_of_raw_with(&raw, 0.05, budget).expect("cuts");
+        assert_eq!(small, written, "budget {budget}");
+        // The counting pass, one refinement or more (two or more with 2), the sorting pass.
+        assert!(passes.scans >= scans, "budget {budget}: {passes:?}");
+        assert!(passes.held <= budget * 23, "budget {budget}: {passes:?}");
+    }
+
+    // Parts out of id order (not as `score --part` writes them) are sorted while publishing:
+    // the files published are byte for byte those of the parts in order.
+    for (k, b) in buckets.iter().enumerate() {
+        part(dir.path(), &single, b, &cuts, k).success();
+    }
+    let sorted_out = dir.path().join("sorted");
+    publish(dir.path(), &single, &sorted_out).success();
+    let p0 = dir.path().join("parts/0.parquet");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&p0).expect("open"),
+    )
+    .expect("reader");
+    let meta = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let batch = one(&p0);
+    let reversed = arrow_array::UInt32Array::from_iter_values((0..batch.num_rows() as u32).rev());
+    let batch = arrow_select::take::take_record_batch(&batch, &reversed).expect("take");
+    let mut options = ParquetOptions::default();
+    for kv in meta.unwrap_or_default() {
+        options = options.metadata(kv.key, kv.value.unwrap_or_default());
+    }
+    write_parquet(&p0, batch.schema(), &[batch], &options).expect("write");
+    let out = dir.path().join("reversed");
+    publish(dir.path(), &single, &out).success();
+    for t in ["scores", "features"] {
+        assert_eq!(
+            std::fs::read(table_file(&out, t, AS_OF)).expect("read"),
+            std::fs::read(table_file(&sorted_out, t, AS_OF)).expect("read"),
+            "{t}"
+        );
+    }
+    // The scratch folder of the sort is gone.
+    assert_eq!(scores_entries(&out), [format!("as_of={AS_OF}")]);
+
+    // A bucket given twice: its first customer named with both files; nothing published,
+    // no scratch left.
+    let copy = dir.path().join("features/bucket=9/part-0.parquet");
+    std::fs::create_dir_all(copy.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(&buckets[2], &copy).expect("copy");
+    let first = one(&buckets[2])
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .min()
+        .expect("id")
+        .to_string();
+    let refused = dir.path().join("refused");
+    publish(dir.path(), &single, &refused)
+        .code(2)
+        .stderr(format!(
+            "churnclv: error: --features: customer '{first}' is in {} and in {}\n",
+            buckets[2].display(),
+            copy.display()
+        ));
+    assert!(!common::published_any(&refused));
+    assert!(
+        scores_entries(&refused).is_empty(),
+        "{:?}",
+        scores_entries(&refused)
+    );
+
+    // A raw file out of customer_id order (not as `score --raw` writes it): refused, named.
+    let raw0 = one(&raw[0]);
+    let n = raw0.num_rows();
+    let swapped =
+        arrow_array::UInt32Array::from_iter_values([1u32, 0].into_iter().chain(2..n as u32));
+    let bad = arrow_select::take::take_record_batch(&raw0, &swapped).expect("take");
+    let ids = bad.column(0).as_string::<i32>();
+    let (a, b) = (ids.value(0).to_string(), ids.value(1).to_string());
+    let out_of_order = dir.path().join("unsorted-raw/0.parquet");
+    std::fs::create_dir_all(out_of_order.parent().expect("parent")).expect("mkdir");
+    write_parquet(
+        &out_of_order,
+        bad.schema(),
+        &[bad],
+        &ParquetOptions::default(),
+    )
+    .expect("write");
+    bin()
+        .args(["--quiet", "cuts", "--raw"])
+        .arg(&out_of_order)
+        .arg("--out")
+        .arg(dir.path().join("cuts4.json"))
+        .assert()
+        .code(2)
+        .stderr(format!(
+            "churnclv: error: --raw {}: row 1: customer_id '{b}' follows '{a}': the rows must be in customer_id order, as churnclv writes them\n",
+            out_of_order.display()
+        ));
+    assert!(!dir.path().join("cuts4.json").exists());
+}

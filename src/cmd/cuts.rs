@@ -11,8 +11,10 @@ use super::ConfigArg;
 /// Compute the whole as-of table's cut points from every bucket's raw keys (the files
 /// `churnclv score --raw` wrote): the boundaries of the r/f/m quintiles and CLV deciles, the
 /// last VIP and the buyers' median CLV, as (value, customer_id) pairs — ties at a cut point
-/// fall by customer_id, as in a single-node run. Each customer must be in exactly one file.
-/// `churnclv score --cuts` applies them to each bucket (docs/scale-out.md).
+/// fall by customer_id, as in a single-node run. Each customer must be in exactly one file,
+/// each file in customer_id order (as `score --raw` writes it). Found in a few passes over the
+/// files in bounded memory, whatever the number of customers. `churnclv score --cuts` applies
+/// them to each bucket (docs/scale-out.md).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Raw-keys files: a file, a folder of *.parquet (searched recursively) or a glob;

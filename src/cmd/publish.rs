@@ -1,11 +1,11 @@
 //! `churnclv publish`: the last step of scoring in shards — every bucket's feature table and
-//! score part gathered, checked and published through the one publisher
-//! (`churnclv::stages::sharded::{gather, publish_parts}`).
+//! score part checked and merged, in bounded memory, into the one publisher
+//! (`churnclv::stages::sharded_publish`).
 
 use std::path::PathBuf;
 
 use churnclv::plan::{Output, OutputKind, Plan, Request};
-use churnclv::stages::sharded;
+use churnclv::stages::{sharded, sharded_publish};
 
 use super::ConfigArg;
 
@@ -54,12 +54,18 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         .ok_or_else(|| churnclv::Error::Internal("publish without a model".into()))?;
     let features = sharded::files_of("--features", &args.features)?;
     let scores = sharded::files_of("--scores", &args.scores)?;
-    let gathered = sharded::gather(&features, &scores, plan.as_of, saved)?;
-    let target = sharded::publish_parts(&args.out, &gathered, saved, &args.model)?;
+    let (target, customers) = sharded_publish::publish_sharded(
+        &args.out,
+        &features,
+        &scores,
+        plan.as_of,
+        saved,
+        &args.model,
+    )?;
     println!(
         "published {} ({} customers from {} buckets, model {} of run {})",
         target.display(),
-        gathered.features.len(),
+        customers,
         features.len(),
         args.model.display(),
         saved.run_id

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
-use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -57,6 +58,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 #[derive(Debug, Clone)]
 pub struct ParquetOptions {
     row_group_rows: usize,
+    page_rows: Option<usize>,
     metadata: Vec<(String, String)>,
 }
 
@@ -64,6 +66,7 @@ impl Default for ParquetOptions {
     fn default() -> Self {
         ParquetOptions {
             row_group_rows: 1 << 20,
+            page_rows: None,
             metadata: Vec::new(),
         }
     }
@@ -73,6 +76,14 @@ impl ParquetOptions {
     /// Maximum rows per row group (default 1,048,576).
     pub fn row_group_rows(mut self, rows: usize) -> Self {
         self.row_group_rows = rows.max(1);
+        self
+    }
+
+    /// At most `rows` rows per data page (default: pages of up to 1 MB): a reader holds one
+    /// decompressed page per column, so files merged many at a time are written with small
+    /// pages.
+    pub fn page_rows(mut self, rows: usize) -> Self {
+        self.page_rows = Some(rows.max(1));
         self
     }
 
@@ -97,6 +108,11 @@ impl ParquetOptions {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_key_value_metadata(kv);
+        if let Some(rows) = self.page_rows {
+            b = b
+                .set_data_page_row_count_limit(rows)
+                .set_write_batch_size(rows);
+        }
         // Customer ids (one per row) and floats (scores, money, ratios: nearly one distinct
         // value per row) are written plain: a dictionary of them would be built a hash per
         // row only to be abandoned at its page size limit. Integers and labels keep theirs.
@@ -206,6 +222,85 @@ pub fn write_parquet_direct_from(
         path: path.to_path_buf(),
         source: e.into(),
     })?;
+    fault("stage-after-file").map_err(io_err(path))?;
+    Ok(rows)
+}
+
+/// [`write_parquet_direct_from`] for a stream of batches of any size (a merge's output):
+/// rows are gathered into row groups of exactly `options.row_group_rows` (the last one
+/// smaller), each batch fed to the open row group's column writers as it comes (its columns
+/// encoded in parallel), so only one batch and the encoded row group are in memory. The row
+/// groups are the ones [`write_parquet_direct`] makes of the same rows in one batch.
+pub fn write_parquet_direct_grouped(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    let perr = parquet_error(path);
+    let writer = arrow_writer(path, schema.clone(), options)?;
+    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
+    let group_rows = options.row_group_rows;
+    let mut open: Option<Vec<ArrowColumnWriter>> = None;
+    let (mut in_group, mut index, mut rows) = (0usize, 0usize, 0u64);
+    let close = |columns: Vec<ArrowColumnWriter>,
+                 file_writer: &mut SerializedFileWriter<BufWriter<File>>|
+     -> Result<(), OutputError> {
+        let chunks = columns
+            .into_par_iter()
+            .map(|c| c.close())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(perr)?;
+        let mut group = file_writer.next_row_group().map_err(perr)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group).map_err(perr)?;
+        }
+        group.close().map_err(perr)?;
+        Ok(())
+    };
+    for whole in batches {
+        let whole = whole.map_err(|e| OutputError::Parquet {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        let mut start = 0;
+        while start < whole.num_rows() {
+            let take = (group_rows - in_group).min(whole.num_rows() - start);
+            let batch = whole.slice(start, take);
+            let columns = match open.as_mut() {
+                Some(c) => c,
+                None => {
+                    index += 1;
+                    open.insert(factory.create_column_writers(index - 1).map_err(perr)?)
+                }
+            };
+            // One writer per column: the schemas written here are flat.
+            columns
+                .par_iter_mut()
+                .zip(batch.columns().par_iter())
+                .zip(schema.fields().par_iter())
+                .try_for_each(|((column, array), field)| {
+                    for leaf in compute_leaves(field, array)? {
+                        column.write(&leaf)?;
+                    }
+                    Ok::<(), parquet::errors::ParquetError>(())
+                })
+                .map_err(perr)?;
+            start += take;
+            in_group += take;
+            rows += take as u64;
+            if in_group == group_rows {
+                if let Some(columns) = open.take() {
+                    close(columns, &mut file_writer)?;
+                }
+                in_group = 0;
+            }
+        }
+    }
+    if let Some(columns) = open.take() {
+        close(columns, &mut file_writer)?;
+    }
+    synced(path, file_writer.into_inner().map_err(perr)?)?;
     fault("stage-after-file").map_err(io_err(path))?;
     Ok(rows)
 }
@@ -332,4 +427,47 @@ fn temp_sibling(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".to_string());
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn grouped_batches_of_any_size_write_the_bytes_of_one_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 10_000;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("customer_id", arrow_schema::DataType::Utf8, false),
+            arrow_schema::Field::new("x", arrow_schema::DataType::Float64, true),
+        ]));
+        let ids = StringArray::from_iter_values((0..n).map(|i| format!("c{i:06}")));
+        let xs = Float64Array::from_iter((0..n).map(|i| (i % 7 != 0).then(|| i as f64 / 3.0)));
+        let whole =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(xs)]).expect("b");
+        // Row groups of 3,000 rows: 4 groups, the batches (1,024, 8,192, 7, …) cutting across.
+        let options = ParquetOptions::default().row_group_rows(3000);
+        let one = dir.path().join("one.parquet");
+        write_parquet_direct(&one, schema.clone(), &[whole.clone()], &options).expect("one");
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for size in [1024, 8192, 7, 1].into_iter().cycle() {
+            if start == n {
+                break;
+            }
+            let take = size.min(n - start);
+            pieces.push(Ok(whole.slice(start, take)));
+            start += take;
+        }
+        let grouped = dir.path().join("grouped.parquet");
+        let rows =
+            write_parquet_direct_grouped(&grouped, schema, pieces, &options).expect("grouped");
+        assert_eq!(rows, n as u64);
+        assert_eq!(
+            std::fs::read(&grouped).expect("read"),
+            std::fs::read(&one).expect("read")
+        );
+    }
 }

@@ -45,6 +45,8 @@ pub mod metrics;
 pub mod publish;
 pub mod score;
 pub mod sharded;
+pub mod sharded_cuts;
+pub mod sharded_publish;
 pub mod shards;
 pub mod summary;
 pub mod train;

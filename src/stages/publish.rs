@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use arrow_schema::Schema;
+use arrow_schema::{ArrowError, Schema};
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -26,6 +26,7 @@ use crate::features::{features_schema, FeatureTable};
 use crate::io::discover::Skipped;
 use crate::io::output::{
     file_digest, write_bytes, write_json, write_parquet_direct, write_parquet_direct_from,
+    write_parquet_direct_grouped,
 };
 use crate::io::publish::{publish_run, RUNS};
 use crate::io::read::rejects_schema;
@@ -178,6 +179,63 @@ pub fn publish(
     from: Provenance<'_>,
     files: Partition<'_>,
 ) -> Result<PathBuf> {
+    let (scores, features) = (Table::Whole(files.scores), Table::Whole(files.features));
+    let rest = Rest {
+        rejects: files.rejects,
+        metrics: files.metrics,
+        report: files.report,
+        model: files.model,
+    };
+    publish_rows(lock, as_of, from, scores, features, rest)
+}
+
+/// Batches made one at a time (a merge's output).
+pub type BatchStream<'a> = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + 'a>;
+
+/// [`publish`] of a score table and a feature table (cutoff `as_of`) streamed in
+/// customer_id order (`churnclv publish`: the merge of sorted buckets), never whole in
+/// memory: the same files, row groups, manifest and swap, with `model.json` and no rejects,
+/// metrics or report.
+pub fn publish_streamed<'a>(
+    lock: &RunLock,
+    as_of: NaiveDate,
+    from: Provenance<'_>,
+    scores: BatchStream<'a>,
+    features: BatchStream<'a>,
+    model: &SavedModel,
+) -> Result<PathBuf> {
+    let rest = Rest {
+        rejects: None,
+        metrics: None,
+        report: None,
+        model,
+    };
+    let (scores, features) = (Table::Stream(scores), Table::Stream(features));
+    publish_rows(lock, as_of, from, scores, features, rest)
+}
+
+/// A partition's files but the score and feature tables.
+struct Rest<'a> {
+    rejects: Option<&'a [RecordBatch]>,
+    metrics: Option<&'a Metrics<'a>>,
+    report: Option<&'a str>,
+    model: &'a SavedModel,
+}
+
+/// A table's rows: in memory, or streamed.
+enum Table<'a, T> {
+    Whole(T),
+    Stream(BatchStream<'a>),
+}
+
+fn publish_rows(
+    lock: &RunLock,
+    as_of: NaiveDate,
+    from: Provenance<'_>,
+    scores_rows: Table<'_, &RecordBatch>,
+    features_rows: Table<'_, &FeatureTable>,
+    files: Rest<'_>,
+) -> Result<PathBuf> {
     let part = partition_name(as_of);
     // Every staging folder first: a foreign folder at any partition's name stops the run
     // before the heavy writing.
@@ -191,12 +249,13 @@ pub fn publish(
     let plain = ParquetOptions::default();
     let mut outputs = Vec::new();
     let mut schemas = BTreeMap::new();
-    let rows = write_parquet_direct(
-        &scores.path("scores.parquet"),
-        scores_schema(),
-        std::slice::from_ref(files.scores),
-        &plain,
-    )?;
+    let path = scores.path("scores.parquet");
+    let rows = match scores_rows {
+        Table::Whole(batch) => {
+            write_parquet_direct(&path, scores_schema(), std::slice::from_ref(batch), &plain)?
+        }
+        Table::Stream(s) => write_parquet_direct_grouped(&path, scores_schema(), s, &plain)?,
+    };
     outputs.push(output_entry(
         &scores,
         "scores",
@@ -205,12 +264,18 @@ pub fn publish(
         Some(rows),
     )?);
     schemas.insert("scores", describe(&scores_schema()));
-    let rows = write_parquet_direct_from(
-        &features_stage.path("features.parquet"),
-        features_schema(),
-        files.features.features_batches(),
-        &FeatureTable::parquet_options(files.features.cutoff, None),
-    )?;
+    let path = features_stage.path("features.parquet");
+    let cutoff = match &features_rows {
+        Table::Whole(table) => table.cutoff,
+        Table::Stream(_) => as_of,
+    };
+    let options = FeatureTable::parquet_options(cutoff, None);
+    let rows = match features_rows {
+        Table::Whole(table) => {
+            write_parquet_direct_from(&path, features_schema(), table.features_batches(), &options)?
+        }
+        Table::Stream(s) => write_parquet_direct_grouped(&path, features_schema(), s, &options)?,
+    };
     outputs.push(output_entry(
         &features_stage,
         "features",

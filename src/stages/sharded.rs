@@ -6,36 +6,34 @@
 //!    (−recency, purchase days, monetary total, CLV) → a small *raw* Parquet file
 //!    ([`raw_schema`]; `churnclv score --features B --model M --raw R`);
 //! 2. **cut points** (once): [`cuts_of_raw`] over every bucket's raw file → `cuts.json`
-//!    ([`Cuts`]; `churnclv cuts --raw R… --out cuts.json`);
+//!    ([`Cuts`]; `churnclv cuts --raw R… --out cuts.json`), in bounded memory
+//!    ([`crate::stages::sharded_cuts`]);
 //! 3. **pass 2** (per bucket, in parallel): the bucket scored with the cuts → a *part* of the
 //!    score table (`churnclv score … --cuts cuts.json --part P`; the cuts' digest in its
-//!    metadata); then [`gather`] + [`publish_parts`] check that the parts cover the feature
-//!    buckets exactly once, with one model and one set of cuts, and publish through the one
-//!    publisher (`churnclv publish`): the layout, manifest and `_SUCCESS` of `churnclv score`.
+//!    metadata); then `churnclv publish` ([`crate::stages::sharded_publish`]) checks that the
+//!    parts cover the feature buckets exactly once, with one model and one set of cuts, and
+//!    publishes through the one publisher: the layout, manifest and `_SUCCESS` of `churnclv
+//!    score`, in bounded memory.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
-use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use sha2::{Digest, Sha256};
 
-use crate::cuts::{Cuts, RankKeys};
+use crate::cuts::Cuts;
 use crate::error::{Context, Error, Result};
-use crate::features::table::{Expect, FeatureFile};
 use crate::features::FeatureTable;
 use crate::io::discover::{discover_with, DiscoverOptions};
 use crate::io::output::{write_bytes, write_parquet};
-use crate::io::{ParquetOptions, RunLock};
+use crate::io::ParquetOptions;
 use crate::models::SavedModel;
 use crate::plan::{Inputs, Plan};
-use crate::stages::publish::{self, InputEntry, Partition, Provenance};
-use crate::stages::score::{model_version, rank_keys, score_saved_with, scores_schema, Scored};
+use crate::stages::score::{rank_keys, score_saved_with, Scored};
 
 /// Parquet metadata key of a part: the SHA-256 of the `cuts.json` it was scored with.
 pub const CUTS_DIGEST_KEY: &str = "churnclv.cuts_sha256";
@@ -77,6 +75,14 @@ pub enum ShardedError {
         row: usize,
         column: &'static str,
         value: f64,
+    },
+    #[error("{flag} {path}: row {row}: customer_id '{id}' follows '{previous}': the rows must be in customer_id order, as churnclv writes them")]
+    NotSorted {
+        flag: &'static str,
+        path: PathBuf,
+        row: u64,
+        id: String,
+        previous: String,
     },
     #[error("{flag}: customer '{id}' is in {first} and in {second}")]
     Duplicate {
@@ -148,13 +154,15 @@ pub fn write_table(path: &Path, batch: &RecordBatch, options: &ParquetOptions) -
     )?)
 }
 
-/// Reads a whole Parquet file of `schema`'s columns (names and types; the file's nullability
-/// is not checked, the values are), with its key-value metadata.
-fn read_whole(
+/// Opens a Parquet file of `schema`'s columns (names and types; the file's nullability is
+/// not checked, the values are) for reading in batches of `batch_rows`, with its key-value
+/// metadata.
+pub(crate) fn open_reader(
     flag: &'static str,
     path: &Path,
     schema: &Schema,
-) -> Result<(RecordBatch, Vec<(String, String)>), ShardedError> {
+    batch_rows: usize,
+) -> Result<(ParquetRecordBatchReader, Vec<(String, String)>), ShardedError> {
     let parquet = |source| ShardedError::Parquet {
         flag,
         path: path.to_path_buf(),
@@ -198,9 +206,27 @@ fn read_whole(
             found: describe(&found),
         });
     }
-    let batches: Vec<RecordBatch> = builder
+    let reader = builder
+        .with_batch_size(batch_rows)
         .build()
-        .map_err(parquet)?
+        .map_err(parquet)?;
+    Ok((reader, meta))
+}
+
+/// Reads a whole Parquet file of `schema`'s columns ([`open_reader`]), with its key-value
+/// metadata.
+pub(crate) fn read_whole(
+    flag: &'static str,
+    path: &Path,
+    schema: &Schema,
+) -> Result<(RecordBatch, Vec<(String, String)>), ShardedError> {
+    let parquet = |source| ShardedError::Parquet {
+        flag,
+        path: path.to_path_buf(),
+        source,
+    };
+    let (reader, meta) = open_reader(flag, path, schema, 8192)?;
+    let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
         .map_err(|e| parquet(e.into()))?;
     let target = Arc::new(schema.clone());
@@ -209,61 +235,21 @@ fn read_whole(
     Ok((batch, meta))
 }
 
-/// The cut points of every bucket's raw file (each customer in exactly one).
+/// The cut points of every bucket's raw file (each customer in exactly one, each file in
+/// customer_id order as `score --raw` writes it), in bounded memory
+/// ([`crate::stages::sharded_cuts`]).
 pub fn cuts_of_raw(paths: &[PathBuf], vip_top_share: f64) -> Result<Cuts> {
-    let flag = "--raw";
-    let mut keys: Vec<(Box<str>, RankKeys, usize)> = Vec::new();
-    for (p, path) in paths.iter().enumerate() {
-        let (batch, _) = read_whole(flag, path, &raw_schema())?;
-        let ids = batch.column(0).as_string::<i32>();
-        if let Some(row) = (0..ids.len()).find(|&i| ids.is_null(i)) {
-            return Err(ShardedError::Null {
-                flag,
-                path: path.clone(),
-                row,
-                column: "customer_id",
-            }
-            .into());
-        }
-        let real = |c: usize| batch.column(c).as_primitive::<Float64Type>();
-        let (r, f, m, clv) = (real(1), real(2), real(3), real(4));
-        let value =
-            |a: &arrow_array::PrimitiveArray<Float64Type>, i| a.is_valid(i).then(|| a.value(i));
-        for i in 0..ids.len() {
-            let k = RankKeys {
-                recency: value(r, i),
-                frequency: value(f, i),
-                monetary: value(m, i),
-                clv: value(clv, i),
-            };
-            // churnclv writes finite keys only; anything else would rank wrongly.
-            let named = ["recency_key", "frequency_key", "monetary_key", "clv"];
-            let all = [k.recency, k.frequency, k.monetary, k.clv];
-            if let Some(j) = (0..4).find(|&j| all[j].is_some_and(|v| !v.is_finite())) {
-                return Err(ShardedError::NotFinite {
-                    path: path.clone(),
-                    row: i,
-                    column: named[j],
-                    value: all[j].unwrap_or_default(),
-                }
-                .into());
-            }
-            keys.push((ids.value(i).into(), k, p));
-        }
-    }
-    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
-        let (a, b) = (w[0].2.min(w[1].2), w[0].2.max(w[1].2));
-        return Err(ShardedError::Duplicate {
-            flag,
-            id: w[0].0.to_string(),
-            first: paths[a].clone(),
-            second: paths[b].clone(),
-        }
-        .into());
-    }
-    let keys: Vec<(Box<str>, RankKeys)> = keys.into_iter().map(|(id, k, _)| (id, k)).collect();
-    Ok(Cuts::of(&keys, vip_top_share))
+    use crate::stages::sharded_cuts::{cuts_of_raw_with, BUDGET};
+    let (cuts, passes) = cuts_of_raw_with(paths, vip_top_share, BUDGET)?;
+    tracing::info!(
+        stage = "cuts",
+        "{} customers: {} passes over {} raw files, at most {} keys held for sorting",
+        cuts.customers,
+        passes.scans,
+        paths.len(),
+        passes.held
+    );
+    Ok(cuts)
 }
 
 /// `cuts.json` as written (pretty JSON; f64 round-trips exactly).
@@ -315,205 +301,6 @@ fn hex(bytes: &[u8]) -> String {
 /// The run id of a partition scored with a saved model (as `churnclv score`'s).
 pub fn score_run_id(as_of: NaiveDate, saved: &SavedModel) -> String {
     format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id)
-}
-
-/// The score table and the feature table of every bucket, each in customer_id order, with
-/// the manifest entries of the feature files.
-pub struct Gathered {
-    pub scores: RecordBatch,
-    pub features: FeatureTable,
-    pub inputs: Vec<InputEntry>,
-}
-
-/// Reads the feature buckets (`--features`, cutoff `as_of` when given) and the parts
-/// (`--scores`): every customer of the features scored exactly once, every part scored with
-/// `saved` for this as-of, all with one `cuts.json`.
-pub fn gather(
-    features: &[PathBuf],
-    scores: &[PathBuf],
-    as_of: Option<NaiveDate>,
-    saved: &SavedModel,
-) -> Result<Gathered> {
-    // The feature buckets, merged in id order.
-    let mut ids: Vec<Box<str>> = Vec::new();
-    let mut rows = Vec::new();
-    let mut from: Vec<usize> = Vec::new();
-    let mut cutoff = as_of;
-    let mut inputs = Vec::new();
-    for (p, path) in features.iter().enumerate() {
-        let expect = Expect {
-            flag: "--features",
-            cutoff: cutoff.map(|d| (d, "the first --features file or --as-of".to_string())),
-            labels: None,
-        };
-        let file = FeatureFile::open(path, expect.flag)?;
-        let row_groups = file.row_groups();
-        let table = file.read(&expect)?;
-        cutoff = Some(table.cutoff);
-        let named = || format!("--features {}", path.display());
-        inputs.push(InputEntry {
-            path: path.display().to_string(),
-            canonical: std::fs::canonicalize(path)
-                .with_context(named)?
-                .display()
-                .to_string(),
-            bytes: std::fs::metadata(path).with_context(named)?.len(),
-            rows: table.len() as u64,
-            row_groups,
-        });
-        from.extend(std::iter::repeat_n(p, table.len()));
-        ids.extend(table.customer_ids);
-        rows.extend(table.rows);
-    }
-    let Some(cutoff) = cutoff else {
-        return Err(Error::Usage("--features: no feature file given".into()));
-    };
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_unstable_by(|&a, &b| ids[a].cmp(&ids[b]));
-    if let Some(w) = order.windows(2).find(|w| ids[w[0]] == ids[w[1]]) {
-        let (a, b) = (from[w[0]].min(from[w[1]]), from[w[0]].max(from[w[1]]));
-        return Err(ShardedError::Duplicate {
-            flag: "--features",
-            id: ids[w[0]].to_string(),
-            first: features[a].clone(),
-            second: features[b].clone(),
-        }
-        .into());
-    }
-    let mut slots: Vec<Option<crate::features::Features>> = rows.into_iter().map(Some).collect();
-    let table = FeatureTable {
-        cutoff,
-        customer_ids: order.iter().map(|&i| ids[i].clone()).collect(),
-        rows: order.iter().filter_map(|&i| slots[i].take()).collect(),
-        labels: None,
-    };
-
-    // The parts: one model, one as-of, one cuts.json.
-    let run_id = score_run_id(cutoff, saved);
-    let version = model_version(&saved.run_id);
-    let mut parts = Vec::new();
-    let mut digest: Option<String> = None;
-    for path in scores {
-        let (batch, meta) = read_whole("--scores", path, &scores_schema())?;
-        let mismatch = |what, found: String, expected: String, why| ShardedError::Mismatch {
-            path: path.clone(),
-            what,
-            found,
-            expected,
-            why,
-        };
-        let d = meta
-            .iter()
-            .find(|(k, _)| k == CUTS_DIGEST_KEY)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| ShardedError::NotAPart { path: path.clone() })?;
-        match &digest {
-            None => digest = Some(d),
-            Some(first) if *first != d => {
-                return Err(mismatch(
-                    "the cuts.json digest",
-                    d,
-                    first.clone(),
-                    "every part must be scored with the cuts.json of the first",
-                )
-                .into())
-            }
-            Some(_) => {}
-        }
-        for (column, expected, why) in [
-            ("model_version", &version, "scored with another --model"),
-            ("run_id", &run_id, "scored for another as-of or model"),
-        ] {
-            let col = batch
-                .column_by_name(column)
-                .map(|c| c.as_string::<i32>().clone());
-            if let Some(c) = col {
-                if let Some(i) = (0..c.len()).find(|&i| c.is_null(i) || c.value(i) != expected) {
-                    let found = if c.is_null(i) { "null" } else { c.value(i) };
-                    return Err(mismatch(column, found.into(), expected.clone(), why).into());
-                }
-            }
-        }
-        parts.push(batch);
-    }
-    let all = arrow_select::concat::concat_batches(&scores_schema(), &parts)?;
-    let scored_ids = all.column(0).as_string::<i32>();
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_unstable_by(|&a, &b| {
-        scored_ids
-            .value(a as usize)
-            .cmp(scored_ids.value(b as usize))
-    });
-    // Every feature customer scored once, nobody else (both lists sorted).
-    let scored: Vec<&str> = order
-        .iter()
-        .map(|&i| scored_ids.value(i as usize))
-        .collect();
-    let wanted = &table.customer_ids;
-    let problem = if let Some(w) = scored.windows(2).find(|w| w[0] == w[1]) {
-        Some((w[0], "is scored twice"))
-    } else {
-        let k = (0..scored.len().min(wanted.len()))
-            .find(|&k| scored[k] != wanted[k].as_ref())
-            .unwrap_or(scored.len().min(wanted.len()));
-        match (scored.get(k), wanted.get(k)) {
-            (Some(&g), Some(w)) if g < w.as_ref() => {
-                Some((g, "is scored but in no --features file"))
-            }
-            (Some(&g), None) => Some((g, "is scored but in no --features file")),
-            (_, Some(w)) => Some((w.as_ref(), "is in --features but in no --scores part")),
-            (None, None) => None,
-        }
-    };
-    if let Some((id, what)) = problem {
-        return Err(ShardedError::Coverage {
-            id: id.to_string(),
-            what,
-        }
-        .into());
-    }
-    let scores = arrow_select::take::take_record_batch(&all, &UInt32Array::from(order))?;
-    Ok(Gathered {
-        scores,
-        features: table,
-        inputs,
-    })
-}
-
-/// Publishes gathered buckets as `churnclv score` publishes one table: DIR/scores/as_of=D/,
-/// DIR/features/as_of=D/, DIR/runs/as_of=D/ (model.json, manifest.json, `_SUCCESS` last).
-pub fn publish_parts(
-    out: &Path,
-    gathered: &Gathered,
-    saved: &SavedModel,
-    model_path: &Path,
-) -> Result<PathBuf> {
-    let as_of = gathered.features.cutoff;
-    let run_id = score_run_id(as_of, saved);
-    let lock = RunLock::acquire(out)?;
-    lock.recover()?;
-    publish::publish(
-        &lock,
-        as_of,
-        Provenance {
-            command: "publish",
-            run_id: &run_id,
-            cutoffs: None,
-            model: Some((model_path.display().to_string(), &saved.run_id)),
-            inputs: gathered.inputs.clone(),
-            inputs_skipped: &[],
-            rows: None,
-            config: None,
-        },
-        Partition {
-            scores: &gathered.scores,
-            features: &gathered.features,
-            rejects: None,
-            metrics: None,
-            report: None,
-            model: saved,
-        },
-    )
 }
 
 /// The feature table and the model of a `score --features … --model …` plan.

@@ -21,10 +21,12 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+mod compact;
 mod customer;
 mod histories;
 mod ids;
 pub mod table;
+pub use compact::CompactRows;
 pub use customer::{CustomerHistory, Features};
 pub use histories::{histories_from_events, FeatureSet, Histories, HistoryPart};
 use ids::IdTable;

@@ -12,20 +12,42 @@ const COUNTS: usize = 23;
 const FLOATS: usize = 15;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Compact {
+pub struct Compact {
     counts: [u32; COUNTS],
     floats: [f64; FLOATS],
     /// Bit `i`: optional float `i` (floats `8 + i`) is present.
     present: u8,
 }
 
-/// Feature rows, compact ([`CompactRows::new`]); a row with a count above `u32::MAX` is kept
-/// whole beside them (never seen: the accumulators count in `u32` per segment).
-#[derive(Debug, Clone, Default)]
+/// One feature row, compact; a row with a count above `u32::MAX` is kept whole (never seen:
+/// the accumulators count in `u32` per segment).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompactRow {
+    Packed(Compact),
+    Whole(Box<Features>),
+}
+
+impl CompactRow {
+    pub fn new(f: Features) -> CompactRow {
+        match pack(&f) {
+            Some(c) => CompactRow::Packed(c),
+            None => CompactRow::Whole(Box::new(f)),
+        }
+    }
+
+    /// The row as it was given.
+    pub fn get(&self) -> Features {
+        match self {
+            CompactRow::Packed(c) => unpack(c),
+            CompactRow::Whole(f) => (**f).clone(),
+        }
+    }
+}
+
+/// Feature rows, compact ([`CompactRow`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompactRows {
-    rows: Vec<Compact>,
-    /// Rows kept whole, by index; their entry in `rows` is a placeholder.
-    whole: Vec<(usize, Features)>,
+    rows: Vec<CompactRow>,
 }
 
 fn pack(f: &Features) -> Option<Compact> {
@@ -141,24 +163,14 @@ fn unpack(c: &Compact) -> Features {
 impl CompactRows {
     /// `rows`, compact (their memory is given back when this returns).
     pub fn new(rows: Vec<Features>) -> CompactRows {
-        let mut out = CompactRows {
-            rows: Vec::with_capacity(rows.len()),
-            whole: Vec::new(),
-        };
-        for (i, f) in rows.into_iter().enumerate() {
-            match pack(&f) {
-                Some(c) => out.rows.push(c),
-                None => {
-                    out.rows.push(Compact {
-                        counts: [0; COUNTS],
-                        floats: [0.0; FLOATS],
-                        present: 0,
-                    });
-                    out.whole.push((i, f));
-                }
-            }
+        CompactRows {
+            rows: rows.into_iter().map(CompactRow::new).collect(),
         }
-        out
+    }
+
+    /// Rows compacted one by one as they were built.
+    pub fn from_rows(rows: Vec<CompactRow>) -> CompactRows {
+        CompactRows { rows }
     }
 
     /// Rows.
@@ -172,25 +184,17 @@ impl CompactRows {
 
     /// Row `i` as it was given.
     pub fn get(&self, i: usize) -> Features {
-        match self.whole.binary_search_by_key(&i, |w| w.0) {
-            Ok(w) => self.whole[w].1.clone(),
-            Err(_) => unpack(&self.rows[i]),
-        }
+        self.rows[i].get()
     }
 
-    /// Every row, in order, as given to [`CompactRows::new`].
+    /// Every row, in order, as given.
     pub fn iter(&self) -> impl Iterator<Item = Features> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+        self.rows.iter().map(CompactRow::get)
     }
 
     /// The rows as they were given.
     pub fn into_rows(self) -> Vec<Features> {
-        let mut rows: Vec<Features> = self.rows.iter().map(unpack).collect();
-        drop(self.rows);
-        for (i, f) in self.whole {
-            rows[i] = f;
-        }
-        rows
+        self.rows.iter().map(CompactRow::get).collect()
     }
 }
 
@@ -248,11 +252,13 @@ mod tests {
         rows[4].n_events = u64::from(u32::MAX) + 5;
         let held = CompactRows::new(rows.clone());
         assert_eq!(held.len(), 6);
-        assert_eq!(held.whole.len(), 1);
+        assert!(matches!(held.rows[4], CompactRow::Whole(_)));
+        assert!(matches!(held.rows[3], CompactRow::Packed(_)));
         assert_eq!(held.get(4), rows[4]);
         assert_eq!(held.iter().collect::<Vec<_>>(), rows);
         assert_eq!(held.into_rows(), rows);
         assert_eq!(std::mem::size_of::<Compact>(), 216);
+        assert_eq!(std::mem::size_of::<CompactRow>(), 224);
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
         samples = ?m.samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
         "training reads {} customers' samples, scoring {} customers",
         m.samples.last().map_or(0, |s| s.len()),
-        m.latest.len()
+        m.customers()
     );
     Ok(m)
 }
@@ -116,6 +116,7 @@ pub fn model_stages(
     let ModelInputs {
         samples,
         mut latest,
+        held,
         stats,
         rejects,
         train_fraction,
@@ -123,7 +124,7 @@ pub fn model_stages(
     // The as-of rows wait compact while the models train (216 instead of 368 bytes a row: the
     // largest single owner at the run's memory peak, docs/benchmarks.md); scoring and
     // publishing read them whole again.
-    let held = CompactRows::new(std::mem::take(&mut latest.rows));
+    let held = held.unwrap_or_else(|| CompactRows::new(std::mem::take(&mut latest.rows)));
     let Ok([tune, train_sample, validate]) = <[_; 3]>::try_from(samples) else {
         return Err(Error::Internal(
             "run's scan has three labelled tables".into(),

@@ -559,6 +559,46 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_is_96_bytes() {
+        // `run` keeps four a customer: the scan's peak memory (docs/benchmarks.md, issue 12).
+        assert_eq!(std::mem::size_of::<Cell>(), 96);
+        assert_eq!(std::mem::size_of::<Segment>(), 80);
+    }
+
+    #[test]
+    fn purchase_totals_of_a_span_come_from_the_purchase_list() {
+        let d = |day: i64| day * DAY_US;
+        let cutoffs = [d(10), d(20), d(30)];
+        let events = [
+            ev("a", 5.0, EventKind::Purchase, Some(10.0)),
+            ev("a", 15.0, EventKind::Purchase, Some(20.0)),
+            ev("a", 16.0, EventKind::Refund, Some(5.0)),
+            ev("a", 25.0, EventKind::Purchase, Some(40.0)),
+            ev("a", 26.0, EventKind::PageView, None),
+        ];
+        let h = histories_from_events(&cutoffs, &events);
+        let a = h.customer(0);
+        let w = a.between(0, 1); // [day 10, day 20)
+        assert_eq!((w.count(EventKind::Purchase), w.net_spend()), (1, 15.0));
+        let w = a.between(0, 2); // [day 10, day 30)
+        assert_eq!((w.count(EventKind::Purchase), w.net_spend()), (2, 55.0));
+        // Past the last cutoff: the segments there are, [day 20, day 30).
+        let w = a.between(1, 5);
+        assert_eq!((w.n_events(), w.net_spend()), (2, 40.0));
+        assert_eq!(a.window(1).map(|w| w.net_spend()), Some(40.0));
+        assert_eq!(a.window(2), None);
+        let f = a.features(1, d(20)).expect("events before day 20");
+        assert_eq!(f.avg_order_value, Some(15.0));
+        assert_eq!(f.max_order_value, Some(20.0));
+        assert_eq!(f.refund_ratio, 5.0 / 30.0);
+        assert_eq!(f.monetary_total, 25.0);
+        assert_eq!(f.tenure_days, 15.0);
+        let f = a.features(0, d(10)).expect("an event before day 10");
+        assert_eq!((f.n_purchases, f.max_order_value), (1, Some(10.0)));
+        assert_eq!((f.refund_ratio, f.tenure_days), (0.0, 5.0));
+    }
+
+    #[test]
     fn overlapping_parts_fold_into_the_sequential_result() {
         let cutoffs = [10 * DAY_US, 20 * DAY_US];
         let kinds = [

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::labels::Cutoffs;
 use crate::models::boost::{self, BoostParams, Objective};
 use crate::models::btyd::FittedTransactions;
-use crate::models::churn::Design;
+use crate::models::churn::{standardise_logged, Design};
 use crate::models::glm::SpendGlm;
 use crate::models::sample::Sample;
 use crate::models::spend::SpendModel;
@@ -273,37 +273,45 @@ pub fn select(
             config.run.min_train_customers
         ));
     }
-    let scaled = Design::from_logged(tune.x.clone()).and_then(|design| {
-        let zv = design.standardise_logged(&val.x)?;
-        Ok((design, zv))
-    });
-    let (design, zv) = match scaled {
+    let design = match Design::from_logged(tune.x.clone()) {
         Ok(d) => d,
         Err(e) => return ValueSelection::default_btyd(format!("validation design failed: {e}")),
     };
-    // The linear candidates share no state: fitted side by side. The boosted one comes
-    // after them, on the design's own rows split in place (`boosted_with_early_stopping`):
-    // beside them it needed a second copy of the design (24 MB on the bench file) at the
-    // run's memory peak, and this branch still ends before the churn booster's beside it.
-    let mut fitted: Vec<_> = SUPERVISED[..SUPERVISED.len() - 1]
+    // The linear candidates share no state: fitted side by side. The boosted one comes after
+    // them, on the design's own rows split in place (`boosted_with_early_stopping`), and the
+    // validation rows are standardised only then: at the start of training (the run's memory
+    // peak) this branch held the design, a second copy of it for the booster and the
+    // standardised validation rows (3 × 24 MB on the bench file); now one at a time. The
+    // branch still ends before the churn booster's beside it.
+    let linear: Vec<_> = SUPERVISED[..SUPERVISED.len() - 1]
         .par_iter()
         .map(|&kind| {
             let t = Instant::now();
-            let predicted = fit(kind, &design, &tune.spend, None)
-                .map(|m| (m.predict_standardised(&zv), None))
-                .map_err(|e| e.to_string());
-            (kind, predicted, t.elapsed().as_millis() as u64)
+            let fitted = fit(kind, &design, &tune.spend, None).map(|m| (m, None));
+            (kind, fitted, t.elapsed())
         })
         .collect();
     let t = Instant::now();
-    let predicted = boosted_with_early_stopping(design, &tune.spend)
-        .map(|(m, r)| (m.predict_standardised(&zv), Some(r)))
-        .map_err(|e| e.to_string());
-    fitted.push((
-        Kind::BoostedTweedie,
-        predicted,
-        t.elapsed().as_millis() as u64,
-    ));
+    let scaling = design.scaling().to_vec();
+    let boosted = boosted_with_early_stopping(design, &tune.spend).map(|(m, r)| (m, Some(r)));
+    let boosted = (Kind::BoostedTweedie, boosted, t.elapsed());
+    let zv = match standardise_logged(&scaling, &val.x) {
+        Ok(z) => z,
+        Err(e) => return ValueSelection::default_btyd(format!("validation design failed: {e}")),
+    };
+    let fitted: Vec<_> = linear
+        .into_iter()
+        .chain([boosted])
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(kind, fitted, took)| {
+            let t = Instant::now();
+            let predicted = fitted
+                .map(|(m, r)| (m.predict_standardised(&zv), r))
+                .map_err(|e| e.to_string());
+            (kind, predicted, (took + t.elapsed()).as_millis() as u64)
+        })
+        .collect();
     let mut candidates = Vec::new();
     let mut rounds = None;
     for (kind, predicted, ms) in fitted {

@@ -14,6 +14,10 @@ mod cmd;
 /// mimalloc v2 (v3 keeps freed memory ~100 MB longer on the 11M-event bench: peak RSS 345 MB
 /// vs 295 MB, same speed) without transparent huge pages (with them every re-used 2 MB region
 /// was zeroed again on each fault: a fifth of the feature stage in `clear_page`).
+///
+/// The `system-alloc` feature leaves the system allocator in place so that heap profilers
+/// that hook malloc (heaptrack) see every allocation (docs/benchmarks.md, issue 12 point 3).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -32,6 +32,8 @@ fn purchase_days(purchases: &[(i64, i64)]) -> impl Iterator<Item = (i32, i64)> +
 /// One customer's accumulated history: a view into [`Histories`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CustomerHistory<'a> {
+    /// The scan's cutoffs (µs).
+    pub(super) cutoffs: &'a [i64],
     /// One per cutoff: segment `k` holds events in `[c_{k−1}, c_k)`.
     pub(super) cells: &'a [Cell],
     /// Sorted lists (see [`Lists::finish`]).
@@ -39,31 +41,40 @@ pub struct CustomerHistory<'a> {
 }
 
 impl<'a> CustomerHistory<'a> {
-    /// The aggregate of segment `k`: events in `[c_{k−1}, c_k)`.
+    /// The events of segment `k`: `[c_{k−1}, c_k)` (counts, refunds, latest event).
     pub fn segment(&self, k: usize) -> &'a Segment {
         &self.cells[k].seg
     }
 
     /// The label window after cutoff `k`: segment `k + 1`, if it exists.
-    pub fn window(&self, k: usize) -> Option<&'a Segment> {
-        self.cells.get(k + 1).map(|c| &c.seg)
+    pub fn window(&self, k: usize) -> Option<Aggregate> {
+        (k + 1 < self.cells.len()).then(|| self.between(k, k + 1))
     }
 
     /// The aggregate of the window `[c_from, c_until)`: segments `from + 1 ..= until` (empty
     /// when `until` is past the last cutoff's segment, where no event is kept).
-    pub fn between(&self, from: usize, until: usize) -> Segment {
+    pub fn between(&self, from: usize, until: usize) -> Aggregate {
         let mut s = Segment::default();
         for cell in self.cells.iter().take(until + 1).skip(from + 1) {
             s.add(&cell.seg);
         }
-        s
+        // The purchases of the same segments: from c_from to the last summed segment's end.
+        let last = until.min(self.cells.len().saturating_sub(1));
+        let purchases = match (self.cutoffs.get(from), self.cutoffs.get(last)) {
+            (Some(&lo), Some(&hi)) if last > from => {
+                let p = &self.lists.purchases;
+                &p[p.partition_point(|&(t, _)| t < lo)..p.partition_point(|&(t, _)| t < hi)]
+            }
+            _ => &[],
+        };
+        Aggregate::of(s, purchases)
     }
 
     /// Distinct values of a text column seen before cutoff `k`.
     fn distinct_before(&self, field: CodeField, k: usize) -> u64 {
         let bits = self.cells[..=k]
             .iter()
-            .fold(0u64, |acc, c| acc | c.seg.bits(field));
+            .fold(0u32, |acc, c| acc | c.seg.bits(field));
         let rare = self
             .lists
             .rare
@@ -99,16 +110,17 @@ impl<'a> CustomerHistory<'a> {
     /// Features at cutoff number `k` (time `cutoff_us`, midnight UTC); `None` if the customer
     /// has no event before it.
     pub fn features(&self, k: usize, cutoff_us: i64) -> Option<Features> {
-        let mut s = Segment::default();
+        let mut seg = Segment::default();
         for cell in &self.cells[..=k] {
-            s.add(&cell.seg);
+            seg.add(&cell.seg);
         }
-        if s.n_events() == 0 {
+        if seg.n_events() == 0 {
             return None;
         }
         let days = |us: i64| (cutoff_us - us) as f64 / DAY_US as f64;
         let cutoff_day = cutoff_us.div_euclid(DAY_US) as i32;
         let purchases = before(&self.lists.purchases, |&(p, _)| p < cutoff_us);
+        let s = Aggregate::of(seg, purchases);
 
         // Distinct purchase days (with their totals) and the gaps between them, in two
         // passes over the purchases (the spread needs the mean first).
@@ -177,7 +189,7 @@ impl<'a> CustomerHistory<'a> {
                 .then(|| from_micros(s.purchase_micros) / n_purchases as f64),
             max_order_value: (n_purchases > 0).then(|| from_micros(s.max_order_micros)),
             repeat_spend_mean,
-            tenure_days: days(s.first_event_us),
+            tenure_days: days(self.lists.first_us),
             active_days: before(&self.lists.days, |&d| d < cutoff_day).len() as u64,
             n_page_views: s.count(EventKind::PageView),
             n_sessions: s.count(EventKind::SessionStart),
@@ -193,13 +205,13 @@ impl<'a> CustomerHistory<'a> {
             n_referrals: s.count(EventKind::Referral),
             n_community_posts: s.count(EventKind::CommunityPost),
             n_refunds: s.count(EventKind::Refund),
-            refund_amount: from_micros(s.refund_micros),
+            refund_amount: from_micros(s.seg.refund_micros),
             refund_ratio: (s.purchase_micros > 0)
-                .then(|| s.refund_micros as f64 / s.purchase_micros as f64)
+                .then(|| s.seg.refund_micros as f64 / s.purchase_micros as f64)
                 .unwrap_or(0.0),
             n_categories: self.distinct_before(CodeField::Category, k),
             n_channels: self.distinct_before(CodeField::Channel, k),
-            days_since_last_event: days(s.last_event_us),
+            days_since_last_event: days(s.seg.last_event_us),
             ipt_mean_days: ipt_mean,
             ipt_std_days: ipt_std,
             events_7d: u64::from(r[0]),

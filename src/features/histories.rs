@@ -87,6 +87,7 @@ impl Histories {
 #[derive(Debug)]
 pub struct HistoryPart {
     n_cutoffs: usize,
+    cutoffs: Vec<i64>,
     part: Part,
     /// Each slot's position in customer-id order.
     rank: Vec<u32>,
@@ -116,6 +117,7 @@ impl HistoryPart {
     pub fn customer(&self, s: usize) -> CustomerHistory<'_> {
         let n = self.n_cutoffs;
         CustomerHistory {
+            cutoffs: &self.cutoffs,
             cells: &self.part.cells[s * n..(s + 1) * n],
             lists: &self.part.lists[s],
         }
@@ -161,6 +163,7 @@ impl Histories {
     /// another partition's history is not in its own any more).
     pub fn into_parts(self) -> Vec<HistoryPart> {
         let n_cutoffs = self.cutoffs.len();
+        let cutoffs = self.cutoffs;
         let mut rank: Vec<Vec<u32>> = self
             .parts
             .iter()
@@ -178,6 +181,7 @@ impl Histories {
                 if keep.len() == rank.len() {
                     return HistoryPart {
                         n_cutoffs,
+                        cutoffs: cutoffs.clone(),
                         part,
                         rank,
                     };
@@ -194,6 +198,7 @@ impl Histories {
                 }
                 HistoryPart {
                     n_cutoffs,
+                    cutoffs: cutoffs.clone(),
                     part: Part { ids, cells, lists },
                     rank: keep.iter().map(|&s| rank[s]).collect(),
                 }
@@ -213,6 +218,7 @@ impl Histories {
         let (p, s) = self.order[i];
         let (part, s) = (&self.parts[p as usize], s as usize);
         CustomerHistory {
+            cutoffs: &self.cutoffs,
             cells: &part.cells[s * n..(s + 1) * n],
             lists: &part.lists[s],
         }

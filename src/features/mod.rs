@@ -21,11 +21,14 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+mod compact;
 mod customer;
 mod histories;
 mod ids;
 pub mod table;
+pub use compact::{CompactRow, CompactRows};
 pub use customer::{CustomerHistory, Features};
+
 pub use histories::{histories_from_events, FeatureSet, Histories, HistoryPart};
 use ids::IdTable;
 pub use table::{features_schema, labelled_schema, FeatureTable, WindowLabels};
@@ -50,32 +53,32 @@ fn kind_index(kind: EventKind) -> usize {
     kind as usize
 }
 
-/// Aggregate of one customer's events inside one time segment.
+/// Aggregate of one customer's events inside one time segment: what the customer's lists
+/// cannot give back. Purchase totals and the largest order are summed from the purchase list
+/// ([`Aggregate`]), the first event is kept once per customer ([`Lists`]): a cell is 96 bytes
+/// instead of 128, and `run` keeps four a customer (issue 12: 25 MB of the run's peak on the
+/// bench file).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Segment {
     /// Events per [`EventKind`], indexed by `kind as usize`.
     kinds: [u32; EventKind::ALL.len()],
-    purchase_micros: i64,
     refund_micros: i64,
-    /// Largest single purchase amount (micro-units); 0 without purchases.
-    max_order_micros: i64,
-    /// Earliest / latest event time (µs); `i64::MAX` / `i64::MIN` when empty.
-    first_event_us: i64,
+    /// Latest event time (µs); `i64::MIN` when empty.
     last_event_us: i64,
-    /// Categories / channels seen in the segment, one bit per interned value id below 64
-    /// (higher ids are listed in [`CustomerHistory`]'s overflow list).
-    category_bits: u64,
-    channel_bits: u64,
+    /// Categories / channels seen in the segment, one bit per interned value id below
+    /// [`MASK_BITS`] (higher ids are listed in [`CustomerHistory`]'s overflow list).
+    category_bits: u32,
+    channel_bits: u32,
 }
+
+/// Value ids a segment's bit masks hold; higher ids go to the customer's overflow list.
+const MASK_BITS: u32 = u32::BITS;
 
 impl Default for Segment {
     fn default() -> Self {
         Segment {
             kinds: [0; EventKind::ALL.len()],
-            purchase_micros: 0,
             refund_micros: 0,
-            max_order_micros: 0,
-            first_event_us: i64::MAX,
             last_event_us: i64::MIN,
             category_bits: 0,
             channel_bits: 0,
@@ -87,15 +90,9 @@ impl Segment {
     #[inline]
     fn update(&mut self, time_us: i64, kind: EventKind, micros: i64) {
         self.kinds[kind_index(kind)] += 1;
-        self.first_event_us = self.first_event_us.min(time_us);
         self.last_event_us = self.last_event_us.max(time_us);
-        match kind {
-            EventKind::Purchase => {
-                self.purchase_micros = self.purchase_micros.saturating_add(micros);
-                self.max_order_micros = self.max_order_micros.max(micros);
-            }
-            EventKind::Refund => self.refund_micros = self.refund_micros.saturating_add(micros),
-            _ => {}
+        if kind == EventKind::Refund {
+            self.refund_micros = self.refund_micros.saturating_add(micros);
         }
     }
 
@@ -103,10 +100,7 @@ impl Segment {
         for (a, b) in self.kinds.iter_mut().zip(other.kinds) {
             *a += b;
         }
-        self.purchase_micros = self.purchase_micros.saturating_add(other.purchase_micros);
         self.refund_micros = self.refund_micros.saturating_add(other.refund_micros);
-        self.max_order_micros = self.max_order_micros.max(other.max_order_micros);
-        self.first_event_us = self.first_event_us.min(other.first_event_us);
         self.last_event_us = self.last_event_us.max(other.last_event_us);
         self.category_bits |= other.category_bits;
         self.channel_bits |= other.channel_bits;
@@ -122,23 +116,60 @@ impl Segment {
         u64::from(self.kinds[kind_index(kind)])
     }
 
-    /// Net spend: purchases minus refunds.
-    pub fn net_spend(&self) -> f64 {
-        from_micros(self.purchase_micros.saturating_sub(self.refund_micros))
-    }
-
-    fn bits(&self, field: CodeField) -> u64 {
+    fn bits(&self, field: CodeField) -> u32 {
         match field {
             CodeField::Category => self.category_bits,
             CodeField::Channel => self.channel_bits,
         }
     }
 
-    fn bits_mut(&mut self, field: CodeField) -> &mut u64 {
+    fn bits_mut(&mut self, field: CodeField) -> &mut u32 {
         match field {
             CodeField::Category => &mut self.category_bits,
             CodeField::Channel => &mut self.channel_bits,
         }
+    }
+}
+
+/// Segments summed over a time span, with the purchase totals of the span taken from the
+/// purchase list: exactly what per-segment totals gave (integer micro-units; the sums only
+/// differ if they saturate at ±9.2e12 currency units).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Aggregate {
+    seg: Segment,
+    purchase_micros: i64,
+    /// Largest single purchase amount (micro-units); 0 without purchases.
+    max_order_micros: i64,
+}
+
+impl Aggregate {
+    /// `seg` with the purchases `purchases` (those of the same span).
+    fn of(seg: Segment, purchases: &[(i64, i64)]) -> Aggregate {
+        let (mut sum, mut max) = (0i64, 0i64);
+        for &(_, m) in purchases {
+            sum = sum.saturating_add(m);
+            max = max.max(m);
+        }
+        Aggregate {
+            seg,
+            purchase_micros: sum,
+            max_order_micros: max,
+        }
+    }
+
+    /// All events.
+    pub fn n_events(&self) -> u64 {
+        self.seg.n_events()
+    }
+
+    /// Events of one kind.
+    pub fn count(&self, kind: EventKind) -> u64 {
+        self.seg.count(kind)
+    }
+
+    /// Net spend: purchases minus refunds.
+    pub fn net_spend(&self) -> f64 {
+        from_micros(self.purchase_micros.saturating_sub(self.seg.refund_micros))
     }
 }
 
@@ -147,9 +178,9 @@ impl Segment {
 type Recent = [u32; 4];
 
 /// What one customer keeps per cutoff `k`: the aggregate of segment `k` and the recent-activity
-/// counters of cutoff `k`. Two cache lines, so one event touches few.
+/// counters of cutoff `k`. 96 bytes (two cache lines at most, so one event touches few).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-#[repr(C, align(64))]
+#[repr(C, align(32))]
 struct Cell {
     seg: Segment,
     recent: Recent,
@@ -171,7 +202,7 @@ enum CodeField {
     Channel = 1,
 }
 
-/// A category or channel whose interned id does not fit a segment's 64-bit mask, with the
+/// A category or channel whose interned id does not fit a segment's bit mask, with the
 /// first segment it was seen in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Rare {
@@ -226,6 +257,9 @@ struct Lists {
     days: Vec<i32>,
     last_day: i32,
     rare: Vec<Rare>,
+    /// Earliest event time (µs); `i64::MAX` before any. The first event before a cutoff, when
+    /// there is one, is this one.
+    first_us: i64,
 }
 
 impl Default for Lists {
@@ -236,6 +270,7 @@ impl Default for Lists {
             days: Vec::new(),
             last_day: i32::MIN,
             rare: Vec::new(),
+            first_us: i64::MAX,
         }
     }
 }
@@ -259,6 +294,7 @@ impl Lists {
     }
 
     fn absorb(&mut self, other: Lists) {
+        self.first_us = self.first_us.min(other.first_us);
         self.purchases.extend(other.purchases);
         self.carts.extend(other.carts);
         self.days.extend(other.days);
@@ -359,7 +395,7 @@ impl HistoryAcc {
             (CodeField::Channel, channel),
         ] {
             match id {
-                Some(id) if id < 64 => *cell.seg.bits_mut(field) |= 1 << id,
+                Some(id) if id < MASK_BITS => *cell.seg.bits_mut(field) |= 1 << id,
                 Some(id) => note_rare(&mut lists.rare, field, id, seg as u32),
                 None => {}
             }
@@ -384,6 +420,7 @@ impl HistoryAcc {
             EventKind::AddToCart => lists.carts.push(t),
             _ => {}
         }
+        lists.first_us = lists.first_us.min(t);
         let day = t.div_euclid(DAY_US) as i32;
         if lists.last_day != day {
             lists.days.push(day);
@@ -478,7 +515,7 @@ impl HistoryAcc {
             for (seg, cell) in cells.iter_mut().enumerate() {
                 for field in [CodeField::Category, CodeField::Channel] {
                     let bits = std::mem::take(cell.seg.bits_mut(field));
-                    for b in (0..64).filter(|b| bits & (1u64 << b) != 0) {
+                    for b in (0..MASK_BITS).filter(|b| bits & (1u32 << b) != 0) {
                         moved.push(Rare {
                             field,
                             id: b,
@@ -489,7 +526,7 @@ impl HistoryAcc {
             }
             for r in moved.into_iter().chain(rare) {
                 let id = new[r.field as usize][r.id as usize];
-                if id < 64 {
+                if id < MASK_BITS {
                     *cells[r.seg as usize].seg.bits_mut(r.field) |= 1 << id;
                 } else {
                     note_rare(&mut lists.rare, r.field, id, r.seg);
@@ -519,6 +556,46 @@ mod tests {
             channel: None,
             category: None,
         }
+    }
+
+    #[test]
+    fn a_cell_is_96_bytes() {
+        // `run` keeps four a customer: the scan's peak memory (docs/benchmarks.md, issue 12).
+        assert_eq!(std::mem::size_of::<Cell>(), 96);
+        assert_eq!(std::mem::size_of::<Segment>(), 80);
+    }
+
+    #[test]
+    fn purchase_totals_of_a_span_come_from_the_purchase_list() {
+        let d = |day: i64| day * DAY_US;
+        let cutoffs = [d(10), d(20), d(30)];
+        let events = [
+            ev("a", 5.0, EventKind::Purchase, Some(10.0)),
+            ev("a", 15.0, EventKind::Purchase, Some(20.0)),
+            ev("a", 16.0, EventKind::Refund, Some(5.0)),
+            ev("a", 25.0, EventKind::Purchase, Some(40.0)),
+            ev("a", 26.0, EventKind::PageView, None),
+        ];
+        let h = histories_from_events(&cutoffs, &events);
+        let a = h.customer(0);
+        let w = a.between(0, 1); // [day 10, day 20)
+        assert_eq!((w.count(EventKind::Purchase), w.net_spend()), (1, 15.0));
+        let w = a.between(0, 2); // [day 10, day 30)
+        assert_eq!((w.count(EventKind::Purchase), w.net_spend()), (2, 55.0));
+        // Past the last cutoff: the segments there are, [day 20, day 30).
+        let w = a.between(1, 5);
+        assert_eq!((w.n_events(), w.net_spend()), (2, 40.0));
+        assert_eq!(a.window(1).map(|w| w.net_spend()), Some(40.0));
+        assert_eq!(a.window(2), None);
+        let f = a.features(1, d(20)).expect("events before day 20");
+        assert_eq!(f.avg_order_value, Some(15.0));
+        assert_eq!(f.max_order_value, Some(20.0));
+        assert_eq!(f.refund_ratio, 5.0 / 30.0);
+        assert_eq!(f.monetary_total, 25.0);
+        assert_eq!(f.tenure_days, 15.0);
+        let f = a.features(0, d(10)).expect("an event before day 10");
+        assert_eq!((f.n_purchases, f.max_order_value), (1, Some(10.0)));
+        assert_eq!((f.refund_ratio, f.tenure_days), (0.0, 5.0));
     }
 
     #[test]

@@ -320,6 +320,12 @@ impl Design {
         &self.z
     }
 
+    /// The scaling and the standardised rows, for a fit that may consume the rows
+    /// (`stages::value_select`: the boosted candidate splits them in place).
+    pub fn into_parts(self) -> (Vec<FeatureScaling>, Array2<f64>) {
+        (self.features, self.z)
+    }
+
     /// Other transformed rows ([`logged_row`]) standardised with this design's scaling.
     pub fn standardise_logged(&self, logged: &Array2<f64>) -> Result<Array2<f64>, ModelError> {
         standardise_logged(&self.features, logged)

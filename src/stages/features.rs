@@ -20,7 +20,8 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::features::table::FEATURE_SLICE;
 use crate::features::{
-    FeatureSet, FeatureTable, Features, Histories, HistoryAcc, HistoryPart, WindowLabels,
+    CompactRow, CompactRows, FeatureSet, FeatureTable, Histories, HistoryAcc, HistoryPart,
+    WindowLabels,
 };
 use crate::io::output::write_parquet_stream;
 use crate::io::{scan as scan_rows, target, InputError, InputSet, ReadOptions, ScanStats};
@@ -275,12 +276,25 @@ pub struct ModelInputs {
     /// One per labelled spec, in spec order: the buyers at its cutoff, each row's customer
     /// a row of `latest`.
     pub samples: Vec<Sample>,
-    /// The unlabelled spec's table: every customer, scored and published.
+    /// The unlabelled spec's table: every customer, scored and published. Its rows are in
+    /// `held` instead when that is set.
     pub latest: FeatureTable,
+    /// `latest`'s rows, compact ([`Scanned::model_inputs`]: they wait through the whole
+    /// training, and were the largest single owner at the run's memory peak).
+    pub held: Option<CompactRows>,
     pub stats: ScanStats,
     pub rejects: Vec<RecordBatch>,
     /// The share of the customers the samples keep (`None`: all).
     pub train_fraction: Option<f64>,
+}
+
+impl ModelInputs {
+    /// Customers of the as-of table.
+    pub fn customers(&self) -> usize {
+        self.held
+            .as_ref()
+            .map_or(self.latest.len(), CompactRows::len)
+    }
 }
 
 /// Whether a customer is in the training sample that keeps `fraction` of the customers (all
@@ -426,9 +440,9 @@ impl Scanned {
         // Then the rows, a partition of customers at a time (a few in parallel): each
         // partition's histories are freed as soon as its rows are placed, so the samples grow
         // while the histories shrink. The as-of rows are sorted into id order at the end.
-        let mut latest_rows: Vec<(u32, Features)> = Vec::with_capacity(n);
+        let mut latest_rows: Vec<(u32, CompactRow)> = Vec::with_capacity(n);
         let mut latest_ids: Vec<(u32, Box<str>)> = Vec::with_capacity(n);
-        type Rows = (Vec<Vec<(u32, SampleRow)>>, Vec<(u32, Features, Box<str>)>);
+        type Rows = (Vec<Vec<(u32, SampleRow)>>, Vec<(u32, CompactRow, Box<str>)>);
         let one_part = |part: HistoryPart| -> Result<Rows> {
             let mut rows: Vec<Vec<(u32, SampleRow)>> = windows.iter().map(|_| Vec::new()).collect();
             let mut as_of = Vec::with_capacity(part.len());
@@ -466,7 +480,7 @@ impl Scanned {
                 let f = h.features(latest_k, latest_us).ok_or_else(|| {
                     Error::Internal(format!("customer {} has no event before as-of", part.id(s)))
                 })?;
-                as_of.push((i as u32, f, part.id(s).into()));
+                as_of.push((i as u32, CompactRow::new(f), part.id(s).into()));
             }
             Ok((rows, as_of))
         };
@@ -498,7 +512,7 @@ impl Scanned {
         }
         permute_to_rank(&mut latest_rows, |r| r.0)?;
         permute_to_rank(&mut latest_ids, |r| r.0)?;
-        let rows: Vec<Features> = latest_rows.into_iter().map(|(_, f)| f).collect();
+        let rows = CompactRows::from_rows(latest_rows.into_iter().map(|(_, f)| f).collect());
         let customer_ids: Vec<Box<str>> = latest_ids.into_iter().map(|(_, id)| id).collect();
         tracing::info!(
             stage = "model inputs",
@@ -512,9 +526,10 @@ impl Scanned {
             latest: FeatureTable {
                 cutoff: latest_spec.cutoff,
                 customer_ids,
-                rows,
+                rows: Vec::new(),
                 labels: None,
             },
+            held: Some(rows),
             stats: self.stats,
             rejects: self.rejects,
             train_fraction,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::features::FeatureTable;
+use crate::features::{CompactRows, FeatureTable};
 use crate::io::RunLock;
 use crate::labels::Cutoffs;
 use crate::plan::{Inputs, Plan};
@@ -99,7 +99,7 @@ pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
         samples = ?m.samples.iter().map(|s| s.len()).collect::<Vec<_>>(),
         "training reads {} customers' samples, scoring {} customers",
         m.samples.last().map_or(0, |s| s.len()),
-        m.latest.len()
+        m.customers()
     );
     Ok(m)
 }
@@ -115,11 +115,16 @@ pub fn model_stages(
 ) -> Result<Modelled> {
     let ModelInputs {
         samples,
-        latest,
+        mut latest,
+        held,
         stats,
         rejects,
         train_fraction,
     } = inputs;
+    // The as-of rows wait compact while the models train (216 instead of 368 bytes a row: the
+    // largest single owner at the run's memory peak, docs/benchmarks.md); scoring and
+    // publishing read them whole again.
+    let held = held.unwrap_or_else(|| CompactRows::new(std::mem::take(&mut latest.rows)));
     let Ok([tune, train_sample, validate]) = <[_; 3]>::try_from(samples) else {
         return Err(Error::Internal(
             "run's scan has three labelled tables".into(),
@@ -130,13 +135,14 @@ pub fn model_stages(
         train: Some(train_sample),
         validate,
         ids: &latest.customer_ids,
-        latest: latest.rows.iter().filter_map(ValueInputs::of).collect(),
+        latest: held.iter().filter_map(|f| ValueInputs::of(&f)).collect(),
         customer_sample: train_fraction.map(|fraction| CustomerSample {
             fraction,
             reason: "the memory budget cannot hold every customer's model inputs".into(),
         }),
     };
     let trained = train::train(data, c, &plan.config, plan.min_auc)?;
+    latest.rows = held.into_rows();
 
     stage("score: scoring as of the cutoff");
     let t = Instant::now();

@@ -128,11 +128,11 @@ pub fn model_inputs(
             stage = "shard",
             shard = index,
             shards,
-            customers = part.latest.len(),
+            customers = part.customers(),
             duration_ms = t.elapsed().as_millis() as u64,
             "shard {} of {shards}: {} customers",
             index + 1,
-            part.latest.len()
+            part.customers()
         );
         parts.push(Part::of(part));
     }
@@ -161,8 +161,12 @@ impl Part {
     }
 
     fn in_pieces(m: ModelInputs, piece: usize) -> Part {
-        let len = m.latest.len();
-        let mut rows = m.latest.rows.into_iter();
+        let rows = match m.held {
+            Some(held) => held.into_rows(),
+            None => m.latest.rows,
+        };
+        let len = rows.len();
+        let mut rows = rows.into_iter();
         let mut ids = m.latest.customer_ids.into_iter();
         let mut pieces = VecDeque::new();
         loop {
@@ -263,6 +267,7 @@ fn gather(mut parts: Vec<Part>, train_fraction: Option<f64>) -> Result<ModelInpu
         stats,
         rejects,
         train_fraction,
+        held: None,
     })
 }
 
@@ -309,6 +314,7 @@ mod tests {
                 stats: ScanStats::default(),
                 rejects: Vec::new(),
                 train_fraction: None,
+                held: None,
             },
             piece,
         )

@@ -4,6 +4,7 @@ stack (bench/python_stack.py), and (d) churnclv's feature stage alone (`churnclv
 memory reference). Alternated `--repeats` times; prints median wall, CPU, peak RSS (each child's
 own, from os.wait4) and the ratios the issue sets targets for, with the load average."""
 import argparse
+import datetime
 import json
 import os
 import re
@@ -34,20 +35,46 @@ def timed(cmd):
     return wall, cpu, rss / 2**20, text
 
 
+# The run's phases in the order they happen; an `evaluate` line belongs to the phase its
+# message opens with (the value candidates, the booster and the final BTYD fit run side by side).
+PHASES = [
+    ("selection (value ∥ booster ∥ final BTYD)", ("value candidate", "value champion", "booster:")),
+    ("out-of-time evaluation", ("value challenger", "out-of-time")),
+    ("BTYD holdout", ("BTYD holdout",)),
+]
+
+
+def phase(rec):
+    stage = rec.get("stage", "?")
+    if stage == "evaluate":
+        msg = rec.get("message", "")
+        for name, prefixes in PHASES:
+            if msg.startswith(prefixes):
+                return name
+    if stage in ("drift", "publish"):
+        return "drift + publish"
+    return stage
+
+
 def stages(log):
-    """Per-stage duration_ms from churnclv's JSON log lines."""
-    out = {}
+    """Wall seconds by phase from churnclv's JSON log: each line's `ts` minus the previous
+    line's, given to the line's phase (stage, or the evaluate phase of its message), so the
+    phases add up to the run from its first log line to its last. (The lines' own
+    `duration_ms` overlap where fits run side by side, and do not add up.)"""
+    out, last = {}, None
     for line in log.splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        f = rec.get("fields", rec)
-        if "duration_ms" in f:
-            name = f.get("stage", "?")
-            if name == "evaluate" and "model" in f:
-                name = "evaluate (BTYD)"
-            out[name] = out.get(name, 0) + f["duration_ms"] / 1000
+        rec = rec.get("fields", rec) | {"ts": rec.get("ts")}
+        if not rec["ts"]:
+            continue
+        ts = datetime.datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
+        if last is not None:
+            name = phase(rec)
+            out[name] = out.get(name, 0) + ts - last
+        last = ts
     return out
 
 
@@ -89,9 +116,10 @@ def main():
     print(f"{'':22} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
     for k, (w, c, _) in med.items():
         print(f"{k:22} {w:8.2f} {c:8.2f} {max(r[2] for r in res[k]):12.0f}")
-    names = sorted({s for r in stage_runs for s in r})
-    print("churnclv run stages (median s): " + ", ".join(
-        f"{s} {statistics.median(r.get(s, 0) for r in stage_runs):.2f}" for s in names))
+    names = list(dict.fromkeys(s for r in stage_runs for s in r))
+    print("churnclv run phases, wall from the JSON log's timestamps (median s):")
+    for s in names:
+        print(f"  {s:42} {statistics.median(r.get(s, 0) for r in stage_runs):6.2f}")
     feat = statistics.median(r.get("features", 0) for r in stage_runs)
     total = med["churnclv run"][0]
     run_rss = max(r[2] for r in res["churnclv run"])

@@ -12,7 +12,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
 use churnclv::stages::shards::{
     shards_for, ShardPlan, HISTORY_BYTES_PER_ROW, LATEST_BYTES_PER_ROW, MAX_SHARDS,
-    SAMPLE_BYTES_PER_ROW, SCAN_FIXED_BYTES,
+    SAMPLE_BYTES_PER_ROW, SCAN_FIXED_BYTES, SCORE_BYTES_PER_ROW,
 };
 use common::{bin, ts};
 
@@ -207,6 +207,70 @@ fn sharded_runs_score_count_and_reject_exactly_as_one_pass() {
     assert_eq!(m["counts"]["rows_read"], footer_rows);
 }
 
+/// The `slice` of the log's "score" line (`None`: scored whole).
+fn slice_logged(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["stage"] == "score" && v["message"] == "scored")
+        .map(|v| v["slice"].as_u64())
+        .expect("a score line")
+}
+
+/// `run` scoring by slices (the score table never whole: its summary and cut points first,
+/// then each slice's rows built with the cuts and streamed into the publisher) writes the
+/// same bytes as scoring the whole table: scores.parquet, features.parquet, metrics.json,
+/// model.json and report.html. `--score-slice 1000` is rounded up to 1,024: three slices of
+/// the ~3,000 customers; a memory budget scores by slices of 65,536.
+#[test]
+fn runs_scored_by_slices_publish_the_bytes_of_one_score_table() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = input(dir.path());
+    let (whole, log) = run(dir.path(), "whole", &events, &[]);
+    assert_eq!(slice_logged(&log), None);
+    let (sliced, log) = run(dir.path(), "sliced", &events, &["--score-slice", "1000"]);
+    assert_eq!(slice_logged(&log), Some(1024));
+    let (budget, log) = run(dir.path(), "budget", &events, &["--memory-limit", "1GB"]);
+    assert_eq!(slice_logged(&log), Some(65536));
+    let customers = read(&common::table_file(&whole, "scores", AS_OF))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>();
+    assert!(customers > 2 * 1024, "{customers} customers: three slices");
+    let bytes = |out: &Path, file: PathBuf| {
+        std::fs::read(&file)
+            .unwrap_or_else(|e| panic!("{} ({}): {e}", file.display(), out.display()))
+    };
+    for other in [&sliced, &budget] {
+        for table in ["scores", "features"] {
+            assert_eq!(
+                bytes(&whole, common::table_file(&whole, table, AS_OF)),
+                bytes(other, common::table_file(other, table, AS_OF)),
+                "{table}.parquet of {}",
+                other.display()
+            );
+        }
+        for file in ["metrics.json", "model.json", "report.html"] {
+            assert_eq!(
+                bytes(&whole, common::run_dir(&whole, AS_OF).join(file)),
+                bytes(other, common::run_dir(other, AS_OF).join(file)),
+                "{file} of {}",
+                other.display()
+            );
+        }
+    }
+    // The tiers the summary counts are the ones written, row by row.
+    let m = metrics(&sliced);
+    let tiers = &columns(&sliced, "scores")["engagement_tier"];
+    for (name, t) in m["tiers"].as_object().expect("tiers") {
+        let written = tiers.iter().filter(|x| *x == name).count() as u64;
+        assert_eq!(t["customers"].as_u64(), Some(written), "{name}");
+    }
+    assert_eq!(
+        m["counts"]["customers_scored"].as_u64(),
+        Some(customers as u64)
+    );
+}
+
 #[test]
 fn the_budget_gives_the_shard_count_cuts_the_samples_or_refuses() {
     let rows = 10_000_000u64;
@@ -254,12 +318,28 @@ fn the_budget_gives_the_shard_count_cuts_the_samples_or_refuses() {
         e.to_string(),
         format!(
             "--memory-limit {} MiB is too small for 10000000 input rows: the scan needs ~160 MiB \
-             and the as-of table ~{} MiB besides the histories (~{} MiB, in at most 256 shards) \
-             and the training samples",
+             and the as-of table ~{} MiB besides the histories (~{} MiB, in at most 256 shards), \
+             the training samples and scoring (~{} MiB)",
             small >> 20,
             (rows * LATEST_BYTES_PER_ROW) >> 20,
-            histories >> 20
+            histories >> 20,
+            (rows * SCORE_BYTES_PER_ROW) >> 20
         )
+    );
+    // Room for a sample beside one of 256 shards' histories, but not for what scoring holds
+    // beside the as-of table (scoring comes after training: it needs no room beside the
+    // samples): refused, not a run that exceeds its budget.
+    let scoring = rows * SCORE_BYTES_PER_ROW;
+    let latest = rows * LATEST_BYTES_PER_ROW;
+    assert!(scoring > histories / u64::from(MAX_SHARDS) + 1);
+    let tight = SCAN_FIXED_BYTES + latest + scoring - 1;
+    let e = shards_for(rows, Some(tight), MAX_SHARDS).expect_err("no room to score");
+    assert!(e.to_string().contains("scoring (~19 MiB)"), "{e}");
+    assert_eq!(
+        shards_for(rows, Some(tight + 1), MAX_SHARDS)
+            .expect("room to score")
+            .shards,
+        MAX_SHARDS
     );
 }
 
@@ -342,7 +422,10 @@ fn a_customer_sample_trains_within_the_standard_errors_of_the_full_fit() {
         half.trained.evaluation.eval_customers as f64,
     );
     assert!((n_half / n_full - 0.5).abs() < 0.02, "{n_half} of {n_full}");
-    assert_eq!(full.scored.table.num_rows(), half.scored.table.num_rows());
+    assert_eq!(
+        full.scored.summary().tier.len(),
+        half.scored.summary().tier.len()
+    );
     assert_eq!(
         full.trained.value.transactions,
         half.trained.value.transactions

@@ -278,29 +278,6 @@ pub fn model_version(model_run_id: &str) -> String {
     format!("churnclv-{}+{model_run_id}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Applies the fitted models to the feature table at as-of (churn probability, reasons and
-/// BTYD outputs for customers who have bought — the models' population — `None` for the
-/// others), then the segments and tiers (the table's cutoff is the partition's as-of).
-pub fn score(
-    set: &FeatureTable,
-    churn: &ChurnModel,
-    value: &ValueModel,
-    spend: Option<&SpendChampion>,
-    horizon_days: u32,
-    tiers: &TierConfig,
-    model_version: &str,
-    run_id: &str,
-) -> Result<Scored, ScoreError> {
-    let models = Models {
-        churn,
-        value,
-        spend,
-        horizon_days,
-        model_version,
-    };
-    score_with(set, &models, tiers, run_id, None)
-}
-
 /// The models [`score_with`] applies.
 pub struct Models<'a> {
     pub churn: &'a ChurnModel,
@@ -451,9 +428,12 @@ fn model_outputs<'n>(
     })
 }
 
-/// [`score`], with the rank columns, VIPs and median CLV from the whole table's cut points
-/// when `cuts` is given (a bucket of it scored alone: `stages::sharded`), else ranked within
-/// `set`.
+/// Applies the fitted models to the feature table at as-of (churn probability, reasons and
+/// BTYD outputs for customers who have bought — the models' population — `None` for the
+/// others), then the segments and tiers (the table's cutoff is the partition's as-of): the
+/// rank columns, VIPs and median CLV from the whole table's cut points when `cuts` is given
+/// (a bucket or a slice of it scored alone: `stages::sharded`, [`score_slices`]), else ranked
+/// within `set`.
 pub fn score_with(
     set: &FeatureTable,
     models: &Models<'_>,

@@ -225,36 +225,78 @@ fn slice_logged(log: &str) -> Option<u64> {
 fn runs_scored_by_slices_publish_the_bytes_of_one_score_table() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = input(dir.path());
-    let (whole, log) = run(dir.path(), "whole", &events, &[]);
+    // An earlier run in each folder: the drift check compares with it (tier transitions by
+    // customer, the distributions of the scores), from the summary when scored by slices.
+    for (name, args) in [
+        ("whole", &[][..]),
+        ("sliced", &["--score-slice", "1000"][..]),
+        ("budget", &["--memory-limit", "1GB"][..]),
+    ] {
+        let o = bin()
+            .args([
+                "-q",
+                "run",
+                "--as-of",
+                "2025-11-30",
+                "--accept-drift",
+                "--events",
+            ])
+            .arg(&events)
+            .arg("--out")
+            .arg(dir.path().join(name))
+            .args(args)
+            .output()
+            .expect("earlier run");
+        assert_eq!(o.status.code(), Some(0), "{name}: {o:?}");
+    }
+    let accept = ["--accept-drift"];
+    let (whole, log) = run(dir.path(), "whole", &events, &accept);
     assert_eq!(slice_logged(&log), None);
-    let (sliced, log) = run(dir.path(), "sliced", &events, &["--score-slice", "1000"]);
+    let (sliced, log) = run(
+        dir.path(),
+        "sliced",
+        &events,
+        &["--accept-drift", "--score-slice", "1000"],
+    );
     assert_eq!(slice_logged(&log), Some(1024));
-    let (budget, log) = run(dir.path(), "budget", &events, &["--memory-limit", "1GB"]);
+    let (budget, log) = run(
+        dir.path(),
+        "budget",
+        &events,
+        &["--accept-drift", "--memory-limit", "1GB"],
+    );
     assert_eq!(slice_logged(&log), Some(65536));
     let customers = read(&common::table_file(&whole, "scores", AS_OF))
         .iter()
         .map(|b| b.num_rows())
         .sum::<usize>();
     assert!(customers > 2 * 1024, "{customers} customers: three slices");
-    let bytes = |out: &Path, file: PathBuf| {
-        std::fs::read(&file)
-            .unwrap_or_else(|e| panic!("{} ({}): {e}", file.display(), out.display()))
+    // Byte for byte (a short message, not the bytes, when they differ).
+    let same = |a: &Path, b: &Path, what: &str| {
+        let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let (x, y) = (read(a), read(b));
+        assert!(
+            x == y,
+            "{what}: {} ({} bytes) differs from {} ({} bytes)",
+            b.display(),
+            y.len(),
+            a.display(),
+            x.len()
+        );
     };
     for other in [&sliced, &budget] {
         for table in ["scores", "features"] {
-            assert_eq!(
-                bytes(&whole, common::table_file(&whole, table, AS_OF)),
-                bytes(other, common::table_file(other, table, AS_OF)),
-                "{table}.parquet of {}",
-                other.display()
+            same(
+                &common::table_file(&whole, table, AS_OF),
+                &common::table_file(other, table, AS_OF),
+                table,
             );
         }
         for file in ["metrics.json", "model.json", "report.html"] {
-            assert_eq!(
-                bytes(&whole, common::run_dir(&whole, AS_OF).join(file)),
-                bytes(other, common::run_dir(other, AS_OF).join(file)),
-                "{file} of {}",
-                other.display()
+            same(
+                &common::run_dir(&whole, AS_OF).join(file),
+                &common::run_dir(other, AS_OF).join(file),
+                file,
             );
         }
     }
@@ -268,6 +310,17 @@ fn runs_scored_by_slices_publish_the_bytes_of_one_score_table() {
     assert_eq!(
         m["counts"]["customers_scored"].as_u64(),
         Some(customers as u64)
+    );
+    // The drift check compared with the earlier run, tier transitions included.
+    assert_eq!(
+        m["drift"]["reference"]["as_of"], "2025-11-30",
+        "{}",
+        m["drift"]
+    );
+    assert!(
+        m["drift"]["tiers"]["transitions"].is_object(),
+        "{}",
+        m["drift"]["tiers"]
     );
 }
 

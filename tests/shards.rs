@@ -74,9 +74,14 @@ fn input(dir: &Path) -> PathBuf {
 
 /// Runs `run` with `args`; returns the output folder and stderr (JSON log).
 fn run(dir: &Path, name: &str, events: &Path, args: &[&str]) -> (PathBuf, String) {
+    run_at(AS_OF, dir, name, events, args)
+}
+
+/// [`run`] as of `as_of`.
+fn run_at(as_of: &str, dir: &Path, name: &str, events: &Path, args: &[&str]) -> (PathBuf, String) {
     let out = dir.join(name);
     let o = bin()
-        .args(["--log-format", "json", "run", "--as-of", AS_OF, "--events"])
+        .args(["--log-format", "json", "run", "--as-of", as_of, "--events"])
         .arg(events)
         .arg("--out")
         .arg(&out)
@@ -137,13 +142,20 @@ fn metrics(out: &Path) -> serde_json::Value {
     m
 }
 
-/// The `shards` of the log's "model inputs" line.
-fn shards_logged(log: &str) -> u64 {
+/// The first line of a JSON log that `is` accepts.
+fn log_line(log: &str, is: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["stage"] == "model inputs")
-        .find_map(|v| v["shards"].as_u64())
-        .expect("a model inputs line with shards")
+        .find(|v| is(v))
+}
+
+/// The `shards` of the log's "model inputs" line.
+fn shards_logged(log: &str) -> u64 {
+    log_line(log, |v| {
+        v["stage"] == "model inputs" && v["shards"].is_u64()
+    })
+    .and_then(|v| v["shards"].as_u64())
+    .expect("a model inputs line with shards")
 }
 
 #[test]
@@ -209,11 +221,9 @@ fn sharded_runs_score_count_and_reject_exactly_as_one_pass() {
 
 /// The `slice` of the log's "score" line (`None`: scored whole).
 fn slice_logged(log: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["stage"] == "score" && v["message"] == "scored")
-        .map(|v| v["slice"].as_u64())
-        .expect("a score line")
+    log_line(log, |v| v["stage"] == "score" && v["message"] == "scored").expect("a score line")
+        ["slice"]
+        .as_u64()
 }
 
 /// `run` scoring by slices (the score table never whole: its summary and cut points first,
@@ -225,48 +235,29 @@ fn slice_logged(log: &str) -> Option<u64> {
 fn runs_scored_by_slices_publish_the_bytes_of_one_score_table() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = input(dir.path());
+    // (folder, flags, the slice logged): whole, forced slices of 1,000 (→ 1,024), a budget.
+    let cases = [
+        ("whole", &[][..], None),
+        ("sliced", &["--score-slice", "1000"][..], Some(1024)),
+        ("budget", &["--memory-limit", "1GB"][..], Some(65536)),
+    ];
     // An earlier run in each folder: the drift check compares with it (tier transitions by
     // customer, the distributions of the scores), from the summary when scored by slices.
-    for (name, args) in [
-        ("whole", &[][..]),
-        ("sliced", &["--score-slice", "1000"][..]),
-        ("budget", &["--memory-limit", "1GB"][..]),
-    ] {
-        let o = bin()
-            .args([
-                "-q",
-                "run",
-                "--as-of",
-                "2025-11-30",
-                "--accept-drift",
-                "--events",
-            ])
-            .arg(&events)
-            .arg("--out")
-            .arg(dir.path().join(name))
-            .args(args)
-            .output()
-            .expect("earlier run");
-        assert_eq!(o.status.code(), Some(0), "{name}: {o:?}");
+    for (name, args, _) in cases {
+        let args = [&["--accept-drift"][..], args].concat();
+        run_at("2025-11-30", dir.path(), name, &events, &args);
     }
-    let accept = ["--accept-drift"];
-    let (whole, log) = run(dir.path(), "whole", &events, &accept);
-    assert_eq!(slice_logged(&log), None);
-    let (sliced, log) = run(
-        dir.path(),
-        "sliced",
-        &events,
-        &["--accept-drift", "--score-slice", "1000"],
-    );
-    assert_eq!(slice_logged(&log), Some(1024));
-    let (budget, log) = run(
-        dir.path(),
-        "budget",
-        &events,
-        &["--accept-drift", "--memory-limit", "1GB"],
-    );
-    assert_eq!(slice_logged(&log), Some(65536));
-    let customers = read(&common::table_file(&whole, "scores", AS_OF))
+    let outs: Vec<PathBuf> = cases
+        .iter()
+        .map(|(name, args, slice)| {
+            let args = [&["--accept-drift"][..], args].concat();
+            let (out, log) = run(dir.path(), name, &events, &args);
+            assert_eq!(slice_logged(&log), *slice, "{name}");
+            out
+        })
+        .collect();
+    let [whole, sliced, budget] = [&outs[0], &outs[1], &outs[2]];
+    let customers = read(&common::table_file(whole, "scores", AS_OF))
         .iter()
         .map(|b| b.num_rows())
         .sum::<usize>();
@@ -284,25 +275,25 @@ fn runs_scored_by_slices_publish_the_bytes_of_one_score_table() {
             x.len()
         );
     };
-    for other in [&sliced, &budget] {
+    for other in [sliced, budget] {
         for table in ["scores", "features"] {
             same(
-                &common::table_file(&whole, table, AS_OF),
+                &common::table_file(whole, table, AS_OF),
                 &common::table_file(other, table, AS_OF),
                 table,
             );
         }
         for file in ["metrics.json", "model.json", "report.html"] {
             same(
-                &common::run_dir(&whole, AS_OF).join(file),
+                &common::run_dir(whole, AS_OF).join(file),
                 &common::run_dir(other, AS_OF).join(file),
                 file,
             );
         }
     }
     // The tiers the summary counts are the ones written, row by row.
-    let m = metrics(&sliced);
-    let tiers = &columns(&sliced, "scores")["engagement_tier"];
+    let m = metrics(sliced);
+    let tiers = &columns(sliced, "scores")["engagement_tier"];
     for (name, t) in m["tiers"].as_object().expect("tiers") {
         let written = tiers.iter().filter(|x| *x == name).count() as u64;
         assert_eq!(t["customers"].as_u64(), Some(written), "{name}");

@@ -317,6 +317,35 @@ fn tier_input(row: &Features, churn_probability: Option<f64>, clv: Option<f64>) 
     }
 }
 
+/// Each row's engagement tier (an index of [`TIERS`]) and lifecycle stage: the VIPs and the
+/// median CLV from the whole table's `cuts`, else ranked within the rows.
+fn tiers_and_stages(
+    ids: &[Box<str>],
+    rows: &[Features],
+    churn_probability: &[Option<f64>],
+    clv: &[Option<f64>],
+    cuts: Option<&Cuts>,
+    horizon_days: f64,
+    cfg: &TierConfig,
+) -> (Vec<u8>, Vec<&'static str>) {
+    let inputs: Vec<TierInput> = (0..rows.len())
+        .map(|i| tier_input(&rows[i], churn_probability[i], clv[i]))
+        .collect();
+    let tier = match cuts {
+        None => assign_tiers(&inputs, horizon_days, cfg),
+        Some(c) => {
+            let vip: Vec<bool> = (0..rows.len()).map(|i| c.is_vip(clv[i], &ids[i])).collect();
+            assign_tiers_given(&inputs, &vip, c.clv_median, horizon_days, cfg)
+        }
+    };
+    let stages = inputs
+        .iter()
+        .map(|c| lifecycle_stage(c, horizon_days, cfg))
+        .collect();
+    // Seven tiers: an index fits a byte.
+    (tier.into_iter().map(|t| t as u8).collect(), stages)
+}
+
 /// The names the churn reasons are taken from: the champion's inputs.
 fn reason_names(churn: &ChurnModel) -> Vec<String> {
     if churn.boosted.is_some() {
@@ -478,21 +507,8 @@ fn score_rows(
             c.clv.bins_of(&clv, ids),
         ),
     };
-    let inputs: Vec<TierInput> = (0..n)
-        .map(|i| tier_input(&rows[i], churn_probability[i], clv[i]))
-        .collect();
     let h = f64::from(models.horizon_days);
-    let tier = match cuts {
-        None => assign_tiers(&inputs, h, tiers),
-        Some(c) => {
-            let vip: Vec<bool> = (0..n).map(|i| c.is_vip(clv[i], &ids[i])).collect();
-            assign_tiers_given(&inputs, &vip, c.clv_median, h, tiers)
-        }
-    };
-    let stages: Vec<&'static str> = inputs
-        .iter()
-        .map(|c| lifecycle_stage(c, h, tiers))
-        .collect();
+    let (tier, stages) = tiers_and_stages(ids, rows, &churn_probability, &clv, cuts, h, tiers);
 
     let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
     let int = |v: &[Option<u8>]| -> ArrayRef {
@@ -541,8 +557,16 @@ fn score_rows(
         real(&|s| s.expected_order_value),
         real(&|s| s.clv),
         int(&clv_decile),
-        text(tier.iter().map(|&t| Some(TIERS[t].0)).collect()),
-        text(tier.iter().map(|&t| Some(TIERS[t].1)).collect()),
+        text(
+            tier.iter()
+                .map(|&t| Some(TIERS[usize::from(t)].0))
+                .collect(),
+        ),
+        text(
+            tier.iter()
+                .map(|&t| Some(TIERS[usize::from(t)].1))
+                .collect(),
+        ),
         text(reasons.iter().map(|r| r[0]).collect()),
         text(reasons.iter().map(|r| r[1]).collect()),
         text(reasons.iter().map(|r| r[2]).collect()),
@@ -550,7 +574,6 @@ fn score_rows(
         Arc::new(StringArray::from(vec![run_id; n])),
     ];
     let table = RecordBatch::try_new(scores_schema(), columns)?;
-    let tier = tier.iter().map(|&t| t as u8).collect();
     Ok(Scored {
         table,
         summary: summarise(
@@ -604,15 +627,11 @@ pub fn summary_by_slices(
     let h = f64::from(models.horizon_days);
     let mut tier = Vec::with_capacity(n);
     let mut stages = Vec::with_capacity(n);
-    for range in slices_of(n, slice) {
-        let inputs: Vec<TierInput> = range
-            .clone()
-            .map(|i| tier_input(&rows[i], churn_probability[i], clv[i]))
-            .collect();
-        let vip: Vec<bool> = range.map(|i| cuts.is_vip(clv[i], &ids[i])).collect();
-        let given = assign_tiers_given(&inputs, &vip, cuts.clv_median, h, tiers);
-        tier.extend(given.into_iter().map(|t| t as u8));
-        stages.extend(inputs.iter().map(|c| lifecycle_stage(c, h, tiers)));
+    for r in slices_of(n, slice) {
+        let (p, c) = (&churn_probability[r.clone()], &clv[r.clone()]);
+        let (t, s) = tiers_and_stages(&ids[r.clone()], &rows[r], p, c, Some(&cuts), h, tiers);
+        tier.extend(t);
+        stages.extend(s);
     }
     let summary = summarise(
         rows,

@@ -122,10 +122,25 @@ pub struct RankKeys {
 impl Cuts {
     /// The cuts of every customer's keys (each customer once; any order).
     pub fn of(keys: &[(Box<str>, RankKeys)], vip_top_share: f64) -> Cuts {
+        Cuts::of_each(
+            keys.len(),
+            |i| keys[i].0.as_ref(),
+            |i| keys[i].1,
+            vip_top_share,
+        )
+    }
+
+    /// The cuts of `n` customers, the `i`th with id `id(i)` and keys `key(i)` (each customer
+    /// once; any order): the keys are read a column at a time, never held all at once.
+    pub fn of_each<'a>(
+        n: usize,
+        id: impl Fn(usize) -> &'a str,
+        key: impl Fn(usize) -> RankKeys,
+        vip_top_share: f64,
+    ) -> Cuts {
         let column = |f: &dyn Fn(&RankKeys) -> Option<f64>| {
-            let mut v: Vec<(f64, &str)> = keys
-                .iter()
-                .filter_map(|(id, k)| f(k).map(|x| (x, id.as_ref())))
+            let mut v: Vec<(f64, &str)> = (0..n)
+                .filter_map(|i| f(&key(i)).map(|x| (x, id(i))))
                 .collect();
             v.sort_unstable_by(|a, b| cmp_key(*a, *b));
             v
@@ -138,7 +153,7 @@ impl Cuts {
             .map(|r| Key::of(clv[descending(&clv)[r]]));
         let clv_median = clv.get(clv.len() / 2).map_or(0.0, |k| k.0);
         Cuts {
-            customers: keys.len() as u64,
+            customers: n as u64,
             recency: RankCuts::of_sorted(&column(&|k| k.recency), 5),
             frequency: RankCuts::of_sorted(&column(&|k| k.frequency), 5),
             monetary: RankCuts::of_sorted(&column(&|k| k.monetary), 5),

@@ -62,6 +62,9 @@ pub struct Request {
     pub min_auc: Option<f64>,
     /// `run --memory-limit M`: overrides `run.memory_limit`.
     pub memory_limit: Option<String>,
+    /// `run --score-slice N` (hidden, for tests): score and publish by slices of N customers
+    /// even without a memory budget.
+    pub score_slice: Option<usize>,
     /// `score --model FILE`.
     pub model: Option<PathBuf>,
     /// Output paths, checked first; folders of kind [`OutputKind::Folder`] are created at
@@ -145,6 +148,10 @@ pub struct Plan {
     pub min_auc: Option<f64>,
     /// The memory budget in bytes: `--memory-limit`, else `run.memory_limit`.
     pub memory_limit: Option<u64>,
+    /// `run` scores and publishes by slices of this many customers, never holding the whole
+    /// score table: under a memory budget ([`crate::stages::shards::SCORE_SLICE`]), or as
+    /// `--score-slice` says; `None`: the score table is built whole.
+    pub score_slice: Option<usize>,
 }
 
 impl Plan {
@@ -191,6 +198,15 @@ impl Plan {
                     .bytes(),
             ),
             None => config.run.memory_limit.as_ref().map(|m| m.bytes()),
+        };
+        if req.score_slice == Some(0) {
+            return Err(Error::Usage("--score-slice: at least 1 customer".into()));
+        }
+        let score_slice = {
+            use crate::stages::shards::{SCORE_SLICE, SLICE_MULTIPLE};
+            req.score_slice
+                .map(|n| n.div_ceil(SLICE_MULTIPLE) * SLICE_MULTIPLE)
+                .or(memory_limit.map(|_| SCORE_SLICE))
         };
         if let Some(x) = req.min_auc {
             if !(0.0..=1.0).contains(&x) {
@@ -260,6 +276,7 @@ impl Plan {
             label_horizon_days,
             min_auc: req.min_auc,
             memory_limit,
+            score_slice,
         })
     }
 

@@ -12,7 +12,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray};
 use churnclv::stages::shards::{
     shards_for, ShardPlan, HISTORY_BYTES_PER_ROW, LATEST_BYTES_PER_ROW, MAX_SHARDS,
-    SAMPLE_BYTES_PER_ROW, SCAN_FIXED_BYTES,
+    SAMPLE_BYTES_PER_ROW, SCAN_FIXED_BYTES, SCORE_BYTES_PER_ROW,
 };
 use common::{bin, ts};
 
@@ -74,9 +74,14 @@ fn input(dir: &Path) -> PathBuf {
 
 /// Runs `run` with `args`; returns the output folder and stderr (JSON log).
 fn run(dir: &Path, name: &str, events: &Path, args: &[&str]) -> (PathBuf, String) {
+    run_at(AS_OF, dir, name, events, args)
+}
+
+/// [`run`] as of `as_of`.
+fn run_at(as_of: &str, dir: &Path, name: &str, events: &Path, args: &[&str]) -> (PathBuf, String) {
     let out = dir.join(name);
     let o = bin()
-        .args(["--log-format", "json", "run", "--as-of", AS_OF, "--events"])
+        .args(["--log-format", "json", "run", "--as-of", as_of, "--events"])
         .arg(events)
         .arg("--out")
         .arg(&out)
@@ -137,13 +142,20 @@ fn metrics(out: &Path) -> serde_json::Value {
     m
 }
 
-/// The `shards` of the log's "model inputs" line.
-fn shards_logged(log: &str) -> u64 {
+/// The first line of a JSON log that `is` accepts.
+fn log_line(log: &str, is: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["stage"] == "model inputs")
-        .find_map(|v| v["shards"].as_u64())
-        .expect("a model inputs line with shards")
+        .find(|v| is(v))
+}
+
+/// The `shards` of the log's "model inputs" line.
+fn shards_logged(log: &str) -> u64 {
+    log_line(log, |v| {
+        v["stage"] == "model inputs" && v["shards"].is_u64()
+    })
+    .and_then(|v| v["shards"].as_u64())
+    .expect("a model inputs line with shards")
 }
 
 #[test]
@@ -207,6 +219,102 @@ fn sharded_runs_score_count_and_reject_exactly_as_one_pass() {
     assert_eq!(m["counts"]["rows_read"], footer_rows);
 }
 
+/// The `slice` of the log's "score" line (`None`: scored whole).
+fn slice_logged(log: &str) -> Option<u64> {
+    log_line(log, |v| v["stage"] == "score" && v["message"] == "scored").expect("a score line")
+        ["slice"]
+        .as_u64()
+}
+
+/// `run` scoring by slices (the score table never whole: its summary and cut points first,
+/// then each slice's rows built with the cuts and streamed into the publisher) writes the
+/// same bytes as scoring the whole table: scores.parquet, features.parquet, metrics.json,
+/// model.json and report.html. `--score-slice 1000` is rounded up to 1,024: three slices of
+/// the ~3,000 customers; a memory budget scores by slices of 65,536.
+#[test]
+fn runs_scored_by_slices_publish_the_bytes_of_one_score_table() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = input(dir.path());
+    // (folder, flags, the slice logged): whole, forced slices of 1,000 (→ 1,024), a budget.
+    let cases = [
+        ("whole", &[][..], None),
+        ("sliced", &["--score-slice", "1000"][..], Some(1024)),
+        ("budget", &["--memory-limit", "1GB"][..], Some(65536)),
+    ];
+    // An earlier run in each folder: the drift check compares with it (tier transitions by
+    // customer, the distributions of the scores), from the summary when scored by slices.
+    for (name, args, _) in cases {
+        let args = [&["--accept-drift"][..], args].concat();
+        run_at("2025-11-30", dir.path(), name, &events, &args);
+    }
+    let outs: Vec<PathBuf> = cases
+        .iter()
+        .map(|(name, args, slice)| {
+            let args = [&["--accept-drift"][..], args].concat();
+            let (out, log) = run(dir.path(), name, &events, &args);
+            assert_eq!(slice_logged(&log), *slice, "{name}");
+            out
+        })
+        .collect();
+    let [whole, sliced, budget] = [&outs[0], &outs[1], &outs[2]];
+    let customers = read(&common::table_file(whole, "scores", AS_OF))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>();
+    assert!(customers > 2 * 1024, "{customers} customers: three slices");
+    // Byte for byte (a short message, not the bytes, when they differ).
+    let same = |a: &Path, b: &Path, what: &str| {
+        let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let (x, y) = (read(a), read(b));
+        assert!(
+            x == y,
+            "{what}: {} ({} bytes) differs from {} ({} bytes)",
+            b.display(),
+            y.len(),
+            a.display(),
+            x.len()
+        );
+    };
+    for other in [sliced, budget] {
+        for table in ["scores", "features"] {
+            same(
+                &common::table_file(whole, table, AS_OF),
+                &common::table_file(other, table, AS_OF),
+                table,
+            );
+        }
+        for file in ["metrics.json", "model.json", "report.html"] {
+            same(
+                &common::run_dir(whole, AS_OF).join(file),
+                &common::run_dir(other, AS_OF).join(file),
+                file,
+            );
+        }
+    }
+    // The tiers the summary counts are the ones written, row by row.
+    let m = metrics(sliced);
+    let tiers = &columns(sliced, "scores")["engagement_tier"];
+    for (name, t) in m["tiers"].as_object().expect("tiers") {
+        let written = tiers.iter().filter(|x| *x == name).count() as u64;
+        assert_eq!(t["customers"].as_u64(), Some(written), "{name}");
+    }
+    assert_eq!(
+        m["counts"]["customers_scored"].as_u64(),
+        Some(customers as u64)
+    );
+    // The drift check compared with the earlier run, tier transitions included.
+    assert_eq!(
+        m["drift"]["reference"]["as_of"], "2025-11-30",
+        "{}",
+        m["drift"]
+    );
+    assert!(
+        m["drift"]["tiers"]["transitions"].is_object(),
+        "{}",
+        m["drift"]["tiers"]
+    );
+}
+
 #[test]
 fn the_budget_gives_the_shard_count_cuts_the_samples_or_refuses() {
     let rows = 10_000_000u64;
@@ -254,12 +362,28 @@ fn the_budget_gives_the_shard_count_cuts_the_samples_or_refuses() {
         e.to_string(),
         format!(
             "--memory-limit {} MiB is too small for 10000000 input rows: the scan needs ~160 MiB \
-             and the as-of table ~{} MiB besides the histories (~{} MiB, in at most 256 shards) \
-             and the training samples",
+             and the as-of table ~{} MiB besides the histories (~{} MiB, in at most 256 shards), \
+             the training samples and scoring (~{} MiB)",
             small >> 20,
             (rows * LATEST_BYTES_PER_ROW) >> 20,
-            histories >> 20
+            histories >> 20,
+            (rows * SCORE_BYTES_PER_ROW) >> 20
         )
+    );
+    // Room for a sample beside one of 256 shards' histories, but not for what scoring holds
+    // beside the as-of table (scoring comes after training: it needs no room beside the
+    // samples): refused, not a run that exceeds its budget.
+    let scoring = rows * SCORE_BYTES_PER_ROW;
+    let latest = rows * LATEST_BYTES_PER_ROW;
+    assert!(scoring > histories / u64::from(MAX_SHARDS) + 1);
+    let tight = SCAN_FIXED_BYTES + latest + scoring - 1;
+    let e = shards_for(rows, Some(tight), MAX_SHARDS).expect_err("no room to score");
+    assert!(e.to_string().contains("scoring (~19 MiB)"), "{e}");
+    assert_eq!(
+        shards_for(rows, Some(tight + 1), MAX_SHARDS)
+            .expect("room to score")
+            .shards,
+        MAX_SHARDS
     );
 }
 
@@ -342,7 +466,10 @@ fn a_customer_sample_trains_within_the_standard_errors_of_the_full_fit() {
         half.trained.evaluation.eval_customers as f64,
     );
     assert!((n_half / n_full - 0.5).abs() < 0.02, "{n_half} of {n_full}");
-    assert_eq!(full.scored.table.num_rows(), half.scored.table.num_rows());
+    assert_eq!(
+        full.scored.summary().tier.len(),
+        half.scored.summary().tier.len()
+    );
     assert_eq!(
         full.trained.value.transactions,
         half.trained.value.transactions

@@ -49,6 +49,11 @@ pub struct Args {
     /// DIR/_drift/as_of=YYYY-MM-DD/<run_id>.json.
     #[arg(long)]
     pub accept_drift: bool,
+    /// Testing knob: score and publish by slices of N customers, rounded up to a multiple
+    /// of 1,024 (as under --memory-limit, whose slices are 65,536 customers), even without a
+    /// memory budget. Same outputs.
+    #[arg(long, value_name = "N", hide = true)]
+    pub score_slice: Option<usize>,
 }
 
 pub fn run(args: Args) -> churnclv::Result<()> {
@@ -71,6 +76,7 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         horizon: args.horizon,
         min_auc: args.min_auc,
         memory_limit: args.memory_limit,
+        score_slice: args.score_slice,
         outputs,
         ..args.input.request()
     })?;

@@ -14,13 +14,17 @@ use crate::labels::Cutoffs;
 use crate::plan::{Inputs, Plan};
 use arrow_array::RecordBatch;
 
+use crate::cuts::Cuts;
 use crate::io::ScanStats;
 use crate::models::value::ValueInputs;
 use crate::stages::drift;
 use crate::stages::features::{self, ModelInputs, TableSpec};
 use crate::stages::metrics::{Counts, CustomerSample};
-use crate::stages::publish::{self, Partition, Provenance};
-use crate::stages::score::{model_version, score as score_table, score_saved, Scored};
+use crate::stages::publish::{self, Partition, Provenance, Table};
+use crate::stages::score::{
+    model_version, score_saved, score_slices, score_with, summary_by_slices, Models, Scored,
+    Summary,
+};
 use crate::stages::shards;
 use crate::stages::summary::{console_summary, report_page, training_summary};
 use crate::stages::train::{self, Trained, TrainingData};
@@ -68,9 +72,43 @@ pub struct Modelled {
     pub trained: Trained,
     /// The as-of table (every customer): scored and published.
     pub latest: FeatureTable,
-    pub scored: Scored,
+    pub scored: Scores,
     pub stats: ScanStats,
     pub rejects: Vec<RecordBatch>,
+}
+
+/// The as-of table's scores as `run` holds them before publishing.
+pub enum Scores {
+    /// The whole score table (no memory budget).
+    Whole(Scored),
+    /// Scored by slices ([`Plan::score_slice`]): the summary and the whole table's cut
+    /// points; the rows are built slice by slice as they are published, with the cuts.
+    Slices {
+        summary: Summary,
+        cuts: Cuts,
+        slice: usize,
+    },
+}
+
+impl Scores {
+    /// What metrics.json, the report and the drift check read.
+    pub fn summary(&self) -> &Summary {
+        match self {
+            Scores::Whole(s) => &s.summary,
+            Scores::Slices { summary, .. } => summary,
+        }
+    }
+}
+
+/// The fitted models as scoring applies them.
+fn models<'a>(trained: &'a Trained, version: &'a str) -> Models<'a> {
+    Models {
+        churn: &trained.churn,
+        value: &trained.value,
+        spend: trained.spend.as_ref(),
+        horizon_days: trained.cutoffs.horizon_days,
+        model_version: version,
+    }
 }
 
 /// The features stage of `run`: the scan of [`tables`] reduced to the models' inputs, its
@@ -146,20 +184,25 @@ pub fn model_stages(
 
     stage("score: scoring as of the cutoff");
     let t = Instant::now();
-    let scored = score_table(
-        &latest,
-        &trained.churn,
-        &trained.value,
-        trained.spend.as_ref(),
-        c.horizon_days,
-        &plan.config.tiers,
-        &model_version(run_id),
-        run_id,
-    )?;
+    let version = model_version(run_id);
+    let m = models(&trained, &version);
+    let tiers = &plan.config.tiers;
+    let scored = match plan.score_slice {
+        None => Scores::Whole(score_with(&latest, &m, tiers, run_id, None)?),
+        Some(slice) => {
+            let (summary, cuts) = summary_by_slices(&latest, &m, tiers, slice)?;
+            Scores::Slices {
+                summary,
+                cuts,
+                slice,
+            }
+        }
+    };
     tracing::info!(
         stage = "score",
         customers = latest.len(),
-        with_probability = scored.with_probability,
+        with_probability = scored.summary().with_probability,
+        slice = plan.score_slice,
         duration_ms = t.elapsed().as_millis() as u64,
         "scored"
     );
@@ -214,14 +257,15 @@ pub fn run(
 
     stage("publish: writing the partition");
     let t = Instant::now();
+    let summary = scored.summary();
     let counts = Counts {
         customers_scored: latest.len(),
-        customers_with_churn_probability: scored.with_probability,
+        customers_with_churn_probability: summary.with_probability,
         rows_read: stats.rows_read,
         rows_used: stats.rows_used,
         rows_rejected: stats.rows_rejected,
     };
-    let mut metrics = trained.metrics(&run_id, Some((&scored, counts)));
+    let mut metrics = trained.metrics(&run_id, Some((summary, counts)));
     // Drift against the runs published before this as-of: exit 3 here publishes nothing.
     let governance = drift::govern(
         &drift::Check {
@@ -235,14 +279,28 @@ pub fn run(
             stats: &stats,
             latest: &latest,
             trained: &trained,
-            scored: &scored,
+            scored: summary,
         },
     )?;
     metrics.drift = Some(&governance.drift);
     metrics.profile = Some(&governance.profile);
-    let page = report_page(&trained, &scored, &counts, &run_id)?;
+    let page = report_page(&trained, summary, &counts, &run_id)?;
     let page = governance.add_to_report(page, lock.dir(), c.as_of, &run_id)?;
     let model = trained.saved_model(&run_id, &metrics)?;
+    let version = model_version(&run_id);
+    let m = models(&trained, &version);
+    let scores = match &scored {
+        Scores::Whole(s) => Table::Whole(&s.table),
+        Scores::Slices { cuts, slice, .. } => {
+            let tiers = &plan.config.tiers;
+            // Each slice's outputs were checked when the summary was made: an error here
+            // is the writer's (the score table's Arrow columns).
+            Table::Stream(Box::new(
+                score_slices(&latest, &m, tiers, &run_id, cuts, *slice)
+                    .map(|b| b.map_err(|e| arrow_schema::ArrowError::ExternalError(Box::new(e)))),
+            ))
+        }
+    };
     let target = publish::publish(
         &lock,
         c.as_of,
@@ -257,7 +315,7 @@ pub fn run(
             config: Some(&plan.config),
         },
         Partition {
-            scores: &scored.table,
+            scores,
             features: &latest,
             rejects: Some(&rejects),
             metrics: Some(&metrics),
@@ -279,7 +337,7 @@ pub fn run(
         &run_id,
         &stats,
         &trained,
-        &scored,
+        summary,
         &counts,
         started.elapsed(),
     );
@@ -345,7 +403,7 @@ pub fn score(
             config: None,
         },
         Partition {
-            scores: &scored.table,
+            scores: Table::Whole(&scored.table),
             features: table,
             rejects: from_events.map(|(_, s)| s.rejects.as_slice()),
             metrics: None,

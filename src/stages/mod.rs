@@ -17,8 +17,10 @@
 //!        │                    customer split, baselines, spend model, BTYD evaluation,
 //!        │                    final refits     churnclv train ─► model.json, metrics.json
 //!        ▼
-//!  score::score ───────────── fitted (or saved) models + the as-of table ─► Scored
-//!        │                    (scores, segments, tiers, KPIs)
+//!  score::score_with ──────── fitted (or saved) models + the as-of table ─► Scored
+//!        │                    (scores, segments, tiers, KPIs); under a memory budget
+//!        │                    summary_by_slices (Summary + Cuts), the rows by slices
+//!        │                    (score_slices) only as publish writes them
 //!        │                                     churnclv score --features F --model M
 //!        ▼
 //!  drift::govern ──────────── this run's profile against the latest earlier published run:

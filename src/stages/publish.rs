@@ -150,7 +150,9 @@ pub struct Provenance<'a> {
 
 /// The files of one partition.
 pub struct Partition<'a> {
-    pub scores: &'a RecordBatch,
+    /// The score table: whole, or streamed in customer_id order (`run` under a memory
+    /// budget builds it by slices as it is written).
+    pub scores: Table<'a, &'a RecordBatch>,
     /// Written without label columns, with its cutoff in the metadata.
     pub features: &'a FeatureTable,
     /// The rejected input rows (when events were read).
@@ -179,14 +181,14 @@ pub fn publish(
     from: Provenance<'_>,
     files: Partition<'_>,
 ) -> Result<PathBuf> {
-    let (scores, features) = (Table::Whole(files.scores), Table::Whole(files.features));
+    let features = Table::Whole(files.features);
     let rest = Rest {
         rejects: files.rejects,
         metrics: files.metrics,
         report: files.report,
         model: files.model,
     };
-    publish_rows(lock, as_of, from, scores, features, rest)
+    publish_rows(lock, as_of, from, files.scores, features, rest)
 }
 
 /// Batches made one at a time (a merge's output).
@@ -222,8 +224,9 @@ struct Rest<'a> {
     model: &'a SavedModel,
 }
 
-/// A table's rows: in memory, or streamed.
-enum Table<'a, T> {
+/// A table's rows: in memory, or streamed (the same file either way: row groups of the
+/// same rows, `io::output::write_parquet_direct_grouped`).
+pub enum Table<'a, T> {
     Whole(T),
     Stream(BatchStream<'a>),
 }

@@ -13,7 +13,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cuts::Cuts;
+use crate::cuts::{Cuts, RankKeys};
 use crate::features::{FeatureTable, Features};
 use crate::models::buy_again::{self, BuyAgainChurn};
 use crate::models::churn::{logged_matrix, FEATURES};
@@ -150,13 +150,13 @@ pub struct Kpis {
 }
 
 fn kpis(
-    set: &FeatureTable,
+    rows: &[Features],
     members: &[usize],
     stages: &[&'static str],
     churn: &[Option<f64>],
     clv: &[Option<f64>],
 ) -> Kpis {
-    let rows = || members.iter().map(|&i| &set.rows[i]);
+    let rows = || members.iter().map(|&i| &rows[i]);
     let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
     let buyers = rows().filter(|r| r.has_purchase()).count() as f64;
     let purchases: f64 = rows().map(|r| r.n_purchases as f64).sum();
@@ -187,44 +187,95 @@ fn kpis(
     }
 }
 
-/// The scored table, its tier summary and KPIs.
+/// The scored table and what it sums up.
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub table: RecordBatch,
+    pub summary: Summary,
+}
+
+/// What metrics.json, the report, the console summary and the drift profile read of a score
+/// table: its tier summary and KPIs, and three compact numbers per customer (in the feature
+/// table's row order). The same whether the table was built whole ([`score_with`]) or by
+/// slices ([`summary_by_slices`]): `run` under a memory budget never holds the whole table.
+#[derive(Debug, Clone)]
+pub struct Summary {
     /// Every tier, in priority order (empty tiers included).
     pub tiers: BTreeMap<&'static str, TierStats>,
     /// KPIs of all scored customers and of each tier.
     pub kpis: Kpis,
     pub kpis_by_tier: BTreeMap<&'static str, Kpis>,
     pub with_probability: usize,
+    /// `churn_probability` of each customer (`None`: not a buyer).
+    pub churn_probability: Vec<Option<f64>>,
+    /// `clv` of each customer (`None`: not a buyer).
+    pub clv: Vec<Option<f64>>,
+    /// `engagement_tier` of each customer, an index of [`TIERS`].
+    pub tier: Vec<u8>,
+}
+
+impl Summary {
+    /// The engagement tier name of row `i`.
+    pub fn tier_name(&self, i: usize) -> &'static str {
+        TIERS[usize::from(self.tier[i])].0
+    }
+}
+
+/// The summary of `rows` scored: `tier[i]` and `stages[i]` of each row from its churn
+/// probability and CLV.
+fn summarise(
+    rows: &[Features],
+    churn_probability: Vec<Option<f64>>,
+    clv: Vec<Option<f64>>,
+    tier: Vec<u8>,
+    stages: &[&'static str],
+    with_probability: usize,
+) -> Summary {
+    let n = rows.len();
+    let all: Vec<usize> = (0..n).collect();
+    let kpis_all = kpis(rows, &all, stages, &churn_probability, &clv);
+    drop(all);
+    let mut kpis_by_tier = BTreeMap::new();
+    let mut summary: BTreeMap<&'static str, TierStats> = BTreeMap::new();
+    for (t, (name, action)) in TIERS.iter().enumerate() {
+        let members: Vec<usize> = (0..n).filter(|&i| usize::from(tier[i]) == t).collect();
+        kpis_by_tier.insert(
+            *name,
+            kpis(rows, &members, stages, &churn_probability, &clv),
+        );
+        let mean = |v: &dyn Fn(usize) -> Option<f64>| {
+            let xs: Vec<f64> = members.iter().filter_map(|&i| v(i)).collect();
+            (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+        };
+        summary.insert(
+            name,
+            TierStats {
+                customers: members.len(),
+                share: if n == 0 {
+                    0.0
+                } else {
+                    members.len() as f64 / n as f64
+                },
+                next_best_action: action,
+                mean_clv: mean(&|i| clv[i]),
+                mean_churn_probability: mean(&|i| churn_probability[i]),
+            },
+        );
+    }
+    Summary {
+        tiers: summary,
+        kpis: kpis_all,
+        kpis_by_tier,
+        with_probability,
+        churn_probability,
+        clv,
+        tier,
+    }
 }
 
 /// Identifies what scored a row: crate version and the run that fitted the models.
 pub fn model_version(model_run_id: &str) -> String {
     format!("churnclv-{}+{model_run_id}", env!("CARGO_PKG_VERSION"))
-}
-
-/// Applies the fitted models to the feature table at as-of (churn probability, reasons and
-/// BTYD outputs for customers who have bought — the models' population — `None` for the
-/// others), then the segments and tiers (the table's cutoff is the partition's as-of).
-pub fn score(
-    set: &FeatureTable,
-    churn: &ChurnModel,
-    value: &ValueModel,
-    spend: Option<&SpendChampion>,
-    horizon_days: u32,
-    tiers: &TierConfig,
-    model_version: &str,
-    run_id: &str,
-) -> Result<Scored, ScoreError> {
-    let models = Models {
-        churn,
-        value,
-        spend,
-        horizon_days,
-        model_version,
-    };
-    score_with(set, &models, tiers, run_id, None)
 }
 
 /// The models [`score_with`] applies.
@@ -237,49 +288,108 @@ pub struct Models<'a> {
     pub model_version: &'a str,
 }
 
-/// The rank keys of a feature table's rows (−recency, purchase days and monetary total of
-/// buyers), as the score table's r/f/m quintiles rank them.
-pub fn rank_keys(set: &FeatureTable) -> [Vec<Option<f64>>; 3] {
-    let buyer = |v: f64, i: usize| set.rows[i].has_purchase().then_some(v);
-    let n = set.rows.len();
+/// One row's rank keys (−recency, purchase days and monetary total of buyers), as the score
+/// table's r/f/m quintiles rank them.
+pub fn rank_key_of(row: &Features) -> [Option<f64>; 3] {
+    let buyer = |v: f64| row.has_purchase().then_some(v);
     [
-        (0..n)
-            .map(|i| set.rows[i].recency_days.map(|d| -d))
-            .collect(),
-        (0..n)
-            .map(|i| buyer(set.rows[i].purchase_days as f64, i))
-            .collect(),
-        (0..n)
-            .map(|i| buyer(set.rows[i].monetary_total, i))
-            .collect(),
+        row.recency_days.map(|d| -d),
+        buyer(row.purchase_days as f64),
+        buyer(row.monetary_total),
     ]
 }
 
-/// [`score`], with the rank columns, VIPs and median CLV from the whole table's cut points
-/// when `cuts` is given (a bucket of it scored alone: `stages::sharded`), else ranked within
-/// `set`.
-pub fn score_with(
-    set: &FeatureTable,
-    models: &Models<'_>,
-    tiers: &TierConfig,
-    run_id: &str,
+/// The rank keys ([`rank_key_of`]) of a feature table's rows, by column.
+pub fn rank_keys(set: &FeatureTable) -> [Vec<Option<f64>>; 3] {
+    let column = |k: usize| set.rows.iter().map(|r| rank_key_of(r)[k]).collect();
+    [column(0), column(1), column(2)]
+}
+
+/// What the tiers and the lifecycle stage read of a scored row.
+fn tier_input(row: &Features, churn_probability: Option<f64>, clv: Option<f64>) -> TierInput {
+    TierInput {
+        purchase_days: row.purchase_days,
+        recency_days: row.recency_days,
+        tenure_days: row.tenure_days,
+        days_since_cart_abandonment: row.days_since_cart_abandonment,
+        churn_probability,
+        clv,
+    }
+}
+
+/// Each row's engagement tier (an index of [`TIERS`]) and lifecycle stage: the VIPs and the
+/// median CLV from the whole table's `cuts`, else ranked within the rows.
+fn tiers_and_stages(
+    ids: &[Box<str>],
+    rows: &[Features],
+    churn_probability: &[Option<f64>],
+    clv: &[Option<f64>],
     cuts: Option<&Cuts>,
-) -> Result<Scored, ScoreError> {
+    horizon_days: f64,
+    cfg: &TierConfig,
+) -> (Vec<u8>, Vec<&'static str>) {
+    let inputs: Vec<TierInput> = (0..rows.len())
+        .map(|i| tier_input(&rows[i], churn_probability[i], clv[i]))
+        .collect();
+    let tier = match cuts {
+        None => assign_tiers(&inputs, horizon_days, cfg),
+        Some(c) => {
+            let vip: Vec<bool> = (0..rows.len()).map(|i| c.is_vip(clv[i], &ids[i])).collect();
+            assign_tiers_given(&inputs, &vip, c.clv_median, horizon_days, cfg)
+        }
+    };
+    let stages = inputs
+        .iter()
+        .map(|c| lifecycle_stage(c, horizon_days, cfg))
+        .collect();
+    // Seven tiers: an index fits a byte.
+    (tier.into_iter().map(|t| t as u8).collect(), stages)
+}
+
+/// The names the churn reasons are taken from: the champion's inputs.
+fn reason_names(churn: &ChurnModel) -> Vec<String> {
+    if churn.boosted.is_some() {
+        FEATURES.iter().map(|f| f.to_string()).collect()
+    } else if churn.btyd_buy_again.is_some() {
+        buy_again::INPUTS.iter().map(|f| f.to_string()).collect()
+    } else {
+        churn.features.iter().map(|f| f.name.clone()).collect()
+    }
+}
+
+/// The models' outputs for some rows (`None` for the rows that are not buyers), checked.
+struct ModelOutputs<'n> {
+    with_probability: usize,
+    churn_probability: Vec<Option<f64>>,
+    values: Vec<Option<ValueScores>>,
+    /// Borrowed from [`reason_names`]: no string per customer until the column.
+    reasons: Vec<[Option<&'n str>; 3]>,
+}
+
+/// Applies the fitted models to `rows` (ids `ids`): churn probability, reasons and BTYD / CLV
+/// outputs of each buyer. Row by row: the outputs of a row do not depend on the others.
+fn model_outputs<'n>(
+    ids: &[Box<str>],
+    rows: &[Features],
+    models: &Models<'_>,
+    names: &'n [String],
+) -> Result<ModelOutputs<'n>, ScoreError> {
     let Models {
         churn,
         value,
         spend,
         horizon_days,
-        model_version,
+        ..
     } = *models;
-    let n = set.rows.len();
+    let n = rows.len();
     // The buyers (the models' population) and their value inputs.
     let (buyers, value_inputs): (Vec<usize>, Vec<ValueInputs>) = (0..n)
-        .filter_map(|i| ValueInputs::of(&set.rows[i]).map(|v| (i, v)))
+        .filter_map(|i| ValueInputs::of(&rows[i]).map(|v| (i, v)))
         .unzip();
-    let rows: Vec<&Features> = buyers.iter().map(|&i| &set.rows[i]).collect();
+    let buyer_rows: Vec<&Features> = buyers.iter().map(|&i| &rows[i]).collect();
     // Logged once (in parallel): every model reads these rows.
-    let logged = logged_matrix(&rows);
+    let logged = logged_matrix(&buyer_rows);
+    drop(buyer_rows);
     // The value champion, when a supervised spend model won the run's value selection: its
     // expected spend over the horizon, discounted with the BTYD timing, is the CLV.
     let spend_h = spend.map(|s| s.predict_logged(&logged)).transpose()?;
@@ -307,18 +417,12 @@ pub fn score_with(
         (None, None, Some(z)) => churn.predict_standardised(z),
         (None, None, None) => Vec::new(),
     };
-    let names: Vec<String> = match (&boosted, &buy_again) {
-        (Some(_), _) => FEATURES.iter().map(|f| f.to_string()).collect(),
-        (None, Some(_)) => buy_again::INPUTS.iter().map(|f| f.to_string()).collect(),
-        (None, None) => churn.features.iter().map(|f| f.name.clone()).collect(),
-    };
     let mut churn_probability = vec![None; n];
     let mut values: Vec<Option<ValueScores>> = vec![None; n];
-    // Reasons borrow the model's feature names: no string per customer until the column.
     let mut reasons: Vec<[Option<&str>; 3]> = vec![[None, None, None]; n];
     // Per customer, independent: BTYD / CLV evaluation and churn reasons in parallel, then
     // checked and placed in row order (the first bad customer in row order is reported).
-    let per_customer: Vec<(ValueScores, [Option<&str>; 3])> = (0..rows.len())
+    let per_customer: Vec<(ValueScores, [Option<&str>; 3])> = (0..buyers.len())
         .into_par_iter()
         .map(|k| {
             let mut v = value.score(&value_inputs[k], f64::from(horizon_days));
@@ -336,18 +440,59 @@ pub fn score_with(
                     .collect(),
                 (None, None, None) => Vec::new(),
             };
-            (v, churn_reasons(&names, &contributions))
+            (v, churn_reasons(names, &contributions))
         })
         .collect();
     for ((&i, p), (v, why)) in buyers.iter().zip(probs).zip(per_customer) {
-        check_outputs(set.customer_ids[i].as_ref(), p, &v)?;
+        check_outputs(ids[i].as_ref(), p, &v)?;
         churn_probability[i] = Some(p);
         values[i] = Some(v);
         reasons[i] = why;
     }
-    let [r_key, f_key, m_key] = rank_keys(set);
+    Ok(ModelOutputs {
+        with_probability: buyers.len(),
+        churn_probability,
+        values,
+        reasons,
+    })
+}
+
+/// Applies the fitted models to the feature table at as-of (churn probability, reasons and
+/// BTYD outputs for customers who have bought — the models' population — `None` for the
+/// others), then the segments and tiers (the table's cutoff is the partition's as-of): the
+/// rank columns, VIPs and median CLV from the whole table's cut points when `cuts` is given
+/// (a bucket or a slice of it scored alone: `stages::sharded`, [`score_slices`]), else ranked
+/// within `set`.
+pub fn score_with(
+    set: &FeatureTable,
+    models: &Models<'_>,
+    tiers: &TierConfig,
+    run_id: &str,
+    cuts: Option<&Cuts>,
+) -> Result<Scored, ScoreError> {
+    score_rows(&set.customer_ids, &set.rows, models, tiers, run_id, cuts)
+}
+
+/// [`score_with`] of some rows of a feature table (ids `ids`, in customer_id order).
+fn score_rows(
+    ids: &[Box<str>],
+    rows: &[Features],
+    models: &Models<'_>,
+    tiers: &TierConfig,
+    run_id: &str,
+    cuts: Option<&Cuts>,
+) -> Result<Scored, ScoreError> {
+    let n = rows.len();
+    let names = reason_names(models.churn);
+    let ModelOutputs {
+        with_probability,
+        churn_probability,
+        values,
+        reasons,
+    } = model_outputs(ids, rows, models, &names)?;
+    let key = |k: usize| -> Vec<Option<f64>> { rows.iter().map(|r| rank_key_of(r)[k]).collect() };
+    let (r_key, f_key, m_key) = (key(0), key(1), key(2));
     let clv: Vec<Option<f64>> = values.iter().map(|v| v.map(|s| s.clv)).collect();
-    let ids = &set.customer_ids;
     let (r, fq, m, clv_decile) = match cuts {
         None => (
             quintiles(&r_key),
@@ -362,58 +507,8 @@ pub fn score_with(
             c.clv.bins_of(&clv, ids),
         ),
     };
-    let inputs: Vec<TierInput> = (0..n)
-        .map(|i| TierInput {
-            purchase_days: set.rows[i].purchase_days,
-            recency_days: set.rows[i].recency_days,
-            tenure_days: set.rows[i].tenure_days,
-            days_since_cart_abandonment: set.rows[i].days_since_cart_abandonment,
-            churn_probability: churn_probability[i],
-            clv: clv[i],
-        })
-        .collect();
-    let h = f64::from(horizon_days);
-    let tier = match cuts {
-        None => assign_tiers(&inputs, h, tiers),
-        Some(c) => {
-            let vip: Vec<bool> = (0..n).map(|i| c.is_vip(clv[i], &ids[i])).collect();
-            assign_tiers_given(&inputs, &vip, c.clv_median, h, tiers)
-        }
-    };
-
-    let stages: Vec<&'static str> = inputs
-        .iter()
-        .map(|c| lifecycle_stage(c, h, tiers))
-        .collect();
-    let all: Vec<usize> = (0..n).collect();
-    let run_kpis = kpis(set, &all, &stages, &churn_probability, &clv);
-    let mut kpis_by_tier = BTreeMap::new();
-    let mut summary: BTreeMap<&'static str, TierStats> = BTreeMap::new();
-    for (t, (name, action)) in TIERS.iter().enumerate() {
-        let members: Vec<usize> = (0..n).filter(|&i| tier[i] == t).collect();
-        kpis_by_tier.insert(
-            *name,
-            kpis(set, &members, &stages, &churn_probability, &clv),
-        );
-        let mean = |v: &dyn Fn(usize) -> Option<f64>| {
-            let xs: Vec<f64> = members.iter().filter_map(|&i| v(i)).collect();
-            (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
-        };
-        summary.insert(
-            name,
-            TierStats {
-                customers: members.len(),
-                share: if n == 0 {
-                    0.0
-                } else {
-                    members.len() as f64 / n as f64
-                },
-                next_best_action: action,
-                mean_clv: mean(&|i| clv[i]),
-                mean_churn_probability: mean(&|i| churn_probability[i]),
-            },
-        );
-    }
+    let h = f64::from(models.horizon_days);
+    let (tier, stages) = tiers_and_stages(ids, rows, &churn_probability, &clv, cuts, h, tiers);
 
     let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
     let int = |v: &[Option<u8>]| -> ArrayRef {
@@ -424,25 +519,22 @@ pub fn score_with(
             values.iter().map(|s| s.as_ref().map(f)),
         ))
     };
-    let rows_ = &set.rows;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            set.customer_ids.iter().map(|s| s.as_ref()),
+            ids.iter().map(|s| s.as_ref()),
         )),
-        Arc::new(Float64Array::from_iter(
-            rows_.iter().map(|r| r.recency_days),
-        )),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.recency_days))),
         Arc::new(Int64Array::from_iter_values(
-            rows_.iter().map(|r| r.frequency as i64),
+            rows.iter().map(|r| r.frequency as i64),
         )),
         Arc::new(Float64Array::from_iter_values(
-            rows_.iter().map(|r| r.monetary_total),
+            rows.iter().map(|r| r.monetary_total),
         )),
         Arc::new(Float64Array::from_iter(
-            rows_.iter().map(|r| r.avg_order_value),
+            rows.iter().map(|r| r.avg_order_value),
         )),
         Arc::new(Float64Array::from_iter_values(
-            rows_.iter().map(|r| r.tenure_days),
+            rows.iter().map(|r| r.tenure_days),
         )),
         int(&r),
         int(&fq),
@@ -452,12 +544,7 @@ pub fn score_with(
                 .map(|i| r[i].zip(fq[i]).map(|(a, b)| rfm_segment(a, b)))
                 .collect(),
         ),
-        text(
-            inputs
-                .iter()
-                .map(|c| Some(lifecycle_stage(c, h, tiers)))
-                .collect(),
-        ),
+        text(stages.iter().map(|&s| Some(s)).collect()),
         Arc::new(Float64Array::from_iter(churn_probability.iter().copied())),
         text(
             churn_probability
@@ -470,21 +557,114 @@ pub fn score_with(
         real(&|s| s.expected_order_value),
         real(&|s| s.clv),
         int(&clv_decile),
-        text(tier.iter().map(|&t| Some(TIERS[t].0)).collect()),
-        text(tier.iter().map(|&t| Some(TIERS[t].1)).collect()),
+        text(
+            tier.iter()
+                .map(|&t| Some(TIERS[usize::from(t)].0))
+                .collect(),
+        ),
+        text(
+            tier.iter()
+                .map(|&t| Some(TIERS[usize::from(t)].1))
+                .collect(),
+        ),
         text(reasons.iter().map(|r| r[0]).collect()),
         text(reasons.iter().map(|r| r[1]).collect()),
         text(reasons.iter().map(|r| r[2]).collect()),
-        Arc::new(StringArray::from(vec![model_version; n])),
+        Arc::new(StringArray::from(vec![models.model_version; n])),
         Arc::new(StringArray::from(vec![run_id; n])),
     ];
+    let table = RecordBatch::try_new(scores_schema(), columns)?;
     Ok(Scored {
-        table: RecordBatch::try_new(scores_schema(), columns)?,
-        tiers: summary,
-        kpis: run_kpis,
-        kpis_by_tier,
-        with_probability: buyers.len(),
+        table,
+        summary: summarise(
+            rows,
+            churn_probability,
+            clv,
+            tier,
+            &stages,
+            with_probability,
+        ),
     })
+}
+
+/// The summary of the whole table ([`Summary`]) and its cut points, by slices of `slice`
+/// customers, never holding the score table: the models' outputs of each slice (checked:
+/// an unusable score fails here, before anything is written), the cut points from the CLVs
+/// and rank keys, then each customer's tier. Equal to [`score_with`]'s summary (the cuts
+/// give every customer the bin and tier of the whole table: `crate::cuts`).
+pub fn summary_by_slices(
+    set: &FeatureTable,
+    models: &Models<'_>,
+    tiers: &TierConfig,
+    slice: usize,
+) -> Result<(Summary, Cuts), ScoreError> {
+    let n = set.len();
+    let (ids, rows) = (&set.customer_ids, &set.rows);
+    let names = reason_names(models.churn);
+    let mut churn_probability = Vec::with_capacity(n);
+    let mut clv = Vec::with_capacity(n);
+    let mut with_probability = 0;
+    for range in slices_of(n, slice) {
+        let out = model_outputs(&ids[range.clone()], &rows[range], models, &names)?;
+        with_probability += out.with_probability;
+        churn_probability.extend(out.churn_probability);
+        clv.extend(out.values.iter().map(|v| v.map(|s| s.clv)));
+    }
+    let cuts = Cuts::of_each(
+        n,
+        |i| ids[i].as_ref(),
+        |i| {
+            let [recency, frequency, monetary] = rank_key_of(&rows[i]);
+            RankKeys {
+                recency,
+                frequency,
+                monetary,
+                clv: clv[i],
+            }
+        },
+        tiers.vip_top_share,
+    );
+    let h = f64::from(models.horizon_days);
+    let mut tier = Vec::with_capacity(n);
+    let mut stages = Vec::with_capacity(n);
+    for r in slices_of(n, slice) {
+        let (p, c) = (&churn_probability[r.clone()], &clv[r.clone()]);
+        let (t, s) = tiers_and_stages(&ids[r.clone()], &rows[r], p, c, Some(&cuts), h, tiers);
+        tier.extend(t);
+        stages.extend(s);
+    }
+    let summary = summarise(
+        rows,
+        churn_probability,
+        clv,
+        tier,
+        &stages,
+        with_probability,
+    );
+    Ok((summary, cuts))
+}
+
+/// The score table of `set` as batches of `slice` customers in row (customer_id) order,
+/// each built with the whole table's `cuts` ([`summary_by_slices`]) when asked for: one
+/// slice's rows in memory at a time.
+pub fn score_slices<'a>(
+    set: &'a FeatureTable,
+    models: &'a Models<'a>,
+    tiers: &'a TierConfig,
+    run_id: &'a str,
+    cuts: &'a Cuts,
+    slice: usize,
+) -> impl Iterator<Item = Result<RecordBatch, ScoreError>> + 'a {
+    slices_of(set.len(), slice).map(move |range| {
+        let ids = &set.customer_ids[range.clone()];
+        score_rows(ids, &set.rows[range], models, tiers, run_id, Some(cuts)).map(|s| s.table)
+    })
+}
+
+/// `0..n` in ranges of `slice` (at least 1).
+fn slices_of(n: usize, slice: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let slice = slice.max(1);
+    (0..n).step_by(slice).map(move |lo| lo..(lo + slice).min(n))
 }
 
 /// Probabilities and reason contributions of the BTYD buy-again champion for the buyers'

@@ -33,6 +33,29 @@ pub const LATEST_BYTES_PER_ROW: u64 = 8;
 /// The training samples at the three cutoffs per input row (same measurement: ~110 MB).
 pub const SAMPLE_BYTES_PER_ROW: u64 = 10;
 
+/// Customers per slice when `run` scores under a budget: the score table is built and
+/// written a slice at a time (`stages::score::score_slices`), never whole (0.55 KB a
+/// customer: 1.1 GB at 2M customers). A multiple of [`SLICE_MULTIPLE`].
+pub const SCORE_SLICE: usize = 1 << 16;
+
+/// Slices are whole multiples of the Parquet writer's batch (its default write batch size):
+/// it checks its page limits after each batch of a write, so slices of another size would
+/// cut the pages of a large table elsewhere than the whole table written at once (same rows,
+/// other bytes). `--score-slice N` is rounded up to it.
+pub const SLICE_MULTIPLE: usize = 1024;
+
+/// What scoring by slices holds per input row besides the as-of table: each customer's
+/// churn probability, CLV, tier and lifecycle stage (~50 bytes), and the cut points' sorted
+/// keys while they are made (~56 bytes) — ~110 bytes a customer, ~2 bytes a row at the
+/// bench's 57 events per customer.
+pub const SCORE_BYTES_PER_ROW: u64 = 2;
+
+/// One slice of [`SCORE_SLICE`] customers being scored and written: the models' matrices,
+/// its score rows and their encoded row group (~1.2 KB a customer, rounded up). Held when
+/// the scan's buffers ([`SCAN_FIXED_BYTES`]) are freed, in their place.
+pub const SCORE_SLICE_BYTES: u64 = 96 << 20;
+const _: () = assert!(SCORE_SLICE_BYTES <= SCAN_FIXED_BYTES);
+
 /// The most shards a budget may ask for: each is a pass over the whole input.
 pub const MAX_SHARDS: u32 = 256;
 
@@ -64,8 +87,12 @@ pub fn shards_for(rows: u64, limit: Option<u64>, forced: u32) -> Result<ShardPla
     let histories = rows.saturating_mul(HISTORY_BYTES_PER_ROW);
     let latest = rows.saturating_mul(LATEST_BYTES_PER_ROW);
     let samples = rows.saturating_mul(SAMPLE_BYTES_PER_ROW);
+    // Scoring comes after training (the samples and the scan's buffers freed: one slice
+    // takes the buffers' place): the as-of table with what scoring holds per customer must
+    // fit, and whichever of the samples and scoring is larger is what is left beside it.
+    let scoring = rows.saturating_mul(SCORE_BYTES_PER_ROW);
     let avail = limit.saturating_sub(SCAN_FIXED_BYTES);
-    let room = avail.saturating_sub(latest + samples);
+    let room = avail.saturating_sub(latest + samples.max(scoring));
     let fewest = |room: u64| histories.div_ceil(room.max(1)).max(1);
     if forced == 0 && room > 0 && fewest(room) <= u64::from(MAX_SHARDS) {
         return Ok(plan(fewest(room), None));
@@ -83,15 +110,16 @@ pub fn shards_for(rows: u64, limit: Option<u64>, forced: u32) -> Result<ShardPla
     };
     let left = avail.saturating_sub(histories.div_ceil(shards) + latest);
     let mb = |b: u64| b >> 20;
-    if shards > u64::from(MAX_SHARDS) || left == 0 {
+    if shards > u64::from(MAX_SHARDS) || left == 0 || latest + scoring > avail {
         return Err(Error::Usage(format!(
             "--memory-limit {} MiB is too small for {rows} input rows: the scan needs ~{} MiB \
              and the as-of table ~{} MiB besides the histories (~{} MiB, in at most \
-             {MAX_SHARDS} shards) and the training samples",
+             {MAX_SHARDS} shards), the training samples and scoring (~{} MiB)",
             mb(limit),
             mb(SCAN_FIXED_BYTES),
             mb(latest),
-            mb(histories)
+            mb(histories),
+            mb(scoring)
         )));
     }
     let fraction = left as f64 / samples.max(1) as f64;

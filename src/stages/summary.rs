@@ -9,14 +9,14 @@ use crate::io::ScanStats;
 use crate::models::churn::FEATURES;
 use crate::report::{render, Ranking, ReportData};
 use crate::stages::metrics::Counts;
-use crate::stages::score::{Scored, TierStats};
+use crate::stages::score::{Summary, TierStats};
 use crate::stages::train::Trained;
 
 /// The run's report page: the out-of-time evaluation of `trained`, the tiers and KPIs of
 /// `scored`, the counts.
 pub fn report_page(
     trained: &Trained,
-    scored: &Scored,
+    scored: &Summary,
     counts: &Counts,
     run_id: &str,
 ) -> Result<String> {
@@ -201,7 +201,7 @@ pub fn console_summary(
     run_id: &str,
     stats: &ScanStats,
     trained: &Trained,
-    scored: &Scored,
+    scored: &Summary,
     counts: &Counts,
     took: Duration,
 ) -> String {

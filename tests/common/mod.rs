@@ -139,11 +139,14 @@ pub fn in_process(events: &Path, as_of: &str, horizon: &str) -> InProcess {
     let c = plan.cutoffs().expect("cutoffs");
     let inputs = jobs::model_inputs(&plan, &c).expect("scan");
     let m = jobs::model_stages(inputs, &plan, c, "test", &mut |_| {}).expect("model stages");
+    let jobs::Scores::Whole(scored) = m.scored else {
+        panic!("without a memory budget the score table is built whole");
+    };
     InProcess {
         stats: m.stats,
         customers: m.latest.len(),
         trained: m.trained,
-        scored: m.scored,
+        scored,
     }
 }
 

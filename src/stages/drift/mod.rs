@@ -287,7 +287,7 @@ pub fn govern(check: &Check<'_>, run: RunData<'_>) -> Result<Governance> {
     };
     let bins = Profile::binned_like(run, ref_profile);
     let previous = reference::tiers_of(check.out, reference.as_of);
-    let current_tiers = current_tiers(run)?;
+    let current_tiers = current_tiers(run);
     let mut drift = compare(ref_profile, &profile, &bins, previous, current_tiers);
     drift.reference = Some(RunRef {
         as_of: reference.as_of,
@@ -431,20 +431,14 @@ fn refusal(drift: &Drift, side: &Path, unwritten: Option<String>) -> String {
     line
 }
 
-/// `customer_id → engagement_tier` of this run's score table.
-fn current_tiers(run: RunData<'_>) -> Result<Vec<(String, String)>> {
-    let t = &run.scored.table;
-    let (Some(ids), Some(tiers)) = (
-        reference::text_column(t, "customer_id"),
-        reference::text_column(t, "engagement_tier"),
-    ) else {
-        return Err(Error::Internal(
-            "score table without text customer_id / engagement_tier".into(),
-        ));
-    };
-    Ok((0..t.num_rows())
-        .map(|i| (ids.value(i).to_owned(), tiers.value(i).to_owned()))
-        .collect())
+/// `customer_id → engagement_tier` of this run's scores.
+fn current_tiers(run: RunData<'_>) -> Vec<(String, String)> {
+    run.latest
+        .customer_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.to_string(), run.scored.tier_name(i).to_owned()))
+        .collect()
 }
 
 /// The comparison, gates not yet applied.

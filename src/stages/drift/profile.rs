@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use arrow_array::{Array, Float64Array, RecordBatch};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +13,7 @@ use crate::features::FeatureTable;
 use crate::io::read::Reason;
 use crate::io::ScanStats;
 use crate::models::churn::{raw_row, FEATURES, INTERCEPT};
-use crate::stages::score::Scored;
+use crate::stages::score::Summary;
 use crate::stages::train::Trained;
 
 /// Bins of a profile histogram: deciles of the reference (ties merged).
@@ -160,20 +159,8 @@ pub struct RunData<'a> {
     /// The as-of feature table (every customer scored).
     pub latest: &'a FeatureTable,
     pub trained: &'a Trained,
-    pub scored: &'a Scored,
-}
-
-/// A Float64 column of the score table, nulls as NaN.
-pub fn score_column(table: &RecordBatch, name: &str) -> Vec<f64> {
-    table
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-        .map(|a| {
-            (0..a.len())
-                .map(|i| if a.is_valid(i) { a.value(i) } else { f64::NAN })
-                .collect()
-        })
-        .unwrap_or_default()
+    /// What the score table sums up (its rows are published by then, or never held).
+    pub scored: &'a Summary,
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -197,7 +184,14 @@ fn column(run: RunData<'_>, name: &str) -> Vec<f64> {
             .filter(|f| f.has_purchase())
             .map(|f| raw_row(f)[j])
             .collect(),
-        None => score_column(&run.scored.table, name),
+        None => match name {
+            "churn_probability" => Some(&run.scored.churn_probability),
+            "clv" => Some(&run.scored.clv),
+            _ => None,
+        }
+        // As the score table's column reads: nulls as NaN.
+        .map(|v| v.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+        .unwrap_or_default(),
     }
 }
 

@@ -36,7 +36,7 @@ use crate::stages::metrics::{
     auc_or_nan, AlphaSelection, BtydEvaluation, ChurnMetrics, ChurnScores, Counts, CustomerSample,
     Evaluation, KpiMetrics, Metrics, ValueMetrics, ValueScoresMetrics,
 };
-use crate::stages::score::Scored;
+use crate::stages::score::Summary;
 use crate::stages::value_select::{self, ValueSelection};
 
 mod evaluate;
@@ -368,7 +368,7 @@ impl Trained {
     pub fn metrics<'a>(
         &'a self,
         run_id: &str,
-        scored: Option<(&'a Scored, Counts)>,
+        scored: Option<(&'a Summary, Counts)>,
     ) -> Metrics<'a> {
         let e = &self.evaluation;
         Metrics {

@@ -130,3 +130,18 @@ fn bad_flags_are_exit_2_with_one_line() {
     assert_eq!(code, 2);
     assert!(err.contains("--as-of <DATE>"), "{err}");
 }
+
+/// `churnclv sql features | head -1` closes the pipe before the query is written: the output
+/// ends quietly with exit 0 (it was a panic, exit 101, with a backtrace on stderr).
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = std::process::Command::new(assert_cmd::cargo::cargo_bin("churnclv"))
+        .args(["sql", "features", "--as-of", "2025-07-01"])
+        .stdout(writer)
+        .output()
+        .expect("sql");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}

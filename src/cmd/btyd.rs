@@ -82,6 +82,6 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     };
     let table = scanned.table(0);
     let out = fit(&table, &args.input.events, model, unit, &plan.config.btyd)?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    super::print(format_args!("{}\n", serde_json::to_string_pretty(&out)?))?;
     Ok(())
 }

@@ -40,11 +40,11 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     let files = sharded::files_of("--raw", &args.raw)?;
     let cuts = sharded::cuts_of_raw(&files, plan.config.tiers.vip_top_share)?;
     sharded::write_cuts(&args.out, &cuts)?;
-    println!(
-        "wrote {} ({} customers from {} raw files)",
+    super::print(format_args!(
+        "wrote {} ({} customers from {} raw files)\n",
         args.out.display(),
         cuts.customers,
         files.len()
-    );
+    ))?;
     Ok(())
 }

@@ -58,8 +58,8 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         Some(_) => format!(", labels [{}, {end})", spec.cutoff),
         None => String::new(),
     };
-    println!(
-        "{} customers, features before {}{labels} -> {} ({} rows read, {} used, {} rejected: {})",
+    super::print(format_args!(
+        "{} customers, features before {}{labels} -> {} ({} rows read, {} used, {} rejected: {})\n",
         rows,
         spec.cutoff,
         args.out.display(),
@@ -67,6 +67,6 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         stats.rows_used,
         stats.rows_rejected,
         stats.reasons_line()
-    );
+    ))?;
     Ok(())
 }

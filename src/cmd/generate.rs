@@ -85,12 +85,12 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         args.out.display(),
         truth_path.display()
     );
-    println!(
-        "{} events for {} customers -> {} (truth: {})",
+    super::print(format_args!(
+        "{} events for {} customers -> {} (truth: {})\n",
         rows,
         params.customers,
         args.out.display(),
         truth_path.display()
-    );
+    ))?;
     Ok(())
 }

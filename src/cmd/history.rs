@@ -1,7 +1,6 @@
 //! `churnclv history`: the runs of an output folder, one row each
 //! (`churnclv::stages::history`), as a text table or JSON.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use churnclv::stages::history::{history, table};
@@ -39,8 +38,5 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         table(&rows)
     };
     // `history | head` is how it is read: a closed pipe ends the listing, not an error.
-    match std::io::stdout().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
+    super::print(format_args!("{text}"))
 }

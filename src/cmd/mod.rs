@@ -211,3 +211,14 @@ pub fn init_logging(g: &GlobalArgs) {
             .try_init(),
     };
 }
+
+/// Writes to standard output. A closed pipe (`churnclv sql features | head`) ends the output
+/// quietly, with success: the work is done and the reader wanted no more of it.
+pub fn print(text: std::fmt::Arguments<'_>) -> Result<(), churnclv::Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}

@@ -62,13 +62,13 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         saved,
         &args.model,
     )?;
-    println!(
-        "published {} ({} customers from {} buckets, model {} of run {})",
+    super::print(format_args!(
+        "published {} ({} customers from {} buckets, model {} of run {})\n",
         target.display(),
         customers,
         features.len(),
         args.model.display(),
         saved.run_id
-    );
+    ))?;
     Ok(())
 }

@@ -88,6 +88,6 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     };
     let outcome = jobs::run(&plan, &to, &mut |stage| progress.stage(stage), started)?;
     progress.finish();
-    print!("{}", outcome.summary);
+    super::print(format_args!("{}", outcome.summary))?;
     Ok(())
 }

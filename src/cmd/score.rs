@@ -86,21 +86,24 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     })?;
     if let Some(raw) = &args.raw {
         let n = sharded::score_raw(&plan, &args.model, raw)?;
-        println!("wrote {} ({n} customers' rank keys)", raw.display());
+        super::print(format_args!(
+            "wrote {} ({n} customers' rank keys)\n",
+            raw.display()
+        ))?;
         return Ok(());
     }
     if let (Some(part), Some(cuts)) = (&args.part, &args.cuts) {
         let n = sharded::score_part(&plan, &args.model, cuts, part)?;
-        println!(
-            "wrote {} ({n} customers scored with {})",
+        super::print(format_args!(
+            "wrote {} ({n} customers scored with {})\n",
             part.display(),
             cuts.display()
-        );
+        ))?;
         return Ok(());
     }
     let mut progress = Progress::stages(3);
     let outcome = jobs::score(&plan, &out, &args.model, &mut |s| progress.stage(s))?;
     progress.finish();
-    print!("{}", outcome.summary);
+    super::print(format_args!("{}", outcome.summary))?;
     Ok(())
 }

@@ -65,6 +65,6 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     } else {
         rejects_query(&spec)
     };
-    print!("{text}");
+    super::print(format_args!("{text}"))?;
     Ok(())
 }

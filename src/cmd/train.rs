@@ -69,6 +69,6 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         ..args.config.request()
     })?;
     let outcome = jobs::train(&plan, &args.out)?;
-    print!("{}", outcome.summary);
+    super::print(format_args!("{}", outcome.summary))?;
     Ok(())
 }

@@ -31,9 +31,12 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     let end = plan.as_of.map_or(i64::MAX, date_us);
     let (summary, verdict) = validate(plan.events()?, &plan.read_options(end))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        super::print(format_args!(
+            "{}\n",
+            serde_json::to_string_pretty(&summary)?
+        ))?;
     } else {
-        println!("{}", summary.text());
+        super::print(format_args!("{}\n", summary.text()))?;
     }
     verdict
 }

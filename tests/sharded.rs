@@ -296,18 +296,14 @@ fn publish_refuses_parts_that_miss_a_customer_or_mix_cuts() {
             ("clv", real(vec![Some(3.0), Some(f64::NAN)])),
         ],
     );
-    bin()
-        .args(["--quiet", "cuts", "--raw"])
-        .arg(&bad)
-        .arg("--out")
-        .arg(dir.path().join("cuts3.json"))
-        .assert()
-        .code(2)
-        .stderr(format!(
-            "churnclv: error: --raw {}: row 1: column 'clv' is NaN; expected a finite number\n",
+    cuts_refused(
+        &bad,
+        &dir.path().join("cuts3.json"),
+        &format!(
+            "--raw {}: row 1: column 'clv' is NaN; expected a finite number",
             bad.display()
-        ));
-    assert!(!dir.path().join("cuts3.json").exists());
+        ),
+    );
 
     // A customer in two raw files: the cuts would count it twice.
     std::fs::copy(
@@ -320,18 +316,29 @@ fn publish_refuses_parts_that_miss_a_customer_or_mix_cuts() {
         .as_string::<i32>()
         .value(0)
         .to_string();
-    bin()
-        .args(["--quiet", "cuts", "--raw"])
-        .arg(dir.path().join("raw"))
-        .arg("--out")
-        .arg(dir.path().join("cuts2.json"))
-        .assert()
-        .code(2)
-        .stderr(format!(
-            "churnclv: error: --raw: customer '{id}' is in {} and in {}\n",
+    cuts_refused(
+        &dir.path().join("raw"),
+        &dir.path().join("cuts2.json"),
+        &format!(
+            "--raw: customer '{id}' is in {} and in {}",
             dir.path().join("raw/1.parquet").display(),
             dir.path().join("raw/9.parquet").display()
-        ));
+        ),
+    );
+}
+
+/// `churnclv cuts --raw RAW --out OUT` is exit 2 with `message` as its one line, and writes
+/// nothing.
+fn cuts_refused(raw: &Path, out: &Path, message: &str) {
+    bin()
+        .args(["--quiet", "cuts", "--raw"])
+        .arg(raw)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .code(2)
+        .stderr(format!("churnclv: error: {message}\n"));
+    assert!(!out.exists());
 }
 
 /// The folders in DIR/scores: the partition, and no scratch left behind.
@@ -474,16 +481,12 @@ fn bounded_cut_points_and_streamed_publish_equal_the_whole_table_ones() {
         &ParquetOptions::default(),
     )
     .expect("write");
-    bin()
-        .args(["--quiet", "cuts", "--raw"])
-        .arg(&out_of_order)
-        .arg("--out")
-        .arg(dir.path().join("cuts4.json"))
-        .assert()
-        .code(2)
-        .stderr(format!(
-            "churnclv: error: --raw {}: row 1: customer_id '{b}' follows '{a}': the rows must be in customer_id order, as churnclv writes them\n",
+    cuts_refused(
+        &out_of_order,
+        &dir.path().join("cuts4.json"),
+        &format!(
+            "--raw {}: row 1: customer_id '{b}' follows '{a}': the rows must be in customer_id order, as churnclv writes them",
             out_of_order.display()
-        ));
-    assert!(!dir.path().join("cuts4.json").exists());
+        ),
+    );
 }

@@ -22,6 +22,18 @@ fn one(path: &Path) -> RecordBatch {
     arrow_select::concat::concat_batches(&schema, &batches).expect("concat")
 }
 
+/// The least customer_id of a Parquet file (its first column).
+fn least_id(path: &Path) -> String {
+    one(path)
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .min()
+        .expect("id")
+        .to_string()
+}
+
 /// `run`, then the as-of feature table split into BUCKETS files by a hash of the id (written
 /// without churnclv's cutoff metadata, as an engine writes them). Returns (run out, buckets).
 fn setup(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
@@ -204,15 +216,7 @@ fn publish_refuses_parts_that_miss_a_customer_or_mix_cuts() {
         part(dir.path(), &single, b, &cuts, k).success();
     }
     // Bucket 0 not scored: its first customer is named, nothing is published.
-    let first = one(&buckets[0]);
-    let missing = first
-        .column(0)
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .min()
-        .expect("id")
-        .to_string();
+    let missing = least_id(&buckets[0]);
     let out = dir.path().join("sharded");
     publish(dir.path(), &single, &out).code(2).stderr(format!(
         "churnclv: error: --scores: customer '{missing}' is in --features but in no --scores part\n"
@@ -441,14 +445,7 @@ fn bounded_cut_points_and_streamed_publish_equal_the_whole_table_ones() {
     let copy = dir.path().join("features/bucket=9/part-0.parquet");
     std::fs::create_dir_all(copy.parent().expect("parent")).expect("mkdir");
     std::fs::copy(&buckets[2], &copy).expect("copy");
-    let first = one(&buckets[2])
-        .column(0)
-        .as_string::<i32>()
-        .iter()
-        .flatten()
-        .min()
-        .expect("id")
-        .to_string();
+    let first = least_id(&buckets[2]);
     let refused = dir.path().join("refused");
     publish(dir.path(), &single, &refused)
         .code(2)

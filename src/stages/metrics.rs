@@ -92,7 +92,7 @@ pub struct AlphaSelection {
 }
 
 /// Ranking metrics of churn scores (and probability metrics for probabilities).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ChurnScores {
     pub name: &'static str,
     pub roc_auc: f64,

@@ -85,6 +85,8 @@ fn fit_and_score(
         .context("spend model")?;
     let p = model.predict_standardised(&z);
     let resampled = challengers::Resampled::new(&p, &eval.churned);
+    // The logistic model's own scores, measured once: `churn.model` and the first challenger.
+    let logistic = Challenger::new("logistic", p.clone(), &resampled, &eval.churned, None);
     let Some(d) = &eval.detail else {
         return Err(Error::Internal(
             "the evaluation sample has no evaluation columns".into(),
@@ -103,7 +105,7 @@ fn fit_and_score(
         fallback_reason: scheme.fallback_reason,
         alpha_selection: None,
         customer_sample: None,
-        model: ChurnScores::new("logistic", &p, &eval.churned, true),
+        model: logistic.scores.clone(),
         baseline: ChurnScores::new("recency", &d.recency, &eval.churned, false),
         value_model,
         value_baseline: ValueScoresMetrics::new(
@@ -113,7 +115,7 @@ fn fit_and_score(
         ),
         value_challengers,
         challengers: vec![
-            Challenger::new("logistic", p.clone(), &resampled, &eval.churned, None),
+            logistic,
             Challenger::new(
                 "boosted",
                 boosted_p,

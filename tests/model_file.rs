@@ -566,3 +566,38 @@ fn reordered_features_score_identically() {
             .expect("json");
     assert_eq!(published["churn"], f.model["churn"]);
 }
+
+/// Scoring a date before the model's label window ends is allowed (re-scoring the past with
+/// tonight's model) but warned: those scores are not out of time. Scoring on the model's own
+/// as-of warns nothing.
+#[test]
+fn scoring_before_the_models_labels_end_is_warned() {
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, serde_json::to_string(&f.model).expect("json")).expect("write");
+    let until = f.model["trained_on"]["labels_until"]
+        .as_str()
+        .expect("labels_until");
+    assert_eq!(until, f.as_of);
+    let earlier = chrono::NaiveDate::parse_from_str(&f.as_of, "%Y-%m-%d").expect("date")
+        - chrono::Duration::days(30);
+    let assert = score(
+        &f.events,
+        &path,
+        &dir.path().join("past"),
+        &earlier.to_string(),
+    )
+    .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let warned: Vec<&str> = stderr.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    assert!(
+        warned[0].ends_with(&format!(
+            "WARN scoring as of {earlier} with a model trained on labels until {until}: these scores are not out of time (a backtest needs a model whose labels end on or before {earlier}) stage=\"score\""
+        )),
+        "{stderr}"
+    );
+    let assert = score(&f.events, &path, &dir.path().join("now"), &f.as_of).success();
+    assert_eq!(String::from_utf8_lossy(&assert.get_output().stderr), "");
+}

@@ -364,6 +364,14 @@ pub fn score(
         .as_ref()
         .ok_or_else(|| Error::Internal("score without a model".into()))?;
     let as_of = plan.as_of()?;
+    let labels_until = saved.trained_on.labels_until;
+    if labels_until > as_of {
+        // Allowed (re-scoring a past date with tonight's model), but a backtest would leak.
+        tracing::warn!(
+            stage = "score",
+            "scoring as of {as_of} with a model trained on labels until {labels_until}: these scores are not out of time (a backtest needs a model whose labels end on or before {as_of})"
+        );
+    }
     let run_id = format!("{}-score-{}", as_of.format("%Y%m%d"), saved.run_id);
     let lock = RunLock::acquire(out)?;
     lock.recover()?;

@@ -4,16 +4,14 @@
 //! engagement tier and next best action, and the churn reasons — with the tier summary and
 //! KPIs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
-use serde::Serialize;
 
-use crate::cuts::{Cuts, RankKeys};
+use crate::cuts::Cuts;
 use crate::features::{FeatureTable, Features};
 use crate::models::buy_again::{self, BuyAgainChurn};
 use crate::models::churn::{logged_matrix, FEATURES};
@@ -21,6 +19,13 @@ use crate::models::spend_champion::SpendChampion;
 use crate::models::value::ValueInputs;
 use crate::models::value::{ValueModel, ValueScores};
 use crate::models::{ChurnModel, ModelError, SavedModel, SavedModelError};
+mod slices;
+mod summary;
+
+pub use slices::{score_slices, summary_by_slices};
+use summary::summarise;
+pub use summary::{Kpis, Summary, TierStats};
+
 use crate::segment::{
     assign_tiers, assign_tiers_given, churn_reasons, churn_risk, deciles, lifecycle_stage,
     quintiles, rfm_segment, TierConfig, TierInput, TIERS,
@@ -122,155 +127,11 @@ fn check_outputs(customer: &str, churn: f64, v: &ValueScores) -> Result<(), Scor
     Ok(())
 }
 
-/// Size, mean CLV and mean churn probability of one engagement tier.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TierStats {
-    pub customers: usize,
-    pub share: f64,
-    pub next_best_action: &'static str,
-    pub mean_clv: Option<f64>,
-    pub mean_churn_probability: Option<f64>,
-}
-
-/// The business KPIs of a group of customers (the whole run, or one tier).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Kpis {
-    pub customers: usize,
-    pub customers_by_lifecycle_stage: BTreeMap<&'static str, usize>,
-    /// Buyers with at least two purchase days / buyers.
-    pub repeat_purchase_rate: Option<f64>,
-    /// Purchase amount / purchase events.
-    pub average_order_value: Option<f64>,
-    /// Abandoned cart adds / cart adds.
-    pub cart_abandonment_rate: Option<f64>,
-    /// Mean churn probability of the buyers: the expected churn rate of the next H days.
-    pub predicted_churn_rate: Option<f64>,
-    pub total_clv: f64,
-    pub mean_clv: Option<f64>,
-}
-
-fn kpis(
-    rows: &[Features],
-    members: &[usize],
-    stages: &[&'static str],
-    churn: &[Option<f64>],
-    clv: &[Option<f64>],
-) -> Kpis {
-    let rows = || members.iter().map(|&i| &rows[i]);
-    let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
-    let buyers = rows().filter(|r| r.has_purchase()).count() as f64;
-    let purchases: f64 = rows().map(|r| r.n_purchases as f64).sum();
-    let spend: f64 = rows()
-        .map(|r| r.avg_order_value.unwrap_or(0.0) * r.n_purchases as f64)
-        .sum();
-    let mut by_stage = BTreeMap::new();
-    for &i in members {
-        *by_stage.entry(stages[i]).or_insert(0) += 1;
-    }
-    let probs: Vec<f64> = members.iter().filter_map(|&i| churn[i]).collect();
-    let clvs: Vec<f64> = members.iter().filter_map(|&i| clv[i]).collect();
-    Kpis {
-        customers: members.len(),
-        customers_by_lifecycle_stage: by_stage,
-        repeat_purchase_rate: ratio(
-            rows().filter(|r| r.purchase_days >= 2).count() as f64,
-            buyers,
-        ),
-        average_order_value: ratio(spend, purchases),
-        cart_abandonment_rate: ratio(
-            rows().map(|r| r.cart_abandonments as f64).sum(),
-            rows().map(|r| r.n_add_to_cart as f64).sum(),
-        ),
-        predicted_churn_rate: ratio(probs.iter().sum(), probs.len() as f64),
-        total_clv: clvs.iter().sum(),
-        mean_clv: ratio(clvs.iter().sum(), clvs.len() as f64),
-    }
-}
-
 /// The scored table and what it sums up.
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub table: RecordBatch,
     pub summary: Summary,
-}
-
-/// What metrics.json, the report, the console summary and the drift profile read of a score
-/// table: its tier summary and KPIs, and three compact numbers per customer (in the feature
-/// table's row order). The same whether the table was built whole ([`score_with`]) or by
-/// slices ([`summary_by_slices`]): `run` under a memory budget never holds the whole table.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// Every tier, in priority order (empty tiers included).
-    pub tiers: BTreeMap<&'static str, TierStats>,
-    /// KPIs of all scored customers and of each tier.
-    pub kpis: Kpis,
-    pub kpis_by_tier: BTreeMap<&'static str, Kpis>,
-    pub with_probability: usize,
-    /// `churn_probability` of each customer (`None`: not a buyer).
-    pub churn_probability: Vec<Option<f64>>,
-    /// `clv` of each customer (`None`: not a buyer).
-    pub clv: Vec<Option<f64>>,
-    /// `engagement_tier` of each customer, an index of [`TIERS`].
-    pub tier: Vec<u8>,
-}
-
-impl Summary {
-    /// The engagement tier name of row `i`.
-    pub fn tier_name(&self, i: usize) -> &'static str {
-        TIERS[usize::from(self.tier[i])].0
-    }
-}
-
-/// The summary of `rows` scored: `tier[i]` and `stages[i]` of each row from its churn
-/// probability and CLV.
-fn summarise(
-    rows: &[Features],
-    churn_probability: Vec<Option<f64>>,
-    clv: Vec<Option<f64>>,
-    tier: Vec<u8>,
-    stages: &[&'static str],
-    with_probability: usize,
-) -> Summary {
-    let n = rows.len();
-    let all: Vec<usize> = (0..n).collect();
-    let kpis_all = kpis(rows, &all, stages, &churn_probability, &clv);
-    drop(all);
-    let mut kpis_by_tier = BTreeMap::new();
-    let mut summary: BTreeMap<&'static str, TierStats> = BTreeMap::new();
-    for (t, (name, action)) in TIERS.iter().enumerate() {
-        let members: Vec<usize> = (0..n).filter(|&i| usize::from(tier[i]) == t).collect();
-        kpis_by_tier.insert(
-            *name,
-            kpis(rows, &members, stages, &churn_probability, &clv),
-        );
-        let mean = |v: &dyn Fn(usize) -> Option<f64>| {
-            let xs: Vec<f64> = members.iter().filter_map(|&i| v(i)).collect();
-            (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
-        };
-        summary.insert(
-            name,
-            TierStats {
-                customers: members.len(),
-                share: if n == 0 {
-                    0.0
-                } else {
-                    members.len() as f64 / n as f64
-                },
-                next_best_action: action,
-                mean_clv: mean(&|i| clv[i]),
-                mean_churn_probability: mean(&|i| churn_probability[i]),
-            },
-        );
-    }
-    Summary {
-        tiers: summary,
-        kpis: kpis_all,
-        kpis_by_tier,
-        with_probability,
-        churn_probability,
-        clv,
-        tier,
-    }
 }
 
 /// Identifies what scored a row: crate version and the run that fitted the models.
@@ -585,86 +446,6 @@ fn score_rows(
             with_probability,
         ),
     })
-}
-
-/// The summary of the whole table ([`Summary`]) and its cut points, by slices of `slice`
-/// customers, never holding the score table: the models' outputs of each slice (checked:
-/// an unusable score fails here, before anything is written), the cut points from the CLVs
-/// and rank keys, then each customer's tier. Equal to [`score_with`]'s summary (the cuts
-/// give every customer the bin and tier of the whole table: `crate::cuts`).
-pub fn summary_by_slices(
-    set: &FeatureTable,
-    models: &Models<'_>,
-    tiers: &TierConfig,
-    slice: usize,
-) -> Result<(Summary, Cuts), ScoreError> {
-    let n = set.len();
-    let (ids, rows) = (&set.customer_ids, &set.rows);
-    let names = reason_names(models.churn);
-    let mut churn_probability = Vec::with_capacity(n);
-    let mut clv = Vec::with_capacity(n);
-    let mut with_probability = 0;
-    for range in slices_of(n, slice) {
-        let out = model_outputs(&ids[range.clone()], &rows[range], models, &names)?;
-        with_probability += out.with_probability;
-        churn_probability.extend(out.churn_probability);
-        clv.extend(out.values.iter().map(|v| v.map(|s| s.clv)));
-    }
-    let cuts = Cuts::of_each(
-        n,
-        |i| ids[i].as_ref(),
-        |i| {
-            let [recency, frequency, monetary] = rank_key_of(&rows[i]);
-            RankKeys {
-                recency,
-                frequency,
-                monetary,
-                clv: clv[i],
-            }
-        },
-        tiers.vip_top_share,
-    );
-    let h = f64::from(models.horizon_days);
-    let mut tier = Vec::with_capacity(n);
-    let mut stages = Vec::with_capacity(n);
-    for r in slices_of(n, slice) {
-        let (p, c) = (&churn_probability[r.clone()], &clv[r.clone()]);
-        let (t, s) = tiers_and_stages(&ids[r.clone()], &rows[r], p, c, Some(&cuts), h, tiers);
-        tier.extend(t);
-        stages.extend(s);
-    }
-    let summary = summarise(
-        rows,
-        churn_probability,
-        clv,
-        tier,
-        &stages,
-        with_probability,
-    );
-    Ok((summary, cuts))
-}
-
-/// The score table of `set` as batches of `slice` customers in row (customer_id) order,
-/// each built with the whole table's `cuts` ([`summary_by_slices`]) when asked for: one
-/// slice's rows in memory at a time.
-pub fn score_slices<'a>(
-    set: &'a FeatureTable,
-    models: &'a Models<'a>,
-    tiers: &'a TierConfig,
-    run_id: &'a str,
-    cuts: &'a Cuts,
-    slice: usize,
-) -> impl Iterator<Item = Result<RecordBatch, ScoreError>> + 'a {
-    slices_of(set.len(), slice).map(move |range| {
-        let ids = &set.customer_ids[range.clone()];
-        score_rows(ids, &set.rows[range], models, tiers, run_id, Some(cuts)).map(|s| s.table)
-    })
-}
-
-/// `0..n` in ranges of `slice` (at least 1).
-fn slices_of(n: usize, slice: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let slice = slice.max(1);
-    (0..n).step_by(slice).map(move |lo| lo..(lo + slice).min(n))
 }
 
 /// Probabilities and reason contributions of the BTYD buy-again champion for the buyers'

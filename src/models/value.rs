@@ -42,16 +42,17 @@ const FALLBACK_ORDER: [ModelKind; 3] = [ModelKind::BgNbd, ModelKind::MbgNbd, Mod
 
 /// The (model, penalizer) fits tried in turn: the requested model as configured, then
 /// refitted with `penalised(model)`, then the other models of [`FALLBACK_ORDER`], penalised.
+/// Lazy: a fallback's penalty (a likelihood evaluation over every customer, the Pareto/NBD
+/// one costly) is only computed when the fits before it failed.
 fn fit_attempts(
     requested: ModelKind,
     configured: f64,
     penalised: impl Fn(ModelKind) -> f64,
-) -> Vec<(ModelKind, f64)> {
-    let mut attempts = vec![(requested, configured), (requested, penalised(requested))];
-    for kind in FALLBACK_ORDER.into_iter().filter(|k| *k != requested) {
-        attempts.push((kind, penalised(kind)));
-    }
-    attempts
+) -> impl Iterator<Item = (ModelKind, f64)> {
+    let fallbacks = FALLBACK_ORDER.into_iter().filter(move |k| *k != requested);
+    std::iter::once((requested, Some(configured)))
+        .chain(std::iter::once(requested).chain(fallbacks).map(|k| (k, None)))
+        .map(move |(kind, p)| (kind, p.unwrap_or_else(|| penalised(kind))))
 }
 
 /// How the value models were fitted: what config asked for, what was used, and why
@@ -383,7 +384,7 @@ mod tests {
             ModelKind::ParetoNbd => 3e-8,
         };
         assert_eq!(
-            fit_attempts(ModelKind::BgNbd, 0.0, small),
+            fit_attempts(ModelKind::BgNbd, 0.0, small).collect::<Vec<_>>(),
             [
                 (ModelKind::BgNbd, 0.0),
                 (ModelKind::BgNbd, 1e-8),
@@ -392,7 +393,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            fit_attempts(ModelKind::ParetoNbd, 0.001, small),
+            fit_attempts(ModelKind::ParetoNbd, 0.001, small).collect::<Vec<_>>(),
             [
                 (ModelKind::ParetoNbd, 0.001),
                 (ModelKind::ParetoNbd, 3e-8),
@@ -400,5 +401,13 @@ mod tests {
                 (ModelKind::MbgNbd, 2e-8)
             ]
         );
+        // The first attempt computes no penalty: a fit that succeeds costs no fallback's.
+        let asked = std::cell::Cell::new(0);
+        let counted = |k: ModelKind| {
+            asked.set(asked.get() + 1);
+            small(k)
+        };
+        let first: Vec<_> = fit_attempts(ModelKind::BgNbd, 0.0, counted).take(1).collect();
+        assert_eq!((first, asked.get()), (vec![(ModelKind::BgNbd, 0.0)], 0));
     }
 }

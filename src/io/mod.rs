@@ -10,6 +10,7 @@ pub mod interrupt;
 pub mod output;
 pub mod publish;
 pub mod read;
+pub mod sorted_merge;
 pub mod target;
 
 pub use input::{open_inputs, InputError, InputFile, InputSet};

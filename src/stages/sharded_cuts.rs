@@ -6,17 +6,15 @@
 //! after another and keep only the keys of the ranges that hold a cut point. The result is
 //! exactly [`Cuts::of`]'s (the unit tests and `tests/sharded.rs` compare them).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::PathBuf;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::{Array, PrimitiveArray, RecordBatch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 
 use crate::cuts::{Cuts, Key, RankCuts};
 use crate::error::{Error, Result};
+use crate::io::sorted_merge::{MergeError, SortedMerge};
 use crate::select::{select, Passes, Target};
 use crate::stages::sharded::{open_reader, raw_schema, ShardedError};
 
@@ -121,38 +119,6 @@ fn check(batch: &RecordBatch, path: &std::path::Path, row0: u64) -> Result<(), S
     Ok(())
 }
 
-/// One raw file in the merge: its current batch and the next row of it.
-struct Cursor {
-    reader: ParquetRecordBatchReader,
-    batch: RecordBatch,
-    row: usize,
-    /// Rows of the file before `batch`.
-    row0: u64,
-}
-
-impl Cursor {
-    /// Moves to the next row; false at the end of the file. Each batch is checked as read.
-    fn advance(&mut self, path: &std::path::Path) -> Result<bool> {
-        self.row += 1;
-        while self.row >= self.batch.num_rows() {
-            self.row0 += self.batch.num_rows() as u64;
-            match self.reader.next() {
-                None => return Ok(false),
-                Some(b) => {
-                    self.batch = b.map_err(|e| parquet_err(path, e.into()))?;
-                    self.row = 0;
-                    check(&self.batch, path, self.row0)?;
-                }
-            }
-        }
-        Ok(true)
-    }
-
-    fn id(&self) -> &str {
-        self.batch.column(0).as_string::<i32>().value(self.row)
-    }
-}
-
 fn parquet_err(path: &std::path::Path, source: parquet::errors::ParquetError) -> Error {
     ShardedError::Parquet {
         flag: FLAG,
@@ -166,77 +132,47 @@ fn parquet_err(path: &std::path::Path, source: parquet::errors::ParquetError) ->
 /// two files (or twice in one) or a file out of order refused — each key emitted. Returns the
 /// customers.
 fn merged_scan(paths: &[PathBuf], emit: &mut dyn FnMut(usize, &[u8])) -> Result<u64> {
-    let empty = RecordBatch::new_empty(raw_schema());
-    let mut cursors = Vec::with_capacity(paths.len());
-    let mut heap: BinaryHeap<Reverse<(Box<str>, usize)>> = BinaryHeap::new();
-    for (i, path) in paths.iter().enumerate() {
-        let (reader, _) = open_reader(FLAG, path, &raw_schema(), BATCH_ROWS)?;
-        let mut c = Cursor {
-            reader,
-            batch: empty.clone(),
-            row: 0,
-            row0: 0,
-        };
-        if c.advance_first(path)? {
-            heap.push(Reverse((c.id().into(), i)));
+    let readers = paths
+        .iter()
+        .map(|path| Ok(open_reader(FLAG, path, &raw_schema(), BATCH_ROWS)?.0))
+        .collect::<Result<Vec<_>>>()?;
+    let check = |file: usize, batch: &RecordBatch, row0: u64| -> Result<()> {
+        Ok(check(batch, &paths[file], row0)?)
+    };
+    let merge_err = |e: MergeError| -> Error {
+        match e {
+            MergeError::Read { file, source } => parquet_err(&paths[file], source.into()),
+            MergeError::Check(e) => e,
+            MergeError::NotSorted {
+                file,
+                row,
+                id,
+                previous,
+            } => ShardedError::NotSorted {
+                flag: FLAG,
+                path: paths[file].clone(),
+                row,
+                id,
+                previous,
+            }
+            .into(),
+            MergeError::Twice { id, first, second } => ShardedError::Duplicate {
+                flag: FLAG,
+                id,
+                first: paths[first.min(second)].clone(),
+                second: paths[first.max(second)].clone(),
+            }
+            .into(),
         }
-        cursors.push(c);
-    }
+    };
+    let mut merge = SortedMerge::new(readers, check).map_err(merge_err)?;
     let mut buf = Vec::new();
-    let mut last: Option<(Box<str>, usize)> = None;
     let mut customers = 0u64;
-    while let Some(Reverse((id, i))) = heap.pop() {
-        if let Some((previous, j)) = &last {
-            if *previous == id {
-                return Err(ShardedError::Duplicate {
-                    flag: FLAG,
-                    id: id.to_string(),
-                    first: paths[i.min(*j)].clone(),
-                    second: paths[i.max(*j)].clone(),
-                }
-                .into());
-            }
-        }
-        let c = &mut cursors[i];
-        emit_row(&c.batch, c.row, &mut buf, emit);
+    while let Some(pick) = merge.next().map_err(merge_err)? {
+        emit_row(merge.batch(pick.file), pick.row, &mut buf, emit);
         customers += 1;
-        if c.advance(&paths[i])? {
-            let next = c.id();
-            if next < &*id {
-                return Err(ShardedError::NotSorted {
-                    flag: FLAG,
-                    path: paths[i].clone(),
-                    row: c.row0 + c.row as u64,
-                    id: next.to_string(),
-                    previous: id.to_string(),
-                }
-                .into());
-            }
-            heap.push(Reverse((next.into(), i)));
-        }
-        last = Some((id, i));
     }
     Ok(customers)
-}
-
-impl Cursor {
-    /// Reads the first non-empty batch; false for a file without rows.
-    fn advance_first(&mut self, path: &std::path::Path) -> Result<bool> {
-        self.row = 0;
-        self.row0 = 0;
-        loop {
-            match self.reader.next() {
-                None => return Ok(false),
-                Some(b) => {
-                    self.batch = b.map_err(|e| parquet_err(path, e.into()))?;
-                    check(&self.batch, path, self.row0)?;
-                    if self.batch.num_rows() > 0 {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// A later pass: the files one after another (checked by the first).

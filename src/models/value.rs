@@ -51,7 +51,11 @@ fn fit_attempts(
 ) -> impl Iterator<Item = (ModelKind, f64)> {
     let fallbacks = FALLBACK_ORDER.into_iter().filter(move |k| *k != requested);
     std::iter::once((requested, Some(configured)))
-        .chain(std::iter::once(requested).chain(fallbacks).map(|k| (k, None)))
+        .chain(
+            std::iter::once(requested)
+                .chain(fallbacks)
+                .map(|k| (k, None)),
+        )
         .map(move |(kind, p)| (kind, p.unwrap_or_else(|| penalised(kind))))
 }
 
@@ -407,7 +411,9 @@ mod tests {
             asked.set(asked.get() + 1);
             small(k)
         };
-        let first: Vec<_> = fit_attempts(ModelKind::BgNbd, 0.0, counted).take(1).collect();
+        let first: Vec<_> = fit_attempts(ModelKind::BgNbd, 0.0, counted)
+            .take(1)
+            .collect();
         assert_eq!((first, asked.get()), (vec![(ModelKind::BgNbd, 0.0)], 0));
     }
 }

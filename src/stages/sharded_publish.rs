@@ -18,8 +18,6 @@
 //! Memory: one bucket in step 1; then a batch and a page per column of every bucket file,
 //! and one row group being encoded. Disk: a copy of the buckets in the scratch folder.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -27,13 +25,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, UInt32Array};
 use arrow_schema::ArrowError;
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Context, Error, Result};
 use crate::features::features_schema;
 use crate::features::table::{Expect, FeatureFile};
 use crate::io::output::write_parquet_direct_from;
+use crate::io::sorted_merge::{MergeError, SortedMerge};
 use crate::io::{ParquetOptions, RunLock};
 use crate::models::SavedModel;
 use crate::stages::publish::{self, InputEntry, Provenance};
@@ -58,171 +57,139 @@ struct Twice {
     b: usize,
 }
 
-/// One file of a merge: its reader, current batch and row, and where that batch is in the
-/// merge's pool.
-struct Cursor {
-    reader: ParquetRecordBatchReader,
-    batch: RecordBatch,
-    row: usize,
-    pool: usize,
-    source: usize,
-}
-
-/// A k-way merge of files sorted by `customer_id` (column 0): batches of [`MERGE_ROWS`] rows
-/// in id order.
-struct Merge {
-    cursors: Vec<Cursor>,
-    heap: BinaryHeap<Reverse<(Box<str>, usize)>>,
-    pool: Vec<RecordBatch>,
-    last: Option<(Box<str>, usize)>,
-}
-
 fn read_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("{}: cannot read back: {e}", path.display()))
 }
 
-impl Merge {
-    /// Opens every run (all columns, or the ids alone).
-    fn open(runs: &[Run], ids_only: bool) -> Result<Merge> {
-        let mut m = Merge {
-            cursors: Vec::with_capacity(runs.len()),
-            heap: BinaryHeap::new(),
-            pool: Vec::new(),
-            last: None,
+type Merge = SortedMerge<fn(usize, &RecordBatch, u64) -> Result<()>>;
+
+/// A [`SortedMerge`] of the runs (all columns, or the ids alone).
+fn open(runs: &[Run], ids_only: bool) -> Result<Merge> {
+    let mut readers = Vec::with_capacity(runs.len());
+    for run in runs {
+        let file = File::open(&run.path).with_context(|| run.path.display().to_string())?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_err(&run.path, e))?;
+        let builder = if ids_only {
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [0]);
+            builder.with_projection(mask)
+        } else {
+            builder
         };
-        for run in runs {
-            let file = File::open(&run.path).with_context(|| run.path.display().to_string())?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| read_err(&run.path, e))?;
-            let builder = if ids_only {
-                let mask = ProjectionMask::roots(builder.parquet_schema(), [0]);
-                builder.with_projection(mask)
-            } else {
-                builder
-            };
-            let mut reader = builder
+        readers.push(
+            builder
                 .with_batch_size(READ_ROWS)
                 .build()
-                .map_err(|e| read_err(&run.path, e))?;
-            let first = next_rows(&mut reader).map_err(|e| read_err(&run.path, e))?;
-            if let Some(batch) = first {
-                let i = m.cursors.len();
-                m.heap.push(Reverse((id_of(&batch, 0).into(), i)));
-                m.pool.push(batch.clone());
-                m.cursors.push(Cursor {
-                    reader,
-                    batch,
-                    row: 0,
-                    pool: m.pool.len() - 1,
-                    source: run.source,
-                });
-            }
+                .map_err(|e| read_err(&run.path, e))?,
+        );
+    }
+    let unchecked: fn(usize, &RecordBatch, u64) -> Result<()> = |_, _, _| Ok(());
+    SortedMerge::new(readers, unchecked).map_err(|e| merge_err(runs, e).unwrap_or_else(twice))
+}
+
+/// A merge's error, but a customer met twice, which its callers report in their own words.
+fn merge_err(runs: &[Run], e: MergeError) -> std::result::Result<Error, Twice> {
+    Ok(match e {
+        MergeError::Read { file, source } => read_err(&runs[file].path, source),
+        MergeError::Check(e) => e,
+        MergeError::NotSorted { file, row, .. } => Error::Internal(format!(
+            "{}: row {row} out of customer_id order (written sorted by this command)",
+            runs[file].path.display()
+        )),
+        MergeError::Twice { id, first, second } => {
+            return Err(Twice {
+                id,
+                a: runs[first].source,
+                b: runs[second].source,
+            })
         }
-        Ok(m)
+    })
+}
+
+fn twice(t: Twice) -> Error {
+    Error::Internal(format!("customer '{}' twice in the merge", t.id))
+}
+
+/// Batches of [`MERGE_ROWS`] rows of a merge in id order, gathered from the files' batches
+/// (each taken once into the pool, by reference) with `interleave`.
+struct Batches<'a> {
+    merge: Merge,
+    runs: &'a [Run],
+    pool: Vec<RecordBatch>,
+    /// Per file: which of its batches is in the pool, and where.
+    pooled: Vec<Option<(u64, usize)>>,
+}
+
+impl<'a> Batches<'a> {
+    fn open(runs: &'a [Run]) -> Result<Batches<'a>> {
+        Ok(Batches {
+            merge: open(runs, false)?,
+            runs,
+            pool: Vec::new(),
+            pooled: vec![None; runs.len()],
+        })
     }
 
     /// The next batch in id order; `Ok(None)` at the end; a customer met twice stops it.
     fn next_batch(&mut self) -> Result<Option<std::result::Result<RecordBatch, Twice>>> {
         let mut picked: Vec<(usize, usize)> = Vec::with_capacity(MERGE_ROWS);
         while picked.len() < MERGE_ROWS {
-            let Some(Reverse((id, i))) = self.heap.pop() else {
-                break;
+            let pick = match self.merge.next() {
+                Ok(Some(pick)) => pick,
+                Ok(None) => break,
+                Err(e) => return merge_err(self.runs, e).map_or_else(|t| Ok(Some(Err(t))), Err),
             };
-            let c = &mut self.cursors[i];
-            if let Some((previous, j)) = &self.last {
-                if *previous == id {
-                    return Ok(Some(Err(Twice {
-                        id: id.to_string(),
-                        a: *j,
-                        b: c.source,
-                    })));
+            let slot = match self.pooled[pick.file] {
+                Some((batch, slot)) if batch == pick.batch => slot,
+                _ => {
+                    self.pool.push(self.merge.batch(pick.file).clone());
+                    self.pooled[pick.file] = Some((pick.batch, self.pool.len() - 1));
+                    self.pool.len() - 1
                 }
-            }
-            picked.push((c.pool, c.row));
-            c.row += 1;
-            if c.row == c.batch.num_rows() {
-                match next_rows(&mut c.reader).map_err(|e| Error::Internal(e.to_string()))? {
-                    None => {}
-                    Some(batch) => {
-                        self.pool.push(batch.clone());
-                        c.pool = self.pool.len() - 1;
-                        c.batch = batch;
-                        c.row = 0;
-                        self.heap.push(Reverse((id_of(&c.batch, 0).into(), i)));
-                    }
-                }
-            } else {
-                self.heap.push(Reverse((id_of(&c.batch, c.row).into(), i)));
-            }
-            self.last = Some((id, c.source));
+            };
+            picked.push((slot, pick.row));
         }
         if picked.is_empty() {
             return Ok(None);
         }
         let batches: Vec<&RecordBatch> = self.pool.iter().collect();
         let merged = arrow_select::interleave::interleave_record_batch(&batches, &picked)?;
-        // Only the files' current batches stay in the pool.
-        self.pool = self.cursors.iter().map(|c| c.batch.clone()).collect();
-        for (k, c) in self.cursors.iter_mut().enumerate() {
-            c.pool = k;
-        }
+        self.pool.clear();
+        self.pooled.fill(None);
         Ok(Some(Ok(merged)))
     }
 }
 
-/// The next non-empty batch of a reader.
-fn next_rows(
-    reader: &mut ParquetRecordBatchReader,
-) -> std::result::Result<Option<RecordBatch>, ArrowError> {
-    for batch in reader.by_ref() {
-        let batch = batch?;
-        if batch.num_rows() > 0 {
-            return Ok(Some(batch));
+/// The merged ids, one at a time.
+struct Ids<'a> {
+    merge: Merge,
+    runs: &'a [Run],
+}
+
+impl Ids<'_> {
+    /// The next id; `Err(Twice)` for a customer met twice.
+    fn next(&mut self) -> Result<std::result::Result<Option<String>, Twice>> {
+        match self.merge.next() {
+            Ok(pick) => {
+                Ok(Ok(pick.map(|p| {
+                    id_of(self.merge.batch(p.file), p.row).to_string()
+                })))
+            }
+            Err(e) => merge_err(self.runs, e).map_or_else(|t| Ok(Err(t)), Err),
         }
     }
-    Ok(None)
 }
 
 fn id_of(batch: &RecordBatch, row: usize) -> &str {
     batch.column(0).as_string::<i32>().value(row)
 }
 
-/// The merged ids, one at a time.
-struct Ids {
-    merge: Merge,
-    batch: Option<RecordBatch>,
-    row: usize,
-}
-
-impl Ids {
-    /// The next id; `Err(Twice)` for a customer met twice.
-    fn next(&mut self) -> Result<std::result::Result<Option<String>, Twice>> {
-        loop {
-            if let Some(b) = &self.batch {
-                if self.row < b.num_rows() {
-                    self.row += 1;
-                    return Ok(Ok(Some(id_of(b, self.row - 1).to_string())));
-                }
-            }
-            match self.merge.next_batch()? {
-                None => return Ok(Ok(None)),
-                Some(Err(twice)) => return Ok(Err(twice)),
-                Some(Ok(b)) => {
-                    self.batch = Some(b);
-                    self.row = 0;
-                }
-            }
-        }
-    }
-}
-
 /// Every feature customer in one bucket only and scored exactly once, nobody else.
 fn check_coverage(features: &[Run], parts: &[Run], feature_paths: &[PathBuf]) -> Result<()> {
     let open = |runs| -> Result<Ids> {
         Ok(Ids {
-            merge: Merge::open(runs, true)?,
-            batch: None,
-            row: 0,
+            merge: open(runs, true)?,
+            runs,
         })
     };
     let (mut f, mut s) = (open(features)?, open(parts)?);
@@ -263,28 +230,24 @@ fn check_coverage(features: &[Run], parts: &[Run], feature_paths: &[PathBuf]) ->
 /// A merge as the publisher's batch stream, its files opened at the first batch (the score
 /// table is written before the feature table). A customer twice cannot happen: checked before.
 fn stream(runs: &[Run]) -> publish::BatchStream<'_> {
-    let mut merge: Option<Merge> = None;
+    let mut merge: Option<Batches> = None;
     Box::new(std::iter::from_fn(move || {
         if merge.is_none() {
-            match Merge::open(runs, false) {
+            match Batches::open(runs) {
                 Ok(m) => merge = Some(m),
                 Err(e) => return Some(Err(ArrowError::ExternalError(Box::new(e)))),
             }
         }
-        next_of(merge.as_mut()?)
+        match merge.as_mut()?.next_batch() {
+            Ok(None) => None,
+            Ok(Some(Ok(b))) => Some(Ok(b)),
+            Ok(Some(Err(t))) => Some(Err(ArrowError::InvalidArgumentError(format!(
+                "customer '{}' twice in the merge",
+                t.id
+            )))),
+            Err(e) => Some(Err(ArrowError::ExternalError(Box::new(e)))),
+        }
     }))
-}
-
-fn next_of(merge: &mut Merge) -> Option<std::result::Result<RecordBatch, ArrowError>> {
-    match merge.next_batch() {
-        Ok(None) => None,
-        Ok(Some(Ok(b))) => Some(Ok(b)),
-        Ok(Some(Err(t))) => Some(Err(ArrowError::InvalidArgumentError(format!(
-            "customer '{}' twice in the merge",
-            t.id
-        )))),
-        Err(e) => Some(Err(ArrowError::ExternalError(Box::new(e)))),
-    }
 }
 
 /// Publishes the feature buckets (`--features`, cutoff `as_of` when given) and the parts

@@ -523,7 +523,6 @@ const LOSS_CHUNK: usize = 8192;
 
 /// Mean loss of margins against labels (log loss, or Tweedie negative log-likelihood up to a
 /// constant): what early stopping watches.
-
 pub fn mean_loss(objective: Objective, margins: &[f64], y: &[f64]) -> f64 {
     let n = margins.len().max(1) as f64;
     let loss = |(&m, &y): (&f64, &f64)| match objective {

@@ -8,7 +8,7 @@
 //!   happen right after the first purchase, so customers with `x = 0` can be inactive.
 //! * **Pareto/NBD** (Schmittlein, Morrison & Colombo 1987): lifetime Exponential(μ) with
 //!   μ ~ Gamma(s, β). Its likelihood needs the Gauss hypergeometric function, see `pareto.rs`
-//!   and `special.rs`.
+//!   and `special/`.
 //!
 //! Spend model: **Gamma-Gamma** (Fader, Hardie & Lee 2005, "RFM and CLV"), fitted on the
 //! customers with at least one repeat purchase.

@@ -17,16 +17,17 @@ use arrow_array::RecordBatch;
 use crate::cuts::Cuts;
 use crate::io::ScanStats;
 use crate::models::value::ValueInputs;
+use crate::stages::console::{console_summary, training_summary};
 use crate::stages::drift;
 use crate::stages::features::{self, ModelInputs, TableSpec};
 use crate::stages::metrics::{Counts, CustomerSample};
 use crate::stages::publish::{self, Partition, Provenance, Table};
+use crate::stages::report_page::report_page;
 use crate::stages::score::{
     model_version, score_saved, score_slices, score_with, summary_by_slices, Models, Scored,
     Summary,
 };
 use crate::stages::shards;
-use crate::stages::summary::{console_summary, report_page, training_summary};
 use crate::stages::train::{self, Trained, TrainingData};
 use crate::time::date_us;
 

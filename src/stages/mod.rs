@@ -33,24 +33,25 @@
 //! [`sharded`] is the score stage over customer buckets (two passes around the whole table's
 //! cut points, `crate::cuts`) and their one publish: the scale-out path.
 //! [`history`] lists the published runs (`churnclv history`, the report's trends).
-//! [`metrics`] holds the metrics.json types, [`summary`] the report page data and the console
-//! summary, [`validate`] and [`btyd`] the two diagnostic subcommands' work. Every stage returns
+//! [`metrics`] holds the metrics.json types, [`report_page`] the report page's data, [`console`]
+//! what `run` and `train` print when they finish, [`validate`] and [`btyd`] the two diagnostic subcommands' work. Every stage returns
 //! [`crate::Error`], whose variants carry their exit code.
 
 pub mod btyd;
 pub mod challengers;
+pub mod console;
 pub mod drift;
 pub mod features;
 pub mod history;
 pub mod jobs;
 pub mod metrics;
 pub mod publish;
+pub mod report_page;
 pub mod score;
 pub mod sharded;
 pub mod sharded_cuts;
 pub mod sharded_publish;
 pub mod shards;
-pub mod summary;
 pub mod train;
 pub mod validate;
 pub mod value_select;

@@ -34,8 +34,9 @@
 //! cut points, `crate::cuts`) and their one publish: the scale-out path.
 //! [`history`] lists the published runs (`churnclv history`, the report's trends).
 //! [`metrics`] holds the metrics.json types, [`report_page`] the report page's data, [`console`]
-//! what `run` and `train` print when they finish, [`validate`] and [`btyd`] the two diagnostic subcommands' work. Every stage returns
-//! [`crate::Error`], whose variants carry their exit code.
+//! what `run` and `train` print when they finish, [`validate`] and [`btyd`] the two diagnostic
+//! subcommands' work. Every stage returns [`crate::Error`], whose variants carry their exit
+//! code.
 
 pub mod btyd;
 pub mod challengers;

@@ -3,10 +3,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
 use churnclv::config::parse_date;
 use churnclv::error::Context;
-use churnclv::generate::{event_schema, generate, truth_schema, GenerateParams};
-use churnclv::io::output::{write_parquet, ParquetOptions};
+use churnclv::generate::{
+    event_schema, spill, truth_schema, GenerateError, GenerateParams, CHUNK_CUSTOMERS,
+};
+use churnclv::io::output::{write_parquet_stream, ParquetOptions};
+use churnclv::io::scratch::ScratchDir;
 use churnclv::io::target;
 
 /// Write synthetic events (purchases, sessions, carts, tickets, emails …) for N customers whose
@@ -32,6 +37,10 @@ pub struct Args {
     /// Length of the simulated period in days.
     #[arg(long, default_value_t = 730)]
     pub days: u32,
+    /// Testing knob: customers simulated and sorted together before their events are
+    /// spilled as one sorted run (default 32,768). Same files for any value.
+    #[arg(long, value_name = "N", hide = true, default_value_t = CHUNK_CUSTOMERS)]
+    pub chunk_customers: usize,
 }
 
 pub fn run(args: Args) -> churnclv::Result<()> {
@@ -57,25 +66,27 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         target::create_folder("--out", &args.out, dir)?;
     }
     let started = Instant::now();
-    let generated = generate(&params)?;
+    // Removed when it goes out of scope: at the end, on an error, or by the signal handler.
+    let scratch = ScratchDir::beside(&args.out, "generate")?;
+    let spilled = spill(&params, scratch.path(), args.chunk_customers)?;
+    tracing::debug!(
+        stage = "generate",
+        runs = spilled.runs(),
+        events = spilled.n_events(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "simulated and spilled"
+    );
     let meta = |o: ParquetOptions| {
         o.metadata("churnclv.generator.seed", params.seed.to_string())
             .metadata("churnclv.generator.customers", params.customers.to_string())
             .metadata("churnclv.generator.start", params.start.to_string())
             .metadata("churnclv.generator.days", params.days.to_string())
     };
-    let rows = write_parquet(
-        &args.out,
-        event_schema(),
-        &generated.events,
-        &meta(ParquetOptions::default()),
-    )?;
-    write_parquet(
-        &truth_path,
-        truth_schema(),
-        std::slice::from_ref(&generated.truth),
-        &meta(ParquetOptions::default()),
-    )?;
+    let options = meta(ParquetOptions::default());
+    let rows = write_generated(&args.out, event_schema(), spilled.events()?, &options)?;
+    let truth = spilled.truth(options.row_groups())?;
+    write_generated(&truth_path, truth_schema(), truth, &options)?;
+    drop(scratch);
     tracing::info!(
         stage = "generate",
         events = rows,
@@ -93,4 +104,26 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         truth_path.display()
     ))?;
     Ok(())
+}
+
+/// Writes batches made from the scratch files; an error making one abandons the file and is
+/// returned as it is (the writer only sees that the stream failed).
+fn write_generated(
+    path: &std::path::Path,
+    schema: arrow_schema::SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch, GenerateError>>,
+    options: &ParquetOptions,
+) -> churnclv::Result<u64> {
+    let mut failed = None;
+    let stream = batches.map(|b| {
+        b.map_err(|e| {
+            failed = Some(e);
+            ArrowError::ComputeError("making a batch failed".to_string())
+        })
+    });
+    let written = write_parquet_stream(path, schema, stream, options);
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(written?),
+    }
 }

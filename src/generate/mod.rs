@@ -87,17 +87,22 @@
 //! simulated events and latent states into Arrow batches (ids, order ids, the truth table);
 //! this file holds the parameters and [`generate`], which runs the two.
 
+use std::path::PathBuf;
+
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 use chrono::{Days, NaiveDate};
-use rayon::prelude::*;
 
 mod simulate;
+mod spill;
+mod streamed;
 #[cfg(test)]
 mod tests;
 mod write;
 
-use simulate::{simulate, Ev, Model, TruthRow, REACH_DAYS};
+use simulate::{Model, REACH_DAYS};
+use streamed::simulate_sorted;
+pub use streamed::{spill, EventBatches, Spilled, TruthBatches, CHUNK_CUSTOMERS};
 use write::{event_batches, id_width, truth_batch};
 pub use write::{event_schema, truth_schema};
 
@@ -183,6 +188,16 @@ pub enum GenerateError {
     /// Arrow rejected a batch.
     #[error("building Arrow batch")]
     Arrow(#[from] ArrowError),
+    /// Writing or reading a file of the scratch folder ([`spill`]).
+    #[error("{path}: scratch file")]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A scratch file holds a record this run cannot have written.
+    #[error("{path}: invalid scratch record ({detail})")]
+    ScratchRecord { path: PathBuf, detail: String },
 }
 
 /// Output of [`generate`].
@@ -206,28 +221,11 @@ pub fn generate(params: &GenerateParams) -> Result<Generated, GenerateError> {
     let model = Model::new(params)?;
     let width = id_width(params.customers);
 
-    let per_customer: Vec<(TruthRow, Vec<Ev>)> = (0..params.customers)
-        .into_par_iter()
-        .map(|i| simulate(&model, i))
-        .collect();
-
-    // One flat copy then a global parallel sort: simple and obviously correct.
-    // Each customer's vector is freed as soon as it is copied. (A time-bucketed
-    // scatter would save the copy and part of the sort, but the whole pipeline
-    // already runs at ~8M events/s on 2 cores.)
-    let n_events: usize = per_customer.iter().map(|(_, ev)| ev.len()).sum();
-    let mut events = Vec::with_capacity(n_events);
-    let mut truth = Vec::with_capacity(params.customers);
-    for (row, ev) in per_customer {
-        truth.push(row);
-        events.extend_from_slice(&ev);
-    }
-    // Unique key, so the unstable sort is still deterministic.
-    events.par_sort_unstable_by_key(|e| (e.t, e.cust, e.seq));
-
+    let (truth, events) = simulate_sorted(&model, 0..params.customers);
+    let n_events = events.len();
     let batches = event_batches(&events, width, MAX_BATCH_ROWS)?;
     drop(events);
-    let truth = truth_batch(&truth, width)?;
+    let truth = truth_batch(&truth, 0, width)?;
     Ok(Generated {
         events: batches,
         truth,

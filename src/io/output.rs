@@ -79,6 +79,11 @@ impl ParquetOptions {
         self
     }
 
+    /// The maximum rows per row group.
+    pub fn row_groups(&self) -> usize {
+        self.row_group_rows
+    }
+
     /// At most `rows` rows per data page (default: pages of up to 1 MB): a reader holds one
     /// decompressed page per column, so files merged many at a time are written with small
     /// pages.

@@ -69,12 +69,14 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     // Removed when it goes out of scope: at the end, on an error, or by the signal handler.
     let scratch = ScratchDir::beside(&args.out, "generate")?;
     let spilled = spill(&params, scratch.path(), args.chunk_customers)?;
-    tracing::debug!(
+    tracing::info!(
         stage = "generate",
         runs = spilled.runs(),
         events = spilled.n_events(),
         duration_ms = started.elapsed().as_millis() as u64,
-        "simulated and spilled"
+        "simulated: {} sorted runs in {}",
+        spilled.runs(),
+        scratch.path().display()
     );
     let meta = |o: ParquetOptions| {
         o.metadata("churnclv.generator.seed", params.seed.to_string())

@@ -145,9 +145,13 @@ impl Spilled {
 
     /// The event log in order, in batches of [`MAX_BATCH_ROWS`] rows (the last one smaller).
     pub fn events(&self) -> Result<EventBatches, GenerateError> {
+        let mut merge = Merge::open(&self.runs)?;
+        let mut next = Vec::with_capacity(MAX_BATCH_ROWS);
+        merge.fill(&mut next, MAX_BATCH_ROWS)?;
         Ok(EventBatches {
-            merge: Merge::open(&self.runs)?,
-            buf: Vec::with_capacity(MAX_BATCH_ROWS),
+            merge,
+            next,
+            spare: Vec::with_capacity(MAX_BATCH_ROWS),
             width: self.width,
             done: false,
         })
@@ -168,9 +172,14 @@ impl Spilled {
 }
 
 /// Iterator over the merged event batches; ends after the first error.
+///
+/// Double-buffered: the Arrow batch of the events merged last is built while the merge fills
+/// the other buffer (the merge is sequential; building the strings of a batch costs as much).
 pub struct EventBatches {
     merge: Merge,
-    buf: Vec<Ev>,
+    /// The events of the next batch, in order (empty at the end).
+    next: Vec<Ev>,
+    spare: Vec<Ev>,
     width: usize,
     done: bool,
 }
@@ -179,20 +188,19 @@ impl Iterator for EventBatches {
     type Item = Result<RecordBatch, GenerateError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
+        if self.done || self.next.is_empty() {
             return None;
         }
-        let made = self
-            .merge
-            .fill(&mut self.buf, MAX_BATCH_ROWS)
-            .and_then(|()| {
-                (!self.buf.is_empty())
-                    .then(|| event_batch(&self.buf, self.width).map_err(GenerateError::from))
-                    .transpose()
-            })
-            .transpose();
-        self.done = !matches!(made, Some(Ok(_)));
-        made
+        let (next, spare, merge, width) =
+            (&self.next, &mut self.spare, &mut self.merge, self.width);
+        let (batch, filled) = rayon::join(
+            || event_batch(next, width),
+            || merge.fill(spare, MAX_BATCH_ROWS),
+        );
+        std::mem::swap(&mut self.next, &mut self.spare);
+        let made = filled.and(batch.map_err(GenerateError::from));
+        self.done = made.is_err();
+        Some(made)
     }
 }
 

@@ -10,7 +10,7 @@ use churnclv::error::Context;
 use churnclv::generate::{
     event_schema, spill, truth_schema, GenerateError, GenerateParams, CHUNK_CUSTOMERS,
 };
-use churnclv::io::output::{write_parquet_stream, ParquetOptions};
+use churnclv::io::output::{write_parquet_stream_grouped, ParquetOptions};
 use churnclv::io::scratch::ScratchDir;
 use churnclv::io::target;
 
@@ -42,6 +42,11 @@ pub struct Args {
     #[arg(long, value_name = "N", hide = true, default_value_t = CHUNK_CUSTOMERS)]
     pub chunk_customers: usize,
 }
+
+/// Rows of the batches handed to the writer, which gathers them into its row groups of
+/// 1,048,576 rows: a multiple of the column writers' mini-batch of 1,024 rows, so the pages
+/// are cut where one whole batch would cut them.
+const STREAM_BATCH_ROWS: usize = 1 << 16;
 
 pub fn run(args: Args) -> churnclv::Result<()> {
     let params = GenerateParams {
@@ -85,8 +90,13 @@ pub fn run(args: Args) -> churnclv::Result<()> {
             .metadata("churnclv.generator.days", params.days.to_string())
     };
     let options = meta(ParquetOptions::default());
-    let rows = write_generated(&args.out, event_schema(), spilled.events()?, &options)?;
-    let truth = spilled.truth(options.row_groups())?;
+    let rows = write_generated(
+        &args.out,
+        event_schema(),
+        spilled.events(STREAM_BATCH_ROWS)?,
+        &options,
+    )?;
+    let truth = spilled.truth(STREAM_BATCH_ROWS)?;
     write_generated(&truth_path, truth_schema(), truth, &options)?;
     drop(scratch);
     tracing::info!(
@@ -123,7 +133,7 @@ fn write_generated(
             ArrowError::ComputeError("making a batch failed".to_string())
         })
     });
-    let written = write_parquet_stream(path, schema, stream, options);
+    let written = write_parquet_stream_grouped(path, schema, stream, options);
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(written?),

@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, default_value_t = 730)]
     pub days: u32,
     /// Testing knob: customers simulated and sorted together before their events are
-    /// spilled as one sorted run (default 32,768). Same files for any value.
+    /// spilled as one sorted run (default 16,384). Same files for any value.
     #[arg(long, value_name = "N", hide = true, default_value_t = CHUNK_CUSTOMERS)]
     pub chunk_customers: usize,
 }

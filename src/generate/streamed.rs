@@ -3,11 +3,12 @@
 //! into a scratch folder (its truth rows appended to a file there), then the runs are merged
 //! into event batches one at a time while the caller writes them.
 //!
-//! The batches are those of [`super::generate`] for the same parameters, row for row and
-//! value for value (same [`MAX_BATCH_ROWS`] rows each; the truth in batches of the same size
-//! as the writer's row groups), whatever the chunk size: the sort key is unique, so the merge
-//! of sorted runs is the global sort. Resident: one chunk while it is simulated and sorted,
-//! then a read buffer per run, the heap of run heads and the batch being built.
+//! The rows are those of [`super::generate`] for the same parameters, in the same order and
+//! value for value, whatever the chunk size: the sort key [`Ev::key`] is unique, so the merge
+//! of sorted runs is the global sort (and there are no ties for it to break differently).
+//! Only the batch size is the caller's: a writer that gathers rows into fixed row groups
+//! writes the same file from either. Resident: one chunk while it is simulated and sorted,
+//! then a read buffer per run, the heap of run heads and two batches' worth of events.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -102,3 +102,46 @@ impl Drop for ScratchDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each scratch folder is new (a taken name, here a leftover of a killed run with the
+    /// same pid, gets a suffix and is never entered), and dropping one removes it and only it.
+    #[test]
+    fn new_folders_beside_the_output_removed_on_drop() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().join("events.parquet");
+        let leftover = dir
+            .path()
+            .join(format!(".events.parquet.generate-{}", std::process::id()));
+        fs::create_dir(&leftover).expect("leftover");
+        fs::write(leftover.join("run-00000.bin"), b"old").expect("old run");
+        fs::write(dir.path().join("notes.txt"), b"mine").expect("other file");
+
+        let a = ScratchDir::beside(&out, "generate").expect("a");
+        let b = ScratchDir::beside(&out, "generate").expect("b");
+        assert_ne!(a.path(), b.path());
+        assert_ne!(a.path(), leftover.as_path());
+        assert!(a.path().join(MARKER).is_file());
+        fs::write(a.path().join("run-00000.bin"), b"new").expect("run");
+        drop(a);
+        drop(b);
+
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let leftover_name = leftover
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert_eq!(names, [leftover_name, "notes.txt".to_string()]);
+        assert_eq!(
+            fs::read(leftover.join("run-00000.bin")).expect("old"),
+            b"old"
+        );
+    }
+}

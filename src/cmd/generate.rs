@@ -10,7 +10,7 @@ use churnclv::error::Context;
 use churnclv::generate::{
     event_schema, spill, truth_schema, GenerateError, GenerateParams, CHUNK_CUSTOMERS,
 };
-use churnclv::io::output::{write_parquet_stream_grouped, ParquetOptions};
+use churnclv::io::output::{write_parquet_stream_grouped, OutputError, ParquetOptions};
 use churnclv::io::scratch::ScratchDir;
 use churnclv::io::target;
 
@@ -90,12 +90,19 @@ pub fn run(args: Args) -> churnclv::Result<()> {
             .metadata("churnclv.generator.days", params.days.to_string())
     };
     let options = meta(ParquetOptions::default());
+    // Written inside the scratch folder, then moved into place: a run stopped while it writes
+    // (most of its time) leaves nothing in the output folder but the scratch folder.
+    let staged = scratch.path().join("events.parquet");
     let rows = write_generated(
-        &args.out,
+        &staged,
         event_schema(),
         spilled.events(STREAM_BATCH_ROWS)?,
         &options,
     )?;
+    std::fs::rename(&staged, &args.out).map_err(|source| OutputError::Io {
+        path: args.out.clone(),
+        source,
+    })?;
     let truth = spilled.truth(STREAM_BATCH_ROWS)?;
     write_generated(&truth_path, truth_schema(), truth, &options)?;
     drop(scratch);

@@ -70,22 +70,34 @@
 //! between seed and index can make two customers share a sequence. No generator is
 //! ever shared, so customers are simulated with rayon in any order, and the
 //! output is byte-identical whatever the thread count: per-customer results are
-//! collected in index order and the final sort key `(time, customer, seq)` is
-//! unique, so even an unstable parallel sort has exactly one possible result.
+//! collected in index order and the sort key `(time, customer, seq)` (`Ev::key`) is
+//! unique, so even an unstable parallel sort, or a merge of runs sorted
+//! separately, has exactly one possible result.
 //!
-//! # Memory layout
+//! # Memory
 //!
 //! Events are held as a compact 32-byte `Ev` with one-byte codes: the type is the
-//! pipeline's own [`EventKind`] (so the names written are those the reader maps
-//! back, from one definition), channel and category are `u8` indices; strings
-//! only appear when the Arrow batches are built, from `&'static str` tables (no
+//! pipeline's own [`EventKind`](crate::events::EventKind) (so the names written are those
+//! the reader maps back, from one definition), channel and category are `u8` indices;
+//! strings only appear when the Arrow batches are built, from `&'static str` tables (no
 //! per-event `String` allocation).
+//!
+//! [`generate`] holds the whole log (fine for tests and samples: ~57 events a customer
+//! on the default 730 days, 11.9 GB peak RSS for 2M customers through the files). `churnclv
+//! generate` uses [`spill`] instead, whose memory does not grow with the number of
+//! customers: chunks of [`CHUNK_CUSTOMERS`] customers are simulated and sorted, each spilled
+//! as a sorted run (and the truth rows appended) into a scratch folder beside the output,
+//! and the runs are merged into the writer batch by batch. Same rows, same files, for any
+//! chunk size (tested down to one customer a run). Measured (docs/benchmarks.md, "Scale
+//! run"): peak RSS 114 MB for 200k customers and for 2M.
 //!
 //! # Files
 //!
 //! `simulate.rs` is the generative model (one customer at a time), `write.rs` turns the
-//! simulated events and latent states into Arrow batches (ids, order ids, the truth table);
-//! this file holds the parameters and [`generate`], which runs the two.
+//! simulated events and latent states into Arrow batches (ids, order ids, the truth table),
+//! `streamed.rs` is the bounded-memory path ([`spill`]: chunks, runs, merged batches) and
+//! `spill.rs` its files (fixed-size records, the k-way merge); this file holds the
+//! parameters and [`generate`].
 
 use std::path::PathBuf;
 
@@ -212,7 +224,8 @@ pub struct Generated {
     pub n_events: usize,
 }
 
-/// Generates the event log and ground truth for `params`.
+/// Generates the event log and ground truth for `params`, all in memory (see [`spill`] for
+/// data sets of any size).
 ///
 /// Deterministic: the same params give identical batches regardless of the
 /// rayon thread count.

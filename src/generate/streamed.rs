@@ -24,8 +24,8 @@ use super::{GenerateError, GenerateParams};
 /// Customers simulated, sorted and spilled together by default: ~0.95M events on 730 days
 /// (~30 MB as `Ev`, about three times that while the per-customer vectors are collected and
 /// copied into one), so 2M customers make 123 runs, each read through its own 256 KiB buffer
-/// during the merge. Measured on 200k customers: peak RSS 114 MB (204 MB with chunks of
-/// 32,768), the same wall time.
+/// during the merge. Measured on 200k customers: peak RSS 112–119 MiB (199 MiB with chunks
+/// of 32,768), the same wall time.
 pub const CHUNK_CUSTOMERS: usize = 16_384;
 
 /// Most runs merged at once: each holds an open file and a 256 KiB buffer (64 MiB in all, far

@@ -1,10 +1,10 @@
 //! `churnclv generate`: synthetic event histories with a ground-truth sidecar.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use arrow_schema::ArrowError;
+use arrow_schema::{ArrowError, SchemaRef};
 use churnclv::config::parse_date;
 use churnclv::error::Context;
 use churnclv::generate::{
@@ -74,15 +74,7 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     // Removed when it goes out of scope: at the end, on an error, or by the signal handler.
     let scratch = ScratchDir::beside(&args.out, "generate")?;
     let spilled = spill(&params, scratch.path(), args.chunk_customers)?;
-    tracing::info!(
-        stage = "generate",
-        runs = spilled.runs(),
-        events = spilled.n_events(),
-        duration_ms = started.elapsed().as_millis() as u64,
-        "simulated: {} sorted runs in {}",
-        spilled.runs(),
-        scratch.path().display()
-    );
+    let simulated_ms = started.elapsed().as_millis() as u64;
     let meta = |o: ParquetOptions| {
         o.metadata("churnclv.generator.seed", params.seed.to_string())
             .metadata("churnclv.generator.customers", params.customers.to_string())
@@ -106,10 +98,14 @@ pub fn run(args: Args) -> churnclv::Result<()> {
     let truth = spilled.truth(STREAM_BATCH_ROWS)?;
     write_generated(&truth_path, truth_schema(), truth, &options)?;
     drop(scratch);
+    // One line for the stage: how long the simulation (and spilling) of the sorted runs took
+    // is a field of it, the rest of the time is the merge and the writing.
     tracing::info!(
         stage = "generate",
         events = rows,
         customers = params.customers,
+        runs = spilled.runs(),
+        simulated_ms,
         duration_ms = started.elapsed().as_millis() as u64,
         "wrote {} and {}",
         args.out.display(),
@@ -128,8 +124,8 @@ pub fn run(args: Args) -> churnclv::Result<()> {
 /// Writes batches made from the scratch files; an error making one abandons the file and is
 /// returned as it is (the writer only sees that the stream failed).
 fn write_generated(
-    path: &std::path::Path,
-    schema: arrow_schema::SchemaRef,
+    path: &Path,
+    schema: SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch, GenerateError>>,
     options: &ParquetOptions,
 ) -> churnclv::Result<u64> {

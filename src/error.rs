@@ -52,7 +52,7 @@ pub enum Error {
     /// A raw-keys, cut-point or score-part file of scoring in shards (2).
     #[error(transparent)]
     Sharded(#[from] ShardedError),
-    /// `generate` parameters (2).
+    /// `generate` parameters (2); its scratch files (1).
     #[error(transparent)]
     Generate(#[from] GenerateError),
     /// A BTYD fit: 2 when the data or the options make it impossible, 1 otherwise.
@@ -109,8 +109,12 @@ impl Error {
             | Error::Lock(_)
             | Error::SavedModel(_)
             | Error::FeatureTable(_)
-            | Error::Sharded(_)
-            | Error::Generate(_) => 2,
+            | Error::Sharded(_) => 2,
+            Error::Generate(e) => match e {
+                // The generator's own scratch files, not the user's parameters.
+                GenerateError::Scratch { .. } | GenerateError::ScratchRecord { .. } => 1,
+                _ => 2,
+            },
             Error::Publish(e) => match e {
                 PublishError::NotOurs { .. } => 2,
                 _ => 1,

@@ -73,6 +73,70 @@ fn same_seed_same_bytes_and_a_truth_sidecar() {
     assert!(lambda.values().iter().all(|v| v.is_finite() && *v > 0.0));
 }
 
+/// Customers simulated in chunks of 7 (72 sorted runs merged) write the bytes of the default
+/// (one chunk for 500 customers). A scratch folder left by a killed run and a file of the
+/// user's in the output folder are left as they were, and the run leaves nothing of its own
+/// but the two files.
+#[test]
+fn any_chunk_size_writes_the_same_bytes_and_touches_nothing_else() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let one = generate(dir.path(), "one", "5");
+    let out = dir.path().join("many");
+    std::fs::create_dir(&out).expect("folder");
+    // What `kill -9` leaves: a marked scratch folder with a run in it.
+    let killed = out.join(".e.parquet.generate-4000000");
+    std::fs::create_dir(&killed).expect("leftover");
+    std::fs::write(
+        killed.join(".churnclv-partition"),
+        "{\"writer\":\"churnclv\",\"run_id\":\"x\"}\n",
+    )
+    .expect("marker");
+    std::fs::write(killed.join("run-00000.bin"), b"half a run").expect("run");
+    std::fs::write(out.join("notes.txt"), b"mine").expect("notes");
+    let before = listing(&out);
+    bin()
+        .args([
+            "generate",
+            "--customers",
+            "500",
+            "--days",
+            "365",
+            "--seed",
+            "5",
+            "--chunk-customers",
+            "7",
+            "--out",
+        ])
+        .arg(out.join("e.parquet"))
+        .assert()
+        .success();
+    assert!(std::fs::read(out.join("e.parquet")).expect("events") == one.0);
+    assert!(std::fs::read(out.join("e.truth.parquet")).expect("truth") == one.1);
+    let mut after = before.clone();
+    after.extend(["e.parquet".to_string(), "e.truth.parquet".to_string()]);
+    after.sort();
+    assert_eq!(listing(&out), after);
+    assert_eq!(listing(&killed), [".churnclv-partition", "run-00000.bin"]);
+    assert_eq!(
+        std::fs::read(killed.join("run-00000.bin")).expect("run"),
+        b"half a run"
+    );
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).expect("notes"),
+        b"mine"
+    );
+}
+
+/// Sorted names in a folder (hidden ones included).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn bad_parameters_are_usage_errors() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -1,12 +1,17 @@
 //! `churnclv generate`: synthetic event histories with a ground-truth sidecar.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
 use churnclv::config::parse_date;
 use churnclv::error::Context;
-use churnclv::generate::{event_schema, generate, truth_schema, GenerateParams};
-use churnclv::io::output::{write_parquet, ParquetOptions};
+use churnclv::generate::{
+    event_schema, spill, truth_schema, GenerateError, GenerateParams, CHUNK_CUSTOMERS,
+};
+use churnclv::io::output::{write_parquet_stream_grouped, OutputError, ParquetOptions};
+use churnclv::io::scratch::ScratchDir;
 use churnclv::io::target;
 
 /// Write synthetic events (purchases, sessions, carts, tickets, emails …) for N customers whose
@@ -32,7 +37,16 @@ pub struct Args {
     /// Length of the simulated period in days.
     #[arg(long, default_value_t = 730)]
     pub days: u32,
+    /// Testing knob: customers simulated and sorted together before their events are
+    /// spilled as one sorted run (default 16,384). Same files for any value.
+    #[arg(long, value_name = "N", hide = true, default_value_t = CHUNK_CUSTOMERS)]
+    pub chunk_customers: usize,
 }
+
+/// Rows of the batches handed to the writer, which gathers them into its row groups of
+/// 1,048,576 rows: a multiple of the column writers' mini-batch of 1,024 rows, so the pages
+/// are cut where one whole batch would cut them.
+const STREAM_BATCH_ROWS: usize = 1 << 16;
 
 pub fn run(args: Args) -> churnclv::Result<()> {
     let params = GenerateParams {
@@ -57,29 +71,41 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         target::create_folder("--out", &args.out, dir)?;
     }
     let started = Instant::now();
-    let generated = generate(&params)?;
+    // Removed when it goes out of scope: at the end, on an error, or by the signal handler.
+    let scratch = ScratchDir::beside(&args.out, "generate")?;
+    let spilled = spill(&params, scratch.path(), args.chunk_customers)?;
+    let simulated_ms = started.elapsed().as_millis() as u64;
     let meta = |o: ParquetOptions| {
         o.metadata("churnclv.generator.seed", params.seed.to_string())
             .metadata("churnclv.generator.customers", params.customers.to_string())
             .metadata("churnclv.generator.start", params.start.to_string())
             .metadata("churnclv.generator.days", params.days.to_string())
     };
-    let rows = write_parquet(
-        &args.out,
+    let options = meta(ParquetOptions::default());
+    // Written inside the scratch folder, then moved into place: a run stopped while it writes
+    // (most of its time) leaves nothing in the output folder but the scratch folder.
+    let staged = scratch.path().join("events.parquet");
+    let rows = write_generated(
+        &staged,
         event_schema(),
-        &generated.events,
-        &meta(ParquetOptions::default()),
+        spilled.events(STREAM_BATCH_ROWS)?,
+        &options,
     )?;
-    write_parquet(
-        &truth_path,
-        truth_schema(),
-        std::slice::from_ref(&generated.truth),
-        &meta(ParquetOptions::default()),
-    )?;
+    std::fs::rename(&staged, &args.out).map_err(|source| OutputError::Io {
+        path: args.out.clone(),
+        source,
+    })?;
+    let truth = spilled.truth(STREAM_BATCH_ROWS)?;
+    write_generated(&truth_path, truth_schema(), truth, &options)?;
+    drop(scratch);
+    // One line for the stage: how long the simulation (and spilling) of the sorted runs took
+    // is a field of it, the rest of the time is the merge and the writing.
     tracing::info!(
         stage = "generate",
         events = rows,
         customers = params.customers,
+        runs = spilled.runs(),
+        simulated_ms,
         duration_ms = started.elapsed().as_millis() as u64,
         "wrote {} and {}",
         args.out.display(),
@@ -93,4 +119,26 @@ pub fn run(args: Args) -> churnclv::Result<()> {
         truth_path.display()
     ))?;
     Ok(())
+}
+
+/// Writes batches made from the scratch files; an error making one abandons the file and is
+/// returned as it is (the writer only sees that the stream failed).
+fn write_generated(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch, GenerateError>>,
+    options: &ParquetOptions,
+) -> churnclv::Result<u64> {
+    let mut failed = None;
+    let stream = batches.map(|b| {
+        b.map_err(|e| {
+            failed = Some(e);
+            ArrowError::ComputeError("making a batch failed".to_string())
+        })
+    });
+    let written = write_parquet_stream_grouped(path, schema, stream, options);
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(written?),
+    }
 }

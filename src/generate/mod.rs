@@ -70,34 +70,51 @@
 //! between seed and index can make two customers share a sequence. No generator is
 //! ever shared, so customers are simulated with rayon in any order, and the
 //! output is byte-identical whatever the thread count: per-customer results are
-//! collected in index order and the final sort key `(time, customer, seq)` is
-//! unique, so even an unstable parallel sort has exactly one possible result.
+//! collected in index order and the sort key `(time, customer, seq)` (`Ev::key`) is
+//! unique, so even an unstable parallel sort, or a merge of runs sorted
+//! separately, has exactly one possible result.
 //!
-//! # Memory layout
+//! # Memory
 //!
 //! Events are held as a compact 32-byte `Ev` with one-byte codes: the type is the
-//! pipeline's own [`EventKind`] (so the names written are those the reader maps
-//! back, from one definition), channel and category are `u8` indices; strings
-//! only appear when the Arrow batches are built, from `&'static str` tables (no
+//! pipeline's own [`EventKind`](crate::events::EventKind) (so the names written are those
+//! the reader maps back, from one definition), channel and category are `u8` indices;
+//! strings only appear when the Arrow batches are built, from `&'static str` tables (no
 //! per-event `String` allocation).
+//!
+//! [`generate`] holds the whole log (fine for tests and samples: ~57 events a customer
+//! on the default 730 days, 11.9 GB peak RSS for 2M customers through the files). `churnclv
+//! generate` uses [`spill`] instead, whose memory does not grow with the number of
+//! customers: chunks of [`CHUNK_CUSTOMERS`] customers are simulated and sorted, each spilled
+//! as a sorted run (and the truth rows appended) into a scratch folder beside the output,
+//! and the runs are merged into the writer batch by batch. Same rows, same files, for any
+//! chunk size (tested down to one customer a run). Measured (docs/benchmarks.md, "Scale
+//! run"): peak RSS 119 MiB for 200k customers, 155 MiB for 2M (11.7 GiB before).
 //!
 //! # Files
 //!
 //! `simulate.rs` is the generative model (one customer at a time), `write.rs` turns the
-//! simulated events and latent states into Arrow batches (ids, order ids, the truth table);
-//! this file holds the parameters and [`generate`], which runs the two.
+//! simulated events and latent states into Arrow batches (ids, order ids, the truth table),
+//! `streamed.rs` is the bounded-memory path ([`spill`]: chunks, runs, merged batches) and
+//! `spill.rs` its files (fixed-size records, the k-way merge); this file holds the
+//! parameters and [`generate`].
+
+use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 use chrono::{Days, NaiveDate};
-use rayon::prelude::*;
 
 mod simulate;
+mod spill;
+mod streamed;
 #[cfg(test)]
 mod tests;
 mod write;
 
-use simulate::{simulate, Ev, Model, TruthRow, REACH_DAYS};
+use simulate::{Model, REACH_DAYS};
+use streamed::simulate_sorted;
+pub use streamed::{spill, EventBatches, Spilled, TruthBatches, CHUNK_CUSTOMERS};
 use write::{event_batches, id_width, truth_batch};
 pub use write::{event_schema, truth_schema};
 
@@ -183,6 +200,16 @@ pub enum GenerateError {
     /// Arrow rejected a batch.
     #[error("building Arrow batch")]
     Arrow(#[from] ArrowError),
+    /// Writing or reading a file of the scratch folder ([`spill`]).
+    #[error("{path}: scratch file")]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A scratch file holds a record this run cannot have written.
+    #[error("{path}: invalid scratch record ({detail})")]
+    ScratchRecord { path: PathBuf, detail: String },
 }
 
 /// Output of [`generate`].
@@ -197,7 +224,8 @@ pub struct Generated {
     pub n_events: usize,
 }
 
-/// Generates the event log and ground truth for `params`.
+/// Generates the event log and ground truth for `params`, all in memory (see [`spill`] for
+/// data sets of any size).
 ///
 /// Deterministic: the same params give identical batches regardless of the
 /// rayon thread count.
@@ -206,28 +234,11 @@ pub fn generate(params: &GenerateParams) -> Result<Generated, GenerateError> {
     let model = Model::new(params)?;
     let width = id_width(params.customers);
 
-    let per_customer: Vec<(TruthRow, Vec<Ev>)> = (0..params.customers)
-        .into_par_iter()
-        .map(|i| simulate(&model, i))
-        .collect();
-
-    // One flat copy then a global parallel sort: simple and obviously correct.
-    // Each customer's vector is freed as soon as it is copied. (A time-bucketed
-    // scatter would save the copy and part of the sort, but the whole pipeline
-    // already runs at ~8M events/s on 2 cores.)
-    let n_events: usize = per_customer.iter().map(|(_, ev)| ev.len()).sum();
-    let mut events = Vec::with_capacity(n_events);
-    let mut truth = Vec::with_capacity(params.customers);
-    for (row, ev) in per_customer {
-        truth.push(row);
-        events.extend_from_slice(&ev);
-    }
-    // Unique key, so the unstable sort is still deterministic.
-    events.par_sort_unstable_by_key(|e| (e.t, e.cust, e.seq));
-
+    let (truth, events) = simulate_sorted(&model, 0..params.customers);
+    let n_events = events.len();
     let batches = event_batches(&events, width, MAX_BATCH_ROWS)?;
     drop(events);
-    let truth = truth_batch(&truth, width)?;
+    let truth = truth_batch(&truth, 0, width)?;
     Ok(Generated {
         events: batches,
         truth,

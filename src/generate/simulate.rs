@@ -90,6 +90,15 @@ pub(super) struct Ev {
 // The layout the memory figures above rely on; a field that grows `Ev` fails the build.
 const _: () = assert!(std::mem::size_of::<Ev>() == 32);
 
+impl Ev {
+    /// The event log's order: time, then customer, then the customer's push counter. Unique
+    /// over the data set, so every sort and merge by it has exactly one result (the file's
+    /// bytes do not depend on the sort algorithm, the thread count or the chunking).
+    pub(super) fn key(&self) -> (i64, u32, u32) {
+        (self.t, self.cust, self.seq)
+    }
+}
+
 /// Latent state and counts of one customer, turned into one truth row.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TruthRow {

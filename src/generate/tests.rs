@@ -98,7 +98,7 @@ fn chunking_preserves_rows() {
     let mut events: Vec<Ev> = (0..p.customers)
         .flat_map(|i| simulate(&model, i).1)
         .collect();
-    events.sort_unstable_by_key(|e| (e.t, e.cust, e.seq));
+    events.sort_unstable_by_key(Ev::key);
     let one = event_batches(&events, width, MAX_BATCH_ROWS).expect("batches");
     let many = event_batches(&events, width, 1_000).expect("batches");
     assert_eq!(one.len(), 1);
@@ -106,6 +106,53 @@ fn chunking_preserves_rows() {
     assert!(many.iter().all(|b| b.num_rows() <= 1_000));
     for (k, b) in many.iter().enumerate() {
         assert_eq!(*b, one[0].slice(k * 1_000, b.num_rows()), "chunk {k}");
+    }
+}
+
+/// The streamed path (customers simulated in chunks, each chunk's events sorted and spilled as
+/// a run, the runs merged) gives the in-memory generator's rows, value for value, whatever the
+/// chunk size: one run, a few, and chunks of one customer (1,500 runs, more than are merged at
+/// once, so groups of runs are first merged into longer ones), in batches of any size.
+#[test]
+fn spilled_runs_merge_to_the_rows_of_one_sort() {
+    let p = small(21);
+    let whole = generate(&p).expect("generate");
+    let schema = event_schema();
+    let all_events = arrow_select::concat::concat_batches(&schema, &whole.events).expect("concat");
+    for chunk in [p.customers, 500, 7, 1] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spilled = spill(&p, dir.path(), chunk).expect("spill");
+        let runs = p.customers.div_ceil(chunk);
+        assert_eq!(
+            spilled.runs(),
+            if runs > 256 { runs.div_ceil(256) } else { runs }
+        );
+        assert_eq!(spilled.n_events(), whole.n_events as u64);
+        // The truth file and the runs being merged, nothing else (merged runs are removed).
+        let files = std::fs::read_dir(dir.path()).expect("list").count();
+        assert_eq!(files, 1 + spilled.runs(), "chunk {chunk}");
+
+        let events: Vec<RecordBatch> = spilled
+            .events(1_000)
+            .expect("open runs")
+            .collect::<Result<_, _>>()
+            .expect("merge");
+        assert_eq!(
+            events.len(),
+            whole.n_events.div_ceil(1_000),
+            "chunk {chunk}"
+        );
+        let events = arrow_select::concat::concat_batches(&schema, &events).expect("concat");
+        assert!(events == all_events, "chunk {chunk}: other events");
+
+        let truth: Vec<RecordBatch> = spilled
+            .truth(100)
+            .expect("open truth")
+            .collect::<Result<_, _>>()
+            .expect("truth");
+        assert_eq!(truth.len(), p.customers.div_ceil(100));
+        let truth = arrow_select::concat::concat_batches(&truth_schema(), &truth).expect("concat");
+        assert!(truth == whole.truth, "chunk {chunk}: another truth table");
     }
 }
 

@@ -105,7 +105,7 @@ fn customer_id_array(customers: impl ExactSizeIterator<Item = u32>, width: usize
 }
 
 /// Builds one event batch from a sorted slice.
-fn event_batch(chunk: &[Ev], width: usize) -> Result<RecordBatch, ArrowError> {
+pub(super) fn event_batch(chunk: &[Ev], width: usize) -> Result<RecordBatch, ArrowError> {
     let n = chunk.len();
     let customer_id = customer_id_array(chunk.iter().map(|e| e.cust), width);
     let event_time =
@@ -167,8 +167,14 @@ pub(super) fn event_batches(
         .collect()
 }
 
-pub(super) fn truth_batch(rows: &[TruthRow], width: usize) -> Result<RecordBatch, ArrowError> {
-    let customer_id = customer_id_array(0..rows.len() as u32, width);
+/// The truth rows of the customers `first..first + rows.len()` as one batch.
+pub(super) fn truth_batch(
+    rows: &[TruthRow],
+    first: usize,
+    width: usize,
+) -> Result<RecordBatch, ArrowError> {
+    // Validated: customers <= MAX_CUSTOMERS < u32::MAX.
+    let customer_id = customer_id_array(first as u32..(first + rows.len()) as u32, width);
     let ts = |f: fn(&TruthRow) -> i64| {
         TimestampMicrosecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC")
     };

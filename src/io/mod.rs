@@ -1,7 +1,8 @@
 //! The edges of the pipeline: finding, opening, reading and validating events ([`discover`],
 //! [`input`], [`read`]; decoder panics caught by [`guard`]), output paths checked before the
 //! work ([`target`]), writing outputs ([`output`]) and publishing them safely ([`publish`]:
-//! lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT).
+//! lock, staging, swap, recovery; [`interrupt`]: SIGTERM / SIGINT), a run's own scratch
+//! folder ([`scratch`]) and the k-way merge of files sorted by customer ([`sorted_merge`]).
 
 pub mod discover;
 pub mod guard;
@@ -10,6 +11,7 @@ pub mod interrupt;
 pub mod output;
 pub mod publish;
 pub mod read;
+pub mod scratch;
 pub mod sorted_merge;
 pub mod target;
 

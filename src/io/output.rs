@@ -146,11 +146,40 @@ pub fn write_parquet_stream(
     batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
+    through_temp(path, batches, |tmp, received| {
+        write_row_groups(tmp, schema, received, options)
+    })
+}
+
+/// [`write_parquet_stream`] for batches of any size (a merge's output): their rows are
+/// gathered into row groups of exactly `options.row_group_rows` as in
+/// [`write_parquet_direct_grouped`], so the file is the one a single batch of all the rows
+/// makes, while only small batches are in flight.
+pub fn write_parquet_stream_grouped(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
+    through_temp(path, batches, |tmp, received| {
+        write_grouped(tmp, schema, received.into_iter().map(Ok), options)
+    })
+}
+
+/// Runs `encode` on its own thread over the batches received, into a temporary sibling of
+/// `path` renamed over it at the end (removed on an error). The caller's thread makes the
+/// next batch meanwhile; at most one made batch waits between the two.
+fn through_temp(
+    path: &Path,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    encode: impl FnOnce(&Path, std::sync::mpsc::Receiver<RecordBatch>) -> Result<u64, OutputError>
+        + Send,
+) -> Result<u64, OutputError> {
     let tmp = temp_sibling(path);
     let written = std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
         let tmp = &tmp;
-        let encoder = scope.spawn(move || write_row_groups(tmp, schema, receive, options));
+        let encoder = scope.spawn(move || encode(tmp, receive));
         let mut made = Ok(());
         for batch in batches {
             match batch {
@@ -237,6 +266,18 @@ pub fn write_parquet_direct_grouped(
     batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     options: &ParquetOptions,
 ) -> Result<u64, OutputError> {
+    let rows = write_grouped(path, schema, batches, options)?;
+    fault("stage-after-file").map_err(io_err(path))?;
+    Ok(rows)
+}
+
+/// The row groups of [`write_parquet_direct_grouped`], written to `path` and synced.
+fn write_grouped(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    options: &ParquetOptions,
+) -> Result<u64, OutputError> {
     let perr = parquet_error(path);
     let writer = arrow_writer(path, schema.clone(), options)?;
     let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
@@ -301,7 +342,6 @@ pub fn write_parquet_direct_grouped(
         close(columns, &mut file_writer)?;
     }
     synced(path, file_writer.into_inner().map_err(perr)?)?;
-    fault("stage-after-file").map_err(io_err(path))?;
     Ok(rows)
 }
 

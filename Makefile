@@ -6,7 +6,7 @@ BIN    := target/release/churnclv
 SAMPLE := data/sample/events.parquet
 OUT    ?= out
 
-.PHONY: run test build sample cdnow bench bench-data clean fuzz scale spark-check
+.PHONY: run test build sample cdnow bench bench-booster bench-data clean fuzz scale spark-check
 
 BENCH_EVENTS := data/bench/events.parquet
 VENV         := .venv
@@ -82,6 +82,11 @@ bench: build bench-data $(VENV)/.installed
 ## once), the whole job with and without a 2GB budget; wall, CPU, peak RSS. Not part of make test.
 scale: build
 	python3 bench/scale_run.py --bin $(BIN) --events data/scale/events.parquet
+
+## The boosted challengers' six fits of one run done by LightGBM on the same customers
+## (bench/booster_peer.py): what issue 12's time budget would have to hold at a peer's speed.
+bench-booster: build bench-data $(VENV)/.installed
+	$(VENV)/bin/python bench/booster_peer.py --bin $(BIN) --events $(BENCH_EVENTS)
 
 bench-data: build
 	@test -f $(BENCH_EVENTS) || $(BIN) generate --customers 200000 --seed 7 --out $(BENCH_EVENTS)

@@ -27,6 +27,7 @@ pub mod features;
 pub mod generate;
 pub mod io;
 pub mod labels;
+pub mod memory;
 pub mod models;
 pub mod plan;
 pub mod report;

@@ -1,7 +1,7 @@
 //! The `churnclv` binary: parse arguments, dispatch, map errors to exit codes
 //! (0 ok, 1 internal error, 2 bad input / config / usage, 3 quality gate failed;
 //! 130 / 143 stopped by SIGINT / SIGTERM, set by the signal handler).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception, `release_here` (src/memory.rs, docs/design.md)
 
 use std::process::ExitCode;
 
@@ -21,7 +21,29 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's free pages returned to the system: the calling thread's heap
+/// (`mi_collect` walks only the heap of the thread that calls it).
+#[cfg(not(feature = "system-alloc"))]
+#[allow(unsafe_code)]
+fn release_here() {
+    // SAFETY: `mi_collect` takes no pointer and touches only the calling thread's heap and
+    // the allocator's own caches, under its own locks; any thread may call it at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// [`release_here`] on every rayon thread and on this one.
+#[cfg(not(feature = "system-alloc"))]
+fn release_everywhere() {
+    rayon::broadcast(|_| release_here());
+    release_here();
+}
+
 fn main() -> ExitCode {
+    #[cfg(not(feature = "system-alloc"))]
+    churnclv::memory::register(churnclv::memory::Release {
+        here: release_here,
+        everywhere: release_everywhere,
+    });
     let cli = match cmd::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return cmd::finish::usage(err),

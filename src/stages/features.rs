@@ -111,6 +111,7 @@ pub fn with_duplicates(inputs: &InputSet, read: &ReadOptions) -> Result<ReadOpti
     }
     let started = Instant::now();
     let dups = crate::io::read::duplicate_rows(inputs)?;
+    crate::memory::release_everywhere("the duplicate pass");
     tracing::info!(
         stage = "features",
         duplicates = dups.count,
@@ -502,6 +503,9 @@ impl Scanned {
                     latest_ids.push((i, id));
                 }
             }
+            // The freed histories' pages back to the system before the samples grow into
+            // new ones (crate::memory).
+            crate::memory::release_everywhere("a group of histories");
         }
         // Put in id order in place (each row's rank is its final index: one swap per row
         // out of place, no comparison sort of 370-byte rows) and mapped in place (a `Vec`

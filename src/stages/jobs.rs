@@ -131,6 +131,7 @@ pub fn model_inputs(plan: &Plan, c: &Cutoffs) -> Result<ModelInputs> {
         &tables(c),
         how,
     )?;
+    crate::memory::release_everywhere("the scan's histories");
     tracing::info!(
         stage = "model inputs",
         shards = how.shards,

@@ -69,6 +69,12 @@ where
                 rejects: Vec::new(),
             };
             task.read_row_group(&inputs.files[fi], rg, opts, dups)?;
+            let rows = inputs.files[fi]
+                .metadata
+                .metadata()
+                .row_group(rg)
+                .num_rows();
+            crate::memory::release_after_rows(rows.max(0) as usize);
             Ok::<_, InputError>((task.stats, task.rejects))
         })
         .try_reduce(

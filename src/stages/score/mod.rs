@@ -23,7 +23,7 @@ mod slices;
 mod summary;
 
 pub use slices::{score_slices, summary_by_slices};
-use summary::summarise;
+use summary::{summarise, Outcomes};
 pub use summary::{Kpis, Summary, TierStats};
 
 use crate::segment::{
@@ -331,10 +331,16 @@ pub fn score_with(
     run_id: &str,
     cuts: Option<&Cuts>,
 ) -> Result<Scored, ScoreError> {
-    score_rows(&set.customer_ids, &set.rows, models, tiers, run_id, cuts)
+    let (table, outcomes) = score_rows(&set.customer_ids, &set.rows, models, tiers, run_id, cuts)?;
+    Ok(Scored {
+        table,
+        summary: summarise(&set.rows, outcomes),
+    })
 }
 
-/// [`score_with`] of some rows of a feature table (ids `ids`, in customer_id order).
+/// The score rows of some rows of a feature table (ids `ids`, in customer_id order), and
+/// what a [`Summary`] of them is made of ([`score_with`] summarises; the slices of
+/// [`score_slices`], summarised before, do not).
 fn score_rows(
     ids: &[Box<str>],
     rows: &[Features],
@@ -342,7 +348,7 @@ fn score_rows(
     tiers: &TierConfig,
     run_id: &str,
     cuts: Option<&Cuts>,
-) -> Result<Scored, ScoreError> {
+) -> Result<(RecordBatch, Outcomes), ScoreError> {
     let n = rows.len();
     let names = reason_names(models.churn);
     let ModelOutputs {
@@ -435,17 +441,16 @@ fn score_rows(
         Arc::new(StringArray::from(vec![run_id; n])),
     ];
     let table = RecordBatch::try_new(scores_schema(), columns)?;
-    Ok(Scored {
+    Ok((
         table,
-        summary: summarise(
-            rows,
+        Outcomes {
             churn_probability,
             clv,
             tier,
-            &stages,
+            stages,
             with_probability,
-        ),
-    })
+        },
+    ))
 }
 
 /// Probabilities and reason contributions of the BTYD buy-again champion for the buyers'

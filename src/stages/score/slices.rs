@@ -5,7 +5,7 @@ use arrow_array::RecordBatch;
 
 use super::{
     model_outputs, rank_key_of, reason_names, score_rows, summarise, tiers_and_stages, Models,
-    ScoreError, Summary,
+    Outcomes, ScoreError, Summary,
 };
 use crate::cuts::{Cuts, RankKeys};
 use crate::features::FeatureTable;
@@ -59,11 +59,13 @@ pub fn summary_by_slices(
     }
     let summary = summarise(
         rows,
-        churn_probability,
-        clv,
-        tier,
-        &stages,
-        with_probability,
+        Outcomes {
+            churn_probability,
+            clv,
+            tier,
+            stages,
+            with_probability,
+        },
     );
     Ok((summary, cuts))
 }
@@ -81,7 +83,7 @@ pub fn score_slices<'a>(
 ) -> impl Iterator<Item = Result<RecordBatch, ScoreError>> + 'a {
     slices_of(set.len(), slice).map(move |range| {
         let ids = &set.customer_ids[range.clone()];
-        score_rows(ids, &set.rows[range], models, tiers, run_id, Some(cuts)).map(|s| s.table)
+        score_rows(ids, &set.rows[range], models, tiers, run_id, Some(cuts)).map(|(table, _)| table)
     })
 }
 

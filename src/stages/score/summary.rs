@@ -100,16 +100,28 @@ impl Summary {
     }
 }
 
-/// The summary of `rows` scored: `tier[i]` and `stages[i]` of each row from its churn
-/// probability and CLV.
-pub(super) fn summarise(
-    rows: &[Features],
-    churn_probability: Vec<Option<f64>>,
-    clv: Vec<Option<f64>>,
-    tier: Vec<u8>,
-    stages: &[&'static str],
-    with_probability: usize,
-) -> Summary {
+/// What each scored row came out as: the inputs of a [`Summary`].
+pub(super) struct Outcomes {
+    pub churn_probability: Vec<Option<f64>>,
+    pub clv: Vec<Option<f64>>,
+    /// Index into `TIERS`.
+    pub tier: Vec<u8>,
+    /// Lifecycle stage.
+    pub stages: Vec<&'static str>,
+    /// Rows with a churn probability.
+    pub with_probability: usize,
+}
+
+/// The summary of `rows` scored (`outcomes` row for row).
+pub(super) fn summarise(rows: &[Features], outcomes: Outcomes) -> Summary {
+    let Outcomes {
+        churn_probability,
+        clv,
+        tier,
+        stages,
+        with_probability,
+    } = outcomes;
+    let stages = &stages[..];
     let n = rows.len();
     let all: Vec<usize> = (0..n).collect();
     let kpis_all = kpis(rows, &all, stages, &churn_probability, &clv);

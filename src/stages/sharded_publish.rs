@@ -241,10 +241,7 @@ fn stream(runs: &[Run]) -> publish::BatchStream<'_> {
         match merge.as_mut()?.next_batch() {
             Ok(None) => None,
             Ok(Some(Ok(b))) => Some(Ok(b)),
-            Ok(Some(Err(t))) => Some(Err(ArrowError::InvalidArgumentError(format!(
-                "customer '{}' twice in the merge",
-                t.id
-            )))),
+            Ok(Some(Err(t))) => Some(Err(ArrowError::ExternalError(Box::new(twice(t))))),
             Err(e) => Some(Err(ArrowError::ExternalError(Box::new(e)))),
         }
     }))
